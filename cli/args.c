@@ -1,0 +1,98 @@
+/* args.c - option parsing and error reporting shared by all commands. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("onnx-tl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    (void)usage;
+    return EXIT_USAGE;
+}
+
+int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    int only_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (only_pos || arg[0] != '-' || arg[1] == 0) {
+            if (a->n_pos >= 64)
+                return cli_usage_error(usage, "too many arguments");
+            a->pos[a->n_pos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        const char *name = arg + (arg[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (const cli_opt *p = opts; p->name; p++)
+            if (strlen(p->name) == nlen && strncmp(p->name, name, nlen) == 0)
+                o = p;
+        if (!o)
+            return cli_usage_error(usage, "unknown option '%s' (see --help)", arg);
+        const char *val = NULL;
+        if (o->takes_value) {
+            if (eq)
+                val = eq + 1;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else
+                return cli_usage_error(usage, "option '--%s' needs a value", o->name);
+        } else if (eq) {
+            return cli_usage_error(usage, "option '--%s' takes no value", o->name);
+        }
+        if (!o->repeatable)
+            for (int k = 0; k < a->n_set; k++)
+                if (strcmp(a->set[k].name, o->name) == 0)
+                    return cli_usage_error(usage, "option '--%s' given twice", o->name);
+        if (a->n_set >= 128)
+            return cli_usage_error(usage, "too many options");
+        a->set[a->n_set].name = o->name;
+        a->set[a->n_set].value = val ? val : "";
+        a->n_set++;
+    }
+    return 0;
+}
+
+const char *cli_get(const cli_args *a, const char *name)
+{
+    const char *v = NULL;
+    for (int k = 0; k < a->n_set; k++)
+        if (strcmp(a->set[k].name, name) == 0)
+            v = a->set[k].value;
+    return v;
+}
+
+int cli_flag(const cli_args *a, const char *name)
+{
+    return cli_get(a, name) != NULL;
+}
+
+int cli_fail(const otl_error *err)
+{
+    fprintf(stderr, "onnx-tl: %s\n", err->msg[0] ? err->msg : "unknown error");
+    switch (err->code) {
+    case OTL_OK:
+        return EXIT_OK;
+    case OTL_ERR_USAGE:
+        return EXIT_USAGE;
+    default:
+        return EXIT_INPUT;
+    }
+}

@@ -1,0 +1,40 @@
+/* cli.h - shared pieces of the onnx-tl command-line tool: option parsing, error reporting.
+ * Each command lives in its own cli/cmd_*.c and returns the process exit status. */
+#ifndef OTL_CLI_H
+#define OTL_CLI_H
+
+#include "onnxtl.h"
+
+enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+/* A parsed option list: `--name value`, `--name=value`, flags, and positional arguments. */
+typedef struct cli_opt {
+    const char *name;     /* without the leading "--" */
+    int takes_value;
+    int repeatable;
+} cli_opt;
+
+typedef struct cli_args {
+    int n_pos;
+    const char *pos[64];
+    int n_set;
+    struct { const char *name; const char *value; } set[128];
+} cli_args;
+
+/* Parse argv against the option table; prints a usage error and returns EXIT_USAGE on
+ * unknown options or missing values, -1 if --help was given (usage printed), 0 otherwise. */
+int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli_args *a);
+const char *cli_get(const cli_args *a, const char *name); /* last value, or NULL */
+int cli_flag(const cli_args *a, const char *name);
+/* Print "onnx-tl: <message>" for an error and return the matching exit status. */
+int cli_fail(const otl_error *err);
+int cli_usage_error(const char *usage, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+int cmd_info(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+#endif

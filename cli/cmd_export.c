@@ -1,0 +1,54 @@
+/* cmd_export.c - `onnx-tl export MODEL -o OUT`: write a clean copy of the model.
+ * Without options the model is re-serialized unchanged in meaning; quantization and pruning
+ * come with later versions. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: onnx-tl export MODEL -o OUT [--external-data] [--embed-data]\n"
+    "\n"
+    "Write a copy of MODEL that ONNX Runtime and other ONNX consumers load.\n"
+    "  -o, --output OUT    output file (must differ from MODEL); written atomically\n"
+    "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
+    "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
+    "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
+    "protobuf's 2 GiB limit.\n";
+
+static const cli_opt opts[] = {
+    {"o", 1, 0}, {"output", 1, 0}, {"external-data", 0, 0}, {"embed-data", 0, 0},
+    {"threads", 1, 0}, {NULL, 0, 0},
+};
+
+int cmd_export(int argc, char **argv)
+{
+    cli_args a;
+    int rc = cli_parse(argc, argv, opts, usage, &a);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (a.n_pos != 1)
+        return cli_usage_error(usage, "export: expected one MODEL argument (see --help)");
+    const char *out = cli_get(&a, "o") ? cli_get(&a, "o") : cli_get(&a, "output");
+    if (!out || !*out)
+        return cli_usage_error(usage, "export: -o OUT is required");
+    if (strcmp(out, a.pos[0]) == 0)
+        return cli_usage_error(usage, "export: -o must differ from the input model");
+    if (cli_flag(&a, "external-data") && cli_flag(&a, "embed-data"))
+        return cli_usage_error(usage, "export: --external-data and --embed-data exclude each other");
+
+    otl_error err = {0};
+    otl_model *m = NULL;
+    if (otl_model_load(&m, a.pos[0], NULL, &err))
+        return cli_fail(&err);
+    otl_save_opts so = {0};
+    if (cli_flag(&a, "external-data"))
+        so.external = OTL_EXTERNAL_ALWAYS;
+    if (cli_flag(&a, "embed-data"))
+        so.external = OTL_EXTERNAL_NEVER;
+    otl_status st = otl_model_save(m, out, &so, &err);
+    otl_model_free(m);
+    if (st)
+        return cli_fail(&err);
+    return EXIT_OK;
+}

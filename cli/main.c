@@ -1,0 +1,62 @@
+/* main.c - onnx-tl entry point: dispatches to one function per command (cli/cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: onnx-tl COMMAND [options]   (onnx-tl COMMAND --help for details)\n"
+    "\n"
+    "Transfer learning on ONNX models, on the CPU.\n"
+    "\n"
+    "commands:\n"
+    "  info      summarize a model: inputs/outputs, opset, parameters, ops, layers, head\n"
+    "  export    write a clean copy of a model (re-serialized, unchanged in meaning)\n"
+    "  run       forward pass                      (not yet implemented)\n"
+    "  swap-head replace the classifier head       (not yet implemented)\n"
+    "  freeze    mark parameters frozen/trainable  (not yet implemented)\n"
+    "  grad      one forward+backward pass         (not yet implemented)\n"
+    "  train     fine-tune on a data set           (not yet implemented)\n"
+    "  eval      accuracy, F1, confusion matrix    (not yet implemented)\n"
+    "  predict   classify images                   (not yet implemented)\n"
+    "\n"
+    "options: --help, --version\n"
+    "exit status: 0 success, 1 a problem with the input, 2 bad usage\n";
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} commands[] = {
+    {"info", cmd_info},
+    {"export", cmd_export},
+};
+
+static const char *const planned[] = {"run", "swap-head", "freeze", "grad", "train", "eval", "predict"};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("onnx-tl %s\n", OTL_VERSION);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].fn(argc - 2, argv + 2);
+    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
+        if (strcmp(cmd, planned[i]) == 0) {
+            fprintf(stderr, "onnx-tl: command '%s' is not implemented in this version (%s)\n", cmd,
+                    OTL_VERSION);
+            return EXIT_USAGE;
+        }
+    fprintf(stderr, "onnx-tl: unknown command '%s' (see onnx-tl --help)\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,385 @@
+/* ir.c - the in-memory model: constructors, destructors, look-ups and data-type facts.
+ * The IR mirrors ONNX closely but owns plain C data; proto/ converts to and from protobuf. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnxtl.h"
+#include "src/util.h"
+
+/* ------------------------------------------------------------ data types */
+
+static const struct {
+    const char *name;
+    int size2; /* bytes per element times two */
+    int is_float;
+} dtype_info[OTL_DTYPE_COUNT_] = {
+    [OTL_DTYPE_UNDEFINED] = {"undefined", 0, 0},
+    [OTL_DTYPE_FLOAT] = {"float32", 8, 1},
+    [OTL_DTYPE_UINT8] = {"uint8", 2, 0},
+    [OTL_DTYPE_INT8] = {"int8", 2, 0},
+    [OTL_DTYPE_UINT16] = {"uint16", 4, 0},
+    [OTL_DTYPE_INT16] = {"int16", 4, 0},
+    [OTL_DTYPE_INT32] = {"int32", 8, 0},
+    [OTL_DTYPE_INT64] = {"int64", 16, 0},
+    [OTL_DTYPE_STRING] = {"string", 0, 0},
+    [OTL_DTYPE_BOOL] = {"bool", 2, 0},
+    [OTL_DTYPE_FLOAT16] = {"float16", 4, 1},
+    [OTL_DTYPE_DOUBLE] = {"float64", 16, 1},
+    [OTL_DTYPE_UINT32] = {"uint32", 8, 0},
+    [OTL_DTYPE_UINT64] = {"uint64", 16, 0},
+    [OTL_DTYPE_COMPLEX64] = {"complex64", 16, 0},
+    [OTL_DTYPE_COMPLEX128] = {"complex128", 32, 0},
+    [OTL_DTYPE_BFLOAT16] = {"bfloat16", 4, 1},
+    [OTL_DTYPE_FLOAT8E4M3FN] = {"float8e4m3fn", 2, 1},
+    [OTL_DTYPE_FLOAT8E4M3FNUZ] = {"float8e4m3fnuz", 2, 1},
+    [OTL_DTYPE_FLOAT8E5M2] = {"float8e5m2", 2, 1},
+    [OTL_DTYPE_FLOAT8E5M2FNUZ] = {"float8e5m2fnuz", 2, 1},
+    [OTL_DTYPE_UINT4] = {"uint4", 1, 0},
+    [OTL_DTYPE_INT4] = {"int4", 1, 0},
+};
+
+const char *otl_dtype_name(int dtype)
+{
+    if (dtype < 0 || dtype >= OTL_DTYPE_COUNT_)
+        return "?";
+    return dtype_info[dtype].name;
+}
+
+int otl_dtype_is_float(int dtype)
+{
+    return dtype > 0 && dtype < OTL_DTYPE_COUNT_ && dtype_info[dtype].is_float;
+}
+
+int otl_dtype_size2(int dtype)
+{
+    if (dtype <= 0 || dtype >= OTL_DTYPE_COUNT_)
+        return 0;
+    return dtype_info[dtype].size2;
+}
+
+int64_t otl_dtype_nbytes(int dtype, int64_t n)
+{
+    int s2 = otl_dtype_size2(dtype);
+    if (s2 == 0 || n < 0 || n > INT64_MAX / s2)
+        return -1;
+    return (n * s2 + 1) / 2;
+}
+
+/* ------------------------------------------------------------ construction */
+
+otl_model *otl_model_new(void)
+{
+    otl_model *m = calloc(1, sizeof *m);
+    return m;
+}
+
+otl_graph *otl_graph_new(void)
+{
+    return calloc(1, sizeof(otl_graph));
+}
+
+otl_node *otl_node_new(const char *name, const char *op_type, const char *domain)
+{
+    otl_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->name = otl_strdup(name ? name : "");
+    n->op_type = otl_strdup(op_type ? op_type : "");
+    n->domain = otl_strdup(domain ? domain : "");
+    if (!n->name || !n->op_type || !n->domain) {
+        otl_node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+otl_tensor *otl_tensor_new(const char *name, int dtype, int rank, const int64_t *dims)
+{
+    otl_tensor *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->name = otl_strdup(name ? name : "");
+    t->dtype = dtype;
+    t->rank = rank;
+    t->numel = 1;
+    if (rank > 0) {
+        t->dims = malloc((size_t)rank * sizeof *t->dims);
+        if (!t->dims) {
+            otl_tensor_free(t);
+            return NULL;
+        }
+        for (int i = 0; i < rank; i++) {
+            t->dims[i] = dims[i];
+            t->numel *= dims[i];
+        }
+    }
+    if (!t->name) {
+        otl_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+otl_value *otl_value_new(const char *name)
+{
+    otl_value *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->name = otl_strdup(name ? name : "");
+    if (!v->name) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------ destruction */
+
+static void unknown_free(otl_unknown *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        free(u->f[i].data);
+    free(u->f);
+    u->f = NULL;
+    u->n = 0;
+}
+
+static void blobs_free(otl_blob *b, size_t n)
+{
+    for (size_t i = 0; b && i < n; i++)
+        free(b[i].data);
+    free(b);
+}
+
+void otl_tensor_free(otl_tensor *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free(t->doc);
+    free(t->dims);
+    free(t->data);
+    if (t->strs)
+        blobs_free(t->strs, (size_t)t->numel);
+    free(t->ext_location);
+    for (int i = 0; i < t->n_ext_extra; i++) {
+        free(t->ext_extra[i].key);
+        free(t->ext_extra[i].value);
+    }
+    free(t->ext_extra);
+    unknown_free(&t->unknown);
+    free(t);
+}
+
+void otl_value_free(otl_value *v)
+{
+    if (!v)
+        return;
+    free(v->name);
+    free(v->doc);
+    for (int i = 0; v->dims && i < v->rank; i++) {
+        free(v->dims[i].param);
+        free(v->dims[i].denotation);
+    }
+    free(v->dims);
+    free(v->denotation);
+    free(v->type_blob.data);
+    unknown_free(&v->unknown);
+    free(v);
+}
+
+static void attr_clear(otl_attr *a)
+{
+    free(a->name);
+    free(a->doc);
+    free(a->ref_attr_name);
+    free(a->s.data);
+    otl_tensor_free(a->t);
+    otl_graph_free(a->g);
+    free(a->floats);
+    free(a->ints);
+    blobs_free(a->strings, a->n_strings);
+    for (size_t i = 0; i < a->n_tensors; i++)
+        otl_tensor_free(a->tensors[i]);
+    free(a->tensors);
+    for (size_t i = 0; i < a->n_graphs; i++)
+        otl_graph_free(a->graphs[i]);
+    free(a->graphs);
+    free(a->sparse_tensor.data);
+    free(a->tp.data);
+    blobs_free(a->sparse_tensors, a->n_sparse_tensors);
+    blobs_free(a->type_protos, a->n_type_protos);
+    unknown_free(&a->unknown);
+    memset(a, 0, sizeof *a);
+}
+
+void otl_node_free(otl_node *n)
+{
+    if (!n)
+        return;
+    free(n->name);
+    free(n->op_type);
+    free(n->domain);
+    free(n->doc);
+    for (int i = 0; n->inputs && i < n->n_inputs; i++)
+        free(n->inputs[i]);
+    free(n->inputs);
+    for (int i = 0; n->outputs && i < n->n_outputs; i++)
+        free(n->outputs[i]);
+    free(n->outputs);
+    for (int i = 0; n->attrs && i < n->n_attrs; i++)
+        attr_clear(&n->attrs[i]);
+    free(n->attrs);
+    unknown_free(&n->unknown);
+    free(n);
+}
+
+void otl_graph_free(otl_graph *g)
+{
+    if (!g)
+        return;
+    free(g->name);
+    free(g->doc);
+    for (int i = 0; g->nodes && i < g->n_nodes; i++)
+        otl_node_free(g->nodes[i]);
+    free(g->nodes);
+    for (int i = 0; g->inits && i < g->n_inits; i++)
+        otl_tensor_free(g->inits[i]);
+    free(g->inits);
+    for (int i = 0; g->inputs && i < g->n_inputs; i++)
+        otl_value_free(g->inputs[i]);
+    free(g->inputs);
+    for (int i = 0; g->outputs && i < g->n_outputs; i++)
+        otl_value_free(g->outputs[i]);
+    free(g->outputs);
+    for (int i = 0; g->value_info && i < g->n_value_info; i++)
+        otl_value_free(g->value_info[i]);
+    free(g->value_info);
+    blobs_free(g->sparse_inits, g->n_sparse_inits);
+    blobs_free(g->quant_annot, g->n_quant_annot);
+    unknown_free(&g->unknown);
+    free(g);
+}
+
+void otl_model_free(otl_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; m->opsets && i < m->n_opsets; i++)
+        free(m->opsets[i].domain);
+    free(m->opsets);
+    free(m->producer_name);
+    free(m->producer_version);
+    free(m->domain);
+    free(m->doc);
+    otl_graph_free(m->graph);
+    for (int i = 0; m->meta && i < m->n_meta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].value);
+    }
+    free(m->meta);
+    blobs_free(m->training_info, m->n_training_info);
+    blobs_free(m->functions, m->n_functions);
+    unknown_free(&m->unknown);
+    free(m->path);
+    free(m);
+}
+
+/* ------------------------------------------------------------ look-ups */
+
+const char *otl_model_meta_get(const otl_model *m, const char *key)
+{
+    for (int i = 0; i < m->n_meta; i++)
+        if (m->meta[i].key && strcmp(m->meta[i].key, key) == 0)
+            return m->meta[i].value ? m->meta[i].value : "";
+    return NULL;
+}
+
+otl_status otl_model_meta_set(otl_model *m, const char *key, const char *value, otl_error *err)
+{
+    for (int i = 0; i < m->n_meta; i++) {
+        if (m->meta[i].key && strcmp(m->meta[i].key, key) == 0) {
+            if (!value) { /* remove */
+                free(m->meta[i].key);
+                free(m->meta[i].value);
+                memmove(&m->meta[i], &m->meta[i + 1], (size_t)(m->n_meta - i - 1) * sizeof *m->meta);
+                m->n_meta--;
+                return OTL_OK;
+            }
+            char *v = otl_strdup(value);
+            if (!v)
+                return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+            free(m->meta[i].value);
+            m->meta[i].value = v;
+            return OTL_OK;
+        }
+    }
+    if (!value)
+        return OTL_OK;
+    otl_kv *nm = realloc(m->meta, (size_t)(m->n_meta + 1) * sizeof *nm);
+    if (!nm)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    m->meta = nm;
+    nm[m->n_meta].key = otl_strdup(key);
+    nm[m->n_meta].value = otl_strdup(value);
+    if (!nm[m->n_meta].key || !nm[m->n_meta].value) {
+        free(nm[m->n_meta].key);
+        free(nm[m->n_meta].value);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    m->n_meta++;
+    return OTL_OK;
+}
+
+int64_t otl_model_opset(const otl_model *m, const char *domain)
+{
+    for (int i = 0; i < m->n_opsets; i++) {
+        const char *d = m->opsets[i].domain ? m->opsets[i].domain : "";
+        if (strcmp(d, "ai.onnx") == 0)
+            d = "";
+        if (strcmp(d, domain) == 0)
+            return m->opsets[i].version;
+    }
+    return -1;
+}
+
+otl_tensor *otl_graph_find_init(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_inits; i++)
+        if (strcmp(g->inits[i]->name, name) == 0)
+            return g->inits[i];
+    return NULL;
+}
+
+otl_value *otl_graph_find_value(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_inputs; i++)
+        if (strcmp(g->inputs[i]->name, name) == 0)
+            return g->inputs[i];
+    for (int i = 0; i < g->n_outputs; i++)
+        if (strcmp(g->outputs[i]->name, name) == 0)
+            return g->outputs[i];
+    for (int i = 0; i < g->n_value_info; i++)
+        if (strcmp(g->value_info[i]->name, name) == 0)
+            return g->value_info[i];
+    return NULL;
+}
+
+const otl_attr *otl_node_attr(const otl_node *n, const char *name)
+{
+    for (int i = 0; i < n->n_attrs; i++)
+        if (n->attrs[i].name && strcmp(n->attrs[i].name, name) == 0)
+            return &n->attrs[i];
+    return NULL;
+}
+
+int otl_graph_producer(const otl_graph *g, const char *name)
+{
+    if (!name || !*name)
+        return -1;
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        for (int k = 0; k < g->nodes[i]->n_outputs; k++)
+            if (strcmp(g->nodes[i]->outputs[k], name) == 0)
+                return i;
+    return -1;
+}

@@ -1,0 +1,362 @@
+/* onnxtl.h - public API of libonnxtl: transfer learning on ONNX models, in C.
+ *
+ * The library reads an ONNX model into an in-memory IR that is independent of protobuf
+ * (otl_model / otl_graph / otl_node / otl_tensor / otl_value), lets callers inspect and edit
+ * it, and writes it back without losing anything it does not understand.
+ *
+ * Errors: every fallible call takes an `otl_error *` and returns an otl_status. The first
+ * error sticks: later failures do not overwrite the message. Messages name the file, and where
+ * it applies the node (name and op type) and the tensor. The library never exits or aborts on
+ * bad input.
+ *
+ * Ownership: every object returned by a *_load / *_new call is owned by the caller and released
+ * with the matching *_free; *_free(NULL) is a no-op. Strings inside the IR are heap copies owned
+ * by the enclosing object.
+ */
+#ifndef ONNXTL_H
+#define ONNXTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTL_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum otl_status {
+    OTL_OK = 0,
+    OTL_ERR_INPUT = 1,       /* bad model, data or file: CLI exit status 1 */
+    OTL_ERR_USAGE = 2,       /* bad arguments: CLI exit status 2 */
+    OTL_ERR_IO = 3,          /* read/write failure (reported as exit 1) */
+    OTL_ERR_NOMEM = 4,       /* allocation failed (reported as exit 1) */
+    OTL_ERR_UNSUPPORTED = 5, /* valid ONNX we cannot handle (reported as exit 1) */
+    OTL_ERR_INTERNAL = 6     /* our own bug */
+} otl_status;
+
+typedef struct otl_error {
+    otl_status code;
+    char msg[2048];
+} otl_error;
+
+/* Record an error unless one is already recorded; returns the (first) code. */
+otl_status otl_error_set(otl_error *err, otl_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void otl_error_clear(otl_error *err);
+
+/* -------------------------------------------------------------- data types */
+
+/* Same numbering as onnx.TensorProto.DataType. */
+typedef enum otl_dtype {
+    OTL_DTYPE_UNDEFINED = 0,
+    OTL_DTYPE_FLOAT = 1,
+    OTL_DTYPE_UINT8 = 2,
+    OTL_DTYPE_INT8 = 3,
+    OTL_DTYPE_UINT16 = 4,
+    OTL_DTYPE_INT16 = 5,
+    OTL_DTYPE_INT32 = 6,
+    OTL_DTYPE_INT64 = 7,
+    OTL_DTYPE_STRING = 8,
+    OTL_DTYPE_BOOL = 9,
+    OTL_DTYPE_FLOAT16 = 10,
+    OTL_DTYPE_DOUBLE = 11,
+    OTL_DTYPE_UINT32 = 12,
+    OTL_DTYPE_UINT64 = 13,
+    OTL_DTYPE_COMPLEX64 = 14,
+    OTL_DTYPE_COMPLEX128 = 15,
+    OTL_DTYPE_BFLOAT16 = 16,
+    OTL_DTYPE_FLOAT8E4M3FN = 17,
+    OTL_DTYPE_FLOAT8E4M3FNUZ = 18,
+    OTL_DTYPE_FLOAT8E5M2 = 19,
+    OTL_DTYPE_FLOAT8E5M2FNUZ = 20,
+    OTL_DTYPE_UINT4 = 21,
+    OTL_DTYPE_INT4 = 22,
+    OTL_DTYPE_COUNT_
+} otl_dtype;
+
+const char *otl_dtype_name(int dtype);      /* "float32", "int64", ...; "?" if unknown */
+int otl_dtype_is_float(int dtype);          /* float16/32/64, bfloat16, float8 */
+/* Bytes per element times 2 (int4 types take half a byte); 0 for string/unknown. */
+int otl_dtype_size2(int dtype);
+/* Bytes needed for n elements of dtype, or -1 on overflow/unknown dtype. */
+int64_t otl_dtype_nbytes(int dtype, int64_t n);
+
+/* ---------------------------------------------------------------- the IR */
+
+typedef struct otl_blob { /* opaque bytes: serialized protobuf we keep but do not model */
+    uint8_t *data;
+    size_t len;
+} otl_blob;
+
+/* Fields our schema does not know (from newer ONNX versions), kept verbatim for round trips. */
+typedef struct otl_unknown_field {
+    uint32_t tag;
+    uint8_t wire_type;
+    size_t len;
+    uint8_t *data;
+} otl_unknown_field;
+
+typedef struct otl_unknown {
+    size_t n;
+    otl_unknown_field *f;
+} otl_unknown;
+
+typedef struct otl_kv {
+    char *key;
+    char *value;
+} otl_kv;
+
+typedef struct otl_opset {
+    char *domain; /* "" for ai.onnx */
+    int64_t version;
+} otl_opset;
+
+typedef struct otl_dim {
+    int64_t value; /* >= 0, or -1 when not known as a number */
+    char *param;   /* symbolic name (dim_param) or NULL */
+    char *denotation;
+} otl_dim;
+
+/* A named value's declared type (graph input/output, value_info). */
+typedef struct otl_value {
+    char *name;
+    char *doc;
+    int has_type;
+    int is_tensor;     /* tensor_type; otherwise `type_blob` holds the TypeProto */
+    int dtype;         /* otl_dtype, for tensors */
+    int has_shape;
+    int rank;
+    otl_dim *dims;     /* (rank) */
+    char *denotation;  /* TypeProto.denotation */
+    otl_blob type_blob;
+    otl_unknown unknown;
+} otl_value;
+
+typedef struct otl_tensor {
+    char *name;
+    char *doc;
+    int dtype;
+    int rank;
+    int64_t *dims;     /* (rank) */
+    int64_t numel;     /* product of dims */
+    void *data;        /* little-endian element data, nbytes long (numeric dtypes) */
+    size_t nbytes;
+    otl_blob *strs;    /* (numel) for OTL_DTYPE_STRING */
+    /* where the data came from: non-NULL when it was stored in an external file */
+    char *ext_location;
+    int n_ext_extra;   /* external_data entries other than location/offset/length */
+    otl_kv *ext_extra;
+    int has_segment;
+    int64_t seg_begin, seg_end;
+    otl_unknown unknown;
+} otl_tensor;
+
+typedef struct otl_graph otl_graph;
+
+typedef enum otl_attr_type { /* same numbering as onnx.AttributeProto.AttributeType */
+    OTL_ATTR_UNDEFINED = 0,
+    OTL_ATTR_FLOAT = 1,
+    OTL_ATTR_INT = 2,
+    OTL_ATTR_STRING = 3,
+    OTL_ATTR_TENSOR = 4,
+    OTL_ATTR_GRAPH = 5,
+    OTL_ATTR_FLOATS = 6,
+    OTL_ATTR_INTS = 7,
+    OTL_ATTR_STRINGS = 8,
+    OTL_ATTR_TENSORS = 9,
+    OTL_ATTR_GRAPHS = 10,
+    OTL_ATTR_SPARSE_TENSOR = 11,
+    OTL_ATTR_SPARSE_TENSORS = 12,
+    OTL_ATTR_TYPE_PROTO = 13,
+    OTL_ATTR_TYPE_PROTOS = 14
+} otl_attr_type;
+
+typedef struct otl_attr {
+    char *name;
+    char *doc;
+    char *ref_attr_name;
+    int type;                 /* otl_attr_type */
+    float f;
+    int64_t i;
+    otl_blob s;
+    otl_tensor *t;
+    otl_graph *g;
+    size_t n_floats;
+    float *floats;
+    size_t n_ints;
+    int64_t *ints;
+    size_t n_strings;
+    otl_blob *strings;
+    size_t n_tensors;
+    otl_tensor **tensors;
+    size_t n_graphs;
+    otl_graph **graphs;
+    /* kept opaque: sparse tensors and type protos */
+    otl_blob sparse_tensor, tp;
+    size_t n_sparse_tensors;
+    otl_blob *sparse_tensors;
+    size_t n_type_protos;
+    otl_blob *type_protos;
+    otl_unknown unknown;
+} otl_attr;
+
+typedef struct otl_node {
+    char *name;
+    char *op_type;
+    char *domain;             /* "" for ai.onnx */
+    char *doc;
+    int n_inputs;
+    char **inputs;            /* "" marks an omitted optional input */
+    int n_outputs;
+    char **outputs;
+    int n_attrs;
+    otl_attr *attrs;
+    otl_unknown unknown;
+} otl_node;
+
+struct otl_graph {
+    char *name;
+    char *doc;
+    int n_nodes;
+    otl_node **nodes;
+    int n_inits;
+    otl_tensor **inits;
+    int n_inputs;
+    otl_value **inputs;
+    int n_outputs;
+    otl_value **outputs;
+    int n_value_info;
+    otl_value **value_info;
+    size_t n_sparse_inits;
+    otl_blob *sparse_inits;   /* SparseTensorProto, opaque */
+    size_t n_quant_annot;
+    otl_blob *quant_annot;    /* TensorAnnotation, opaque */
+    otl_unknown unknown;
+};
+
+typedef struct otl_model {
+    int64_t ir_version;
+    int n_opsets;
+    otl_opset *opsets;
+    char *producer_name;
+    char *producer_version;
+    char *domain;
+    int64_t model_version;
+    int has_model_version;
+    char *doc;
+    otl_graph *graph;
+    int n_meta;
+    otl_kv *meta;             /* metadata_props */
+    size_t n_training_info;
+    otl_blob *training_info;  /* TrainingInfoProto, opaque */
+    size_t n_functions;
+    otl_blob *functions;      /* FunctionProto, opaque */
+    otl_unknown unknown;
+    /* where it was loaded from (NULL for models built in memory) */
+    char *path;
+    int had_external_data;
+} otl_model;
+
+/* ------------------------------------------------------------ load / save */
+
+typedef struct otl_load_opts {
+    int skip_validate;      /* do not run otl_model_validate after parsing */
+} otl_load_opts;
+
+/* Load `path`. External data is resolved relative to the model's directory; absolute paths,
+ * `..` components and symbolic links leading outside that directory are refused. The model is
+ * validated (otl_model_validate) unless opts->skip_validate. opts may be NULL. */
+otl_status otl_model_load(otl_model **out, const char *path, const otl_load_opts *opts,
+                          otl_error *err);
+/* Load from memory. `name` is used in messages; `dir` (may be NULL: external data refused) is
+ * the directory external data is resolved against. */
+otl_status otl_model_load_buffer(otl_model **out, const void *buf, size_t len, const char *name,
+                                 const char *dir, const otl_load_opts *opts, otl_error *err);
+void otl_model_free(otl_model *m);
+
+typedef enum otl_external_mode {
+    OTL_EXTERNAL_AUTO = 0,  /* external when the source had external data or the model is too
+                               large for one protobuf message (2 GiB) */
+    OTL_EXTERNAL_NEVER = 1, /* everything embedded (fails beyond 2 GiB) */
+    OTL_EXTERNAL_ALWAYS = 2 /* tensors of at least `threshold` bytes go to the data file */
+} otl_external_mode;
+
+typedef struct otl_save_opts {
+    otl_external_mode external;
+    size_t threshold;       /* bytes; 0 means 1024 */
+    const char *data_name;  /* data file name next to the model; NULL: "<model file>.data" */
+} otl_save_opts;
+
+/* Write the model atomically (temporary files in the target directory, then rename). Refuses
+ * to overwrite the file the model was loaded from. opts may be NULL. */
+otl_status otl_model_save(const otl_model *m, const char *path, const otl_save_opts *opts,
+                          otl_error *err);
+/* Serialize to memory (embedded data only). *buf is malloc'd. */
+otl_status otl_model_serialize(const otl_model *m, uint8_t **buf, size_t *len, otl_error *err);
+
+/* ------------------------------------------------------------ validation */
+
+/* Structural checks: names present, every node input produced (graph input, initializer, node
+ * output, or an outer scope for subgraphs), no value produced twice, no cycle, graph outputs
+ * produced, tensor sizes consistent. Errors name the node. */
+otl_status otl_model_validate(const otl_model *m, otl_error *err);
+
+/* Topological order of g's nodes: order[k] is an index into g->nodes. Fails on a cycle, naming
+ * a node on it. *order is malloc'd. */
+otl_status otl_graph_toposort(const otl_graph *g, int **order, const char *file, otl_error *err);
+
+/* ------------------------------------------------------------ IR helpers */
+
+otl_model *otl_model_new(void);
+otl_graph *otl_graph_new(void);
+void otl_graph_free(otl_graph *g);
+otl_node *otl_node_new(const char *name, const char *op_type, const char *domain);
+void otl_node_free(otl_node *n);
+otl_tensor *otl_tensor_new(const char *name, int dtype, int rank, const int64_t *dims);
+void otl_tensor_free(otl_tensor *t);
+otl_value *otl_value_new(const char *name);
+void otl_value_free(otl_value *v);
+
+const char *otl_model_meta_get(const otl_model *m, const char *key);
+otl_status otl_model_meta_set(otl_model *m, const char *key, const char *value, otl_error *err);
+int64_t otl_model_opset(const otl_model *m, const char *domain); /* -1 if not imported */
+
+otl_tensor *otl_graph_find_init(const otl_graph *g, const char *name);
+otl_value *otl_graph_find_value(const otl_graph *g, const char *name); /* input/output/value_info */
+const otl_attr *otl_node_attr(const otl_node *n, const char *name);
+/* Index of the node producing `name`, or -1. */
+int otl_graph_producer(const otl_graph *g, const char *name);
+
+/* ------------------------------------------------------------ model summary (info) */
+
+typedef struct otl_head {
+    int found;
+    int node;                 /* index in graph->nodes of the Gemm/MatMul */
+    int bias_node;            /* index of the Add after a MatMul, or -1 */
+    const char *input_tensor; /* the tensor the head reads */
+    const char *weight;       /* weight initializer name */
+    int64_t classes;          /* number of outputs, -1 if unknown */
+    int64_t features;         /* number of inputs, -1 if unknown */
+} otl_head;
+
+/* Detect the classifier head: the last Gemm/MatMul (+Add) whose output reaches a graph output
+ * through shape-preserving ops only (Softmax, LogSoftmax, Identity, Flatten, Reshape, Squeeze,
+ * Dropout, Sigmoid). */
+void otl_find_head(const otl_graph *g, otl_head *head);
+
+/* Frozen marks (stored in metadata_props["onnx_tl.frozen"], one name per line). */
+int otl_model_is_frozen(const otl_model *m, const char *init_name);
+/* Whether an initializer is a trainable parameter candidate: floating point, and not a
+ * BatchNormalization running statistic. */
+int otl_graph_init_is_param(const otl_graph *g, const otl_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ONNXTL_H */
