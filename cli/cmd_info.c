@@ -119,6 +119,47 @@ static void json_lines(otl_json *j, const char *list)
     otl_json_arr_end(j);
 }
 
+/* Initializer behind a node input: directly, or through an Identity of an initializer (how
+ * PyTorch exports shared parameters). -1 if none. */
+static int input_init(const otl_graph *g, const otl_strmap *init_idx, const otl_strmap *alias,
+                      const char *name)
+{
+    int t = otl_strmap_get(init_idx, name, -1);
+    if (t < 0)
+        t = otl_strmap_get(alias, name, -1);
+    return t >= 0 && otl_dtype_is_float(g->inits[t]->dtype) ? t : -1;
+}
+
+/* Whether node i is only an Identity alias of an initializer (not a layer of its own). */
+static int is_alias_node(const otl_graph *g, const otl_strmap *init_idx, int i)
+{
+    const otl_node *nd = g->nodes[i];
+    return strcmp(nd->op_type, "Identity") == 0 && nd->n_inputs == 1 &&
+           otl_strmap_has(init_idx, nd->inputs[0]);
+}
+
+/* Parameter elements a layer reads and whether any of them is frozen; 0 if it reads none. */
+static int layer_params(const otl_model *m, const otl_strmap *init_idx, const otl_strmap *alias,
+                        int i, int64_t *np, int *any_frozen)
+{
+    const otl_graph *g = m->graph;
+    const otl_node *nd = g->nodes[i];
+    int any = 0;
+    *np = 0;
+    *any_frozen = 0;
+    if (is_alias_node(g, init_idx, i))
+        return 0;
+    for (int k = 0; k < nd->n_inputs; k++) {
+        int t = input_init(g, init_idx, alias, nd->inputs[k]);
+        if (t < 0)
+            continue;
+        any = 1;
+        *np += g->inits[t]->numel;
+        *any_frozen |= otl_model_is_frozen(m, g->inits[t]->name);
+    }
+    return any;
+}
+
 int cmd_info(int argc, char **argv)
 {
     cli_args a;
@@ -159,6 +200,12 @@ int cmd_info(int argc, char **argv)
         else if (is_param[i])
             trainable += t->numel;
     }
+    otl_strmap alias;
+    otl_strmap_init(&alias, 16);
+    for (int i = 0; i < g->n_nodes; i++)
+        if (is_alias_node(g, &init_idx, i))
+            otl_strmap_put(&alias, g->nodes[i]->outputs[0],
+                           otl_strmap_get(&init_idx, g->nodes[i]->inputs[0], -1));
     /* op histogram in first-appearance order */
     op_count *ops = calloc((size_t)g->n_nodes + 1, sizeof *ops);
     int n_ops = 0;
@@ -240,17 +287,9 @@ int cmd_info(int argc, char **argv)
         otl_json_arr(&j);
         for (int i = 0; i < g->n_nodes; i++) {
             const otl_node *nd = g->nodes[i];
-            int64_t np = 0;
-            int any = 0, any_frozen = 0;
-            for (int k = 0; k < nd->n_inputs; k++) {
-                int t = otl_strmap_get(&init_idx, nd->inputs[k], -1);
-                if (t < 0 || !otl_dtype_is_float(g->inits[t]->dtype))
-                    continue;
-                any = 1;
-                np += g->inits[t]->numel;
-                any_frozen |= otl_model_is_frozen(m, g->inits[t]->name);
-            }
-            if (!any)
+            int64_t np;
+            int any_frozen;
+            if (!layer_params(m, &init_idx, &alias, i, &np, &any_frozen))
                 continue;
             otl_json_obj(&j);
             otl_json_key(&j, "node");
@@ -264,8 +303,8 @@ int cmd_info(int argc, char **argv)
             otl_json_key(&j, "weights");
             otl_json_arr(&j);
             for (int k = 0; k < nd->n_inputs; k++) {
-                int t = otl_strmap_get(&init_idx, nd->inputs[k], -1);
-                if (t < 0 || !otl_dtype_is_float(g->inits[t]->dtype))
+                int t = input_init(g, &init_idx, &alias, nd->inputs[k]);
+                if (t < 0)
                     continue;
                 const otl_tensor *w = g->inits[t];
                 otl_json_obj(&j);
@@ -369,17 +408,9 @@ int cmd_info(int argc, char **argv)
         printf("  %-40s %-20s %12s  %s\n", "node", "op", "params", "state");
         for (int i = 0; i < g->n_nodes; i++) {
             const otl_node *nd = g->nodes[i];
-            int64_t np = 0;
-            int any = 0, any_frozen = 0;
-            for (int k = 0; k < nd->n_inputs; k++) {
-                int t = otl_strmap_get(&init_idx, nd->inputs[k], -1);
-                if (t < 0 || !otl_dtype_is_float(g->inits[t]->dtype))
-                    continue;
-                any = 1;
-                np += g->inits[t]->numel;
-                any_frozen |= otl_model_is_frozen(m, g->inits[t]->name);
-            }
-            if (!any)
+            int64_t np;
+            int any_frozen;
+            if (!layer_params(m, &init_idx, &alias, i, &np, &any_frozen))
                 continue;
             printf("  %-40s %-20s %12" PRId64 "  %s\n", *nd->name ? nd->name : "(unnamed)", nd->op_type,
                    np, any_frozen ? "frozen" : "trainable");
@@ -399,6 +430,7 @@ int cmd_info(int argc, char **argv)
         printf("preprocessing: %s\n", pre ? pre : "(none stored)");
     }
     otl_strmap_free(&op_idx);
+    otl_strmap_free(&alias);
     otl_strmap_free(&init_idx);
     free(ops);
     free(is_param);

@@ -300,6 +300,49 @@ otl_status otl_model_save(const otl_model *m, const char *path, const otl_save_o
 /* Serialize to memory (embedded data only). *buf is malloc'd. */
 otl_status otl_model_serialize(const otl_model *m, uint8_t **buf, size_t *len, otl_error *err);
 
+/* Parse one serialized TensorProto (e.g. an ONNX backend test's input_0.pb). External data
+ * is refused. `name` is used in messages. */
+otl_status otl_tensor_parse(otl_tensor **out, const void *buf, size_t len, const char *name,
+                            otl_error *err);
+otl_status otl_tensor_load_pb(otl_tensor **out, const char *path, otl_error *err);
+
+/* ------------------------------------------------------------ .npy / .npz */
+
+/* Read a NumPy .npy file (little-endian float32/float64/float16/int64/int32/int16/int8/uint8/
+ * uint16/uint32/uint64/bool, C order; Fortran order is refused). The tensor is named after
+ * `path` unless renamed by the caller. */
+otl_status otl_npy_load(otl_tensor **out, const char *path, otl_error *err);
+otl_status otl_npy_parse(otl_tensor **out, const void *buf, size_t len, const char *name,
+                         otl_error *err);
+/* Write a tensor as .npy (atomic write). */
+otl_status otl_npy_save(const otl_tensor *t, const char *path, otl_error *err);
+/* Read every array of a .npz archive (stored or deflated members). *arrays is malloc'd; each
+ * tensor is named after its member without ".npy". */
+otl_status otl_npz_load(otl_tensor ***arrays, int *n, const char *path, otl_error *err);
+
+/* ------------------------------------------------------------ execution */
+
+typedef struct otl_session otl_session;
+
+typedef struct otl_session_opts {
+    int threads;        /* 0: all cores */
+    int training;       /* training semantics: BatchNormalization batch statistics, Dropout on */
+    uint64_t seed;      /* for Dropout and other random ops */
+} otl_session_opts;
+
+/* Prepare to run m (which must outlive the session). Unsupported ops are reported here, naming
+ * the node, op type and opset. opts may be NULL. */
+otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_session_opts *opts,
+                           otl_error *err);
+void otl_session_free(otl_session *s);
+/* Forward pass. Inputs are matched to graph inputs by tensor name; every graph input that has no
+ * initializer must be given (an input that has one may be given to override it). Shapes may
+ * differ between calls (the plan is rebuilt when they change). On success *outputs holds one
+ * new tensor per graph output, in graph order, named after it: free each with otl_tensor_free
+ * and the array with free(). */
+otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
+                           otl_tensor ***outputs, int *n_outputs, otl_error *err);
+
 /* ------------------------------------------------------------ validation */
 
 /* Structural checks: names present, every node input produced (graph input, initializer, node

@@ -901,6 +901,47 @@ otl_status otl_model_load(otl_model **out, const char *path, const otl_load_opts
     return st;
 }
 
+otl_status otl_tensor_parse(otl_tensor **out, const void *buf, size_t len, const char *name,
+                            otl_error *err)
+{
+    *out = NULL;
+    const char *file = name ? name : "(tensor)";
+    scan_ctx sc = {buf, file, err};
+    otl_status st = scan_message(&sc, buf, (const uint8_t *)buf + len,
+                                 &onnx__tensor_proto__descriptor, 0);
+    if (st)
+        return st;
+    budget b = {0, (size_t)64 * len + ((size_t)64 << 20), 0};
+    ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+    Onnx__TensorProto *tp = onnx__tensor_proto__unpack(&alloc, len, buf);
+    if (!tp)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: not a valid TensorProto (corrupt or truncated)",
+                             file);
+    load_ctx lc = {file, NULL, NULL, err, 0};
+    otl_tensor *t = NULL;
+    st = tensor_from_proto(&lc, &t, tp, file);
+    onnx__tensor_proto__free_unpacked(tp, &alloc);
+    if (st) {
+        otl_tensor_free(t);
+        return st;
+    }
+    *out = t;
+    return OTL_OK;
+}
+
+otl_status otl_tensor_load_pb(otl_tensor **out, const char *path, otl_error *err)
+{
+    *out = NULL;
+    uint8_t *buf;
+    size_t len;
+    otl_status st = otl_read_file(path, MAX_FILE_BYTES, &buf, &len, err);
+    if (st)
+        return st;
+    st = otl_tensor_parse(out, buf, len, path, err);
+    free(buf);
+    return st;
+}
+
 /* ================================================================ IR -> proto */
 
 typedef struct save_ctx {
