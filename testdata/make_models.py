@@ -186,6 +186,11 @@ def main():
     # ---- tiny BERT-style encoder at opset 17: LayerNormalization nodes, int64 ids
     seed(SEED + 3)
     net = TinyEncoder()
+    # nn.TransformerEncoder deep-copies one layer: give every layer its own weights (the
+    # exporter would otherwise de-duplicate the identical initializers into Identity nodes).
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
     path = os.path.join(outdir, "tiny_encoder.onnx")
     ids = torch.randint(0, 100, (2, 8), dtype=torch.int64)
     m = export(net, (ids,), path, 17, ["input_ids"], ["hidden_states"],

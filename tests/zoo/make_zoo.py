@@ -75,9 +75,25 @@ MODELS = {
 }
 
 
+def perturb(model):
+    """Make the random weights look like trained ones: distinct values everywhere. Fresh
+    torchvision models have BN at weight 1/bias 0/mean 0/var 1 (folded Conv biases all zero)
+    and nn.TransformerEncoder deep-copies one layer N times; the exporter de-duplicates
+    identical initializers into Identity nodes, which a pretrained model would not have."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0.0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        for p in model.parameters():
+            scale = float(p.std()) * 0.1 if p.numel() > 1 and float(p.std()) > 0 else 0.02
+            p.add_(torch.randn_like(p) * scale)
+
+
 def export(name, spec, path):
     torch.manual_seed(SEED)
     model = spec["make"]()
+    perturb(model)
     model.eval()
     tmp = path + ".tmp"
     # Not under torch.no_grad(): with grad enabled PyTorch skips the fused attention fast
