@@ -34,7 +34,11 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 #endif
     ;
 
+/* --threads N (0 when absent); returns EXIT_USAGE on a bad value. */
+int cli_threads(const cli_args *a, const char *usage, int *threads);
+
 int cmd_info(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 #endif

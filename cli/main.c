@@ -12,7 +12,7 @@ static const char usage[] =
     "commands:\n"
     "  info      summarize a model: inputs/outputs, opset, parameters, ops, layers, head\n"
     "  export    write a clean copy of a model (re-serialized, unchanged in meaning)\n"
-    "  run       forward pass                      (not yet implemented)\n"
+    "  run       forward pass on .npy inputs, writes one .npy per output\n"
     "  swap-head replace the classifier head       (not yet implemented)\n"
     "  freeze    mark parameters frozen/trainable  (not yet implemented)\n"
     "  grad      one forward+backward pass         (not yet implemented)\n"
@@ -29,9 +29,10 @@ static const struct {
 } commands[] = {
     {"info", cmd_info},
     {"export", cmd_export},
+    {"run", cmd_run},
 };
 
-static const char *const planned[] = {"run", "swap-head", "freeze", "grad", "train", "eval", "predict"};
+static const char *const planned[] = {"swap-head", "freeze", "grad", "train", "eval", "predict"};
 
 int main(int argc, char **argv)
 {

@@ -343,6 +343,9 @@ void otl_session_free(otl_session *s);
 otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
                            otl_tensor ***outputs, int *n_outputs, otl_error *err);
 
+/* Whether an op is implemented for (domain, op_type) at the given opset ("" = ai.onnx). */
+int otl_op_supported(const char *domain, const char *op_type, int64_t opset);
+
 /* ------------------------------------------------------------ validation */
 
 /* Structural checks: names present, every node input produced (graph input, initializer, node

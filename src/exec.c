@@ -1,0 +1,652 @@
+/* exec.c - the executor: plans a model for concrete input shapes (shape inference, constant
+ * folding of shape subgraphs and constant chains, liveness-based activation arena) and runs
+ * the schedule through the op kernels of ops/.
+ *
+ * Plan: values = initializers (const, borrowed), graph inputs, node outputs. Nodes are visited
+ * in topological order; each op infers its outputs; a node whose inputs are all const (or
+ * that depends only on shapes) is computed right away and its outputs become const. The rest
+ * is the schedule. Buffers of scheduled outputs live in one arena, assigned by best fit from
+ * first definition to last use; alias ops (Reshape, Identity, ...) share their input's buffer.
+ * The plan is cached and rebuilt when input shapes or dtypes change. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/op.h"
+#include "src/strmap.h"
+#include "src/util.h"
+
+typedef struct plan {
+    int n_vals;
+    otl_rt *vals;
+    otl_strmap idx;        /* value name -> index */
+    int n_nodes;
+    otl_kctx *kc;          /* per node, in topological order */
+    int *folded;           /* per node: computed at plan time */
+    int n_sched;
+    int *sched;            /* indices into kc */
+    uint8_t *arena;
+    size_t arena_size;
+    int n_sig;
+    otl_rt *sig;           /* input dtypes/shapes this plan was built for */
+    int *out_val;          /* graph output -> value index */
+} plan;
+
+struct otl_session {
+    const otl_model *m;
+    otl_session_opts opts;
+    otl_engine eng;
+    int *order;
+    plan *plan;
+};
+
+static const char *sfile(const otl_session *s)
+{
+    return s->m->path ? s->m->path : "(model)";
+}
+
+/* ------------------------------------------------------------ engine */
+
+static otl_status engine_init(otl_engine *e, int threads, const char *file, otl_error *err)
+{
+    memset(e, 0, sizeof *e);
+    if (threads > 0)
+        omp_set_num_threads(threads);
+    e->threads = threads > 0 ? threads : omp_get_max_threads();
+    if (dnnl_engine_create(&e->eng, dnnl_cpu, 0) != dnnl_success)
+        return otl_error_set(err, OTL_ERR_INTERNAL, "%s: cannot create the oneDNN CPU engine", file);
+    if (dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags) != dnnl_success) {
+        dnnl_engine_destroy(e->eng);
+        e->eng = NULL;
+        return otl_error_set(err, OTL_ERR_INTERNAL, "%s: cannot create a oneDNN stream", file);
+    }
+    return OTL_OK;
+}
+
+static void engine_free(otl_engine *e)
+{
+    if (e->stream)
+        dnnl_stream_destroy(e->stream);
+    if (e->eng)
+        dnnl_engine_destroy(e->eng);
+    memset(e, 0, sizeof *e);
+}
+
+/* ------------------------------------------------------------ plan lifetime */
+
+static void plan_free(plan *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; p->kc && i < p->n_nodes; i++) {
+        otl_kctx *k = &p->kc[i];
+        if (k->op && k->op->release && k->state)
+            k->op->release(k);
+        free(k->state);
+        free(k->in);
+        free(k->out);
+    }
+    for (int i = 0; p->vals && i < p->n_vals; i++)
+        if (p->vals[i].owned)
+            free(p->vals[i].data);
+    free(p->vals);
+    otl_strmap_free(&p->idx);
+    free(p->kc);
+    free(p->folded);
+    free(p->sched);
+    free(p->arena);
+    free(p->sig);
+    free(p->out_val);
+    free(p);
+}
+
+void otl_session_free(otl_session *s)
+{
+    if (!s)
+        return;
+    plan_free(s->plan);
+    engine_free(&s->eng);
+    free(s->order);
+    free(s);
+}
+
+static int64_t node_opset(const otl_model *m, const otl_node *n)
+{
+    return otl_model_opset(m, n->domain);
+}
+
+otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_session_opts *opts,
+                           otl_error *err)
+{
+    *out = NULL;
+    otl_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    s->m = m;
+    if (opts)
+        s->opts = *opts;
+    const otl_graph *g = m->graph;
+    otl_status st = otl_graph_toposort(g, &s->order, m->path, err);
+    /* every op must be implemented: report the first that is not, before any computation */
+    for (int i = 0; !st && i < g->n_nodes; i++) {
+        const otl_node *n = g->nodes[i];
+        int64_t opset = node_opset(m, n);
+        const char *why = NULL;
+        if (opset < 0)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: node '%s' (%s): the model imports no opset for domain '%s'",
+                               sfile(s), n->name, n->op_type, *n->domain ? n->domain : "ai.onnx");
+        else if (!otl_op_find(n->domain, n->op_type, opset, &why))
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED,
+                               "%s: node '%s' (%s): op %s%s%s at opset %lld is not supported%s%s%s",
+                               sfile(s), n->name, n->op_type, *n->domain ? n->domain : "",
+                               *n->domain ? "." : "", n->op_type, (long long)opset,
+                               why ? " (" : "", why ? why : "", why ? ")" : "");
+    }
+    if (!st)
+        st = engine_init(&s->eng, s->opts.threads, sfile(s), err);
+    if (st) {
+        otl_session_free(s);
+        return st;
+    }
+    *out = s;
+    return OTL_OK;
+}
+
+/* ------------------------------------------------------------ arena assignment */
+
+typedef struct block {
+    size_t off, size;
+} block;
+
+typedef struct arena_plan {
+    block *free_list;
+    size_t n_free, cap_free;
+    size_t end;
+} arena_plan;
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static int arena_take(arena_plan *a, size_t size, size_t *off)
+{
+    size = align64(size ? size : 1);
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < a->n_free; i++)
+        if (a->free_list[i].size >= size && (best == SIZE_MAX || a->free_list[i].size < a->free_list[best].size))
+            best = i;
+    if (best != SIZE_MAX) {
+        block *b = &a->free_list[best];
+        *off = b->off;
+        b->off += size;
+        b->size -= size;
+        if (b->size == 0) {
+            memmove(b, b + 1, (a->n_free - best - 1) * sizeof *b);
+            a->n_free--;
+        }
+        return 1;
+    }
+    /* grow: reuse a free block that touches the end */
+    if (a->n_free && a->free_list[a->n_free - 1].off + a->free_list[a->n_free - 1].size == a->end) {
+        block *b = &a->free_list[a->n_free - 1];
+        *off = b->off;
+        a->end = b->off + size;
+        a->n_free--;
+        return 1;
+    }
+    *off = a->end;
+    a->end += size;
+    return 1;
+}
+
+static int arena_give(arena_plan *a, size_t off, size_t size)
+{
+    size = align64(size ? size : 1);
+    size_t i = 0;
+    while (i < a->n_free && a->free_list[i].off < off)
+        i++;
+    if (!otl_grow((void **)&a->free_list, sizeof *a->free_list, &a->cap_free, a->n_free + 1))
+        return 0;
+    memmove(&a->free_list[i + 1], &a->free_list[i], (a->n_free - i) * sizeof *a->free_list);
+    a->free_list[i].off = off;
+    a->free_list[i].size = size;
+    a->n_free++;
+    /* coalesce with neighbours */
+    if (i + 1 < a->n_free && a->free_list[i].off + a->free_list[i].size == a->free_list[i + 1].off) {
+        a->free_list[i].size += a->free_list[i + 1].size;
+        memmove(&a->free_list[i + 1], &a->free_list[i + 2], (a->n_free - i - 2) * sizeof *a->free_list);
+        a->n_free--;
+    }
+    if (i > 0 && a->free_list[i - 1].off + a->free_list[i - 1].size == a->free_list[i].off) {
+        a->free_list[i - 1].size += a->free_list[i].size;
+        memmove(&a->free_list[i], &a->free_list[i + 1], (a->n_free - i - 1) * sizeof *a->free_list);
+        a->n_free--;
+    }
+    return 1;
+}
+
+static int root_of(const plan *p, int v)
+{
+    while (p->vals[v].alias_of >= 0)
+        v = p->vals[v].alias_of;
+    return v;
+}
+
+static int val_index(const plan *p, const otl_rt *v)
+{
+    return (int)(v - p->vals);
+}
+
+static otl_status assign_arena(plan *p, const char *file, otl_error *err)
+{
+    for (int i = 0; i < p->n_vals; i++) {
+        p->vals[i].first = -1;
+        p->vals[i].last = -1;
+    }
+    for (int s = 0; s < p->n_sched; s++) {
+        otl_kctx *k = &p->kc[p->sched[s]];
+        for (int i = 0; i < k->n_in; i++)
+            if (k->in[i] && !k->in[i]->is_const)
+                k->in[i]->last = s;
+        for (int i = 0; i < k->n_out; i++)
+            if (k->out[i]) {
+                k->out[i]->first = s;
+                if (k->out[i]->last < s)
+                    k->out[i]->last = s;
+            }
+    }
+    for (int i = 0; i < p->n_vals; i++)
+        if (p->vals[i].is_output && !p->vals[i].is_const)
+            p->vals[i].last = p->n_sched;
+    /* an alias keeps its root's buffer alive */
+    for (int i = 0; i < p->n_vals; i++)
+        if (p->vals[i].alias_of >= 0) {
+            int r = root_of(p, i);
+            if (p->vals[r].last < p->vals[i].last)
+                p->vals[r].last = p->vals[i].last;
+        }
+    /* release lists: values whose buffer dies after step s */
+    int *count = calloc((size_t)p->n_sched + 2, sizeof *count);
+    int *start = calloc((size_t)p->n_sched + 3, sizeof *start);
+    int *list = malloc(((size_t)p->n_vals + 1) * sizeof *list);
+    arena_plan a = {0};
+    otl_status st = OTL_OK;
+    if (!count || !start || !list) {
+        st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
+        goto done;
+    }
+    for (int i = 0; i < p->n_vals; i++) {
+        otl_rt *v = &p->vals[i];
+        if (v->first >= 0 && v->alias_of < 0 && !v->is_const && v->last < p->n_sched)
+            count[v->last]++;
+    }
+    for (int s = 0; s <= p->n_sched; s++)
+        start[s + 1] = start[s] + count[s];
+    memset(count, 0, ((size_t)p->n_sched + 2) * sizeof *count);
+    for (int i = 0; i < p->n_vals; i++) {
+        otl_rt *v = &p->vals[i];
+        if (v->first >= 0 && v->alias_of < 0 && !v->is_const && v->last < p->n_sched)
+            list[start[v->last] + count[v->last]++] = i;
+    }
+    for (int s = 0; s < p->n_sched; s++) {
+        otl_kctx *k = &p->kc[p->sched[s]];
+        for (int i = 0; i < k->n_out; i++) {
+            otl_rt *v = k->out[i];
+            if (!v || v->alias_of >= 0)
+                continue;
+            if (!arena_take(&a, v->nbytes, &v->arena_off)) {
+                st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
+                goto done;
+            }
+            v->in_arena = 1;
+        }
+        for (int j = start[s]; j < start[s + 1]; j++) {
+            otl_rt *v = &p->vals[list[j]];
+            if (v->in_arena && !arena_give(&a, v->arena_off, v->nbytes)) {
+                st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
+                goto done;
+            }
+        }
+    }
+    p->arena_size = a.end;
+    p->arena = aligned_alloc(64, align64(a.end ? a.end : 64));
+    if (!p->arena) {
+        st = otl_error_set(err, OTL_ERR_NOMEM, "%s: cannot allocate %zu bytes of activations", file, a.end);
+        goto done;
+    }
+    for (int i = 0; i < p->n_vals; i++)
+        if (p->vals[i].in_arena)
+            p->vals[i].data = p->arena + p->vals[i].arena_off;
+done:
+    free(count);
+    free(start);
+    free(list);
+    free(a.free_list);
+    return st;
+}
+
+/* ------------------------------------------------------------ planning */
+
+static otl_status add_value(plan *p, const char *name, otl_error *err)
+{
+    if (!*name || otl_strmap_has(&p->idx, name))
+        return OTL_OK;
+    otl_rt *v = &p->vals[p->n_vals];
+    memset(v, 0, sizeof *v);
+    v->name = name;
+    v->alias_of = -1;
+    if (!otl_strmap_put(&p->idx, name, p->n_vals))
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    p->n_vals++;
+    return OTL_OK;
+}
+
+static otl_rt *find_val(plan *p, const char *name)
+{
+    int i = otl_strmap_get(&p->idx, name, -1);
+    return i >= 0 ? &p->vals[i] : NULL;
+}
+
+static otl_status check_input(const otl_session *s, const otl_value *decl, const otl_tensor *t,
+                              otl_error *err)
+{
+    if (!decl || !decl->has_type || !decl->is_tensor)
+        return OTL_OK;
+    if (decl->dtype && decl->dtype != t->dtype)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s': expected dtype %s, got %s", sfile(s),
+                             decl->name, otl_dtype_name(decl->dtype), otl_dtype_name(t->dtype));
+    if (!decl->has_shape)
+        return OTL_OK;
+    if (decl->rank != t->rank)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s': expected rank %d, got rank %d", sfile(s),
+                             decl->name, decl->rank, t->rank);
+    for (int i = 0; i < t->rank; i++)
+        if (!decl->dims[i].param && decl->dims[i].value >= 0 && decl->dims[i].value != t->dims[i])
+            return otl_error_set(err, OTL_ERR_INPUT,
+                                 "%s: input '%s': dimension %d must be %lld, got %lld", sfile(s),
+                                 decl->name, i, (long long)decl->dims[i].value, (long long)t->dims[i]);
+    return OTL_OK;
+}
+
+static void rt_from_tensor(otl_rt *v, const otl_tensor *t)
+{
+    v->dtype = t->dtype;
+    v->rank = t->rank;
+    for (int i = 0; i < t->rank && i < OTL_MAX_RANK; i++)
+        v->dims[i] = t->dims[i];
+    v->numel = t->numel;
+    v->nbytes = t->nbytes;
+    v->data = t->data;
+    v->shape_known = 1;
+}
+
+static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const *inputs, int n_inputs,
+                             otl_error *err)
+{
+    const otl_graph *g = s->m->graph;
+    const char *file = sfile(s);
+    *out = NULL;
+    plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    otl_status st = OTL_OK;
+    size_t max_vals = (size_t)g->n_inits + (size_t)g->n_inputs;
+    for (int i = 0; i < g->n_nodes; i++)
+        max_vals += (size_t)g->nodes[i]->n_outputs;
+    p->vals = calloc(max_vals + 1, sizeof *p->vals);
+    p->kc = calloc((size_t)g->n_nodes + 1, sizeof *p->kc);
+    p->folded = calloc((size_t)g->n_nodes + 1, sizeof *p->folded);
+    p->sched = calloc((size_t)g->n_nodes + 1, sizeof *p->sched);
+    p->sig = calloc((size_t)n_inputs + 1, sizeof *p->sig);
+    p->out_val = calloc((size_t)g->n_outputs + 1, sizeof *p->out_val);
+    if (!p->vals || !p->kc || !p->folded || !p->sched || !p->sig || !p->out_val ||
+        !otl_strmap_init(&p->idx, max_vals)) {
+        plan_free(p);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    p->n_nodes = g->n_nodes;
+
+    /* values: initializers (const), graph inputs, node outputs */
+    for (int i = 0; !st && i < g->n_inits; i++) {
+        const otl_tensor *t = g->inits[i];
+        if ((st = add_value(p, t->name, err)))
+            break;
+        otl_rt *v = find_val(p, t->name);
+        if (t->rank > OTL_MAX_RANK) {
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: initializer '%s': rank %d exceeds the supported %d",
+                               file, t->name, t->rank, OTL_MAX_RANK);
+            break;
+        }
+        rt_from_tensor(v, t);
+        v->is_const = 1;
+    }
+    for (int i = 0; !st && i < g->n_inputs; i++)
+        st = add_value(p, g->inputs[i]->name, err);
+    for (int i = 0; !st && i < g->n_nodes; i++)
+        for (int k = 0; !st && k < g->nodes[i]->n_outputs; k++)
+            st = add_value(p, g->nodes[i]->outputs[k], err);
+    /* feed the inputs */
+    for (int i = 0; !st && i < n_inputs; i++) {
+        const otl_tensor *t = inputs[i];
+        const otl_value *decl = NULL;
+        for (int k = 0; k < g->n_inputs && !decl; k++)
+            if (strcmp(g->inputs[k]->name, t->name) == 0)
+                decl = g->inputs[k];
+        if (!decl) {
+            char names[512] = "";
+            size_t o = 0;
+            for (int k = 0; k < g->n_inputs && o < sizeof names - 64; k++)
+                if (!otl_graph_find_init(g, g->inputs[k]->name))
+                    o += (size_t)snprintf(names + o, sizeof names - o, "%s'%s'", o ? ", " : "", g->inputs[k]->name);
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no input named '%s' (inputs: %s)", file,
+                               t->name, names);
+            break;
+        }
+        if (t->rank > OTL_MAX_RANK || t->dtype == OTL_DTYPE_STRING) {
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: input '%s': rank %d / dtype %s not supported",
+                               file, t->name, t->rank, otl_dtype_name(t->dtype));
+            break;
+        }
+        if ((st = check_input(s, decl, t, err)))
+            break;
+        otl_rt *v = find_val(p, t->name);
+        rt_from_tensor(v, t);
+        v->is_const = 0;
+        v->is_input = 1;
+        v->data = NULL; /* bound at run time */
+        p->sig[i] = *v;
+    }
+    p->n_sig = n_inputs;
+    for (int i = 0; !st && i < g->n_inputs; i++) {
+        otl_rt *v = find_val(p, g->inputs[i]->name);
+        if (!v->shape_known)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' is required but was not given", file,
+                               g->inputs[i]->name);
+    }
+    for (int i = 0; !st && i < g->n_outputs; i++) {
+        otl_rt *v = find_val(p, g->outputs[i]->name);
+        v->is_output = 1;
+        p->out_val[i] = val_index(p, v);
+    }
+
+    /* nodes in topological order: infer, fold or schedule */
+    for (int oi = 0; !st && oi < g->n_nodes; oi++) {
+        const otl_node *n = g->nodes[s->order[oi]];
+        otl_kctx *k = &p->kc[oi];
+        k->node = n;
+        k->opset = node_opset(s->m, n);
+        k->op = otl_op_find(n->domain, n->op_type, k->opset, NULL);
+        k->file = file;
+        k->err = err;
+        k->eng = &s->eng;
+        k->training = s->opts.training;
+        k->seed = s->opts.seed * 6364136223846793005ULL + (uint64_t)s->order[oi] * 1442695040888963407ULL + 1;
+        k->n_in = n->n_inputs;
+        k->n_out = n->n_outputs;
+        k->in = calloc((size_t)n->n_inputs + 1, sizeof *k->in);
+        k->out = calloc((size_t)n->n_outputs + 1, sizeof *k->out);
+        if (!k->in || !k->out) {
+            st = otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+            break;
+        }
+        int all_const = 1;
+        for (int i = 0; i < n->n_inputs; i++) {
+            if (!*n->inputs[i])
+                continue;
+            k->in[i] = find_val(p, n->inputs[i]);
+            if (!k->in[i] || !k->in[i]->shape_known) {
+                st = otl_error_set(err, OTL_ERR_UNSUPPORTED,
+                                   "%s: node '%s' (%s): input %d '%s' has no known value (outer-scope or unsupported construct)",
+                                   file, n->name, n->op_type, i, n->inputs[i]);
+                break;
+            }
+            all_const &= k->in[i]->is_const;
+        }
+        if (st)
+            break;
+        for (int i = 0; i < n->n_outputs; i++)
+            k->out[i] = *n->outputs[i] ? find_val(p, n->outputs[i]) : NULL;
+        if (!k->op) {
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: node '%s' (%s): op is not supported", file,
+                               n->name, n->op_type);
+            break;
+        }
+        if ((st = k->op->infer(k)))
+            break;
+        for (int i = 0; i < n->n_outputs; i++)
+            if (k->out[i] && !k->out[i]->shape_known) {
+                st = otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
+                break;
+            }
+        if (st)
+            break;
+        unsigned fl = k->op->flags;
+        int fold = !(fl & OTL_OPF_RANDOM) && (all_const || (fl & OTL_OPF_SHAPE_ONLY));
+        if (fl & OTL_OPF_ALIAS) {
+            otl_rt *src = k->in[0], *dst = k->out[0];
+            if (!src || !dst || dst->nbytes != src->nbytes) {
+                st = otl_kfail(k, OTL_ERR_INTERNAL, "alias output size differs from its input");
+                break;
+            }
+            if (src->is_const) {
+                dst->data = src->data;
+                dst->is_const = 1;
+                p->folded[oi] = 1;
+            } else {
+                dst->alias_of = root_of(p, val_index(p, src));
+                p->sched[p->n_sched++] = oi;
+            }
+            continue;
+        }
+        if (fold) {
+            for (int i = 0; !st && i < n->n_outputs; i++) {
+                otl_rt *v = k->out[i];
+                if (!v)
+                    continue;
+                v->data = malloc(v->nbytes ? v->nbytes : 1);
+                if (!v->data)
+                    st = otl_kfail(k, OTL_ERR_NOMEM, "out of memory for output '%s'", v->name);
+                v->owned = 1;
+            }
+            if (!st && k->op->prepare)
+                st = k->op->prepare(k);
+            if (!st)
+                st = k->op->forward(k);
+            if (st)
+                break;
+            for (int i = 0; i < n->n_outputs; i++)
+                if (k->out[i])
+                    k->out[i]->is_const = 1;
+            p->folded[oi] = 1;
+            continue;
+        }
+        p->sched[p->n_sched++] = oi;
+    }
+    if (!st)
+        st = assign_arena(p, file, err);
+    for (int si = 0; !st && si < p->n_sched; si++) {
+        otl_kctx *k = &p->kc[p->sched[si]];
+        if (!(k->op->flags & OTL_OPF_ALIAS) && k->op->prepare)
+            st = k->op->prepare(k);
+    }
+    if (st) {
+        plan_free(p);
+        return st;
+    }
+    *out = p;
+    return OTL_OK;
+}
+
+static int plan_matches(const plan *p, const otl_tensor *const *inputs, int n_inputs)
+{
+    if (!p || p->n_sig != n_inputs)
+        return 0;
+    for (int i = 0; i < n_inputs; i++) {
+        const otl_rt *v = &p->sig[i];
+        const otl_tensor *t = inputs[i];
+        if (strcmp(v->name, t->name) != 0 || v->dtype != t->dtype || v->rank != t->rank)
+            return 0;
+        for (int d = 0; d < t->rank; d++)
+            if (v->dims[d] != t->dims[d])
+                return 0;
+    }
+    return 1;
+}
+
+otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
+                           otl_tensor ***outputs, int *n_outputs, otl_error *err)
+{
+    *outputs = NULL;
+    *n_outputs = 0;
+    const otl_graph *g = s->m->graph;
+    for (int i = 0; i < n_inputs; i++)
+        for (int j = 0; j < i; j++)
+            if (strcmp(inputs[i]->name, inputs[j]->name) == 0)
+                return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' given twice", sfile(s), inputs[i]->name);
+    if (!plan_matches(s->plan, inputs, n_inputs)) {
+        plan_free(s->plan);
+        s->plan = NULL;
+        otl_status st = build_plan(s, &s->plan, inputs, n_inputs, err);
+        if (st)
+            return st;
+    }
+    plan *p = s->plan;
+    for (int i = 0; i < n_inputs; i++)
+        find_val(p, inputs[i]->name)->data = inputs[i]->data;
+    for (int si = 0; si < p->n_sched; si++) {
+        otl_kctx *k = &p->kc[p->sched[si]];
+        k->err = err;
+        if (k->op->flags & OTL_OPF_ALIAS) {
+            k->out[0]->data = k->in[0]->data;
+            continue;
+        }
+        otl_status st = k->op->forward(k);
+        if (st)
+            return st;
+    }
+    otl_tensor **outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
+    if (!outs)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < g->n_outputs; i++) {
+        const otl_rt *v = &p->vals[p->out_val[i]];
+        otl_tensor *t = otl_tensor_new(g->outputs[i]->name, v->dtype, v->rank, v->dims);
+        if (t) {
+            t->nbytes = v->nbytes;
+            t->data = malloc(v->nbytes ? v->nbytes : 1);
+        }
+        if (!t || !t->data) {
+            otl_tensor_free(t);
+            for (int j = 0; j < i; j++)
+                otl_tensor_free(outs[j]);
+            free(outs);
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        }
+        if (v->nbytes)
+            memcpy(t->data, v->data, v->nbytes);
+        outs[i] = t;
+    }
+    *outputs = outs;
+    *n_outputs = g->n_outputs;
+    return OTL_OK;
+}
