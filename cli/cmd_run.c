@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "src/util.h"
@@ -17,10 +18,13 @@ static const char usage[] =
     "[A-Za-z0-9._-] in output names become '_'.\n"
     "  --input NAME=FILE.npy   value of graph input NAME (repeat for each input)\n"
     "  --outdir DIR            output directory (created if missing)\n"
-    "  --threads N             compute threads (default: all cores)\n";
+    "  --threads N             compute threads (default: all cores)\n"
+    "  --repeat N              run the forward pass N times (outputs of the last run are written)\n"
+    "                          and print per-run wall times, their median and images/s to stderr;\n"
+    "                          the first run includes planning and is reported separately\n";
 
 static const cli_opt opts[] = {
-    {"input", 1, 1}, {"outdir", 1, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"input", 1, 1}, {"outdir", 1, 0}, {"threads", 1, 0}, {"repeat", 1, 0}, {NULL, 0, 0},
 };
 
 int cli_threads(const cli_args *a, const char *usage_text, int *threads)
@@ -59,6 +63,19 @@ static int make_dir(const char *dir, otl_error *err)
     return ok;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
@@ -73,6 +90,14 @@ int cmd_run(int argc, char **argv)
     int threads;
     if ((rc = cli_threads(&a, usage, &threads)))
         return rc;
+    long repeat = 1;
+    if (cli_get(&a, "repeat")) {
+        char *e;
+        const char *r = cli_get(&a, "repeat");
+        repeat = strtol(r, &e, 10);
+        if (!*r || *e || repeat < 1 || repeat > 1000000)
+            return cli_usage_error(usage, "run: --repeat must be a positive integer, got '%s'", r);
+    }
     /* collect --input NAME=FILE */
     int n_in = 0;
     const char *names[128], *files[128];
@@ -110,8 +135,36 @@ int cmd_run(int argc, char **argv)
     otl_session_opts so = {.threads = threads};
     if (otl_session_new(&s, m, &so, &err))
         goto fail;
-    if (otl_session_run(s, (const otl_tensor *const *)in, n_in, &outs, &n_out, &err))
+    double *ms = calloc((size_t)repeat, sizeof *ms);
+    if (!ms) {
+        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
         goto fail;
+    }
+    for (long r = 0; r < repeat; r++) {
+        for (int i = 0; i < n_out; i++)
+            otl_tensor_free(outs[i]);
+        free(outs);
+        outs = NULL;
+        n_out = 0;
+        double t0 = now_ms();
+        if (otl_session_run(s, (const otl_tensor *const *)in, n_in, &outs, &n_out, &err)) {
+            free(ms);
+            goto fail;
+        }
+        ms[r] = now_ms() - t0;
+    }
+    if (repeat > 1) {
+        int64_t batch = n_in && in[0]->rank ? in[0]->dims[0] : 1;
+        fprintf(stderr, "run: first run (with planning) %.3f ms\n", ms[0]);
+        for (long r = 1; r < repeat; r++)
+            fprintf(stderr, "run: iteration %ld %.3f ms\n", r, ms[r]);
+        qsort(ms + 1, (size_t)(repeat - 1), sizeof *ms, cmp_double);
+        double med = (repeat - 1) % 2 ? ms[1 + (repeat - 1) / 2]
+                                      : 0.5 * (ms[(repeat - 1) / 2] + ms[(repeat - 1) / 2 + 1]);
+        fprintf(stderr, "run: %ld timed iterations, median %.3f ms, min %.3f ms, %.2f items/s (batch %lld)\n",
+                repeat - 1, med, ms[1], 1e3 * (double)batch / med, (long long)batch);
+    }
+    free(ms);
     if (!make_dir(outdir, &err))
         goto fail;
     for (int i = 0; i < n_out; i++) {
