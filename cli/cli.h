@@ -37,7 +37,17 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 /* --threads N (0 when absent); returns EXIT_USAGE on a bad value. */
 int cli_threads(const cli_args *a, const char *usage, int *threads);
 
+/* mkdir -p; 0 (error recorded) on failure. */
+int cli_make_dir(const char *dir, otl_error *err);
+/* --input NAME=FILE options into parallel arrays (names[i] points at "NAME=FILE"). */
+int cli_collect_inputs(const cli_args *a, const char *usage, const char **names, const char **files,
+                       int max, int *n);
+otl_status cli_load_inputs(otl_tensor **in, const char **names, const char **files, int n, otl_error *err);
+/* Write t as DIR/<name with characters outside [A-Za-z0-9._-] replaced>.npy, atomically. */
+otl_status cli_save_named(const char *dir, const char *name, const otl_tensor *t, otl_error *err);
+
 int cmd_info(int argc, char **argv);
+int cmd_grad(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 

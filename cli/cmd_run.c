@@ -41,7 +41,7 @@ int cli_threads(const cli_args *a, const char *usage_text, int *threads)
     return 0;
 }
 
-static int make_dir(const char *dir, otl_error *err)
+int cli_make_dir(const char *dir, otl_error *err)
 {
     char *p = otl_strdup(dir);
     if (!p)
@@ -76,6 +76,57 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+int cli_collect_inputs(const cli_args *a, const char *usage_text, const char **names, const char **files,
+                       int max, int *n)
+{
+    *n = 0;
+    for (int i = 0; i < a->n_set; i++) {
+        if (strcmp(a->set[i].name, "input") != 0)
+            continue;
+        const char *eq = strchr(a->set[i].value, '=');
+        if (!eq || eq == a->set[i].value || !eq[1])
+            return cli_usage_error(usage_text, "--input expects NAME=FILE.npy, got '%s'", a->set[i].value);
+        if (*n >= max)
+            return cli_usage_error(usage_text, "too many --input options");
+        names[*n] = a->set[i].value;
+        files[*n] = eq + 1;
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Load each FILE.npy and name the tensor NAME (names[i] is "NAME=FILE"). */
+otl_status cli_load_inputs(otl_tensor **in, const char **names, const char **files, int n, otl_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        otl_status st = otl_npy_load(&in[i], files[i], err);
+        if (st)
+            return st;
+        free(in[i]->name);
+        in[i]->name = otl_strndup(names[i], (size_t)(strchr(names[i], '=') - names[i]));
+        if (!in[i]->name)
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    return OTL_OK;
+}
+
+/* Write t as DIR/<sanitized name>.npy. */
+otl_status cli_save_named(const char *dir, const char *name, const otl_tensor *t, otl_error *err)
+{
+    char *base = otl_sanitize_filename(name);
+    size_t len = strlen(dir) + (base ? strlen(base) : 0) + 8;
+    char *path = base ? malloc(len) : NULL;
+    if (!path) {
+        free(base);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    snprintf(path, len, "%s/%s.npy", dir, base);
+    otl_status st = otl_npy_save(t, path, err);
+    free(path);
+    free(base);
+    return st;
+}
+
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
@@ -98,21 +149,10 @@ int cmd_run(int argc, char **argv)
         if (!*r || *e || repeat < 1 || repeat > 1000000)
             return cli_usage_error(usage, "run: --repeat must be a positive integer, got '%s'", r);
     }
-    /* collect --input NAME=FILE */
-    int n_in = 0;
     const char *names[128], *files[128];
-    for (int i = 0; i < a.n_set; i++) {
-        if (strcmp(a.set[i].name, "input") != 0)
-            continue;
-        const char *eq = strchr(a.set[i].value, '=');
-        if (!eq || eq == a.set[i].value || !eq[1])
-            return cli_usage_error(usage, "run: --input expects NAME=FILE.npy, got '%s'", a.set[i].value);
-        if (n_in >= 128)
-            return cli_usage_error(usage, "run: too many --input options");
-        names[n_in] = a.set[i].value;
-        files[n_in] = eq + 1;
-        n_in++;
-    }
+    int n_in;
+    if ((rc = cli_collect_inputs(&a, usage, names, files, 128, &n_in)))
+        return rc;
 
     otl_error err = {0};
     otl_model *m = NULL;
@@ -122,16 +162,8 @@ int cmd_run(int argc, char **argv)
     int n_out = 0, status = EXIT_OK;
     if (otl_model_load(&m, a.pos[0], NULL, &err))
         goto fail;
-    for (int i = 0; i < n_in; i++) {
-        if (otl_npy_load(&in[i], files[i], &err))
-            goto fail;
-        free(in[i]->name);
-        in[i]->name = otl_strndup(names[i], (size_t)(strchr(names[i], '=') - names[i]));
-        if (!in[i]->name) {
-            otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    }
+    if (cli_load_inputs(in, names, files, n_in, &err))
+        goto fail;
     otl_session_opts so = {.threads = threads};
     if (otl_session_new(&s, m, &so, &err))
         goto fail;
@@ -165,24 +197,11 @@ int cmd_run(int argc, char **argv)
                 repeat - 1, med, ms[1], 1e3 * (double)batch / med, (long long)batch);
     }
     free(ms);
-    if (!make_dir(outdir, &err))
+    if (!cli_make_dir(outdir, &err))
         goto fail;
-    for (int i = 0; i < n_out; i++) {
-        char *base = otl_sanitize_filename(outs[i]->name);
-        size_t len = strlen(outdir) + (base ? strlen(base) : 0) + 8;
-        char *path = base ? malloc(len) : NULL;
-        if (!path) {
-            free(base);
-            otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n_out; i++)
+        if (cli_save_named(outdir, outs[i]->name, outs[i], &err))
             goto fail;
-        }
-        snprintf(path, len, "%s/%s.npy", outdir, base);
-        otl_status st = otl_npy_save(outs[i], path, &err);
-        free(path);
-        free(base);
-        if (st)
-            goto fail;
-    }
     goto done;
 fail:
     status = cli_fail(&err);

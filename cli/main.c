@@ -15,7 +15,7 @@ static const char usage[] =
     "  run       forward pass on .npy inputs, writes one .npy per output\n"
     "  swap-head replace the classifier head       (not yet implemented)\n"
     "  freeze    mark parameters frozen/trainable  (not yet implemented)\n"
-    "  grad      one forward+backward pass         (not yet implemented)\n"
+    "  grad      one forward+backward pass: loss and parameter gradients as .npy\n"
     "  train     fine-tune on a data set           (not yet implemented)\n"
     "  eval      accuracy, F1, confusion matrix    (not yet implemented)\n"
     "  predict   classify images                   (not yet implemented)\n"
@@ -30,9 +30,10 @@ static const struct {
     {"info", cmd_info},
     {"export", cmd_export},
     {"run", cmd_run},
+    {"grad", cmd_grad},
 };
 
-static const char *const planned[] = {"swap-head", "freeze", "grad", "train", "eval", "predict"};
+static const char *const planned[] = {"swap-head", "freeze", "train", "eval", "predict"};
 
 int main(int argc, char **argv)
 {

@@ -383,3 +383,118 @@ int otl_graph_producer(const otl_graph *g, const char *name)
                 return i;
     return -1;
 }
+
+/* ------------------------------------------------------------ building */
+
+static char **strs_dup(int n, const char *const *src)
+{
+    char **d = calloc((size_t)n + 1, sizeof *d);
+    if (!d)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        if (!(d[i] = otl_strdup(src[i] ? src[i] : ""))) {
+            for (int j = 0; j < i; j++)
+                free(d[j]);
+            free(d);
+            return NULL;
+        }
+    return d;
+}
+
+otl_status otl_node_set_io(otl_node *n, int n_in, const char *const *in, int n_out,
+                           const char *const *out)
+{
+    char **ni = strs_dup(n_in, in), **no = strs_dup(n_out, out);
+    if (!ni || !no) {
+        for (int i = 0; ni && i < n_in; i++)
+            free(ni[i]);
+        for (int i = 0; no && i < n_out; i++)
+            free(no[i]);
+        free(ni);
+        free(no);
+        return OTL_ERR_NOMEM;
+    }
+    for (int i = 0; i < n->n_inputs; i++)
+        free(n->inputs[i]);
+    free(n->inputs);
+    for (int i = 0; i < n->n_outputs; i++)
+        free(n->outputs[i]);
+    free(n->outputs);
+    n->inputs = ni;
+    n->n_inputs = n_in;
+    n->outputs = no;
+    n->n_outputs = n_out;
+    return OTL_OK;
+}
+
+otl_status otl_node_add_attr(otl_node *n, const char *name, int type, otl_attr **out)
+{
+    otl_attr *a = realloc(n->attrs, (size_t)(n->n_attrs + 1) * sizeof *a);
+    if (!a)
+        return OTL_ERR_NOMEM;
+    n->attrs = a;
+    memset(&a[n->n_attrs], 0, sizeof *a);
+    a[n->n_attrs].name = otl_strdup(name);
+    if (!a[n->n_attrs].name)
+        return OTL_ERR_NOMEM;
+    a[n->n_attrs].type = type;
+    *out = &a[n->n_attrs++];
+    return OTL_OK;
+}
+
+#define APPEND(arr, count, item)                                                  \
+    do {                                                                          \
+        void *p_ = realloc(arr, (size_t)((count) + 1) * sizeof *(arr));           \
+        if (!p_)                                                                  \
+            return OTL_ERR_NOMEM;                                                 \
+        arr = p_;                                                                 \
+        (arr)[(count)++] = item;                                                  \
+    } while (0)
+
+otl_status otl_graph_add_node(otl_graph *g, otl_node *n) { APPEND(g->nodes, g->n_nodes, n); return OTL_OK; }
+otl_status otl_graph_add_init(otl_graph *g, otl_tensor *t) { APPEND(g->inits, g->n_inits, t); return OTL_OK; }
+otl_status otl_graph_add_input(otl_graph *g, otl_value *v) { APPEND(g->inputs, g->n_inputs, v); return OTL_OK; }
+otl_status otl_graph_add_output(otl_graph *g, otl_value *v) { APPEND(g->outputs, g->n_outputs, v); return OTL_OK; }
+
+otl_value *otl_value_new_tensor(const char *name, int dtype, int rank, const int64_t *dims,
+                                const char *const *params)
+{
+    otl_value *v = otl_value_new(name);
+    if (!v)
+        return NULL;
+    v->has_type = 1;
+    v->is_tensor = 1;
+    v->dtype = dtype;
+    if (rank < 0)
+        return v;
+    v->has_shape = 1;
+    v->rank = rank;
+    if (rank && !(v->dims = calloc((size_t)rank, sizeof *v->dims))) {
+        otl_value_free(v);
+        return NULL;
+    }
+    for (int i = 0; i < rank; i++) {
+        v->dims[i].value = dims && dims[i] >= 0 ? dims[i] : -1;
+        if (params && params[i] && !(v->dims[i].param = otl_strdup(params[i]))) {
+            otl_value_free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+otl_status otl_model_clone(const otl_model *m, otl_model **out, otl_error *err)
+{
+    uint8_t *buf;
+    size_t len;
+    *out = NULL;
+    otl_status st = otl_model_serialize(m, &buf, &len, err);
+    if (st)
+        return st;
+    otl_load_opts lo = {.skip_validate = 1};
+    st = otl_model_load_buffer(out, buf, len, m->path, NULL, &lo, err);
+    free(buf);
+    if (!st)
+        (*out)->had_external_data = m->had_external_data;
+    return st;
+}

@@ -326,7 +326,8 @@ typedef struct otl_session otl_session;
 
 typedef struct otl_session_opts {
     int threads;        /* 0: all cores */
-    int training;       /* training semantics: BatchNormalization batch statistics, Dropout on */
+    int training;       /* training semantics: Dropout on, BatchNormalization batch statistics */
+    int bn_frozen;      /* with training: BatchNormalization keeps using running statistics */
     uint64_t seed;      /* for Dropout and other random ops */
 } otl_session_opts;
 
@@ -345,6 +346,44 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
 
 /* Whether an op is implemented for (domain, op_type) at the given opset ("" = ai.onnx). */
 int otl_op_supported(const char *domain, const char *op_type, int64_t opset);
+
+/* ------------------------------------------------------------ training graphs */
+
+typedef enum otl_loss_kind {
+    OTL_LOSS_CE = 0,   /* softmax cross-entropy on logits, int64 class ids */
+    OTL_LOSS_MSE = 1,  /* mean squared error, float targets of the output's shape */
+    OTL_LOSS_BCE = 2   /* binary cross-entropy on logits, float 0/1 targets (multi-label) */
+} otl_loss_kind;
+
+typedef struct otl_grad_spec {
+    otl_loss_kind loss;
+    float label_smoothing;
+    /* parameters to differentiate; NULL: every floating-point initializer that is not frozen
+       and not a BatchNormalization running statistic */
+    int n_params;
+    const char *const *params;
+} otl_grad_spec;
+
+/* A model extended with a loss and the gradient of every trainable parameter. Run it with a
+ * session in training mode, feeding the data input(s), `target`, and (optionally) the current
+ * parameter values under their own names (trainable parameters are graph inputs with their
+ * initializer as default). */
+typedef struct otl_train_graph {
+    otl_model *m;          /* the extended model (owned) */
+    char *target;          /* graph input holding the targets */
+    char *loss;            /* graph output: scalar float32 loss */
+    int n_params;
+    char **params;         /* trainable initializer names */
+    char **grads;          /* graph outputs: gradient of params[i] */
+} otl_train_graph;
+
+/* The first graph output is the prediction. For OTL_LOSS_CE it is taken as logits, or, when a
+ * Softmax/LogSoftmax over the last axis produces it, the loss is computed stably from that op's
+ * input (Keras-style models). Fails naming the node when a node between a parameter and the
+ * loss has no gradient rule. */
+otl_status otl_train_graph_build(otl_train_graph **out, const otl_model *m, const otl_grad_spec *spec,
+                                 otl_error *err);
+void otl_train_graph_free(otl_train_graph *t);
 
 /* ------------------------------------------------------------ validation */
 
@@ -368,6 +407,23 @@ otl_tensor *otl_tensor_new(const char *name, int dtype, int rank, const int64_t 
 void otl_tensor_free(otl_tensor *t);
 otl_value *otl_value_new(const char *name);
 void otl_value_free(otl_value *v);
+
+/* Building and editing graphs. Strings are copied. All return OTL_OK or OTL_ERR_NOMEM. */
+otl_status otl_node_set_io(otl_node *n, int n_in, const char *const *in, int n_out,
+                           const char *const *out);
+/* Append a new zeroed attribute named `name` of `type`; *out points into n->attrs (valid until
+ * the next append). */
+otl_status otl_node_add_attr(otl_node *n, const char *name, int type, otl_attr **out);
+otl_status otl_graph_add_node(otl_graph *g, otl_node *n);          /* takes ownership */
+otl_status otl_graph_add_init(otl_graph *g, otl_tensor *t);        /* takes ownership */
+otl_status otl_graph_add_input(otl_graph *g, otl_value *v);        /* takes ownership */
+otl_status otl_graph_add_output(otl_graph *g, otl_value *v);       /* takes ownership */
+/* Declared tensor value with a dtype and (optionally, rank >= 0) a shape; dims < 0 become
+ * unknown, and `params` (may be NULL) give symbolic names per axis. */
+otl_value *otl_value_new_tensor(const char *name, int dtype, int rank, const int64_t *dims,
+                                const char *const *params);
+/* Deep copy (through serialization: lossless by construction). */
+otl_status otl_model_clone(const otl_model *m, otl_model **out, otl_error *err);
 
 const char *otl_model_meta_get(const otl_model *m, const char *key);
 otl_status otl_model_meta_set(otl_model *m, const char *key, const char *value, otl_error *err);

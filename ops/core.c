@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/op.h"
 
 /* ---------------------------------------------------------------- Identity */
@@ -15,9 +16,15 @@ static otl_status identity_infer(otl_kctx *k)
     return otl_rt_like(k, k->out[0], k->in[0]);
 }
 
+static otl_status identity_grad(otl_gctx *c)
+{
+    otl_grad_set(c, 0, c->dy[0]);
+    return OTL_OK;
+}
+
 const otl_op otl_op_Identity = {
     .op_type = "Identity", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ALIAS,
-    .infer = identity_infer,
+    .infer = identity_infer, .grad_inputs = 1, .grad = identity_grad,
 };
 
 /* ---------------------------------------------------------------- Constant */

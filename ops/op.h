@@ -55,6 +55,7 @@ typedef struct otl_engine {
 } otl_engine;
 
 struct otl_op;
+typedef struct otl_gctx otl_gctx; /* gradient-rule context, see graph/autodiff.h */
 
 typedef struct otl_kctx {
     const otl_node *node;
@@ -63,7 +64,8 @@ typedef struct otl_kctx {
     const char *file;
     otl_error *err;
     otl_engine *eng;
-    int training;               /* training semantics (BatchNormalization, Dropout) */
+    int training;               /* training semantics (Dropout active, BatchNormalization per bn_training) */
+    int bn_training;            /* BatchNormalization uses batch statistics (training && !bn_frozen) */
     uint64_t seed;              /* per-node seed for random ops */
     int n_in, n_out;
     otl_rt **in;                /* (n_in) NULL for omitted optional inputs */
@@ -89,6 +91,10 @@ typedef struct otl_op {
     otl_status (*prepare)(otl_kctx *k);
     otl_status (*forward)(otl_kctx *k);
     void (*release)(otl_kctx *k);
+    /* reverse mode (graph/autodiff.c): bit i of grad_inputs set when input i is
+     * differentiable; grad appends the nodes computing the inputs' gradients */
+    unsigned grad_inputs;
+    otl_status (*grad)(otl_gctx *c);
 } otl_op;
 
 /* Registry look-up: the op implementing (domain, op_type) at `opset`, or NULL; *why receives a

@@ -7,10 +7,11 @@
 
 #include "ops/list_core.h"
 #include "ops/list_elementwise.h"
+#include "ops/list_grad.h"
 #include "ops/list_linalg.h"
 #include "ops/list_nn.h"
 #include "ops/list_shape.h"
 
-#define OTL_OPS(X) OTL_OPS_CORE(X) OTL_OPS_ELEMENTWISE(X) OTL_OPS_LINALG(X) OTL_OPS_NN(X) OTL_OPS_SHAPE(X)
+#define OTL_OPS(X) OTL_OPS_CORE(X) OTL_OPS_GRAD(X) OTL_OPS_ELEMENTWISE(X) OTL_OPS_LINALG(X) OTL_OPS_NN(X) OTL_OPS_SHAPE(X)
 
 #endif

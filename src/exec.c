@@ -481,6 +481,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         k->err = err;
         k->eng = &s->eng;
         k->training = s->opts.training;
+        k->bn_training = s->opts.training && !s->opts.bn_frozen;
         k->seed = s->opts.seed * 6364136223846793005ULL + (uint64_t)s->order[oi] * 1442695040888963407ULL + 1;
         k->n_in = n->n_inputs;
         k->n_out = n->n_outputs;
