@@ -1,2 +1,3 @@
-/* list_nn.h - neural-network layers on oneDNN (conv, gemm/matmul, pooling, normalization, softmax, reductions). */
-#define OTL_OPS_NN(X)
+/* list_nn.h - neural-network layers on oneDNN: convolution (ops/conv.c), pooling (ops/pool.c),
+ * batch normalization (ops/batchnorm.c). */
+#define OTL_OPS_NN(X) X(Conv) X(ConvTranspose)
