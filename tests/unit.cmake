@@ -1,0 +1,28 @@
+# tests/unit.cmake - C unit tests of library internals, include()d from tests/CMakeLists.txt.
+#
+# Registers
+#   unit.npy        tests/unit/test_npy.c on the golden files of tests/unit/data
+#                   (regenerate with tests/unit/make_npy_goldens.py)
+#   unit.npy.numpy  numpy reads back everything otl_npy_save wrote (check_npy_numpy.py)
+# Both carry the label "asan" so that the sanitizer build (make asan-test) runs them.
+
+set(_otl_unit_dir ${CMAKE_CURRENT_LIST_DIR}/unit)
+if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
+  set(PYTHON /usr/bin/python3)
+endif()
+
+# src/npy.c inflates .npz members with zlib.
+# TODO(owner of CMakeLists.txt): move this next to the library's other link libraries, so that
+# the CLI links zlib even when the tests are not built.
+find_package(ZLIB REQUIRED)
+target_link_libraries(onnxtl PUBLIC ZLIB::ZLIB)
+
+add_executable(test_npy ${_otl_unit_dir}/test_npy.c)
+target_link_libraries(test_npy PRIVATE onnxtl)
+
+add_test(NAME unit.npy
+  COMMAND test_npy ${_otl_unit_dir}/data ${CMAKE_CURRENT_BINARY_DIR}/unit_npy_out)
+add_test(NAME unit.npy.numpy
+  COMMAND ${PYTHON} ${_otl_unit_dir}/check_npy_numpy.py $<TARGET_FILE:test_npy>
+          ${_otl_unit_dir}/data ${CMAKE_CURRENT_BINARY_DIR}/unit_npy_numpy_out)
+set_tests_properties(unit.npy unit.npy.numpy PROPERTIES LABELS "unit;asan" TIMEOUT 120)
