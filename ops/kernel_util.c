@@ -39,11 +39,38 @@ otl_status otl_rt_set(otl_kctx *k, otl_rt *v, int dtype, int rank, const int64_t
         return otl_kfail(k, OTL_ERR_UNSUPPORTED, "output '%s': dtype %s is not supported", v->name,
                          otl_dtype_name(dtype));
     v->dtype = dtype;
+    v->blocked = 0;
     v->rank = rank;
     v->numel = n;
     v->nbytes = (size_t)nb;
     v->shape_known = 1;
     return OTL_OK;
+}
+
+otl_status otl_rt_set_md(otl_kctx *k, otl_rt *v, int dtype, int rank, const int64_t *dims,
+                         const dnnl_memory_desc_t *md)
+{
+    otl_status st = otl_rt_set(k, v, dtype, rank, dims);
+    if (st || !v)
+        return st;
+    dnnl_memory_desc_t plain;
+    if ((st = otl_md_plain(k, v, &plain)))
+        return st;
+    v->blocked = !dnnl_memory_desc_equal(&plain, md);
+    if (v->blocked) {
+        v->md = *md;
+        v->nbytes = dnnl_memory_desc_get_size(md);
+    }
+    return OTL_OK;
+}
+
+otl_status otl_rt_md(otl_kctx *k, const otl_rt *v, dnnl_memory_desc_t *md)
+{
+    if (v->blocked) {
+        *md = v->md;
+        return OTL_OK;
+    }
+    return otl_md_plain(k, v, md);
 }
 
 otl_status otl_rt_like(otl_kctx *k, otl_rt *v, const otl_rt *like)

@@ -38,6 +38,9 @@ typedef struct otl_rt {
     size_t nbytes;
     void *data;                 /* plain C-order data (nbytes), valid in forward */
     int is_const;               /* data known at plan time */
+    int blocked;                /* data is in the oneDNN layout `md` instead of plain C order
+                                   (only ops with OTL_OPF_ANY_LAYOUT ever see such inputs) */
+    dnnl_memory_desc_t md;      /* valid when blocked */
     int shape_known;            /* dtype/shape set */
     /* executor bookkeeping */
     int alias_of;               /* value index whose buffer this one shares, or -1 */
@@ -79,6 +82,9 @@ enum {
     OTL_OPF_SHAPE_ONLY = 1 << 1, /* outputs depend only on input shapes (Shape, Size): folded
                                     even when the input data is not const */
     OTL_OPF_RANDOM = 1 << 2,     /* never folded (random ops) */
+    OTL_OPF_ANY_LAYOUT = 1 << 3, /* accepts inputs in oneDNN blocked layouts (in[i]->blocked,
+                                    in[i]->md; use otl_rt_md) and may produce one (otl_rt_set_md).
+                                    Other ops get plain inputs: the executor inserts reorders */
 };
 
 typedef struct otl_op {
@@ -112,7 +118,13 @@ otl_status otl_kfail(otl_kctx *k, otl_status code, const char *fmt, ...)
 
 /* Set a value's dtype and shape (computes numel and nbytes; checks rank and size). */
 otl_status otl_rt_set(otl_kctx *k, otl_rt *v, int dtype, int rank, const int64_t *dims);
-/* Same shape and dtype as another value. */
+/* Logical dtype/shape plus a oneDNN layout for the data (nbytes from the descriptor). A plain
+ * C-order descriptor leaves the value plain. */
+otl_status otl_rt_set_md(otl_kctx *k, otl_rt *v, int dtype, int rank, const int64_t *dims,
+                         const dnnl_memory_desc_t *md);
+/* The value's memory descriptor: its blocked layout, or the plain one. */
+otl_status otl_rt_md(otl_kctx *k, const otl_rt *v, dnnl_memory_desc_t *md);
+/* Same shape and dtype as another value (plain layout). */
 otl_status otl_rt_like(otl_kctx *k, otl_rt *v, const otl_rt *like);
 
 /* Attributes, with type checks: a present attribute of the wrong type is an error. */

@@ -16,13 +16,18 @@
 #include "src/strmap.h"
 #include "src/util.h"
 
+extern const otl_op otl_op_internal_reorder;
+
 typedef struct plan {
-    int n_vals;
-    otl_rt *vals;
+    int n_vals, cap_vals;
+    otl_rt *vals;          /* fixed capacity: kernels hold pointers into it */
     otl_strmap idx;        /* value name -> index */
+    int *plain_of;         /* value -> its plain-layout twin, or -1 */
+    int n_kc, cap_kc;
+    otl_kctx *kc;          /* graph nodes in topological order, then inserted reorders */
+    otl_node **synth;      /* nodes made up for inserted reorders (n_kc - n_nodes of them) */
     int n_nodes;
-    otl_kctx *kc;          /* per node, in topological order */
-    int *folded;           /* per node: computed at plan time */
+    int *folded;           /* per kc: computed at plan time */
     int n_sched;
     int *sched;            /* indices into kc */
     uint8_t *arena;
@@ -78,7 +83,7 @@ static void plan_free(plan *p)
 {
     if (!p)
         return;
-    for (int i = 0; p->kc && i < p->n_nodes; i++) {
+    for (int i = 0; p->kc && i < p->n_kc; i++) {
         otl_kctx *k = &p->kc[i];
         if (k->op && k->op->release && k->state)
             k->op->release(k);
@@ -91,6 +96,10 @@ static void plan_free(plan *p)
             free(p->vals[i].data);
     free(p->vals);
     otl_strmap_free(&p->idx);
+    free(p->plain_of);
+    for (int i = 0; p->synth && i < p->n_kc - p->n_nodes; i++)
+        otl_node_free(p->synth[i]);
+    free(p->synth);
     free(p->kc);
     free(p->folded);
     free(p->sched);
@@ -332,6 +341,8 @@ static otl_status add_value(plan *p, const char *name, otl_error *err)
 {
     if (!*name || otl_strmap_has(&p->idx, name))
         return OTL_OK;
+    if (p->n_vals >= p->cap_vals)
+        return otl_error_set(err, OTL_ERR_INTERNAL, "value table full");
     otl_rt *v = &p->vals[p->n_vals];
     memset(v, 0, sizeof *v);
     v->name = name;
@@ -381,6 +392,105 @@ static void rt_from_tensor(otl_rt *v, const otl_tensor *t)
     v->shape_known = 1;
 }
 
+/* Infer one kctx's outputs, then fold it (all inputs const), alias it, or schedule it. */
+static otl_status plan_node(plan *p, int ki, int all_const)
+{
+    otl_kctx *k = &p->kc[ki];
+    otl_status st = k->op->infer(k);
+    if (st)
+        return st;
+    for (int i = 0; i < k->n_out; i++)
+        if (k->out[i] && !k->out[i]->shape_known)
+            return otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
+    unsigned fl = k->op->flags;
+    if (fl & OTL_OPF_ALIAS) {
+        otl_rt *src = k->in[0], *dst = k->out[0];
+        if (!src || !dst || dst->nbytes != src->nbytes || src->blocked)
+            return otl_kfail(k, OTL_ERR_INTERNAL, "alias output differs from its input");
+        if (src->is_const) {
+            dst->data = src->data;
+            dst->is_const = 1;
+            p->folded[ki] = 1;
+        } else {
+            dst->alias_of = root_of(p, val_index(p, src));
+            p->sched[p->n_sched++] = ki;
+        }
+        return OTL_OK;
+    }
+    if (!(fl & OTL_OPF_RANDOM) && (all_const || (fl & OTL_OPF_SHAPE_ONLY))) {
+        for (int i = 0; i < k->n_out; i++) {
+            otl_rt *v = k->out[i];
+            if (!v)
+                continue;
+            v->data = malloc(v->nbytes ? v->nbytes : 1);
+            v->owned = 1;
+            if (!v->data)
+                return otl_kfail(k, OTL_ERR_NOMEM, "out of memory for output '%s'", v->name);
+        }
+        if (k->op->prepare && (st = k->op->prepare(k)))
+            return st;
+        if ((st = k->op->forward(k)))
+            return st;
+        for (int i = 0; i < k->n_out; i++)
+            if (k->out[i])
+                k->out[i]->is_const = 1;
+        p->folded[ki] = 1;
+        return OTL_OK;
+    }
+    p->sched[p->n_sched++] = ki;
+    return OTL_OK;
+}
+
+/* The plain-layout twin of value v (v itself when plain), adding a reorder step. */
+static otl_status ensure_plain(otl_session *s, plan *p, int v, int *out, otl_error *err)
+{
+    *out = v;
+    if (!p->vals[v].blocked)
+        return OTL_OK;
+    if (p->plain_of[v] >= 0) {
+        *out = p->plain_of[v];
+        return OTL_OK;
+    }
+    if (p->n_kc >= p->cap_kc || p->n_vals >= p->cap_vals)
+        return otl_error_set(err, OTL_ERR_INTERNAL, "%s: plan tables full", sfile(s));
+    int si = p->n_kc - p->n_nodes;
+    char name[64];
+    snprintf(name, sizeof name, "onnx_tl::reorder%d", si);
+    otl_node *n = otl_node_new(name, "Reorder", "onnx_tl.internal");
+    const char *in[1] = {p->vals[v].name};
+    char out_name[80];
+    snprintf(out_name, sizeof out_name, "%s:plain", name);
+    const char *outs[1] = {out_name};
+    if (!n || otl_node_set_io(n, 1, in, 1, outs)) {
+        otl_node_free(n);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    p->synth[si] = n;
+    int w = p->n_vals++;
+    otl_rt *pv = &p->vals[w];
+    memset(pv, 0, sizeof *pv);
+    pv->name = n->outputs[0];
+    pv->alias_of = -1;
+    otl_kctx *k = &p->kc[p->n_kc];
+    k->node = n;
+    k->op = &otl_op_internal_reorder;
+    k->opset = 1;
+    k->file = sfile(s);
+    k->err = err;
+    k->eng = &s->eng;
+    k->n_in = k->n_out = 1;
+    k->in = calloc(2, sizeof *k->in);
+    k->out = calloc(2, sizeof *k->out);
+    int ki = p->n_kc++;
+    if (!k->in || !k->out)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    k->in[0] = &p->vals[v];
+    k->out[0] = pv;
+    p->plain_of[v] = w;
+    *out = w;
+    return plan_node(p, ki, p->vals[v].is_const);
+}
+
 static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const *inputs, int n_inputs,
                              otl_error *err)
 {
@@ -394,18 +504,26 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
     size_t max_vals = (size_t)g->n_inits + (size_t)g->n_inputs;
     for (int i = 0; i < g->n_nodes; i++)
         max_vals += (size_t)g->nodes[i]->n_outputs;
-    p->vals = calloc(max_vals + 1, sizeof *p->vals);
-    p->kc = calloc((size_t)g->n_nodes + 1, sizeof *p->kc);
-    p->folded = calloc((size_t)g->n_nodes + 1, sizeof *p->folded);
-    p->sched = calloc((size_t)g->n_nodes + 1, sizeof *p->sched);
+    /* room for a plain twin of every value and a reorder step for each */
+    p->cap_vals = (int)(2 * max_vals + 1);
+    p->cap_kc = g->n_nodes + (int)max_vals + 1;
+    p->vals = calloc((size_t)p->cap_vals, sizeof *p->vals);
+    p->plain_of = malloc((size_t)p->cap_vals * sizeof *p->plain_of);
+    p->kc = calloc((size_t)p->cap_kc, sizeof *p->kc);
+    p->synth = calloc((size_t)p->cap_kc, sizeof *p->synth);
+    p->folded = calloc((size_t)p->cap_kc, sizeof *p->folded);
+    p->sched = calloc((size_t)p->cap_kc, sizeof *p->sched);
     p->sig = calloc((size_t)n_inputs + 1, sizeof *p->sig);
     p->out_val = calloc((size_t)g->n_outputs + 1, sizeof *p->out_val);
-    if (!p->vals || !p->kc || !p->folded || !p->sched || !p->sig || !p->out_val ||
-        !otl_strmap_init(&p->idx, max_vals)) {
+    if (!p->vals || !p->plain_of || !p->kc || !p->synth || !p->folded || !p->sched || !p->sig ||
+        !p->out_val || !otl_strmap_init(&p->idx, max_vals)) {
         plan_free(p);
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     }
     p->n_nodes = g->n_nodes;
+    p->n_kc = g->n_nodes;
+    for (int i = 0; i < p->cap_vals; i++)
+        p->plain_of[i] = -1;
 
     /* values: initializers (const), graph inputs, node outputs */
     for (int i = 0; !st && i < g->n_inits; i++) {
@@ -464,11 +582,6 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' is required but was not given", file,
                                g->inputs[i]->name);
     }
-    for (int i = 0; !st && i < g->n_outputs; i++) {
-        otl_rt *v = find_val(p, g->outputs[i]->name);
-        v->is_output = 1;
-        p->out_val[i] = val_index(p, v);
-    }
 
     /* nodes in topological order: infer, fold or schedule */
     for (int oi = 0; !st && oi < g->n_nodes; oi++) {
@@ -491,6 +604,11 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
             st = otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
             break;
         }
+        if (!k->op) {
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: node '%s' (%s): op is not supported", file,
+                               n->name, n->op_type);
+            break;
+        }
         int all_const = 1;
         for (int i = 0; i < n->n_inputs; i++) {
             if (!*n->inputs[i])
@@ -502,67 +620,28 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
                                    file, n->name, n->op_type, i, n->inputs[i]);
                 break;
             }
+            if (k->in[i]->blocked && !(k->op->flags & OTL_OPF_ANY_LAYOUT)) {
+                int v;
+                if ((st = ensure_plain(s, p, val_index(p, k->in[i]), &v, err)))
+                    break;
+                k->in[i] = &p->vals[v];
+            }
             all_const &= k->in[i]->is_const;
         }
         if (st)
             break;
         for (int i = 0; i < n->n_outputs; i++)
             k->out[i] = *n->outputs[i] ? find_val(p, n->outputs[i]) : NULL;
-        if (!k->op) {
-            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: node '%s' (%s): op is not supported", file,
-                               n->name, n->op_type);
+        if ((st = plan_node(p, oi, all_const)))
             break;
-        }
-        if ((st = k->op->infer(k)))
+    }
+    /* graph outputs leave in plain layout */
+    for (int i = 0; !st && i < g->n_outputs; i++) {
+        int v = val_index(p, find_val(p, g->outputs[i]->name));
+        if ((st = ensure_plain(s, p, v, &v, err)))
             break;
-        for (int i = 0; i < n->n_outputs; i++)
-            if (k->out[i] && !k->out[i]->shape_known) {
-                st = otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
-                break;
-            }
-        if (st)
-            break;
-        unsigned fl = k->op->flags;
-        int fold = !(fl & OTL_OPF_RANDOM) && (all_const || (fl & OTL_OPF_SHAPE_ONLY));
-        if (fl & OTL_OPF_ALIAS) {
-            otl_rt *src = k->in[0], *dst = k->out[0];
-            if (!src || !dst || dst->nbytes != src->nbytes) {
-                st = otl_kfail(k, OTL_ERR_INTERNAL, "alias output size differs from its input");
-                break;
-            }
-            if (src->is_const) {
-                dst->data = src->data;
-                dst->is_const = 1;
-                p->folded[oi] = 1;
-            } else {
-                dst->alias_of = root_of(p, val_index(p, src));
-                p->sched[p->n_sched++] = oi;
-            }
-            continue;
-        }
-        if (fold) {
-            for (int i = 0; !st && i < n->n_outputs; i++) {
-                otl_rt *v = k->out[i];
-                if (!v)
-                    continue;
-                v->data = malloc(v->nbytes ? v->nbytes : 1);
-                if (!v->data)
-                    st = otl_kfail(k, OTL_ERR_NOMEM, "out of memory for output '%s'", v->name);
-                v->owned = 1;
-            }
-            if (!st && k->op->prepare)
-                st = k->op->prepare(k);
-            if (!st)
-                st = k->op->forward(k);
-            if (st)
-                break;
-            for (int i = 0; i < n->n_outputs; i++)
-                if (k->out[i])
-                    k->out[i]->is_const = 1;
-            p->folded[oi] = 1;
-            continue;
-        }
-        p->sched[p->n_sched++] = oi;
+        p->vals[v].is_output = 1;
+        p->out_val[i] = v;
     }
     if (!st)
         st = assign_arena(p, file, err);
