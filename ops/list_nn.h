@@ -1,3 +1,3 @@
 /* list_nn.h - neural-network layers on oneDNN: convolution (ops/conv.c), pooling (ops/pool.c),
  * batch normalization (ops/batchnorm.c). */
-#define OTL_OPS_NN(X) X(Conv) X(ConvTranspose)
+#define OTL_OPS_NN(X) X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)

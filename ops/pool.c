@@ -1,0 +1,375 @@
+/* pool.c - MaxPool (optional Indices), AveragePool, GlobalAveragePool, GlobalMaxPool.
+ * float32 windows run on oneDNN pooling where it matches ONNX exactly; other dtypes, Indices,
+ * dilated averages and ceil_mode windows counted with padding use the plain C kernel below.
+ * Differentiable input: X. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/nn_common.h"
+
+enum { POOL_MAX, POOL_AVG };
+
+typedef struct pool_state {
+    int kind;                   /* POOL_MAX / POOL_AVG */
+    int count_include_pad;
+    int storage_order;
+    nn_geom g;
+    int64_t pr_dnnl[NN_MAX_SP];
+    int use_dnnl;
+    dnnl_primitive_t prim;
+    nn_port src, dst;
+    dnnl_memory_t ws;           /* max pooling workspace (training) */
+    void *ws_buf;
+    size_t scratch_bytes;
+    int reserved;
+} pool_state;
+
+/* ---------------------------------------------------------------- C kernel */
+
+static double dtype_lowest(int dtype)
+{
+    switch (dtype) {
+    case OTL_DTYPE_UINT8: return 0;
+    case OTL_DTYPE_INT8: return -128;
+    default: return -INFINITY;
+    }
+}
+
+/* out: (N, C, out...) ; indices: same shape or NULL ; inp: (N, C, in...) of `dtype`.
+ * Max: the first largest element of the window (dilated, padding skipped). Average: sum over the
+ * window's elements inside the input divided by their count, or with count_include_pad by the
+ * count of window positions inside the padded input [-pl, in + pr). */
+static void pool_forward_ref(void *out, int64_t *indices, const void *inp, int dtype, int64_t nc,
+                             const nn_geom *g, int kind, int count_include_pad, int storage_order)
+{
+    int nsp = g->nsp;
+    int64_t in_sz = 1, out_sz = 1, ksz = 1;
+    for (int i = 0; i < nsp; i++) {
+        in_sz *= g->in[i];
+        out_sz *= g->out[i];
+        ksz *= g->k[i];
+    }
+    double lowest = dtype_lowest(dtype);
+#pragma omp parallel for schedule(static) if (nc * out_sz * ksz > 65536)
+    for (int64_t p = 0; p < nc; p++) {
+        for (int64_t o = 0; o < out_sz; o++) {
+            int64_t oc[NN_MAX_SP], rem = o;
+            for (int i = nsp - 1; i >= 0; i--) {
+                oc[i] = rem % g->out[i];
+                rem /= g->out[i];
+            }
+            double acc = kind == POOL_MAX ? lowest : 0.0;
+            int64_t best = -1, count = 0, count_pad = 0;
+            for (int64_t kk = 0; kk < ksz; kk++) {
+                int64_t kc[NN_MAX_SP], r2 = kk, idx = 0, idx_cm = 0, stride_cm = 1;
+                int inside = 1, inside_pad = 1;
+                for (int i = nsp - 1; i >= 0; i--) {
+                    kc[i] = r2 % g->k[i];
+                    r2 /= g->k[i];
+                }
+                for (int i = 0; i < nsp; i++) {
+                    int64_t x = oc[i] * g->s[i] - g->pl[i] + kc[i] * g->d[i];
+                    if (x < 0 || x >= g->in[i])
+                        inside = 0;
+                    if (x < -g->pl[i] || x >= g->in[i] + g->pr[i])
+                        inside_pad = 0;
+                    idx = idx * g->in[i] + x;
+                    idx_cm += x * stride_cm;
+                    stride_cm *= g->in[i];
+                }
+                count_pad += inside_pad;
+                if (!inside)
+                    continue;
+                double v = otl_get_f(inp, dtype, p * in_sz + idx);
+                if (kind == POOL_MAX) {
+                    if (best < 0 || v > acc || (isnan(v) && !isnan(acc))) {
+                        acc = v;
+                        best = storage_order ? idx_cm : idx;
+                    }
+                } else {
+                    acc += v;
+                    count++;
+                }
+            }
+            if (kind == POOL_AVG)
+                acc /= (double)(count_include_pad ? count_pad : count);
+            otl_set_f(out, dtype, p * out_sz + o, acc);
+            if (indices)
+                indices[p * out_sz + o] = best < 0 ? -1 : p * in_sz + best;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- MaxPool / AveragePool */
+
+static otl_status pool_infer_kind(otl_kctx *k, int kind)
+{
+    pool_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->kind = kind;
+    static const int max_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_INT8,
+                                    OTL_DTYPE_UINT8, 0};
+    static const int avg_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, 0};
+    otl_status st = otl_check_in(k, 0, kind == POOL_MAX ? max_types : avg_types);
+    if (st)
+        return st;
+    const otl_rt *x = k->in[0];
+    if (x->rank < 3)
+        return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 3 (N, C, spatial...), got %d", x->name, x->rank);
+    nn_geom *g = &s->g;
+    g->nsp = x->rank - 2;
+    int n;
+    if ((st = otl_attr_ints(k, "kernel_shape", g->k, NN_MAX_SP, &n)))
+        return st;
+    if (n != g->nsp)
+        return otl_kfail(k, OTL_ERR_INPUT, "kernel_shape %s %d values, expected %d", n < 0 ? "is required:" : "has",
+                         n < 0 ? 0 : n, g->nsp);
+    for (int i = 0; i < n; i++)
+        if (g->k[i] < 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "kernel_shape must be >= 1, got %lld", (long long)g->k[i]);
+    int64_t v;
+    if ((st = nn_geom_attrs(k, g, 1)) || (st = otl_attr_int(k, "ceil_mode", 0, &v)))
+        return st;
+    g->ceil_mode = v != 0;
+    if (kind == POOL_AVG) {
+        if ((st = otl_attr_int(k, "count_include_pad", 0, &v)))
+            return st;
+        s->count_include_pad = v != 0;
+    } else {
+        if ((st = otl_attr_int(k, "storage_order", 0, &v)))
+            return st;
+        if (v != 0 && v != 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "storage_order must be 0 or 1, got %lld", (long long)v);
+        s->storage_order = (int)v;
+    }
+    for (int i = 0; i < g->nsp; i++)
+        if (g->pl[i] >= nn_extent(g, i) || g->pr[i] >= nn_extent(g, i))
+            return otl_kfail(k, OTL_ERR_INPUT, "pads (%lld, %lld) must be smaller than the kernel extent %lld",
+                             (long long)g->pl[i], (long long)g->pr[i], (long long)nn_extent(g, i));
+    if ((st = nn_geom_forward(k, g, x->dims + 2)))
+        return st;
+    int64_t dims[OTL_MAX_RANK] = {x->dims[0], x->dims[1]};
+    int ceil_extra = 0;
+    for (int i = 0; i < g->nsp; i++) {
+        dims[2 + i] = g->out[i];
+        int64_t pe = (g->out[i] - 1) * g->s[i] + nn_extent(g, i) - g->in[i] - g->pl[i];
+        if (pe > g->pr[i])
+            ceil_extra = 1;
+        s->pr_dnnl[i] = pe < 0 ? 0 : pe;
+    }
+    if ((st = otl_rt_set(k, k->out[0], x->dtype, x->rank, dims)))
+        return st;
+    if (otl_has_out(k, 1)) {
+        if (kind != POOL_MAX)
+            return otl_kfail(k, OTL_ERR_INPUT, "AveragePool has one output");
+        if ((st = otl_rt_set(k, k->out[1], OTL_DTYPE_INT64, x->rank, dims)))
+            return st;
+    }
+    int dilated = 0;
+    for (int i = 0; i < g->nsp; i++)
+        dilated |= g->d[i] != 1;
+    s->use_dnnl = x->dtype == OTL_DTYPE_FLOAT && g->nsp <= 3 && !otl_has_out(k, 1) && k->out[0]->numel > 0 &&
+                  !(kind == POOL_AVG && (dilated || (s->count_include_pad && ceil_extra)));
+    return OTL_OK;
+}
+
+static otl_status maxpool_infer(otl_kctx *k)
+{
+    return pool_infer_kind(k, POOL_MAX);
+}
+
+static otl_status avgpool_infer(otl_kctx *k)
+{
+    return pool_infer_kind(k, POOL_AVG);
+}
+
+/* Build the oneDNN pooling primitive; on "unimplemented" fall back to the C kernel. */
+static otl_status pool_prepare(otl_kctx *k)
+{
+    pool_state *s = k->state;
+    if (!s->use_dnnl)
+        return OTL_OK;
+    const otl_rt *x = k->in[0], *y = k->out[0];
+    dnnl_memory_desc_t x_md, y_md, x_plain, y_plain;
+    otl_status st;
+    if ((st = nn_md_act(k, x, 0, &x_md)) || (st = nn_md_act(k, y, 0, &y_md)) || (st = otl_md_plain(k, x, &x_plain)) ||
+        (st = otl_md_plain(k, y, &y_plain)))
+        return st;
+    dnnl_dims_t strides, kernel, dil, pl, pr;
+    for (int i = 0; i < s->g.nsp; i++) {
+        strides[i] = s->g.s[i];
+        kernel[i] = s->g.k[i];
+        dil[i] = s->g.d[i] - 1;
+        pl[i] = s->g.pl[i];
+        pr[i] = s->pr_dnnl[i];
+    }
+    dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
+                          : s->count_include_pad ? dnnl_pooling_avg_include_padding
+                                                 : dnnl_pooling_avg_exclude_padding;
+    dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
+    dnnl_pooling_v2_desc_t d;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_pooling_v2_forward_desc_init(&d, prop, alg, &x_md, &y_md, strides, kernel, dil, pl, pr) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL) != dnnl_success) {
+        s->use_dnnl = 0; /* geometry oneDNN does not take (e.g. large pads): C kernel */
+        return OTL_OK;
+    }
+    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+    if (!(st = nn_make_prim(k, pd, &s->prim, "pooling")) &&
+        !(st = nn_port_init(k, &s->src, &x_plain, src_md, 0, &s->scratch_bytes)) &&
+        !(st = nn_port_init(k, &s->dst, &y_plain, dst_md, 1, &s->scratch_bytes)) && ws_md &&
+        dnnl_memory_desc_get_size(ws_md) > 0) {
+        s->ws_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(ws_md) + 63) & ~(size_t)63);
+        st = s->ws_buf ? otl_dnnl_memory(k, ws_md, s->ws_buf, &s->ws) : otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    }
+    dnnl_primitive_desc_destroy(pd);
+    if (st)
+        return st;
+    if (s->scratch_bytes) {
+        if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
+            return st;
+        s->reserved = 1;
+    }
+    return OTL_OK;
+}
+
+static otl_status pool_forward(otl_kctx *k)
+{
+    pool_state *s = k->state;
+    const otl_rt *x = k->in[0], *y = k->out[0];
+    if (y->numel == 0)
+        return OTL_OK;
+    if (!s->use_dnnl) {
+        pool_forward_ref(y->data, otl_has_out(k, 1) ? k->out[1]->data : NULL, x->data, x->dtype, x->dims[0] * x->dims[1],
+                         &s->g, s->kind, s->count_include_pad, s->storage_order);
+        return OTL_OK;
+    }
+    otl_status st;
+    void *scratch = s->scratch_bytes ? nn_scratch_lock() : NULL;
+    if (!(st = nn_port_bind(k, &s->src, x->data, scratch)) && !(st = nn_port_bind(k, &s->dst, y->data, scratch))) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_WORKSPACE, s->ws}};
+        st = otl_dnnl_run(k, s->prim, s->ws ? 3 : 2, args);
+        if (!st)
+            st = nn_port_finish(k, &s->dst);
+    }
+    if (scratch)
+        nn_scratch_unlock();
+    return st;
+}
+
+static void pool_release(otl_kctx *k)
+{
+    pool_state *s = k->state;
+    if (s->prim)
+        dnnl_primitive_destroy(s->prim);
+    nn_port_free(&s->src);
+    nn_port_free(&s->dst);
+    if (s->ws)
+        dnnl_memory_destroy(s->ws);
+    free(s->ws_buf);
+    if (s->reserved)
+        nn_scratch_unreserve(s->scratch_bytes);
+}
+
+const otl_op otl_op_MaxPool = {
+    .op_type = "MaxPool", .domain = "", .since = 1, .until = 22,
+    .infer = maxpool_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
+};
+
+const otl_op otl_op_AveragePool = {
+    .op_type = "AveragePool", .domain = "", .since = 1, .until = 22,
+    .infer = avgpool_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
+};
+
+/* ---------------------------------------------------------------- global pooling */
+
+/* out: (N*C) ; inp: (N*C, sp) */
+static void global_pool_forward(void *out, const void *inp, int dtype, int64_t nc, int64_t sp, int kind)
+{
+    if (dtype == OTL_DTYPE_FLOAT) {
+        const float *x = inp;
+        float *y = out;
+#pragma omp parallel for schedule(static) if (nc * sp > 65536)
+        for (int64_t p = 0; p < nc; p++) {
+            const float *xp = x + p * sp;
+            if (kind == POOL_AVG) {
+                double acc = 0;
+                for (int64_t j = 0; j < sp; j++)
+                    acc += xp[j];
+                y[p] = (float)(acc / (double)sp);
+            } else {
+                float m = sp ? xp[0] : -INFINITY;
+                for (int64_t j = 1; j < sp; j++)
+                    if (xp[j] > m || isnan(xp[j]))
+                        m = isnan(m) ? m : xp[j];
+                y[p] = m;
+            }
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (nc * sp > 65536)
+    for (int64_t p = 0; p < nc; p++) {
+        double acc = kind == POOL_AVG ? 0.0 : -INFINITY;
+        for (int64_t j = 0; j < sp; j++) {
+            double v = otl_get_f(inp, dtype, p * sp + j);
+            if (kind == POOL_AVG)
+                acc += v;
+            else if (v > acc || isnan(v))
+                acc = isnan(acc) ? acc : v;
+        }
+        otl_set_f(out, dtype, p, kind == POOL_AVG ? acc / (double)sp : acc);
+    }
+}
+
+static otl_status global_infer(otl_kctx *k)
+{
+    static const int types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, 0};
+    otl_status st = otl_check_in(k, 0, types);
+    if (st)
+        return st;
+    const otl_rt *x = k->in[0];
+    if (x->rank < 2)
+        return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, spatial...), got %d", x->name, x->rank);
+    int64_t dims[OTL_MAX_RANK];
+    for (int i = 0; i < x->rank; i++)
+        dims[i] = i < 2 ? x->dims[i] : 1;
+    for (int i = 2; i < x->rank; i++)
+        if (x->dims[i] == 0 && x->dims[0] * x->dims[1] != 0)
+            return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' has an empty spatial axis", x->name);
+    return otl_rt_set(k, k->out[0], x->dtype, x->rank, dims);
+}
+
+static otl_status global_forward_kind(otl_kctx *k, int kind)
+{
+    const otl_rt *x = k->in[0];
+    int64_t nc = x->dims[0] * x->dims[1];
+    if (nc == 0)
+        return OTL_OK;
+    global_pool_forward(k->out[0]->data, x->data, x->dtype, nc, x->numel / nc, kind);
+    return OTL_OK;
+}
+
+static otl_status gap_forward(otl_kctx *k)
+{
+    return global_forward_kind(k, POOL_AVG);
+}
+
+static otl_status gmp_forward(otl_kctx *k)
+{
+    return global_forward_kind(k, POOL_MAX);
+}
+
+const otl_op otl_op_GlobalAveragePool = {
+    .op_type = "GlobalAveragePool", .domain = "", .since = 1, .until = 22,
+    .infer = global_infer, .forward = gap_forward,
+};
+
+const otl_op otl_op_GlobalMaxPool = {
+    .op_type = "GlobalMaxPool", .domain = "", .since = 1, .until = 22,
+    .infer = global_infer, .forward = gmp_forward,
+};
