@@ -1,0 +1,96 @@
+/* shape_gather.c - Gather along any axis, negative indices, indices range-checked at run time;
+ * any fixed-size data dtype, int32/int64 indices. Differentiable input: data (embedding tables:
+ * its gradient scatter-adds the output gradient rows); indices are not differentiable. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/shape_copy.h"
+
+typedef struct gather_state {
+    int axis;
+    size_t esz;
+    int64_t outer, inner; /* prod(dims[:axis]), prod(dims[axis+1:]) */
+} gather_state;
+
+static const int index_types[] = {OTL_DTYPE_INT64, OTL_DTYPE_INT32, 0};
+
+static otl_status gather_infer(otl_kctx *k)
+{
+    otl_status st;
+    size_t esz;
+    if ((st = otl_movable(k, 0, &esz)) || (st = otl_check_in(k, 1, index_types)))
+        return st;
+    gather_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->esz = esz;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    int64_t axis;
+    if ((st = otl_attr_int(k, "axis", 0, &axis)))
+        return st;
+    if (x->rank == 0)
+        return otl_kfail(k, OTL_ERR_INPUT, "data must have rank >= 1");
+    if ((st = otl_axis(k, axis, x->rank, &s->axis)))
+        return st;
+    int r = x->rank - 1 + ix->rank;
+    if (r > OTL_MAX_RANK)
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "output rank %d exceeds the supported %d", r, OTL_MAX_RANK);
+    int64_t dims[OTL_MAX_RANK];
+    int n = 0;
+    s->outer = s->inner = 1;
+    for (int d = 0; d < s->axis; d++) {
+        dims[n++] = x->dims[d];
+        s->outer *= x->dims[d];
+    }
+    for (int d = 0; d < ix->rank; d++)
+        dims[n++] = ix->dims[d];
+    for (int d = s->axis + 1; d < x->rank; d++) {
+        dims[n++] = x->dims[d];
+        s->inner *= x->dims[d];
+    }
+    return otl_rt_set(k, k->out[0], x->dtype, r, dims);
+}
+
+/* out (outer, nidx, inner) = inp (outer, D, inner) at idx; every idx already in [0, D). */
+static void gather_forward(void *out, const void *inp, const int64_t *idx, int64_t outer, int64_t D,
+                           int64_t nidx, int64_t inner, size_t esz)
+{
+    size_t row = (size_t)inner * esz;
+    int64_t n = outer * nidx;
+    #pragma omp parallel for if (n * (int64_t)row > ((int64_t)1 << 17)) schedule(static)
+    for (int64_t u = 0; u < n; u++) {
+        int64_t o = u / nidx, j = u % nidx;
+        memcpy((char *)out + (size_t)u * row, (const char *)inp + (size_t)(o * D + idx[j]) * row, row);
+    }
+}
+
+static otl_status gather_fwd(otl_kctx *k)
+{
+    gather_state *s = k->state;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    int64_t D = x->dims[s->axis], n = ix->numel;
+    if (k->out[0]->numel == 0)
+        return OTL_OK;
+    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    if (!idx)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    for (int64_t j = 0; j < n; j++) {
+        int64_t v = ix->dtype == OTL_DTYPE_INT64 ? ((const int64_t *)ix->data)[j] : ((const int32_t *)ix->data)[j];
+        int64_t w = v < 0 ? v + D : v;
+        if (w < 0 || w >= D) {
+            free(idx);
+            return otl_kfail(k, OTL_ERR_INPUT, "indices '%s': value %lld at position %lld is out of range [%lld, %lld) for axis %d",
+                             ix->name, (long long)v, (long long)j, (long long)-D, (long long)D, s->axis);
+        }
+        idx[j] = w;
+    }
+    gather_forward(k->out[0]->data, x->data, idx, s->outer, D, n, s->inner, s->esz);
+    free(idx);
+    return OTL_OK;
+}
+
+const otl_op otl_op_Gather = {
+    .op_type = "Gather", .domain = "", .since = 1, .until = 22,
+    .infer = gather_infer, .forward = gather_fwd,
+};

@@ -1,0 +1,171 @@
+/* shape_generate.c - ops that make a tensor from shapes or scalars: ConstantOfShape, Range, Size.
+ * None is differentiable (their inputs are shapes, scalars known at plan time, or only a shape). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/shape_copy.h"
+
+/* ---------------------------------------------------------------- ConstantOfShape */
+
+typedef struct cos_state {
+    size_t esz;
+    unsigned char value[16];
+} cos_state;
+
+static otl_status constantofshape_infer(otl_kctx *k)
+{
+    otl_status st;
+    cos_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    const otl_tensor *t;
+    if ((st = otl_attr_tensor(k, "value", &t)))
+        return st;
+    int dtype = OTL_DTYPE_FLOAT;
+    if (t) {
+        if (t->numel != 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "attribute 'value' must have one element, has %lld", (long long)t->numel);
+        int s2 = otl_dtype_size2(t->dtype);
+        if (s2 < 2 || s2 % 2 || s2 / 2 > (int)sizeof s->value || !t->data || t->nbytes < (size_t)s2 / 2)
+            return otl_kfail(k, OTL_ERR_UNSUPPORTED, "attribute 'value' of dtype %s is not supported",
+                             otl_dtype_name(t->dtype));
+        dtype = t->dtype;
+        memcpy(s->value, t->data, (size_t)s2 / 2);
+    }
+    s->esz = (size_t)otl_dtype_size2(dtype) / 2;
+    int64_t dims[OTL_MAX_RANK];
+    int n;
+    if ((st = otl_const_ints(k, 0, dims, OTL_MAX_RANK, &n)))
+        return st;
+    if (k->in[0]->rank != 1)
+        return otl_kfail(k, OTL_ERR_INPUT, "input must be 1-D, got rank %d", k->in[0]->rank);
+    return otl_rt_set(k, k->out[0], dtype, n, dims);
+}
+
+static otl_status constantofshape_forward(otl_kctx *k)
+{
+    cos_state *s = k->state;
+    otl_fill_elems(k->out[0]->data, s->value, k->out[0]->numel, s->esz);
+    return OTL_OK;
+}
+
+const otl_op otl_op_ConstantOfShape = {
+    .op_type = "ConstantOfShape", .domain = "", .since = 9, .until = 22,
+    .infer = constantofshape_infer, .forward = constantofshape_forward,
+};
+
+/* ---------------------------------------------------------------- Range */
+
+typedef struct range_state {
+    double fstart, fdelta;
+    int64_t istart, idelta;
+} range_state;
+
+static const int range_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_INT16, OTL_DTYPE_INT32,
+                                  OTL_DTYPE_INT64, 0};
+
+static otl_status range_infer(otl_kctx *k)
+{
+    otl_status st;
+    for (int i = 0; i < 3; i++) {
+        if ((st = otl_check_in(k, i, range_types)))
+            return st;
+        const otl_rt *v = k->in[i];
+        if (v->dtype != k->in[0]->dtype)
+            return otl_kfail(k, OTL_ERR_INPUT, "inputs have different dtypes (%s and %s)",
+                             otl_dtype_name(k->in[0]->dtype), otl_dtype_name(v->dtype));
+        if (v->numel != 1 || v->rank > 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' must be a scalar", i, v->name);
+        if (!v->is_const)
+            return otl_kfail(k, OTL_ERR_UNSUPPORTED,
+                             "input %d '%s' must be known before the run (the output size depends on it)", i,
+                             v->name);
+    }
+    range_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    int dt = k->in[0]->dtype;
+    int64_t n;
+    if (dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE) {
+        double a = otl_get_f(k->in[0]->data, dt, 0), b = otl_get_f(k->in[1]->data, dt, 0),
+               d = otl_get_f(k->in[2]->data, dt, 0);
+        if (d == 0 || !isfinite(a) || !isfinite(b) || !isfinite(d))
+            return otl_kfail(k, OTL_ERR_INPUT, "start, limit and delta must be finite and delta non-zero");
+        double diff = dt == OTL_DTYPE_FLOAT ? (double)((float)b - (float)a) : b - a;
+        double c = ceil(diff / d);
+        if (c > (double)((int64_t)1 << 40))
+            return otl_kfail(k, OTL_ERR_INPUT, "the range has too many elements");
+        n = c > 0 ? (int64_t)c : 0;
+        s->fstart = a;
+        s->fdelta = d;
+    } else {
+        int64_t a = otl_get_i(k->in[0]->data, dt, 0), b = otl_get_i(k->in[1]->data, dt, 0),
+                d = otl_get_i(k->in[2]->data, dt, 0);
+        if (d == 0)
+            return otl_kfail(k, OTL_ERR_INPUT, "delta is 0");
+        /* |b - a| < 2^63 for int32/int16; guard int64 */
+        if ((a > 0 && b < INT64_MIN + a) || (a < 0 && b > INT64_MAX + a))
+            return otl_kfail(k, OTL_ERR_INPUT, "the range has too many elements");
+        int64_t diff = b - a;
+        if ((diff > 0) != (d > 0) || diff == 0)
+            n = 0;
+        else if (d > 0)
+            n = (diff - 1) / d + 1;
+        else
+            n = (diff + 1) / d + 1;
+        if (n > ((int64_t)1 << 40))
+            return otl_kfail(k, OTL_ERR_INPUT, "the range has too many elements");
+        s->istart = a;
+        s->idelta = d;
+    }
+    return otl_rt_set(k, k->out[0], dt, 1, &n);
+}
+
+static otl_status range_forward(otl_kctx *k)
+{
+    range_state *s = k->state;
+    otl_rt *y = k->out[0];
+    switch (y->dtype) {
+    case OTL_DTYPE_FLOAT:
+        for (int64_t i = 0; i < y->numel; i++)
+            ((float *)y->data)[i] = (float)(s->fstart + (double)i * s->fdelta);
+        break;
+    case OTL_DTYPE_DOUBLE:
+        for (int64_t i = 0; i < y->numel; i++)
+            ((double *)y->data)[i] = s->fstart + (double)i * s->fdelta;
+        break;
+    default:
+        for (int64_t i = 0; i < y->numel; i++)
+            otl_set_i(y->data, y->dtype, i, s->istart + i * s->idelta);
+    }
+    return OTL_OK;
+}
+
+const otl_op otl_op_Range = {
+    .op_type = "Range", .domain = "", .since = 11, .until = 22,
+    .infer = range_infer, .forward = range_forward,
+};
+
+/* ---------------------------------------------------------------- Size */
+
+static otl_status size_infer(otl_kctx *k)
+{
+    otl_status st = otl_check_in(k, 0, NULL);
+    if (st)
+        return st;
+    return otl_rt_set(k, k->out[0], OTL_DTYPE_INT64, 0, NULL);
+}
+
+static otl_status size_forward(otl_kctx *k)
+{
+    *(int64_t *)k->out[0]->data = k->in[0]->numel;
+    return OTL_OK;
+}
+
+const otl_op otl_op_Size = {
+    .op_type = "Size", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_SHAPE_ONLY,
+    .infer = size_infer, .forward = size_forward,
+};
