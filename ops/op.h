@@ -70,6 +70,8 @@ typedef struct otl_kctx {
     int training;               /* training semantics (Dropout active, BatchNormalization per bn_training) */
     int bn_training;            /* BatchNormalization uses batch statistics (training && !bn_frozen) */
     uint64_t seed;              /* per-node seed for random ops */
+    uint64_t step;              /* index of the current run of the session (0, 1, ...): random
+                                   ops draw from (seed, step) so that every step differs */
     int n_in, n_out;
     otl_rt **in;                /* (n_in) NULL for omitted optional inputs */
     otl_rt **out;               /* (n_out) NULL for omitted optional outputs */

@@ -43,6 +43,7 @@ struct otl_session {
     otl_engine eng;
     int *order;
     plan *plan;
+    uint64_t runs;
 };
 
 static const char *sfile(const otl_session *s)
@@ -697,6 +698,7 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
     for (int si = 0; si < p->n_sched; si++) {
         otl_kctx *k = &p->kc[p->sched[si]];
         k->err = err;
+        k->step = s->runs;
         if (k->op->flags & OTL_OPF_ALIAS) {
             k->out[0]->data = k->in[0]->data;
             continue;
@@ -705,6 +707,7 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
         if (st)
             return st;
     }
+    s->runs++;
     otl_tensor **outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
     if (!outs)
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
