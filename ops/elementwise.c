@@ -1,67 +1,482 @@
-/* elementwise.c - binary arithmetic with broadcasting: Add (more to come in this family).
- * Differentiable inputs: both operands (gradients reduced over broadcast axes). */
+/* elementwise.c - arithmetic with multidirectional broadcasting: Add, Sub, Mul, Div, Pow, Mod,
+ * BitShift (binary) and Max, Min, Sum, Mean (variadic), on every numeric dtype.
+ * Differentiable inputs: both operands of Add/Sub/Mul/Div/Pow and all inputs of Max/Min/Sum/Mean
+ * (gradients reduced over broadcast axes); none of Mod and BitShift. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops/broadcast.h"
 
-typedef struct binary_state {
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MOD, OP_FMOD, OP_MAX, OP_MIN, OP_SHL, OP_SHR, OP_COPY };
+
+/* One pass over the output: z = a op b, with a and b taken from inputs ia, ib of the broadcast. */
+typedef struct arith_stage {
     otl_bcast b;
-} binary_state;
+    int op;
+    int ia, ib;
+    const otl_rt *a, *bv;      /* a == NULL: a is the output itself (variadic accumulation) */
+} arith_stage;
 
-static const int numeric[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_INT64, OTL_DTYPE_INT32, 0};
+typedef struct arith_state {
+    int n_stages;
+    arith_stage *stages;       /* (n_stages) */
+    int mean_n;                /* Mean: divide by this at the end (0: no) */
+    int pow_special;           /* f32 Pow by a constant scalar exponent: 1 square, 2 cube, 3 sqrt, 4 copy */
+} arith_state;
 
-static otl_status binary_infer(otl_kctx *k)
+typedef struct arith_ctx {
+    int op, dt, dtb;           /* dtb: dtype of b (differs from dt only for Pow) */
+    char *z;
+    const char *a, *b;
+    int ia, ib;
+    int64_t sa, sb;
+    int err;                   /* integer division by zero seen */
+} arith_ctx;
+
+/* ---------------------------------------------------------------- typed runs */
+
+/* z[i] = EXPR(x, y) over a run, specialised on which operands advance. */
+#define RUN(T, TB, EXPR)                                                                          \
+    do {                                                                                          \
+        T *z_ = (T *)c->z + o;                                                                    \
+        const T *a_ = (const T *)c->a + off[c->ia];                                               \
+        const TB *b_ = (const TB *)c->b + off[c->ib];                                             \
+        if (c->sa && c->sb) {                                                                     \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                 \
+                const T x = a_[i];                                                                \
+                const TB y = b_[i];                                                               \
+                z_[i] = (EXPR);                                                                   \
+            }                                                                                     \
+        } else if (c->sa) {                                                                       \
+            const TB y = b_[0];                                                                   \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                 \
+                const T x = a_[i];                                                                \
+                z_[i] = (EXPR);                                                                   \
+            }                                                                                     \
+        } else if (c->sb) {                                                                       \
+            const T x = a_[0];                                                                    \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                 \
+                const TB y = b_[i];                                                               \
+                z_[i] = (EXPR);                                                                   \
+            }                                                                                     \
+        } else {                                                                                  \
+            const T x = a_[0];                                                                    \
+            const TB y = b_[0];                                                                   \
+            const T v_ = (EXPR);                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                z_[i] = v_;                                                                       \
+        }                                                                                         \
+    } while (0)
+
+/* NaN-propagating max/min as numpy's maximum/minimum. */
+#define FMAX(x, y) (((x) >= (y) || (x) != (x)) ? (x) : (y))
+#define FMIN(x, y) (((x) <= (y) || (x) != (x)) ? (x) : (y))
+
+static void row_f32(void *ctx, int64_t o, const int64_t *off, int64_t n)
 {
-    otl_status st;
-    if ((st = otl_check_in(k, 0, numeric)) || (st = otl_check_in(k, 1, numeric)))
-        return st;
-    if (k->in[0]->dtype != k->in[1]->dtype)
-        return otl_kfail(k, OTL_ERR_INPUT, "inputs have different dtypes (%s and %s)",
-                         otl_dtype_name(k->in[0]->dtype), otl_dtype_name(k->in[1]->dtype));
-    binary_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
-    k->state = s;
-    const otl_rt *in[2] = {k->in[0], k->in[1]};
-    if ((st = otl_bcast_init(k, &s->b, 2, in)))
-        return st;
-    return otl_rt_set(k, k->out[0], k->in[0]->dtype, s->b.rank, s->b.dims);
+    arith_ctx *c = ctx;
+    switch (c->op) {
+    case OP_ADD: RUN(float, float, x + y); break;
+    case OP_SUB: RUN(float, float, x - y); break;
+    case OP_MUL: RUN(float, float, x * y); break;
+    case OP_DIV: RUN(float, float, x / y); break;
+    case OP_POW: RUN(float, float, powf(x, y)); break;
+    case OP_FMOD: RUN(float, float, fmodf(x, y)); break;
+    case OP_MAX: RUN(float, float, FMAX(x, y)); break;
+    case OP_MIN: RUN(float, float, FMIN(x, y)); break;
+    case OP_COPY: RUN(float, float, ((void)x, y)); break;
+    }
 }
 
-static otl_status add_forward(otl_kctx *k)
+static void row_f64(void *ctx, int64_t o, const int64_t *off, int64_t n)
 {
-    binary_state *s = k->state;
-    const otl_bcast *b = &s->b;
-    int dt = k->in[0]->dtype;
-    if (dt == OTL_DTYPE_FLOAT) {
-        const float *x = k->in[0]->data, *y = k->in[1]->data;
-        float *z = k->out[0]->data;
-        if (b->same[0] && b->same[1]) {
-            #pragma omp parallel for if (b->numel > 65536)
-            for (int64_t i = 0; i < b->numel; i++)
-                z[i] = x[i] + y[i];
-            return OTL_OK;
-        }
-        #pragma omp parallel for if (b->numel > 65536)
-        for (int64_t i = 0; i < b->numel; i++) {
-            int64_t off[2];
-            otl_bcast_offsets(b, i, off);
-            z[i] = x[off[0]] + y[off[1]];
-        }
-        return OTL_OK;
+    arith_ctx *c = ctx;
+    switch (c->op) {
+    case OP_ADD: RUN(double, double, x + y); break;
+    case OP_SUB: RUN(double, double, x - y); break;
+    case OP_MUL: RUN(double, double, x * y); break;
+    case OP_DIV: RUN(double, double, x / y); break;
+    case OP_POW: RUN(double, double, pow(x, y)); break;
+    case OP_FMOD: RUN(double, double, fmod(x, y)); break;
+    case OP_MAX: RUN(double, double, FMAX(x, y)); break;
+    case OP_MIN: RUN(double, double, FMIN(x, y)); break;
+    case OP_COPY: RUN(double, double, ((void)x, y)); break;
     }
-    for (int64_t i = 0; i < b->numel; i++) {
-        int64_t off[2];
-        otl_bcast_offsets(b, i, off);
-        if (dt == OTL_DTYPE_DOUBLE)
-            otl_set_f(k->out[0]->data, dt, i, otl_get_f(k->in[0]->data, dt, off[0]) + otl_get_f(k->in[1]->data, dt, off[1]));
-        else
-            otl_set_i(k->out[0]->data, dt, i, otl_get_i(k->in[0]->data, dt, off[0]) + otl_get_i(k->in[1]->data, dt, off[1]));
+}
+
+/* Integer power with wrap-around; negative exponents truncate 1/x^e toward zero. */
+static int64_t ipow(int64_t x, int64_t e)
+{
+    if (e < 0)
+        return x == 1 ? 1 : x == -1 ? ((e & 1) ? -1 : 1) : 0;
+    uint64_t r = 1, b = (uint64_t)x;
+    while (e) {
+        if (e & 1)
+            r *= b;
+        b *= b;
+        e >>= 1;
+    }
+    return (int64_t)r;
+}
+
+/* Integer kernels: wrap-around arithmetic through the unsigned type U, division truncating
+ * toward zero (C), Mod with the divisor's sign unless fmod; division by zero is reported. */
+#define INT_DIV_S(T, U, x, y) ((y) == 0 ? (c->err = 1, (T)0) : (y) == (T)-1 ? (T)(0 - (U)(x)) : (T)((x) / (y)))
+#define INT_DIV_U(T, U, x, y) ((y) == 0 ? (c->err = 1, (T)0) : (T)((x) / (y)))
+#define INT_FMOD_S(T, x, y) ((y) == 0 ? (c->err = 1, (T)0) : (y) == (T)-1 ? (T)0 : (T)((x) % (y)))
+#define INT_MOD_S(T, x, y) ((y) == 0 ? (c->err = 1, (T)0) : (y) == (T)-1 ? (T)0 : mod_py_##T((x), (y)))
+#define INT_MOD_U(T, x, y) ((y) == 0 ? (c->err = 1, (T)0) : (T)((x) % (y)))
+
+#define DEF_MOD_PY(T)                                                                             \
+    static inline T mod_py_##T(T x, T y)                                                          \
+    {                                                                                             \
+        T r = (T)(x % y);                                                                         \
+        return (T)((r != 0 && ((r < 0) != (y < 0))) ? r + y : r);                                 \
+    }
+DEF_MOD_PY(int8_t)
+DEF_MOD_PY(int16_t)
+DEF_MOD_PY(int32_t)
+DEF_MOD_PY(int64_t)
+
+#define DEF_ROW_INT(NAME, T, U, DIV, MOD, FMOD)                                                  \
+    static void NAME(void *ctx, int64_t o, const int64_t *off, int64_t n)                         \
+    {                                                                                             \
+        arith_ctx *c = ctx;                                                                       \
+        switch (c->op) {                                                                          \
+        case OP_ADD: RUN(T, T, (T)((U)x + (U)y)); break;                                          \
+        case OP_SUB: RUN(T, T, (T)((U)x - (U)y)); break;                                          \
+        case OP_MUL: RUN(T, T, (T)((U)x * (U)y)); break;                                          \
+        case OP_DIV: RUN(T, T, DIV(T, U, x, y)); break;                                           \
+        case OP_POW: RUN(T, T, (T)ipow((int64_t)x, (int64_t)y)); break;                           \
+        case OP_MOD: RUN(T, T, MOD(T, x, y)); break;                                              \
+        case OP_FMOD: RUN(T, T, FMOD(T, x, y)); break;                                            \
+        case OP_MAX: RUN(T, T, x >= y ? x : y); break;                                            \
+        case OP_MIN: RUN(T, T, x <= y ? x : y); break;                                            \
+        case OP_SHL: RUN(T, T, (U)y >= sizeof(T) * 8 ? (T)0 : (T)((U)x << (U)y)); break;          \
+        case OP_SHR: RUN(T, T, (U)y >= sizeof(T) * 8 ? (T)0 : (T)((U)x >> (U)y)); break;          \
+        case OP_COPY: RUN(T, T, ((void)x, y)); break;                                             \
+        }                                                                                         \
+    }
+
+/* U: unsigned type of at least int's width, so that nothing is promoted to signed int */
+DEF_ROW_INT(row_i8, int8_t, uint32_t, INT_DIV_S, INT_MOD_S, INT_FMOD_S)
+DEF_ROW_INT(row_i16, int16_t, uint32_t, INT_DIV_S, INT_MOD_S, INT_FMOD_S)
+DEF_ROW_INT(row_i32, int32_t, uint32_t, INT_DIV_S, INT_MOD_S, INT_FMOD_S)
+DEF_ROW_INT(row_i64, int64_t, uint64_t, INT_DIV_S, INT_MOD_S, INT_FMOD_S)
+DEF_ROW_INT(row_u8, uint8_t, uint32_t, INT_DIV_U, INT_MOD_U, INT_MOD_U)
+DEF_ROW_INT(row_u16, uint16_t, uint32_t, INT_DIV_U, INT_MOD_U, INT_MOD_U)
+DEF_ROW_INT(row_u32, uint32_t, uint32_t, INT_DIV_U, INT_MOD_U, INT_MOD_U)
+DEF_ROW_INT(row_u64, uint64_t, uint64_t, INT_DIV_U, INT_MOD_U, INT_MOD_U)
+
+static double op_f64(int op, double x, double y)
+{
+    switch (op) {
+    case OP_ADD: return x + y;
+    case OP_SUB: return x - y;
+    case OP_MUL: return x * y;
+    case OP_DIV: return x / y;
+    case OP_POW: return pow(x, y);
+    case OP_FMOD: return fmod(x, y);
+    case OP_MAX: return FMAX(x, y);
+    case OP_MIN: return FMIN(x, y);
+    default: return y; /* OP_COPY */
+    }
+}
+
+/* float16 / bfloat16 (computed in double, rounded once) and Pow with mixed dtypes. */
+static void row_generic(void *ctx, int64_t o, const int64_t *off, int64_t n)
+{
+    arith_ctx *c = ctx;
+    int afloat = otl_dtype_is_float(c->dt), bfloat = otl_dtype_is_float(c->dtb);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t ja = off[c->ia] + i * c->sa, jb = off[c->ib] + i * c->sb;
+        if (afloat) {
+            double y = otl_get_f(c->b, c->dtb, jb);
+            otl_set_f(c->z, c->dt, o + i, op_f64(c->op, otl_get_f(c->a, c->dt, ja), y));
+        } else if (bfloat) { /* integer base, float exponent (Pow) */
+            double r = pow((double)otl_get_i(c->a, c->dt, ja), otl_get_f(c->b, c->dtb, jb));
+            otl_set_i(c->z, c->dt, o + i, isfinite(r) && fabs(r) < 9.2e18 ? (int64_t)r : 0);
+        } else { /* integer base and exponent (Pow) */
+            otl_set_i(c->z, c->dt, o + i, ipow(otl_get_i(c->a, c->dt, ja), otl_get_i(c->b, c->dtb, jb)));
+        }
+    }
+}
+
+static otl_bcast_row_fn row_for(int dt, int dtb)
+{
+    if (dt != dtb)
+        return row_generic;
+    switch (dt) {
+    case OTL_DTYPE_FLOAT: return row_f32;
+    case OTL_DTYPE_DOUBLE: return row_f64;
+    case OTL_DTYPE_INT8: return row_i8;
+    case OTL_DTYPE_INT16: return row_i16;
+    case OTL_DTYPE_INT32: return row_i32;
+    case OTL_DTYPE_INT64: return row_i64;
+    case OTL_DTYPE_UINT8: return row_u8;
+    case OTL_DTYPE_UINT16: return row_u16;
+    case OTL_DTYPE_UINT32: return row_u32;
+    case OTL_DTYPE_UINT64: return row_u64;
+    default: return row_generic;
+    }
+}
+
+/* ---------------------------------------------------------------- infer */
+
+#define ALL_NUMERIC                                                                                \
+    OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16, OTL_DTYPE_INT64,       \
+        OTL_DTYPE_INT32, OTL_DTYPE_INT16, OTL_DTYPE_INT8, OTL_DTYPE_UINT64, OTL_DTYPE_UINT32,       \
+        OTL_DTYPE_UINT16, OTL_DTYPE_UINT8
+static const int numeric[] = {ALL_NUMERIC, 0};
+static const int floats[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16, 0};
+static const int pow_base[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16,
+                               OTL_DTYPE_INT64, OTL_DTYPE_INT32, 0};
+static const int unsigned_ints[] = {OTL_DTYPE_UINT8, OTL_DTYPE_UINT16, OTL_DTYPE_UINT32, OTL_DTYPE_UINT64, 0};
+
+static otl_status state_new(otl_kctx *k, int n_stages, arith_state **out)
+{
+    arith_state *s = calloc(1, sizeof *s);
+    if (s)
+        s->stages = calloc((size_t)n_stages, sizeof *s->stages);
+    if (!s || !s->stages) {
+        free(s);
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    }
+    s->n_stages = n_stages;
+    k->state = s;
+    *out = s;
+    return OTL_OK;
+}
+
+static void arith_release(otl_kctx *k)
+{
+    arith_state *s = k->state;
+    if (s)
+        free(s->stages);
+}
+
+/* Binary op: check dtypes, broadcast, set the output. */
+static otl_status binary_setup(otl_kctx *k, int op, const int *dtypes, const int *dtypes_b)
+{
+    otl_status st;
+    if ((st = otl_check_in(k, 0, dtypes)) || (st = otl_check_in(k, 1, dtypes_b ? dtypes_b : dtypes)))
+        return st;
+    if (!dtypes_b && k->in[0]->dtype != k->in[1]->dtype)
+        return otl_kfail(k, OTL_ERR_INPUT, "inputs have different dtypes (%s and %s)",
+                         otl_dtype_name(k->in[0]->dtype), otl_dtype_name(k->in[1]->dtype));
+    arith_state *s;
+    if ((st = state_new(k, 1, &s)))
+        return st;
+    arith_stage *g = &s->stages[0];
+    if ((st = otl_bcast_init_binary(k, &g->b, k->in[0], k->in[1])))
+        return st;
+    g->op = op;
+    g->ia = 0;
+    g->ib = 1;
+    g->a = k->in[0];
+    g->bv = k->in[1];
+    return otl_rt_set(k, k->out[0], k->in[0]->dtype, g->b.rank, g->b.dims);
+}
+
+static otl_status add_infer(otl_kctx *k) { return binary_setup(k, OP_ADD, numeric, NULL); }
+static otl_status sub_infer(otl_kctx *k) { return binary_setup(k, OP_SUB, numeric, NULL); }
+static otl_status mul_infer(otl_kctx *k) { return binary_setup(k, OP_MUL, numeric, NULL); }
+static otl_status div_infer(otl_kctx *k) { return binary_setup(k, OP_DIV, numeric, NULL); }
+
+static otl_status pow_infer(otl_kctx *k)
+{
+    otl_status st;
+    /* before opset 12 the exponent has the base's dtype */
+    if ((st = binary_setup(k, OP_POW, pow_base, k->opset >= 12 ? numeric : NULL)))
+        return st;
+    arith_state *s = k->state;
+    const otl_rt *e = k->in[1];
+    if (k->in[0]->dtype == OTL_DTYPE_FLOAT && e->dtype == OTL_DTYPE_FLOAT && e->is_const && e->numel == 1) {
+        float v = *(const float *)e->data;
+        s->pow_special = v == 2.0f ? 1 : v == 3.0f ? 2 : v == 0.5f ? 3 : v == 1.0f ? 4 : 0;
     }
     return OTL_OK;
 }
 
-const otl_op otl_op_Add = {
-    .op_type = "Add", .domain = "", .since = 7, .until = 22,
-    .infer = binary_infer, .forward = add_forward,
-};
+static otl_status mod_infer(otl_kctx *k)
+{
+    int64_t fm;
+    otl_status st = otl_attr_int(k, "fmod", 0, &fm);
+    if (st)
+        return st;
+    if (fm != 0 && fm != 1)
+        return otl_kfail(k, OTL_ERR_INPUT, "fmod must be 0 or 1, got %lld", (long long)fm);
+    if ((st = binary_setup(k, fm ? OP_FMOD : OP_MOD, numeric, NULL)))
+        return st;
+    if (!fm && otl_dtype_is_float(k->in[0]->dtype))
+        return otl_kfail(k, OTL_ERR_INPUT, "fmod must be 1 for floating-point inputs (%s)",
+                         otl_dtype_name(k->in[0]->dtype));
+    return OTL_OK;
+}
+
+static otl_status bitshift_infer(otl_kctx *k)
+{
+    const char *dir;
+    otl_status st = otl_attr_str(k, "direction", NULL, &dir);
+    if (st)
+        return st;
+    if (!dir || (strcmp(dir, "LEFT") != 0 && strcmp(dir, "RIGHT") != 0))
+        return otl_kfail(k, OTL_ERR_INPUT, "direction must be \"LEFT\" or \"RIGHT\", got %s%s%s",
+                         dir ? "\"" : "", dir ? dir : "nothing", dir ? "\"" : "");
+    return binary_setup(k, strcmp(dir, "LEFT") == 0 ? OP_SHL : OP_SHR, unsigned_ints, NULL);
+}
+
+/* Variadic: the output has the broadcast shape of all inputs; stage 0 writes out = in0 op in1
+ * (or a copy of in0), stage j >= 1 accumulates out = out op in(j+1). */
+static otl_status variadic_setup(otl_kctx *k, int op, const int *dtypes, int mean)
+{
+    otl_status st;
+    int n = k->n_in;
+    if (n < 1)
+        return otl_kfail(k, OTL_ERR_INPUT, "at least one input is required");
+    for (int i = 0; i < n; i++) {
+        if ((st = otl_check_in(k, i, dtypes)))
+            return st;
+        if (k->in[i]->dtype != k->in[0]->dtype)
+            return otl_kfail(k, OTL_ERR_INPUT, "inputs have different dtypes (%s and %s)",
+                             otl_dtype_name(k->in[0]->dtype), otl_dtype_name(k->in[i]->dtype));
+    }
+    /* the output shape */
+    int rank = 0;
+    int64_t dims[OTL_MAX_RANK];
+    for (int i = 0; i < n; i++) {
+        otl_bcast b;
+        int ranks[2] = {rank, k->in[i]->rank};
+        const int64_t *d[2] = {dims, k->in[i]->dims};
+        const char *names[2] = {k->in[0]->name, k->in[i]->name};
+        if ((st = otl_bcast_init_dims(k, &b, 2, ranks, d, names)))
+            return st;
+        rank = b.rank;
+        memcpy(dims, b.dims, sizeof dims);
+    }
+    arith_state *s;
+    if ((st = state_new(k, n > 1 ? n - 1 : 1, &s)))
+        return st;
+    s->mean_n = mean && n > 1 ? n : 0;
+    for (int j = 0; j < s->n_stages; j++) {
+        arith_stage *g = &s->stages[j];
+        const otl_rt *x = j == 0 ? k->in[0] : NULL, *y = n > 1 ? k->in[j + 1] : k->in[0];
+        int ranks[3] = {rank, x ? x->rank : rank, y->rank};
+        const int64_t *d[3] = {dims, x ? x->dims : dims, y->dims};
+        const char *names[3] = {k->out[0] ? k->out[0]->name : "", x ? x->name : "", y->name};
+        if ((st = otl_bcast_init_dims(k, &g->b, 3, ranks, d, names)))
+            return st;
+        g->op = n > 1 ? op : OP_COPY;
+        g->ia = x ? 1 : 0;
+        g->ib = 2;
+        g->a = x;
+        g->bv = y;
+    }
+    return otl_rt_set(k, k->out[0], k->in[0]->dtype, rank, dims);
+}
+
+static otl_status max_infer(otl_kctx *k) { return variadic_setup(k, OP_MAX, numeric, 0); }
+static otl_status min_infer(otl_kctx *k) { return variadic_setup(k, OP_MIN, numeric, 0); }
+static otl_status sum_infer(otl_kctx *k) { return variadic_setup(k, OP_ADD, floats, 0); }
+static otl_status mean_infer(otl_kctx *k) { return variadic_setup(k, OP_ADD, floats, 1); }
+
+/* ---------------------------------------------------------------- forward */
+
+static void pow_special_range(void *ctx, int64_t start, int64_t end)
+{
+    arith_ctx *c = ctx;
+    const float *x = (const float *)c->a;
+    float *z = (float *)c->z;
+    switch (c->op) {
+    case 1:
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            z[i] = x[i] * x[i];
+        break;
+    case 2:
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            z[i] = x[i] * x[i] * x[i];
+        break;
+    case 3:
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            z[i] = sqrtf(x[i]);
+        break;
+    default:
+        memcpy(z + start, x + start, (size_t)(end - start) * sizeof *z);
+        break;
+    }
+}
+
+static void mean_range(void *ctx, int64_t start, int64_t end)
+{
+    arith_ctx *c = ctx;
+    if (c->dt == OTL_DTYPE_FLOAT) {
+        float *z = (float *)c->z, d = (float)c->sa;
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            z[i] /= d;
+    } else {
+        for (int64_t i = start; i < end; i++)
+            otl_set_f(c->z, c->dt, i, otl_get_f(c->z, c->dt, i) / (double)c->sa);
+    }
+}
+
+static otl_status arith_forward(otl_kctx *k)
+{
+    arith_state *s = k->state;
+    otl_rt *out = k->out[0];
+    if (out->numel == 0)
+        return OTL_OK;
+    int dt = out->dtype;
+    int64_t grain = dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE ? 32768 : 4096;
+    if (s->pow_special && k->in[0]->numel == out->numel) {
+        arith_ctx c = {.op = s->pow_special, .dt = dt, .z = out->data, .a = k->in[0]->data};
+        otl_parallel_range(out->numel, s->pow_special == 3 ? 8192 : 32768, pow_special_range, &c);
+        return OTL_OK;
+    }
+    int err = 0;
+    for (int j = 0; j < s->n_stages; j++) {
+        const arith_stage *g = &s->stages[j];
+        arith_ctx c = {
+            .op = g->op, .dt = dt, .dtb = g->bv->dtype, .z = out->data,
+            .a = g->a ? g->a->data : out->data, .b = g->bv->data,
+            .ia = g->ia, .ib = g->ib, .sa = g->b.inner[g->ia], .sb = g->b.inner[g->ib],
+        };
+        int64_t gr = grain;
+        if (g->op == OP_POW || g->op == OP_FMOD || (c.dt != c.dtb) ||
+            dt == OTL_DTYPE_FLOAT16 || dt == OTL_DTYPE_BFLOAT16)
+            gr = 4096;
+        otl_bcast_run(&g->b, row_for(c.dt, c.dtb), &c, gr);
+        err |= c.err;
+    }
+    if (s->mean_n) {
+        arith_ctx c = {.dt = dt, .z = out->data, .sa = s->mean_n};
+        otl_parallel_range(out->numel, grain, mean_range, &c);
+    }
+    if (err)
+        return otl_kfail(k, OTL_ERR_INPUT, "integer division by zero");
+    return OTL_OK;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+#define ARITH_OP(NAME, SINCE, INFER)                                                              \
+    const otl_op otl_op_##NAME = {                                                                \
+        .op_type = #NAME, .domain = "", .since = SINCE, .until = 22,                              \
+        .infer = INFER, .forward = arith_forward, .release = arith_release,                       \
+    };
+
+ARITH_OP(Add, 1, add_infer)
+ARITH_OP(Sub, 1, sub_infer)
+ARITH_OP(Mul, 1, mul_infer)
+ARITH_OP(Div, 1, div_infer)
+ARITH_OP(Pow, 1, pow_infer)
+ARITH_OP(Mod, 10, mod_infer)
+ARITH_OP(BitShift, 11, bitshift_infer)
+ARITH_OP(Max, 6, max_infer)
+ARITH_OP(Min, 6, min_infer)
+ARITH_OP(Sum, 6, sum_infer)
+ARITH_OP(Mean, 6, mean_infer)

@@ -1,0 +1,218 @@
+/* elementwise_cast.c - Cast and CastLike between the numeric dtypes, float16, bfloat16 and bool.
+ * Float to integer truncates toward zero (NaN gives 0, values beyond int64 saturate, then the
+ * value wraps to the target width as in C); float16/bfloat16 round to nearest even. Strings,
+ * float8 and 4-bit types are refused. Differentiable input: input 0 between float dtypes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/broadcast.h"
+
+typedef struct cast_ctx {
+    int from, to;
+    const void *x;
+    void *y;
+} cast_ctx;
+
+static int castable(int dt)
+{
+    switch (dt) {
+    case OTL_DTYPE_FLOAT: case OTL_DTYPE_DOUBLE: case OTL_DTYPE_FLOAT16: case OTL_DTYPE_BFLOAT16:
+    case OTL_DTYPE_INT8: case OTL_DTYPE_INT16: case OTL_DTYPE_INT32: case OTL_DTYPE_INT64:
+    case OTL_DTYPE_UINT8: case OTL_DTYPE_UINT16: case OTL_DTYPE_UINT32: case OTL_DTYPE_UINT64:
+    case OTL_DTYPE_BOOL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static inline int64_t f2i(double v)
+{
+    if (v != v)
+        return 0;
+    if (v >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+static inline uint64_t f2u(double v)
+{
+    if (v != v)
+        return 0;
+    if (v >= 18446744073709551615.0)
+        return UINT64_MAX;
+    if (v < 0)
+        return (uint64_t)f2i(v);
+    return (uint64_t)v;
+}
+
+/* conversions by kind of source (F float, I integer or bool) and target (F, I, U uint64, B bool) */
+#define CV_FF(v, D) ((D)(v))
+#define CV_FI(v, D) ((D)f2i(v))
+#define CV_FU(v, D) ((D)f2u(v))
+#define CV_FB(v, D) ((D)((v) != 0))
+#define CV_IF(v, D) ((D)(v))
+#define CV_II(v, D) ((D)(v))
+#define CV_IU(v, D) ((D)(v))
+#define CV_IB(v, D) ((D)((v) != 0))
+
+/* X(dtype, C type, kind as source, kind as target) for the natively typed dtypes */
+#define CAST_TYPES(X)                                                                             \
+    X(OTL_DTYPE_FLOAT, float, F, F)                                                               \
+    X(OTL_DTYPE_DOUBLE, double, F, F)                                                             \
+    X(OTL_DTYPE_INT8, int8_t, I, I)                                                               \
+    X(OTL_DTYPE_INT16, int16_t, I, I)                                                             \
+    X(OTL_DTYPE_INT32, int32_t, I, I)                                                             \
+    X(OTL_DTYPE_INT64, int64_t, I, I)                                                             \
+    X(OTL_DTYPE_UINT8, uint8_t, I, I)                                                             \
+    X(OTL_DTYPE_UINT16, uint16_t, I, I)                                                           \
+    X(OTL_DTYPE_UINT32, uint32_t, I, I)                                                           \
+    X(OTL_DTYPE_UINT64, uint64_t, I, U)                                                           \
+    X(OTL_DTYPE_BOOL, uint8_t, I, B)
+
+#define CAST_LOOP(S, KS, D, KD)                                                                   \
+    do {                                                                                          \
+        const S *x_ = (const S *)c->x;                                                            \
+        D *y_ = (D *)c->y;                                                                        \
+        for (int64_t i = start; i < end; i++)                                                     \
+            y_[i] = CV_##KS##KD(x_[i], D);                                                        \
+    } while (0)
+
+/* one function per target D: a switch over the source dtype */
+#define DEF_CAST_TO(NAME, D, KD)                                                                  \
+    static int NAME(const cast_ctx *c, int64_t start, int64_t end)                                \
+    {                                                                                             \
+        typedef D D_;                                                                             \
+        switch (c->from) {                                                                        \
+            CAST_TYPES(SRC_CASE_##KD)                                                             \
+        default: return 0;                                                                        \
+        }                                                                                         \
+    }
+
+/* the target kind has to be a literal token for CV_##KS##KD: one SRC_CASE per target kind */
+#define SRC_CASE_F(DT, S, KS, K2) case DT: CAST_LOOP(S, KS, D_, F); return 1;
+#define SRC_CASE_I(DT, S, KS, K2) case DT: CAST_LOOP(S, KS, D_, I); return 1;
+#define SRC_CASE_U(DT, S, KS, K2) case DT: CAST_LOOP(S, KS, D_, U); return 1;
+#define SRC_CASE_B(DT, S, KS, K2) case DT: CAST_LOOP(S, KS, D_, B); return 1;
+
+DEF_CAST_TO(to_f32, float, F)
+DEF_CAST_TO(to_f64, double, F)
+DEF_CAST_TO(to_i8, int8_t, I)
+DEF_CAST_TO(to_i16, int16_t, I)
+DEF_CAST_TO(to_i32, int32_t, I)
+DEF_CAST_TO(to_i64, int64_t, I)
+DEF_CAST_TO(to_u8, uint8_t, I)
+DEF_CAST_TO(to_u16, uint16_t, I)
+DEF_CAST_TO(to_u32, uint32_t, I)
+DEF_CAST_TO(to_u64, uint64_t, U)
+DEF_CAST_TO(to_bool, uint8_t, B)
+
+static int cast_typed(const cast_ctx *c, int64_t start, int64_t end)
+{
+    switch (c->to) {
+    case OTL_DTYPE_FLOAT: return to_f32(c, start, end);
+    case OTL_DTYPE_DOUBLE: return to_f64(c, start, end);
+    case OTL_DTYPE_INT8: return to_i8(c, start, end);
+    case OTL_DTYPE_INT16: return to_i16(c, start, end);
+    case OTL_DTYPE_INT32: return to_i32(c, start, end);
+    case OTL_DTYPE_INT64: return to_i64(c, start, end);
+    case OTL_DTYPE_UINT8: return to_u8(c, start, end);
+    case OTL_DTYPE_UINT16: return to_u16(c, start, end);
+    case OTL_DTYPE_UINT32: return to_u32(c, start, end);
+    case OTL_DTYPE_UINT64: return to_u64(c, start, end);
+    case OTL_DTYPE_BOOL: return to_bool(c, start, end);
+    default: return 0;
+    }
+}
+
+/* float16 / bfloat16 on either side */
+static void cast_generic(const cast_ctx *c, int64_t start, int64_t end)
+{
+    int from_f = otl_dtype_is_float(c->from), to_f = otl_dtype_is_float(c->to);
+    for (int64_t i = start; i < end; i++) {
+        if (from_f) {
+            double v = otl_get_f(c->x, c->from, i);
+            if (to_f)
+                otl_set_f(c->y, c->to, i, v);
+            else if (c->to == OTL_DTYPE_BOOL)
+                otl_set_i(c->y, c->to, i, v != 0);
+            else if (c->to == OTL_DTYPE_UINT64)
+                ((uint64_t *)c->y)[i] = f2u(v);
+            else
+                otl_set_i(c->y, c->to, i, f2i(v));
+        } else { /* integer or bool to float16 / bfloat16 */
+            double v = c->from == OTL_DTYPE_UINT64 ? (double)((const uint64_t *)c->x)[i]
+                                                   : (double)otl_get_i(c->x, c->from, i);
+            otl_set_f(c->y, c->to, i, v);
+        }
+    }
+}
+
+static void cast_range(void *ctx, int64_t start, int64_t end)
+{
+    const cast_ctx *c = ctx;
+    if (!cast_typed(c, start, end))
+        cast_generic(c, start, end);
+}
+
+static otl_status cast_setup(otl_kctx *k, int to)
+{
+    otl_status st = otl_check_in(k, 0, NULL);
+    if (st)
+        return st;
+    int from = k->in[0]->dtype;
+    if (!castable(from) || !castable(to))
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "cast from %s to %s is not supported",
+                         otl_dtype_name(from), otl_dtype_name(to));
+    return otl_rt_set(k, k->out[0], to, k->in[0]->rank, k->in[0]->dims);
+}
+
+static otl_status cast_infer(otl_kctx *k)
+{
+    int64_t to;
+    otl_status st = otl_attr_int(k, "to", -1, &to);
+    if (st)
+        return st;
+    if (!otl_node_attr(k->node, "to"))
+        return otl_kfail(k, OTL_ERR_INPUT, "attribute 'to' is required");
+    if (to <= 0 || to >= OTL_DTYPE_COUNT_)
+        return otl_kfail(k, OTL_ERR_INPUT, "attribute 'to' = %lld is not a known dtype", (long long)to);
+    return cast_setup(k, (int)to);
+}
+
+static otl_status cast_like_infer(otl_kctx *k)
+{
+    otl_status st = otl_check_in(k, 1, NULL);
+    if (st)
+        return st;
+    return cast_setup(k, k->in[1]->dtype);
+}
+
+static otl_status cast_forward(otl_kctx *k)
+{
+    const otl_rt *x = k->in[0];
+    otl_rt *y = k->out[0];
+    if (y->numel == 0)
+        return OTL_OK;
+    if (x->dtype == y->dtype) {
+        memcpy(y->data, x->data, y->nbytes);
+        return OTL_OK;
+    }
+    cast_ctx c = {.from = x->dtype, .to = y->dtype, .x = x->data, .y = y->data};
+    otl_parallel_range(y->numel, 16384, cast_range, &c);
+    return OTL_OK;
+}
+
+/* Cast-19 adds `saturate` (float8 only) and float8 dtypes, Cast-21 4-bit dtypes: refused above. */
+const otl_op otl_op_Cast = {
+    .op_type = "Cast", .domain = "", .since = 6, .until = 21,
+    .infer = cast_infer, .forward = cast_forward,
+};
+
+const otl_op otl_op_CastLike = {
+    .op_type = "CastLike", .domain = "", .since = 15, .until = 21,
+    .infer = cast_like_infer, .forward = cast_forward,
+};

@@ -1,0 +1,458 @@
+/* unary.c - single-input element-wise ops: the shared engine (see ops/unary.h) and the math ops
+ * Sqrt, Neg, Abs, Exp, Log, Reciprocal, Erf, Floor, Ceil, Round, Sign, trigonometric and
+ * hyperbolic functions, IsNaN, IsInf. Differentiable input: X (none for Floor, Ceil, Round, Sign,
+ * IsNaN, IsInf, whose gradient is zero). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/broadcast.h"
+#include "ops/unary.h"
+
+typedef struct unary_state {
+    otl_unary_code code;
+    float alpha, beta, gamma;
+    int approx_tanh;           /* Gelu approximate="tanh" */
+    int detect_neg, detect_pos; /* IsInf */
+    dnnl_primitive_t prim;     /* float32 through oneDNN eltwise */
+    dnnl_memory_t src, dst;
+} unary_state;
+
+enum { DT_FLOAT, DT_SIGNED, DT_NUMERIC };
+
+static const struct unary_def {
+    const char *name;
+    int dtypes;                /* DT_*: which input dtypes are accepted */
+    int cheap;                 /* a few instructions per element (parallel grain) */
+    int dnnl;                  /* float32 via oneDNN eltwise */
+} defs[OTL_U_COUNT_] = {
+    [OTL_U_RELU] = {"Relu", DT_SIGNED, 1, 0},
+    [OTL_U_LEAKY_RELU] = {"LeakyRelu", DT_FLOAT, 1, 0},
+    [OTL_U_ELU] = {"Elu", DT_FLOAT, 0, 1},
+    [OTL_U_SELU] = {"Selu", DT_FLOAT, 0, 0},
+    [OTL_U_CELU] = {"Celu", DT_FLOAT, 0, 0},
+    [OTL_U_SIGMOID] = {"Sigmoid", DT_FLOAT, 0, 1},
+    [OTL_U_HARD_SIGMOID] = {"HardSigmoid", DT_FLOAT, 1, 0},
+    [OTL_U_HARD_SWISH] = {"HardSwish", DT_FLOAT, 1, 0},
+    [OTL_U_TANH] = {"Tanh", DT_FLOAT, 0, 1},
+    [OTL_U_GELU] = {"Gelu", DT_FLOAT, 0, 1},
+    [OTL_U_SOFTPLUS] = {"Softplus", DT_FLOAT, 0, 1},
+    [OTL_U_SOFTSIGN] = {"Softsign", DT_FLOAT, 1, 0},
+    [OTL_U_MISH] = {"Mish", DT_FLOAT, 0, 1},
+    [OTL_U_THRESHOLDED_RELU] = {"ThresholdedRelu", DT_FLOAT, 1, 0},
+    [OTL_U_SHRINK] = {"Shrink", DT_NUMERIC, 1, 0},
+    [OTL_U_SQRT] = {"Sqrt", DT_FLOAT, 1, 0},
+    [OTL_U_NEG] = {"Neg", DT_SIGNED, 1, 0},
+    [OTL_U_ABS] = {"Abs", DT_NUMERIC, 1, 0},
+    [OTL_U_EXP] = {"Exp", DT_FLOAT, 0, 1},
+    [OTL_U_LOG] = {"Log", DT_FLOAT, 0, 1},
+    [OTL_U_RECIPROCAL] = {"Reciprocal", DT_FLOAT, 1, 0},
+    [OTL_U_ERF] = {"Erf", DT_NUMERIC, 0, 0},
+    [OTL_U_FLOOR] = {"Floor", DT_FLOAT, 1, 0},
+    [OTL_U_CEIL] = {"Ceil", DT_FLOAT, 1, 0},
+    [OTL_U_ROUND] = {"Round", DT_FLOAT, 1, 0},
+    [OTL_U_SIGN] = {"Sign", DT_NUMERIC, 1, 0},
+    [OTL_U_SIN] = {"Sin", DT_FLOAT, 0, 0},
+    [OTL_U_COS] = {"Cos", DT_FLOAT, 0, 0},
+    [OTL_U_TAN] = {"Tan", DT_FLOAT, 0, 0},
+    [OTL_U_ASIN] = {"Asin", DT_FLOAT, 0, 0},
+    [OTL_U_ACOS] = {"Acos", DT_FLOAT, 0, 0},
+    [OTL_U_ATAN] = {"Atan", DT_FLOAT, 0, 0},
+    [OTL_U_SINH] = {"Sinh", DT_FLOAT, 0, 0},
+    [OTL_U_COSH] = {"Cosh", DT_FLOAT, 0, 0},
+    [OTL_U_ASINH] = {"Asinh", DT_FLOAT, 0, 0},
+    [OTL_U_ACOSH] = {"Acosh", DT_FLOAT, 0, 0},
+    [OTL_U_ATANH] = {"Atanh", DT_FLOAT, 0, 0},
+    [OTL_U_ISNAN] = {"IsNaN", DT_FLOAT, 1, 0},
+    [OTL_U_ISINF] = {"IsInf", DT_FLOAT, 1, 0},
+};
+
+static int is_signed_int(int dt)
+{
+    return dt == OTL_DTYPE_INT8 || dt == OTL_DTYPE_INT16 || dt == OTL_DTYPE_INT32 || dt == OTL_DTYPE_INT64;
+}
+
+static int is_unsigned_int(int dt)
+{
+    return dt == OTL_DTYPE_UINT8 || dt == OTL_DTYPE_UINT16 || dt == OTL_DTYPE_UINT32 || dt == OTL_DTYPE_UINT64;
+}
+
+static int is_float(int dt)
+{
+    return dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE || dt == OTL_DTYPE_FLOAT16 || dt == OTL_DTYPE_BFLOAT16;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+otl_status otl_unary_setup(otl_kctx *k, otl_unary_code code)
+{
+    otl_status st = otl_check_in(k, 0, NULL);
+    if (st)
+        return st;
+    unary_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->code = code;
+    int dt = k->in[0]->dtype, ok = is_float(dt);
+    switch (defs[code].dtypes) {
+    case DT_SIGNED: ok |= is_signed_int(dt) && (code != OTL_U_RELU || k->opset >= 14); break;
+    case DT_NUMERIC: ok |= is_signed_int(dt) || is_unsigned_int(dt); break;
+    }
+    if (!ok)
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "input '%s': dtype %s is not supported", k->in[0]->name,
+                         otl_dtype_name(dt));
+    switch (code) {
+    case OTL_U_LEAKY_RELU: st = otl_attr_float(k, "alpha", 0.01f, &s->alpha); break;
+    case OTL_U_ELU:
+    case OTL_U_CELU:
+    case OTL_U_THRESHOLDED_RELU: st = otl_attr_float(k, "alpha", 1.0f, &s->alpha); break;
+    case OTL_U_SELU:
+        if (!(st = otl_attr_float(k, "alpha", 1.67326319217681884765625f, &s->alpha)))
+            st = otl_attr_float(k, "gamma", 1.05070102214813232421875f, &s->gamma);
+        break;
+    case OTL_U_HARD_SIGMOID:
+        if (!(st = otl_attr_float(k, "alpha", 0.2f, &s->alpha)))
+            st = otl_attr_float(k, "beta", 0.5f, &s->beta);
+        break;
+    case OTL_U_SHRINK:
+        if (!(st = otl_attr_float(k, "lambd", 0.5f, &s->alpha)))
+            st = otl_attr_float(k, "bias", 0.0f, &s->beta);
+        break;
+    case OTL_U_GELU: {
+        const char *a;
+        if (strcmp(k->node->domain, "com.microsoft") == 0)
+            break;
+        if ((st = otl_attr_str(k, "approximate", "none", &a)))
+            break;
+        if (strcmp(a, "tanh") == 0)
+            s->approx_tanh = 1;
+        else if (strcmp(a, "none") != 0)
+            st = otl_kfail(k, OTL_ERR_INPUT, "approximate must be \"none\" or \"tanh\", got \"%s\"", a);
+        break;
+    }
+    case OTL_U_ISINF: {
+        int64_t n, p;
+        if (!(st = otl_attr_int(k, "detect_negative", 1, &n)) && !(st = otl_attr_int(k, "detect_positive", 1, &p))) {
+            s->detect_neg = n != 0;
+            s->detect_pos = p != 0;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (st)
+        return st;
+    if (code == OTL_U_CELU && s->alpha == 0.0f)
+        return otl_kfail(k, OTL_ERR_INPUT, "alpha must not be 0");
+    int out_dt = code == OTL_U_ISNAN || code == OTL_U_ISINF ? OTL_DTYPE_BOOL : dt;
+    return otl_rt_set(k, k->out[0], out_dt, k->in[0]->rank, k->in[0]->dims);
+}
+
+/* ---------------------------------------------------------------- reference (double) */
+
+static double softplus_d(double x)
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static double ref_d(const unary_state *s, double x)
+{
+    switch (s->code) {
+    case OTL_U_RELU: return x > 0 ? x : 0;
+    case OTL_U_LEAKY_RELU: return x >= 0 ? x : s->alpha * x;
+    case OTL_U_ELU: return x >= 0 ? x : s->alpha * expm1(x);
+    case OTL_U_SELU: return x > 0 ? s->gamma * x : s->gamma * s->alpha * expm1(x);
+    case OTL_U_CELU: return (x > 0 ? x : 0) + fmin(0.0, s->alpha * expm1(x / s->alpha));
+    case OTL_U_SIGMOID: return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+    case OTL_U_HARD_SIGMOID: return fmax(0.0, fmin(1.0, s->alpha * x + s->beta));
+    case OTL_U_HARD_SWISH: return x * fmax(0.0, fmin(1.0, x / 6.0 + 0.5));
+    case OTL_U_TANH: return tanh(x);
+    case OTL_U_GELU:
+        if (s->approx_tanh)
+            return 0.5 * x * (1.0 + tanh(0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * erfc(-x * 0.70710678118654752440);
+    case OTL_U_SOFTPLUS: return softplus_d(x);
+    case OTL_U_SOFTSIGN: return x / (1.0 + fabs(x));
+    case OTL_U_MISH: return x * tanh(softplus_d(x));
+    case OTL_U_THRESHOLDED_RELU: return x > s->alpha ? x : 0;
+    case OTL_U_SHRINK: return x < -s->alpha ? x + s->beta : x > s->alpha ? x - s->beta : 0;
+    case OTL_U_SQRT: return sqrt(x);
+    case OTL_U_NEG: return -x;
+    case OTL_U_ABS: return fabs(x);
+    case OTL_U_EXP: return exp(x);
+    case OTL_U_LOG: return log(x);
+    case OTL_U_RECIPROCAL: return 1.0 / x;
+    case OTL_U_ERF: return erf(x);
+    case OTL_U_FLOOR: return floor(x);
+    case OTL_U_CEIL: return ceil(x);
+    case OTL_U_ROUND: return nearbyint(x);
+    case OTL_U_SIGN: return x > 0 ? 1 : x < 0 ? -1 : x;
+    case OTL_U_SIN: return sin(x);
+    case OTL_U_COS: return cos(x);
+    case OTL_U_TAN: return tan(x);
+    case OTL_U_ASIN: return asin(x);
+    case OTL_U_ACOS: return acos(x);
+    case OTL_U_ATAN: return atan(x);
+    case OTL_U_SINH: return sinh(x);
+    case OTL_U_COSH: return cosh(x);
+    case OTL_U_ASINH: return asinh(x);
+    case OTL_U_ACOSH: return acosh(x);
+    case OTL_U_ATANH: return atanh(x);
+    case OTL_U_ISNAN: return isnan(x);
+    case OTL_U_ISINF: return isinf(x) && ((x < 0 && s->detect_neg) || (x > 0 && s->detect_pos));
+    default: return NAN;
+    }
+}
+
+double otl_unary_ref(otl_kctx *k, double x)
+{
+    return ref_d(k->state, x);
+}
+
+/* ---------------------------------------------------------------- float32 loops */
+
+typedef struct unary_ctx {
+    const unary_state *s;
+    int dt, out_dt;
+    const void *x;
+    void *y;
+} unary_ctx;
+
+static inline float softplus_f(float x)
+{
+    return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
+}
+
+#define LOOP(EXPR)                                                                                \
+    do {                                                                                          \
+        _Pragma("omp simd") for (int64_t i = start; i < end; i++) {                               \
+            const float v = x[i];                                                                 \
+            y[i] = (EXPR);                                                                        \
+        }                                                                                         \
+    } while (0)
+
+static void f32_range(void *ctx, int64_t start, int64_t end)
+{
+    const unary_ctx *c = ctx;
+    const unary_state *s = c->s;
+    const float *x = c->x;
+    float *y = c->y;
+    const float alpha = s->alpha, beta = s->beta, gamma = s->gamma;
+    switch (s->code) {
+    case OTL_U_RELU: LOOP(v > 0 ? v : 0.0f); break;
+    case OTL_U_LEAKY_RELU: LOOP(v >= 0 ? v : alpha * v); break;
+    case OTL_U_ELU: LOOP(v >= 0 ? v : alpha * expm1f(v)); break;
+    case OTL_U_SELU: LOOP(v > 0 ? gamma * v : gamma * alpha * expm1f(v)); break;
+    case OTL_U_CELU: LOOP((v > 0 ? v : 0.0f) + fminf(0.0f, alpha * expm1f(v / alpha))); break;
+    case OTL_U_SIGMOID: LOOP(v >= 0 ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v))); break;
+    case OTL_U_HARD_SIGMOID: {
+        LOOP(alpha * v + beta < 0.0f ? 0.0f : alpha * v + beta > 1.0f ? 1.0f : alpha * v + beta);
+        break;
+    }
+    case OTL_U_HARD_SWISH: {
+        LOOP(v / 6.0f + 0.5f < 0.0f ? 0.0f : v / 6.0f + 0.5f > 1.0f ? v : v * (v / 6.0f + 0.5f));
+        break;
+    }
+    case OTL_U_TANH: LOOP(tanhf(v)); break;
+    case OTL_U_GELU:
+        if (s->approx_tanh)
+            LOOP(0.5f * v * (1.0f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v))));
+        else
+            LOOP((float)(0.5 * v * erfc(-v * 0.70710678118654752440)));
+        break;
+    case OTL_U_SOFTPLUS: LOOP(softplus_f(v)); break;
+    case OTL_U_SOFTSIGN: LOOP(v / (1.0f + fabsf(v))); break;
+    case OTL_U_MISH: LOOP(v * tanhf(softplus_f(v))); break;
+    case OTL_U_THRESHOLDED_RELU: LOOP(v > alpha ? v : 0.0f); break;
+    case OTL_U_SHRINK: LOOP(v < -alpha ? v + beta : v > alpha ? v - beta : 0.0f); break;
+    case OTL_U_SQRT: LOOP(sqrtf(v)); break;
+    case OTL_U_NEG: LOOP(-v); break;
+    case OTL_U_ABS: LOOP(fabsf(v)); break;
+    case OTL_U_EXP: LOOP(expf(v)); break;
+    case OTL_U_LOG: LOOP(logf(v)); break;
+    case OTL_U_RECIPROCAL: LOOP(1.0f / v); break;
+    case OTL_U_ERF: LOOP(erff(v)); break;
+    case OTL_U_FLOOR: LOOP(floorf(v)); break;
+    case OTL_U_CEIL: LOOP(ceilf(v)); break;
+    case OTL_U_ROUND: LOOP(nearbyintf(v)); break;
+    case OTL_U_SIGN: LOOP(v > 0 ? 1.0f : v < 0 ? -1.0f : v); break;
+    case OTL_U_SIN: LOOP(sinf(v)); break;
+    case OTL_U_COS: LOOP(cosf(v)); break;
+    case OTL_U_TAN: LOOP(tanf(v)); break;
+    case OTL_U_ASIN: LOOP(asinf(v)); break;
+    case OTL_U_ACOS: LOOP(acosf(v)); break;
+    case OTL_U_ATAN: LOOP(atanf(v)); break;
+    case OTL_U_SINH: LOOP(sinhf(v)); break;
+    case OTL_U_COSH: LOOP(coshf(v)); break;
+    case OTL_U_ASINH: LOOP(asinhf(v)); break;
+    case OTL_U_ACOSH: LOOP(acoshf(v)); break;
+    case OTL_U_ATANH: LOOP(atanhf(v)); break;
+    default: break;
+    }
+}
+
+static void bool_range(void *ctx, int64_t start, int64_t end)
+{
+    const unary_ctx *c = ctx;
+    uint8_t *y = c->y;
+    if (c->dt == OTL_DTYPE_FLOAT) {
+        const float *x = c->x;
+        if (c->s->code == OTL_U_ISNAN) {
+            #pragma omp simd
+            for (int64_t i = start; i < end; i++)
+                y[i] = x[i] != x[i];
+            return;
+        }
+    }
+    for (int64_t i = start; i < end; i++)
+        y[i] = ref_d(c->s, otl_get_f(c->x, c->dt, i)) != 0;
+}
+
+/* integers: exact int64 arithmetic for Relu, Neg, Abs, Sign; double otherwise (Erf, Shrink) */
+static void int_range(void *ctx, int64_t start, int64_t end)
+{
+    const unary_ctx *c = ctx;
+    int dt = c->dt, uns = is_unsigned_int(dt);
+    for (int64_t i = start; i < end; i++) {
+        int64_t v = otl_get_i(c->x, dt, i);
+        if (uns && (c->s->code == OTL_U_ABS || c->s->code == OTL_U_SIGN)) {
+            otl_set_i(c->y, dt, i, c->s->code == OTL_U_ABS ? v : v != 0);
+            continue;
+        }
+        switch (c->s->code) {
+        case OTL_U_RELU: v = v > 0 ? v : 0; break;
+        case OTL_U_NEG: v = (int64_t)(0 - (uint64_t)v); break;
+        case OTL_U_ABS: v = v < 0 ? (int64_t)(0 - (uint64_t)v) : v; break;
+        case OTL_U_SIGN: v = v > 0 ? 1 : v < 0 ? -1 : 0; break;
+        default: {
+            double r = ref_d(c->s, (double)v);
+            v = isfinite(r) && fabs(r) < 9.2e18 ? (int64_t)r : 0;
+            break;
+        }
+        }
+        otl_set_i(c->y, dt, i, v);
+    }
+}
+
+static void generic_range(void *ctx, int64_t start, int64_t end)
+{
+    const unary_ctx *c = ctx;
+    for (int64_t i = start; i < end; i++)
+        otl_set_f(c->y, c->dt, i, ref_d(c->s, otl_get_f(c->x, c->dt, i)));
+}
+
+/* ---------------------------------------------------------------- oneDNN */
+
+static int dnnl_alg(const unary_state *s, dnnl_alg_kind_t *alg, float *alpha, float *beta)
+{
+    *alpha = 0.0f;
+    *beta = 0.0f;
+    switch (s->code) {
+    case OTL_U_ELU: *alg = dnnl_eltwise_elu; *alpha = s->alpha; return 1;
+    case OTL_U_SIGMOID: *alg = dnnl_eltwise_logistic; return 1;
+    case OTL_U_TANH: *alg = dnnl_eltwise_tanh; return 1;
+    case OTL_U_GELU: *alg = s->approx_tanh ? dnnl_eltwise_gelu_tanh : dnnl_eltwise_gelu_erf; return 1;
+    case OTL_U_SOFTPLUS: *alg = dnnl_eltwise_soft_relu; *alpha = 1.0f; return 1;
+    case OTL_U_MISH: *alg = dnnl_eltwise_mish; return 1;
+    case OTL_U_EXP: *alg = dnnl_eltwise_exp; return 1;
+    case OTL_U_LOG: *alg = dnnl_eltwise_log; return 1;
+    default: return 0;
+    }
+}
+
+otl_status otl_unary_prepare(otl_kctx *k)
+{
+    unary_state *s = k->state;
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+    if (k->in[0]->dtype != OTL_DTYPE_FLOAT || !defs[s->code].dnnl || !dnnl_alg(s, &alg, &alpha, &beta) ||
+        k->in[0]->numel < 1024 || getenv("OTL_NO_DNNL_ELTWISE"))
+        return OTL_OK;
+    dnnl_memory_desc_t md;
+    otl_status st = otl_md_plain(k, k->in[0], &md);
+    if (st)
+        return st;
+    dnnl_eltwise_desc_t d;
+    dnnl_primitive_desc_t pd;
+    if ((st = otl_dnnl_check(k, dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, alg, &md, alpha, beta), "eltwise")))
+        return st;
+    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
+        return st;
+    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "eltwise");
+    dnnl_primitive_desc_destroy(pd);
+    if (st)
+        return st;
+    if ((st = otl_dnnl_memory(k, &md, NULL, &s->src)) || (st = otl_dnnl_memory(k, &md, NULL, &s->dst)))
+        return st;
+    return OTL_OK;
+}
+
+otl_status otl_unary_forward(otl_kctx *k)
+{
+    unary_state *s = k->state;
+    const otl_rt *x = k->in[0];
+    otl_rt *y = k->out[0];
+    if (y->numel == 0)
+        return OTL_OK;
+    if (s->prim) {
+        dnnl_memory_set_data_handle(s->src, x->data);
+        dnnl_memory_set_data_handle(s->dst, y->data);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}};
+        return otl_dnnl_run(k, s->prim, 2, args);
+    }
+    unary_ctx c = {.s = s, .dt = x->dtype, .out_dt = y->dtype, .x = x->data, .y = y->data};
+    int64_t grain = defs[s->code].cheap ? 32768 : 2048;
+    otl_range_fn fn;
+    if (y->dtype == OTL_DTYPE_BOOL)
+        fn = bool_range;
+    else if (x->dtype == OTL_DTYPE_FLOAT)
+        fn = f32_range;
+    else if (is_float(x->dtype))
+        fn = generic_range, grain = 2048;
+    else
+        fn = int_range, grain = 4096;
+    otl_parallel_range(y->numel, grain, fn, &c);
+    return OTL_OK;
+}
+
+void otl_unary_release(otl_kctx *k)
+{
+    unary_state *s = k->state;
+    if (!s)
+        return;
+    if (s->prim)
+        dnnl_primitive_destroy(s->prim);
+    if (s->src)
+        dnnl_memory_destroy(s->src);
+    if (s->dst)
+        dnnl_memory_destroy(s->dst);
+}
+
+/* ---------------------------------------------------------------- math ops */
+
+OTL_UNARY_OP(Sqrt, "Sqrt", "", 6, 22, OTL_U_SQRT)
+OTL_UNARY_OP(Neg, "Neg", "", 6, 22, OTL_U_NEG)
+OTL_UNARY_OP(Abs, "Abs", "", 6, 22, OTL_U_ABS)
+OTL_UNARY_OP(Exp, "Exp", "", 6, 22, OTL_U_EXP)
+OTL_UNARY_OP(Log, "Log", "", 6, 22, OTL_U_LOG)
+OTL_UNARY_OP(Reciprocal, "Reciprocal", "", 6, 22, OTL_U_RECIPROCAL)
+OTL_UNARY_OP(Erf, "Erf", "", 9, 22, OTL_U_ERF)
+OTL_UNARY_OP(Floor, "Floor", "", 6, 22, OTL_U_FLOOR)
+OTL_UNARY_OP(Ceil, "Ceil", "", 6, 22, OTL_U_CEIL)
+OTL_UNARY_OP(Round, "Round", "", 11, 22, OTL_U_ROUND)
+OTL_UNARY_OP(Sign, "Sign", "", 9, 22, OTL_U_SIGN)
+OTL_UNARY_OP(Sin, "Sin", "", 7, 22, OTL_U_SIN)
+OTL_UNARY_OP(Cos, "Cos", "", 7, 22, OTL_U_COS)
+OTL_UNARY_OP(Tan, "Tan", "", 7, 22, OTL_U_TAN)
+OTL_UNARY_OP(Asin, "Asin", "", 7, 22, OTL_U_ASIN)
+OTL_UNARY_OP(Acos, "Acos", "", 7, 22, OTL_U_ACOS)
+OTL_UNARY_OP(Atan, "Atan", "", 7, 22, OTL_U_ATAN)
+OTL_UNARY_OP(Sinh, "Sinh", "", 9, 22, OTL_U_SINH)
+OTL_UNARY_OP(Cosh, "Cosh", "", 9, 22, OTL_U_COSH)
+OTL_UNARY_OP(Asinh, "Asinh", "", 9, 22, OTL_U_ASINH)
+OTL_UNARY_OP(Acosh, "Acosh", "", 9, 22, OTL_U_ACOSH)
+OTL_UNARY_OP(Atanh, "Atanh", "", 9, 22, OTL_U_ATANH)
+OTL_UNARY_OP(IsNaN, "IsNaN", "", 9, 22, OTL_U_ISNAN)
+OTL_UNARY_OP(IsInf, "IsInf", "", 10, 22, OTL_U_ISINF)
