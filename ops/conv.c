@@ -6,15 +6,13 @@
 
 #include "ops/nn_common.h"
 
-/* Let oneDNN choose blocked src/dst layouts (reordered inside the op) rather than compute on
- * the executor's plain NCHW buffers. Measured on resnet18, batch 32, 2 threads: see
- * conv_use_blocked(). */
-static int conv_use_blocked(void)
+/* Layout policy: let oneDNN choose src/dst layouts (it picks nhwc/blocked for its brgemm
+ * kernels) and hand the blocked output on to the next layout-aware op; plain NCHW would run the
+ * slower im2col+gemm path. OTL_CONV_LAYOUT=plain forces plain layouts (for measurements). */
+static int conv_any_layout(void)
 {
     const char *e = getenv("OTL_CONV_LAYOUT");
-    if (e && strcmp(e, "plain") == 0)
-        return 0;
-    return 1;
+    return !(e && strcmp(e, "plain") == 0);
 }
 
 typedef struct conv_state {
@@ -22,6 +20,7 @@ typedef struct conv_state {
     int64_t group;
     nn_geom g;
     int64_t pr_dnnl[NN_MAX_SP];   /* end padding as oneDNN wants it (may be negative) */
+    dnnl_primitive_desc_t pd;     /* made in infer: the output layout is the primitive's choice */
     dnnl_primitive_t prim;
     nn_port src, dst;
     dnnl_memory_t w_user, w_prim, b_mem;
@@ -89,6 +88,145 @@ static otl_status check_bias(otl_kctx *k, int64_t m)
     return OTL_OK;
 }
 
+/* ---------------------------------------------------------------- primitives */
+
+/* oneDNN weights dims (G, OC/G, IC/G, K...) and the strides of the ONNX layout: Conv's W is
+ * (M, C/G, K...) = (G, OC/G, IC/G, K...) in C order; ConvTranspose's W is (C, M/G, K...) =
+ * (G, IC/G, OC/G, K...). */
+static otl_status weights_plain_md(otl_kctx *k, const conv_state *s, dnnl_memory_desc_t *md, int any)
+{
+    const otl_rt *w = k->in[1];
+    int nsp = s->g.nsp, g1 = s->group > 1, r = 0;
+    int64_t g = s->group, ksz = 1;
+    for (int i = 0; i < nsp; i++)
+        ksz *= s->g.k[i];
+    int64_t oc = s->transposed ? w->dims[1] : w->dims[0] / g; /* per group */
+    int64_t ic = s->transposed ? w->dims[0] / g : w->dims[1];
+    dnnl_dims_t dims, strides;
+    if (g1) {
+        dims[r] = g;
+        strides[r++] = oc * ic * ksz;
+    }
+    dims[r] = oc;
+    strides[r++] = s->transposed ? ksz : ic * ksz;
+    dims[r] = ic;
+    strides[r++] = s->transposed ? oc * ksz : ksz;
+    int64_t acc = 1;
+    for (int i = nsp - 1; i >= 0; i--) {
+        dims[r + i] = s->g.k[i];
+        strides[r + i] = acc;
+        acc *= s->g.k[i];
+    }
+    r += nsp;
+    if (any)
+        return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, r, dims, dnnl_f32, dnnl_format_tag_any), "weights");
+    return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, r, dims, dnnl_f32, strides), "weights");
+}
+
+/* The convolution primitive descriptor for output dims; sets the output's dtype, shape and
+ * layout. Empty tensors get no primitive. */
+static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
+{
+    const otl_rt *x = k->in[0];
+    int64_t numel = 1;
+    for (int i = 0; i < x->rank; i++)
+        numel *= dims[i];
+    if (x->numel == 0 || numel == 0)
+        return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims);
+    int any = conv_any_layout();
+    dnnl_memory_desc_t x_md, y_md, w_md, b_md;
+    otl_status st;
+    if ((st = nn_md_src(k, x, any, &x_md)) || (st = nn_md_dst(k, x->rank, dims, any, &y_md)) ||
+        (st = weights_plain_md(k, s, &w_md, 1)))
+        return st;
+    const dnnl_memory_desc_t *b = NULL;
+    if (otl_has_in(k, 2)) {
+        if ((st = otl_md_plain(k, k->in[2], &b_md)))
+            return st;
+        b = &b_md;
+    }
+    dnnl_dims_t strides, dil, pl, pr;
+    for (int i = 0; i < s->g.nsp; i++) {
+        strides[i] = s->g.s[i];
+        dil[i] = s->g.d[i] - 1;
+        pl[i] = s->g.pl[i];
+        pr[i] = s->pr_dnnl[i];
+    }
+    dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
+    if (s->transposed) {
+        dnnl_deconvolution_desc_t d;
+        if ((st = otl_dnnl_check(k, dnnl_dilated_deconvolution_forward_desc_init(&d, prop, dnnl_deconvolution_direct, &x_md, &w_md, b,
+                                                                                 &y_md, strides, dil, pl, pr),
+                                 "deconvolution")))
+            return st;
+        st = nn_make_pd(k, &d, NULL, &s->pd, "deconvolution");
+    } else {
+        dnnl_convolution_desc_t d;
+        if ((st = otl_dnnl_check(k, dnnl_dilated_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, &x_md, &w_md, b,
+                                                                               &y_md, strides, dil, pl, pr),
+                                 "convolution")))
+            return st;
+        st = nn_make_pd(k, &d, NULL, &s->pd, "convolution");
+    }
+    if (st)
+        return st;
+    return otl_rt_set_md(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims,
+                         dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+}
+
+static otl_status conv_prepare(otl_kctx *k)
+{
+    conv_state *s = k->state;
+    if (!s->pd)
+        return OTL_OK;
+    const otl_rt *x = k->in[0], *y = k->out[0];
+    dnnl_memory_desc_t x_user, y_user, w_plain, b_md;
+    otl_status st;
+    if ((st = otl_rt_md(k, x, &x_user)) || (st = otl_rt_md(k, y, &y_user)) || (st = weights_plain_md(k, s, &w_plain, 0)))
+        return st;
+    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
+    const dnnl_memory_desc_t *wq_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_weights_md, 0);
+    if ((st = nn_make_prim(k, s->pd, &s->prim, "convolution")) ||
+        (st = nn_port_init(k, &s->src, &x_user, src_md, 0, &s->scratch_bytes)) ||
+        (st = nn_port_init(k, &s->dst, &y_user, dst_md, 1, &s->scratch_bytes)) ||
+        (st = otl_dnnl_memory(k, &w_plain, NULL, &s->w_user)))
+        return st;
+    if (!dnnl_memory_desc_equal(&w_plain, wq_md)) {
+        size_t wb = dnnl_memory_desc_get_size(wq_md);
+        s->w_buf = aligned_alloc(64, (wb + 63) & ~(size_t)63);
+        if (!s->w_buf)
+            return otl_kfail(k, OTL_ERR_NOMEM, "out of memory for weights");
+        dnnl_primitive_desc_t rpd;
+        if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, &w_plain, k->eng->eng, wq_md, k->eng->eng, NULL),
+                                 "weights reorder")))
+            return st;
+        st = otl_dnnl_check(k, dnnl_primitive_create(&s->w_reorder, rpd), "weights reorder");
+        dnnl_primitive_desc_destroy(rpd);
+        if (st || (st = otl_dnnl_memory(k, wq_md, s->w_buf, &s->w_prim)))
+            return st;
+    } else {
+        s->w_prim = s->w_user;
+    }
+    if (otl_has_in(k, 2) &&
+        ((st = otl_md_plain(k, k->in[2], &b_md)) || (st = otl_dnnl_memory(k, &b_md, NULL, &s->b_mem))))
+        return st;
+    if (s->scratch_bytes) {
+        if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
+            return st;
+        s->reserved = 1;
+    }
+    /* const weights (initializers): reorder once now */
+    if (s->w_reorder && k->in[1]->is_const) {
+        dnnl_memory_set_data_handle(s->w_user, k->in[1]->data);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, s->w_user}, {DNNL_ARG_TO, s->w_prim}};
+        if ((st = otl_dnnl_run(k, s->w_reorder, 2, args)))
+            return st;
+        s->w_ready = 1;
+    }
+    return OTL_OK;
+}
+
 /* ---------------------------------------------------------------- shape inference */
 
 static otl_status conv_infer(otl_kctx *k)
@@ -120,7 +258,7 @@ static otl_status conv_infer(otl_kctx *k)
         if (s->pr_dnnl[i] < 0)
             s->pr_dnnl[i] = 0;
     }
-    return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims);
+    return conv_make_pd(k, s, dims);
 }
 
 static otl_status convt_infer(otl_kctx *k)
@@ -190,134 +328,7 @@ static otl_status convt_infer(otl_kctx *k)
          * extras go into a smaller (possibly negative) end padding. */
         s->pr_dnnl[i] = s->g.s[i] * (in - 1) + ext - s->g.pl[i] - out;
     }
-    return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims);
-}
-
-/* ---------------------------------------------------------------- primitives */
-
-/* oneDNN weights dims (G, OC/G, IC/G, K...) and the strides of the ONNX layout: Conv's W is
- * (M, C/G, K...) = (G, OC/G, IC/G, K...) in C order; ConvTranspose's W is (C, M/G, K...) =
- * (G, IC/G, OC/G, K...). */
-static otl_status weights_plain_md(otl_kctx *k, const conv_state *s, dnnl_memory_desc_t *md, int any)
-{
-    const otl_rt *w = k->in[1];
-    int nsp = s->g.nsp, g1 = s->group > 1, r = 0;
-    int64_t g = s->group, ksz = 1;
-    for (int i = 0; i < nsp; i++)
-        ksz *= s->g.k[i];
-    int64_t oc = s->transposed ? w->dims[1] : w->dims[0] / g; /* per group */
-    int64_t ic = s->transposed ? w->dims[0] / g : w->dims[1];
-    dnnl_dims_t dims, strides;
-    if (g1) {
-        dims[r] = g;
-        strides[r++] = oc * ic * ksz;
-    }
-    dims[r] = oc;
-    strides[r++] = s->transposed ? ksz : ic * ksz;
-    dims[r] = ic;
-    strides[r++] = s->transposed ? oc * ksz : ksz;
-    int64_t acc = 1;
-    for (int i = nsp - 1; i >= 0; i--) {
-        dims[r + i] = s->g.k[i];
-        strides[r + i] = acc;
-        acc *= s->g.k[i];
-    }
-    r += nsp;
-    if (any)
-        return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, r, dims, dnnl_f32, dnnl_format_tag_any), "weights");
-    return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, r, dims, dnnl_f32, strides), "weights");
-}
-
-static otl_status conv_prepare(otl_kctx *k)
-{
-    conv_state *s = k->state;
-    const otl_rt *x = k->in[0], *y = k->out[0];
-    if (x->numel == 0 || y->numel == 0)
-        return OTL_OK;
-    int blocked = conv_use_blocked();
-    dnnl_memory_desc_t x_md, y_md, x_plain, y_plain, w_md, w_plain, b_md;
-    otl_status st;
-    if ((st = nn_md_act(k, x, blocked, &x_md)) || (st = nn_md_act(k, y, blocked, &y_md)) ||
-        (st = otl_md_plain(k, x, &x_plain)) || (st = otl_md_plain(k, y, &y_plain)) ||
-        (st = weights_plain_md(k, s, &w_md, 1)) || (st = weights_plain_md(k, s, &w_plain, 0)))
-        return st;
-    const dnnl_memory_desc_t *b = NULL;
-    if (otl_has_in(k, 2)) {
-        if ((st = otl_md_plain(k, k->in[2], &b_md)))
-            return st;
-        b = &b_md;
-    }
-    dnnl_dims_t strides, dil, pl, pr;
-    for (int i = 0; i < s->g.nsp; i++) {
-        strides[i] = s->g.s[i];
-        dil[i] = s->g.d[i] - 1;
-        pl[i] = s->g.pl[i];
-        pr[i] = s->pr_dnnl[i];
-    }
-    dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
-    dnnl_primitive_desc_t pd;
-    if (s->transposed) {
-        dnnl_deconvolution_desc_t d;
-        if ((st = otl_dnnl_check(k, dnnl_dilated_deconvolution_forward_desc_init(&d, prop, dnnl_deconvolution_direct, &x_md, &w_md, b,
-                                                                                 &y_md, strides, dil, pl, pr),
-                                 "deconvolution")))
-            return st;
-        st = nn_make_pd(k, &d, NULL, &pd, "deconvolution");
-    } else {
-        dnnl_convolution_desc_t d;
-        if ((st = otl_dnnl_check(k, dnnl_dilated_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, &x_md, &w_md, b,
-                                                                               &y_md, strides, dil, pl, pr),
-                                 "convolution")))
-            return st;
-        st = nn_make_pd(k, &d, NULL, &pd, "convolution");
-    }
-    if (st)
-        return st;
-    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    const dnnl_memory_desc_t *wq_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if (!(st = nn_make_prim(k, pd, &s->prim, "convolution")) &&
-        !(st = nn_port_init(k, &s->src, &x_plain, src_md, 0, &s->scratch_bytes)) &&
-        !(st = nn_port_init(k, &s->dst, &y_plain, dst_md, 1, &s->scratch_bytes)) &&
-        !(st = otl_dnnl_memory(k, &w_plain, NULL, &s->w_user))) {
-        if (!dnnl_memory_desc_equal(&w_plain, wq_md)) {
-            size_t wb = dnnl_memory_desc_get_size(wq_md);
-            s->w_buf = aligned_alloc(64, (wb + 63) & ~(size_t)63);
-            if (!s->w_buf)
-                st = otl_kfail(k, OTL_ERR_NOMEM, "out of memory for weights");
-            dnnl_primitive_desc_t rpd;
-            if (!st)
-                st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, &w_plain, k->eng->eng, wq_md, k->eng->eng, NULL),
-                                    "weights reorder");
-            if (!st) {
-                st = otl_dnnl_check(k, dnnl_primitive_create(&s->w_reorder, rpd), "weights reorder");
-                dnnl_primitive_desc_destroy(rpd);
-            }
-            if (!st)
-                st = otl_dnnl_memory(k, wq_md, s->w_buf, &s->w_prim);
-        } else {
-            s->w_prim = s->w_user;
-        }
-    }
-    if (!st && b)
-        st = otl_dnnl_memory(k, b, NULL, &s->b_mem);
-    dnnl_primitive_desc_destroy(pd);
-    if (st)
-        return st;
-    if (s->scratch_bytes) {
-        if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
-            return st;
-        s->reserved = 1;
-    }
-    /* const weights (initializers): reorder once now */
-    if (s->w_reorder && k->in[1]->is_const) {
-        dnnl_memory_set_data_handle(s->w_user, k->in[1]->data);
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, s->w_user}, {DNNL_ARG_TO, s->w_prim}};
-        if ((st = otl_dnnl_run(k, s->w_reorder, 2, args)))
-            return st;
-        s->w_ready = 1;
-    }
-    return OTL_OK;
+    return conv_make_pd(k, s, dims);
 }
 
 /* Output for an empty input: bias (or zero) everywhere. */
@@ -373,6 +384,8 @@ static void conv_release(otl_kctx *k)
     conv_state *s = k->state;
     if (s->prim)
         dnnl_primitive_destroy(s->prim);
+    if (s->pd)
+        dnnl_primitive_desc_destroy(s->pd);
     nn_port_free(&s->src);
     nn_port_free(&s->dst);
     if (s->w_reorder)
@@ -389,11 +402,11 @@ static void conv_release(otl_kctx *k)
 }
 
 const otl_op otl_op_Conv = {
-    .op_type = "Conv", .domain = "", .since = 1, .until = 22,
+    .op_type = "Conv", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = conv_infer, .prepare = conv_prepare, .forward = conv_forward, .release = conv_release,
 };
 
 const otl_op otl_op_ConvTranspose = {
-    .op_type = "ConvTranspose", .domain = "", .since = 1, .until = 22,
+    .op_type = "ConvTranspose", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = convt_infer, .prepare = conv_prepare, .forward = conv_forward, .release = conv_release,
 };

@@ -1,3 +1,5 @@
 /* list_nn.h - neural-network layers on oneDNN: convolution (ops/conv.c), pooling (ops/pool.c),
  * batch normalization (ops/batchnorm.c). */
-#define OTL_OPS_NN(X) X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)
+#define OTL_OPS_NN(X)                                                                              \
+    X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)       \
+    X(BatchNormalization)

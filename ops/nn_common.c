@@ -127,18 +127,21 @@ otl_status nn_md_dense(otl_kctx *k, int rank, const int64_t *dims, dnnl_data_typ
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, rank, d, dt, s), "memory descriptor");
 }
 
-otl_status nn_md_act(otl_kctx *k, const otl_rt *v, int any, dnnl_memory_desc_t *md)
+otl_status nn_md_src(otl_kctx *k, const otl_rt *v, int any, dnnl_memory_desc_t *md)
+{
+    if (v->blocked || !any)
+        return otl_rt_md(k, v, md);
+    return nn_md_dst(k, v->rank, v->dims, 1, md);
+}
+
+otl_status nn_md_dst(otl_kctx *k, int rank, const int64_t *dims, int any, dnnl_memory_desc_t *md)
 {
     if (!any)
-        return otl_md_plain(k, v, md);
-    otl_status st = otl_md_plain(k, v, md);
-    if (st)
-        return st;
+        return nn_md_dense(k, rank, dims, dnnl_f32, md);
     dnnl_dims_t d;
-    for (int i = 0; i < v->rank; i++)
-        d[i] = v->dims[i];
-    return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, v->rank, d, md->data_type, dnnl_format_tag_any),
-                          "memory descriptor");
+    for (int i = 0; i < rank; i++)
+        d[i] = dims[i];
+    return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, dnnl_format_tag_any), "memory descriptor");
 }
 
 /* ------------------------------------------------------------ shared scratch */

@@ -41,16 +41,20 @@ static inline int64_t nn_extent(const nn_geom *g, int i)
 
 /* A memory descriptor over dims with C-order strides (any rank up to DNNL_MAX_NDIMS). */
 otl_status nn_md_dense(otl_kctx *k, int rank, const int64_t *dims, dnnl_data_type_t dt, dnnl_memory_desc_t *md);
-/* The memory descriptor to give a primitive for an activation value (src/dst/diff): the one
- * place that decides activation layouts. `any` asks for format_tag_any (the primitive picks its
- * preferred layout and the port reorders); otherwise the executor's plain layout. */
-otl_status nn_md_act(otl_kctx *k, const otl_rt *v, int any, dnnl_memory_desc_t *md);
+/* The one place that decides activation layouts. The descriptor to request for an input
+ * value: its own blocked layout when the executor hands it blocked (OTL_OPF_ANY_LAYOUT ops),
+ * else format_tag_any when `any` (the primitive picks and the op reorders the plain data
+ * inside; see nn_port) or the plain layout. */
+otl_status nn_md_src(otl_kctx *k, const otl_rt *v, int any, dnnl_memory_desc_t *md);
+/* The descriptor to request for an output of dims (format_tag_any or plain). The op then
+ * publishes the primitive's choice with otl_rt_set_md. */
+otl_status nn_md_dst(otl_kctx *k, int rank, const int64_t *dims, int any, dnnl_memory_desc_t *md);
 
 /* A primitive argument bound to an executor buffer. When the primitive's layout differs from
  * the plain one, `reorder` converts between them through a scratch buffer shared by all ports
  * (sized at init; only valid during one forward call). */
 typedef struct nn_port {
-    dnnl_memory_t user;           /* plain, over the executor's buffer */
+    dnnl_memory_t user;           /* the executor's buffer, in its layout */
     dnnl_memory_t prim;           /* in the primitive's layout (== user when no reorder) */
     dnnl_primitive_t reorder;     /* user->prim for inputs, prim->user for outputs, or NULL */
     size_t scratch_off;           /* offset of this port's buffer in the shared scratch */
@@ -58,7 +62,8 @@ typedef struct nn_port {
     int is_output;
 } nn_port;
 
-/* Init a port: user_md is the plain layout, prim_md what the primitive's pd reports.
+/* Init a port: user_md is the executor's layout of the value (otl_rt_md), prim_md what the
+ * primitive's pd reports.
  * *scratch_bytes accumulates the scratch this port needs (pass the same counter to all ports of
  * one primitive). */
 otl_status nn_port_init(otl_kctx *k, nn_port *p, const dnnl_memory_desc_t *user_md,

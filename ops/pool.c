@@ -17,8 +17,9 @@ typedef struct pool_state {
     nn_geom g;
     int64_t pr_dnnl[NN_MAX_SP];
     int use_dnnl;
+    dnnl_primitive_desc_t pd;   /* made in infer: the output layout is the primitive's choice */
     dnnl_primitive_t prim;
-    nn_port src, dst;
+    nn_port src, dst;           /* oneDNN path; for the C kernel src converts a blocked input */
     dnnl_memory_t ws;           /* max pooling workspace (training) */
     void *ws_buf;
     size_t scratch_bytes;
@@ -103,6 +104,45 @@ static void pool_forward_ref(void *out, int64_t *indices, const void *inp, int d
 
 /* ---------------------------------------------------------------- MaxPool / AveragePool */
 
+/* The oneDNN pooling primitive descriptor (float32, when s->use_dnnl) and the output's layout:
+ * the input's own layout (blocked or plain) carries through. Geometry oneDNN does not take
+ * falls back to the C kernel, whose outputs are plain. */
+static otl_status pool_make_pd(otl_kctx *k, pool_state *s, const int64_t *dims)
+{
+    const otl_rt *x = k->in[0];
+    int64_t numel = 1;
+    for (int i = 0; i < x->rank; i++)
+        numel *= dims[i];
+    if (numel == 0)
+        s->use_dnnl = 0;
+    if (s->use_dnnl) {
+        dnnl_memory_desc_t x_md, y_md;
+        otl_status st;
+        if ((st = nn_md_src(k, x, 0, &x_md)) || (st = nn_md_dst(k, x->rank, dims, 1, &y_md)))
+            return st;
+        dnnl_dims_t strides, kernel, dil, pl, pr;
+        for (int i = 0; i < s->g.nsp; i++) {
+            strides[i] = s->g.s[i];
+            kernel[i] = s->g.k[i];
+            dil[i] = s->g.d[i] - 1;
+            pl[i] = s->g.pl[i];
+            pr[i] = s->pr_dnnl[i];
+        }
+        dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
+                              : s->count_include_pad ? dnnl_pooling_avg_include_padding
+                                                     : dnnl_pooling_avg_exclude_padding;
+        dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
+        dnnl_pooling_v2_desc_t d;
+        if (dnnl_pooling_v2_forward_desc_init(&d, prop, alg, &x_md, &y_md, strides, kernel, dil, pl, pr) == dnnl_success &&
+            dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, NULL) == dnnl_success)
+            return otl_rt_set_md(k, k->out[0], x->dtype, x->rank, dims,
+                                 dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+        s->pd = NULL;
+        s->use_dnnl = 0;
+    }
+    return otl_rt_set(k, k->out[0], x->dtype, x->rank, dims);
+}
+
 static otl_status pool_infer_kind(otl_kctx *k, int kind)
 {
     pool_state *s = calloc(1, sizeof *s);
@@ -160,8 +200,6 @@ static otl_status pool_infer_kind(otl_kctx *k, int kind)
             ceil_extra = 1;
         s->pr_dnnl[i] = pe < 0 ? 0 : pe;
     }
-    if ((st = otl_rt_set(k, k->out[0], x->dtype, x->rank, dims)))
-        return st;
     if (otl_has_out(k, 1)) {
         if (kind != POOL_MAX)
             return otl_kfail(k, OTL_ERR_INPUT, "AveragePool has one output");
@@ -171,9 +209,9 @@ static otl_status pool_infer_kind(otl_kctx *k, int kind)
     int dilated = 0;
     for (int i = 0; i < g->nsp; i++)
         dilated |= g->d[i] != 1;
-    s->use_dnnl = x->dtype == OTL_DTYPE_FLOAT && g->nsp <= 3 && !otl_has_out(k, 1) && k->out[0]->numel > 0 &&
+    s->use_dnnl = x->dtype == OTL_DTYPE_FLOAT && g->nsp <= 3 && !otl_has_out(k, 1) &&
                   !(kind == POOL_AVG && (dilated || (s->count_include_pad && ceil_extra)));
-    return OTL_OK;
+    return pool_make_pd(k, s, dims);
 }
 
 static otl_status maxpool_infer(otl_kctx *k)
@@ -186,50 +224,35 @@ static otl_status avgpool_infer(otl_kctx *k)
     return pool_infer_kind(k, POOL_AVG);
 }
 
-/* Build the oneDNN pooling primitive; on "unimplemented" fall back to the C kernel. */
 static otl_status pool_prepare(otl_kctx *k)
 {
     pool_state *s = k->state;
-    if (!s->use_dnnl)
-        return OTL_OK;
     const otl_rt *x = k->in[0], *y = k->out[0];
-    dnnl_memory_desc_t x_md, y_md, x_plain, y_plain;
+    dnnl_memory_desc_t x_user, y_user, x_plain;
     otl_status st;
-    if ((st = nn_md_act(k, x, 0, &x_md)) || (st = nn_md_act(k, y, 0, &y_md)) || (st = otl_md_plain(k, x, &x_plain)) ||
-        (st = otl_md_plain(k, y, &y_plain)))
-        return st;
-    dnnl_dims_t strides, kernel, dil, pl, pr;
-    for (int i = 0; i < s->g.nsp; i++) {
-        strides[i] = s->g.s[i];
-        kernel[i] = s->g.k[i];
-        dil[i] = s->g.d[i] - 1;
-        pl[i] = s->g.pl[i];
-        pr[i] = s->pr_dnnl[i];
-    }
-    dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
-                          : s->count_include_pad ? dnnl_pooling_avg_include_padding
-                                                 : dnnl_pooling_avg_exclude_padding;
-    dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
-    dnnl_pooling_v2_desc_t d;
-    dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_pooling_v2_forward_desc_init(&d, prop, alg, &x_md, &y_md, strides, kernel, dil, pl, pr) != dnnl_success ||
-        dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL) != dnnl_success) {
-        s->use_dnnl = 0; /* geometry oneDNN does not take (e.g. large pads): C kernel */
+    if (y->numel == 0)
         return OTL_OK;
-    }
-    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
-    if (!(st = nn_make_prim(k, pd, &s->prim, "pooling")) &&
-        !(st = nn_port_init(k, &s->src, &x_plain, src_md, 0, &s->scratch_bytes)) &&
-        !(st = nn_port_init(k, &s->dst, &y_plain, dst_md, 1, &s->scratch_bytes)) && ws_md &&
-        dnnl_memory_desc_get_size(ws_md) > 0) {
-        s->ws_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(ws_md) + 63) & ~(size_t)63);
-        st = s->ws_buf ? otl_dnnl_memory(k, ws_md, s->ws_buf, &s->ws) : otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
-    }
-    dnnl_primitive_desc_destroy(pd);
-    if (st)
+    if ((st = otl_rt_md(k, x, &x_user)) || (st = otl_rt_md(k, y, &y_user)))
         return st;
+    if (s->use_dnnl) {
+        const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
+        const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_workspace_md, 0);
+        if ((st = nn_make_prim(k, s->pd, &s->prim, "pooling")) ||
+            (st = nn_port_init(k, &s->src, &x_user, src_md, 0, &s->scratch_bytes)) ||
+            (st = nn_port_init(k, &s->dst, &y_user, dst_md, 1, &s->scratch_bytes)))
+            return st;
+        if (ws_md && dnnl_memory_desc_get_size(ws_md) > 0) { /* max pooling, training */
+            s->ws_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(ws_md) + 63) & ~(size_t)63);
+            if (!s->ws_buf)
+                return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+            if ((st = otl_dnnl_memory(k, ws_md, s->ws_buf, &s->ws)))
+                return st;
+        }
+    } else if (x->blocked) { /* the C kernel reads plain data */
+        if ((st = otl_md_plain(k, x, &x_plain)) || (st = nn_port_init(k, &s->src, &x_user, &x_plain, 0, &s->scratch_bytes)))
+            return st;
+    }
     if (s->scratch_bytes) {
         if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
             return st;
@@ -244,14 +267,18 @@ static otl_status pool_forward(otl_kctx *k)
     const otl_rt *x = k->in[0], *y = k->out[0];
     if (y->numel == 0)
         return OTL_OK;
-    if (!s->use_dnnl) {
-        pool_forward_ref(y->data, otl_has_out(k, 1) ? k->out[1]->data : NULL, x->data, x->dtype, x->dims[0] * x->dims[1],
-                         &s->g, s->kind, s->count_include_pad, s->storage_order);
-        return OTL_OK;
-    }
     otl_status st;
     void *scratch = s->scratch_bytes ? nn_scratch_lock() : NULL;
-    if (!(st = nn_port_bind(k, &s->src, x->data, scratch)) && !(st = nn_port_bind(k, &s->dst, y->data, scratch))) {
+    if (!s->use_dnnl) {
+        const void *xd = x->data;
+        if (!x->blocked || !(st = nn_port_bind(k, &s->src, x->data, scratch))) {
+            if (x->blocked)
+                xd = (char *)scratch + s->src.scratch_off;
+            pool_forward_ref(y->data, otl_has_out(k, 1) ? k->out[1]->data : NULL, xd, x->dtype, x->dims[0] * x->dims[1],
+                             &s->g, s->kind, s->count_include_pad, s->storage_order);
+            st = OTL_OK;
+        }
+    } else if (!(st = nn_port_bind(k, &s->src, x->data, scratch)) && !(st = nn_port_bind(k, &s->dst, y->data, scratch))) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_WORKSPACE, s->ws}};
         st = otl_dnnl_run(k, s->prim, s->ws ? 3 : 2, args);
         if (!st)
@@ -267,6 +294,8 @@ static void pool_release(otl_kctx *k)
     pool_state *s = k->state;
     if (s->prim)
         dnnl_primitive_destroy(s->prim);
+    if (s->pd)
+        dnnl_primitive_desc_destroy(s->pd);
     nn_port_free(&s->src);
     nn_port_free(&s->dst);
     if (s->ws)
@@ -277,57 +306,26 @@ static void pool_release(otl_kctx *k)
 }
 
 const otl_op otl_op_MaxPool = {
-    .op_type = "MaxPool", .domain = "", .since = 1, .until = 22,
+    .op_type = "MaxPool", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = maxpool_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
 };
 
 const otl_op otl_op_AveragePool = {
-    .op_type = "AveragePool", .domain = "", .since = 1, .until = 22,
+    .op_type = "AveragePool", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = avgpool_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
 };
 
 /* ---------------------------------------------------------------- global pooling */
 
-/* out: (N*C) ; inp: (N*C, sp) */
-static void global_pool_forward(void *out, const void *inp, int dtype, int64_t nc, int64_t sp, int kind)
+/* GlobalAveragePool / GlobalMaxPool: one window over all spatial axes (rank 2 inputs have none:
+ * the output is the input). */
+static otl_status global_infer_kind(otl_kctx *k, int kind)
 {
-    if (dtype == OTL_DTYPE_FLOAT) {
-        const float *x = inp;
-        float *y = out;
-#pragma omp parallel for schedule(static) if (nc * sp > 65536)
-        for (int64_t p = 0; p < nc; p++) {
-            const float *xp = x + p * sp;
-            if (kind == POOL_AVG) {
-                double acc = 0;
-                for (int64_t j = 0; j < sp; j++)
-                    acc += xp[j];
-                y[p] = (float)(acc / (double)sp);
-            } else {
-                float m = sp ? xp[0] : -INFINITY;
-                for (int64_t j = 1; j < sp; j++)
-                    if (xp[j] > m || isnan(xp[j]))
-                        m = isnan(m) ? m : xp[j];
-                y[p] = m;
-            }
-        }
-        return;
-    }
-#pragma omp parallel for schedule(static) if (nc * sp > 65536)
-    for (int64_t p = 0; p < nc; p++) {
-        double acc = kind == POOL_AVG ? 0.0 : -INFINITY;
-        for (int64_t j = 0; j < sp; j++) {
-            double v = otl_get_f(inp, dtype, p * sp + j);
-            if (kind == POOL_AVG)
-                acc += v;
-            else if (v > acc || isnan(v))
-                acc = isnan(acc) ? acc : v;
-        }
-        otl_set_f(out, dtype, p, kind == POOL_AVG ? acc / (double)sp : acc);
-    }
-}
-
-static otl_status global_infer(otl_kctx *k)
-{
+    pool_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->kind = kind;
     static const int types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, 0};
     otl_status st = otl_check_in(k, 0, types);
     if (st)
@@ -335,41 +333,36 @@ static otl_status global_infer(otl_kctx *k)
     const otl_rt *x = k->in[0];
     if (x->rank < 2)
         return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, spatial...), got %d", x->name, x->rank);
-    int64_t dims[OTL_MAX_RANK];
-    for (int i = 0; i < x->rank; i++)
-        dims[i] = i < 2 ? x->dims[i] : 1;
-    for (int i = 2; i < x->rank; i++)
-        if (x->dims[i] == 0 && x->dims[0] * x->dims[1] != 0)
+    nn_geom *g = &s->g;
+    g->nsp = x->rank - 2;
+    int64_t dims[OTL_MAX_RANK] = {x->dims[0], x->dims[1]};
+    for (int i = 0; i < g->nsp; i++) {
+        if (x->dims[2 + i] == 0)
             return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' has an empty spatial axis", x->name);
-    return otl_rt_set(k, k->out[0], x->dtype, x->rank, dims);
+        g->k[i] = g->in[i] = x->dims[2 + i];
+        g->s[i] = g->d[i] = g->out[i] = 1;
+        dims[2 + i] = 1;
+    }
+    s->use_dnnl = x->dtype == OTL_DTYPE_FLOAT && g->nsp >= 1 && g->nsp <= 3;
+    return pool_make_pd(k, s, dims);
 }
 
-static otl_status global_forward_kind(otl_kctx *k, int kind)
+static otl_status gap_infer(otl_kctx *k)
 {
-    const otl_rt *x = k->in[0];
-    int64_t nc = x->dims[0] * x->dims[1];
-    if (nc == 0)
-        return OTL_OK;
-    global_pool_forward(k->out[0]->data, x->data, x->dtype, nc, x->numel / nc, kind);
-    return OTL_OK;
+    return global_infer_kind(k, POOL_AVG);
 }
 
-static otl_status gap_forward(otl_kctx *k)
+static otl_status gmp_infer(otl_kctx *k)
 {
-    return global_forward_kind(k, POOL_AVG);
-}
-
-static otl_status gmp_forward(otl_kctx *k)
-{
-    return global_forward_kind(k, POOL_MAX);
+    return global_infer_kind(k, POOL_MAX);
 }
 
 const otl_op otl_op_GlobalAveragePool = {
-    .op_type = "GlobalAveragePool", .domain = "", .since = 1, .until = 22,
-    .infer = global_infer, .forward = gap_forward,
+    .op_type = "GlobalAveragePool", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = gap_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
 };
 
 const otl_op otl_op_GlobalMaxPool = {
-    .op_type = "GlobalMaxPool", .domain = "", .since = 1, .until = 22,
-    .infer = global_infer, .forward = gmp_forward,
+    .op_type = "GlobalMaxPool", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = gmp_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
 };

@@ -1,0 +1,266 @@
+/* batchnorm.c - BatchNormalization (opsets 6-15): inference with the running statistics, or
+ * training (k->training, or training_mode=1 at opset >= 14) with batch statistics and the
+ * optional running-statistics outputs updated with momentum. float32 on oneDNN (any layout),
+ * other dtypes (double, float16, mixed at opset 15) in plain C.
+ * Differentiable inputs: X, scale, B. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/nn_common.h"
+
+typedef struct bn_state {
+    float epsilon, momentum;
+    int training;
+    int64_t c, spatial;               /* channels; elements per (n, c) */
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    nn_port src, dst;
+    dnnl_memory_t mean, var, scale, shift;
+    float *batch_mean, *batch_var;    /* (C) training: this batch's statistics (biased var) */
+    size_t scratch_bytes;
+    int reserved;
+} bn_state;
+
+static const int float_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16, 0};
+
+static int bn_all_f32(const otl_kctx *k)
+{
+    for (int i = 0; i < 5; i++)
+        if (k->in[i]->dtype != OTL_DTYPE_FLOAT)
+            return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- shape inference */
+
+static otl_status bn_infer(otl_kctx *k)
+{
+    bn_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    otl_status st;
+    for (int i = 0; i < 5; i++)
+        if ((st = otl_check_in(k, i, float_types)))
+            return st;
+    const otl_rt *x = k->in[0];
+    if (x->rank < 2)
+        return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, ...), got %d", x->name, x->rank);
+    s->c = x->dims[1];
+    s->spatial = 1;
+    for (int i = 2; i < x->rank; i++)
+        s->spatial *= x->dims[i];
+    for (int i = 1; i < 5; i++)
+        if (k->in[i]->rank != 1 || k->in[i]->dims[0] != s->c)
+            return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' must have shape (%lld)", i, k->in[i]->name, (long long)s->c);
+    if (k->opset < 15)
+        for (int i = 1; i < 5; i++)
+            if (k->in[i]->dtype != x->dtype)
+                return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' must have X's dtype before opset 15", i, k->in[i]->name);
+    if (k->opset >= 15 && (k->in[2]->dtype != k->in[1]->dtype || k->in[4]->dtype != k->in[3]->dtype))
+        return otl_kfail(k, OTL_ERR_INPUT, "scale/B and mean/var must share a dtype");
+    if ((st = otl_attr_float(k, "epsilon", 1e-5f, &s->epsilon)) || (st = otl_attr_float(k, "momentum", 0.9f, &s->momentum)))
+        return st;
+    int64_t v;
+    if (k->opset < 9) {
+        if ((st = otl_attr_int(k, "spatial", 1, &v)))
+            return st;
+        if (v != 1)
+            return otl_kfail(k, OTL_ERR_UNSUPPORTED, "spatial=0 (per-activation statistics) is not supported");
+    }
+    s->training = k->training;
+    if (k->opset >= 14) {
+        if ((st = otl_attr_int(k, "training_mode", 0, &v)))
+            return st;
+        s->training |= v != 0;
+    }
+    int max_out = k->opset >= 14 ? 3 : 5;
+    for (int i = max_out; i < k->n_out; i++)
+        if (otl_has_out(k, i))
+            return otl_kfail(k, OTL_ERR_INPUT, "BatchNormalization-%lld has at most %d outputs", (long long)k->opset, max_out);
+    /* running statistics (1, 2) have the dtype of input_mean; saved ones (3, 4) of X */
+    for (int i = 1; i < k->n_out; i++)
+        if (otl_has_out(k, i) && (st = otl_rt_set(k, k->out[i], i < 3 ? k->in[3]->dtype : x->dtype, 1, &s->c)))
+            return st;
+    if (s->training) {
+        s->batch_mean = calloc((size_t)s->c + 1, sizeof *s->batch_mean);
+        s->batch_var = calloc((size_t)s->c + 1, sizeof *s->batch_var);
+        if (!s->batch_mean || !s->batch_var)
+            return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    }
+    if (!bn_all_f32(k) || x->numel == 0)
+        return otl_rt_set(k, k->out[0], x->dtype, x->rank, x->dims);
+
+    /* oneDNN: the data keeps its layout; ranks it does not take are viewed as (N, C, S) */
+    dnnl_memory_desc_t x_md;
+    if (x->rank <= 5 || x->blocked) {
+        if ((st = nn_md_src(k, x, 0, &x_md)))
+            return st;
+    } else {
+        int64_t d3[3] = {x->dims[0], s->c, s->spatial};
+        if ((st = nn_md_dense(k, 3, d3, dnnl_f32, &x_md)))
+            return st;
+    }
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (s->training ? 0 : dnnl_use_global_stats);
+    dnnl_batch_normalization_desc_t d;
+    if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(
+                                    &d, s->training ? dnnl_forward_training : dnnl_forward_inference, &x_md, s->epsilon, flags),
+                             "batch normalization")) ||
+        (st = nn_make_pd(k, &d, NULL, &s->pd, "batch normalization")))
+        return st;
+    if (x->rank > 5 && !x->blocked)
+        return otl_rt_set(k, k->out[0], x->dtype, x->rank, x->dims);
+    return otl_rt_set_md(k, k->out[0], x->dtype, x->rank, x->dims, dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static otl_status bn_prepare(otl_kctx *k)
+{
+    bn_state *s = k->state;
+    if (!s->pd)
+        return OTL_OK;
+    otl_status st;
+    const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
+    dnnl_memory_desc_t c_md;
+    if ((st = nn_md_dense(k, 1, &s->c, dnnl_f32, &c_md)) || (st = nn_make_prim(k, s->pd, &s->prim, "batch normalization")))
+        return st;
+    /* a plain rank > 5 value is viewed as (N, C, S): same bytes, no reorder */
+    dnnl_memory_desc_t x_user = *src_md, y_user = *dst_md;
+    if (k->in[0]->rank <= 5 || k->in[0]->blocked) {
+        if ((st = otl_rt_md(k, k->in[0], &x_user)) || (st = otl_rt_md(k, k->out[0], &y_user)))
+            return st;
+    }
+    if ((st = nn_port_init(k, &s->src, &x_user, src_md, 0, &s->scratch_bytes)) ||
+        (st = nn_port_init(k, &s->dst, &y_user, dst_md, 1, &s->scratch_bytes)) ||
+        (st = otl_dnnl_memory(k, &c_md, NULL, &s->mean)) || (st = otl_dnnl_memory(k, &c_md, NULL, &s->var)) ||
+        (st = otl_dnnl_memory(k, &c_md, NULL, &s->scale)) || (st = otl_dnnl_memory(k, &c_md, NULL, &s->shift)))
+        return st;
+    if (s->scratch_bytes) {
+        if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
+            return st;
+        s->reserved = 1;
+    }
+    return OTL_OK;
+}
+
+/* Plain C for any float dtype mix. y: like x (N, C, S); stats in double. */
+static void bn_forward_ref(bn_state *s, otl_kctx *k)
+{
+    const otl_rt *x = k->in[0], *y = k->out[0];
+    int64_t n = x->dims[0], c = s->c, sp = s->spatial;
+#pragma omp parallel for schedule(static) if (x->numel > 65536)
+    for (int64_t ch = 0; ch < c; ch++) {
+        double mean, var;
+        if (s->training) {
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++)
+                    sum += otl_get_f(x->data, x->dtype, (i * c + ch) * sp + j);
+            double cnt = (double)(n * sp);
+            mean = cnt > 0 ? sum / cnt : 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = 0; j < sp; j++) {
+                    double dlt = otl_get_f(x->data, x->dtype, (i * c + ch) * sp + j) - mean;
+                    sq += dlt * dlt;
+                }
+            var = cnt > 0 ? sq / cnt : 0;
+            s->batch_mean[ch] = (float)mean;
+            s->batch_var[ch] = (float)var;
+        } else {
+            mean = otl_get_f(k->in[3]->data, k->in[3]->dtype, ch);
+            var = otl_get_f(k->in[4]->data, k->in[4]->dtype, ch);
+        }
+        double a = otl_get_f(k->in[1]->data, k->in[1]->dtype, ch) / sqrt(var + (double)s->epsilon);
+        double b = otl_get_f(k->in[2]->data, k->in[2]->dtype, ch) - mean * a;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < sp; j++) {
+                int64_t e = (i * c + ch) * sp + j;
+                otl_set_f(y->data, y->dtype, e, otl_get_f(x->data, x->dtype, e) * a + b);
+            }
+    }
+}
+
+/* Optional outputs: running statistics (1, 2) and, before opset 14, the batch statistics (3, 4).
+ * Inference passes the given statistics through. */
+static void bn_stat_outputs(bn_state *s, otl_kctx *k)
+{
+    const otl_rt *m = k->in[3], *v = k->in[4];
+    double mom = s->momentum;
+    for (int64_t ch = 0; ch < s->c; ch++) {
+        double rm = otl_get_f(m->data, m->dtype, ch), rv = otl_get_f(v->data, v->dtype, ch);
+        double bm = s->training ? s->batch_mean[ch] : rm, bv = s->training ? s->batch_var[ch] : rv;
+        if (otl_has_out(k, 1))
+            otl_set_f(k->out[1]->data, k->out[1]->dtype, ch, s->training ? rm * mom + bm * (1 - mom) : rm);
+        if (otl_has_out(k, 2))
+            otl_set_f(k->out[2]->data, k->out[2]->dtype, ch, s->training ? rv * mom + bv * (1 - mom) : rv);
+        if (otl_has_out(k, 3))
+            otl_set_f(k->out[3]->data, k->out[3]->dtype, ch, bm);
+        if (otl_has_out(k, 4))
+            otl_set_f(k->out[4]->data, k->out[4]->dtype, ch, bv);
+    }
+}
+
+static otl_status bn_forward(otl_kctx *k)
+{
+    bn_state *s = k->state;
+    const otl_rt *x = k->in[0];
+    if (x->numel == 0) {
+        if (s->training)
+            for (int64_t ch = 0; ch < s->c; ch++) { /* no elements: statistics of nothing */
+                s->batch_mean[ch] = 0;
+                s->batch_var[ch] = 0;
+            }
+        bn_stat_outputs(s, k);
+        return OTL_OK;
+    }
+    if (!s->pd) {
+        bn_forward_ref(s, k);
+        bn_stat_outputs(s, k);
+        return OTL_OK;
+    }
+    otl_status st;
+    void *scratch = s->scratch_bytes ? nn_scratch_lock() : NULL;
+    if (!(st = nn_port_bind(k, &s->src, x->data, scratch)) && !(st = nn_port_bind(k, &s->dst, k->out[0]->data, scratch))) {
+        dnnl_memory_set_data_handle(s->scale, k->in[1]->data);
+        dnnl_memory_set_data_handle(s->shift, k->in[2]->data);
+        dnnl_memory_set_data_handle(s->mean, s->training ? (void *)s->batch_mean : k->in[3]->data);
+        dnnl_memory_set_data_handle(s->var, s->training ? (void *)s->batch_var : k->in[4]->data);
+        dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_SCALE, s->scale},
+                                   {DNNL_ARG_SHIFT, s->shift},  {DNNL_ARG_MEAN, s->mean},    {DNNL_ARG_VARIANCE, s->var}};
+        st = otl_dnnl_run(k, s->prim, 6, args);
+        if (!st)
+            st = nn_port_finish(k, &s->dst);
+    }
+    if (scratch)
+        nn_scratch_unlock();
+    if (!st)
+        bn_stat_outputs(s, k);
+    return st;
+}
+
+static void bn_release(otl_kctx *k)
+{
+    bn_state *s = k->state;
+    if (s->prim)
+        dnnl_primitive_destroy(s->prim);
+    if (s->pd)
+        dnnl_primitive_desc_destroy(s->pd);
+    nn_port_free(&s->src);
+    nn_port_free(&s->dst);
+    dnnl_memory_t mems[4] = {s->mean, s->var, s->scale, s->shift};
+    for (int i = 0; i < 4; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    free(s->batch_mean);
+    free(s->batch_var);
+    if (s->reserved)
+        nn_scratch_unreserve(s->scratch_bytes);
+}
+
+const otl_op otl_op_BatchNormalization = {
+    .op_type = "BatchNormalization", .domain = "", .since = 6, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = bn_infer, .prepare = bn_prepare, .forward = bn_forward, .release = bn_release,
+};
