@@ -1,0 +1,101 @@
+# Parity of `onnx-tl run` with ONNX Runtime on whole models: include()d from tests/CMakeLists.txt.
+#
+# Expects (defaults below when unset):
+#   ONNX_TL      path of the onnx-tl executable (e.g. $<TARGET_FILE:onnx-tl>)
+#   PYTHON       Python with onnx, numpy (and torch + torchvision for the zoo): /usr/bin/python3
+#   NODE         node executable
+#   OTL_ORT_DIR  tests/ort, where `npm ci` has installed onnxruntime-node
+#
+# Registers
+#   parity.<model>  for every testdata/models/*.onnx: tests/parity/check_parity.py at batch 1
+#                   and 8 (seeded random inputs; every output within max relative error 1e-4
+#                   of ONNX Runtime, same dtype and shape)
+#   zoo.generate    tests/zoo/make_zoo.py: exports the torchvision zoo into
+#                   ${CMAKE_BINARY_DIR}/zoo (existing files are kept). It is the setup of the
+#                   CTest fixture "zoo": every test that reads the zoo requires that fixture,
+#                   so the models are written by one process, before any reader starts.
+#   parity.zoo      tests/parity/run_parity_zoo.py: check_parity.py on every zoo model at
+#                   batch 1 and 8 (requires the fixture "zoo")
+#
+# zoo.info (tests/roundtrip.cmake) also exports the zoo; it must require the same fixture:
+#   set_tests_properties(zoo.info PROPERTIES FIXTURES_REQUIRED zoo)
+# Until roundtrip.cmake says so, the deferred call at the end of this file adds it.
+#
+# A missing tool (python module, node, onnxruntime-node, the binary) makes the test FAIL:
+# nothing is skipped.
+
+set(_otl_par_src ${CMAKE_CURRENT_LIST_DIR}/..)
+get_filename_component(_otl_par_src ${_otl_par_src} ABSOLUTE)
+
+if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
+  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
+endif()
+if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
+  set(PYTHON /usr/bin/python3)
+endif()
+if(NOT DEFINED NODE OR NODE STREQUAL "")
+  find_program(OTL_NODE_EXE node)
+  set(NODE ${OTL_NODE_EXE})
+endif()
+if(NOT DEFINED OTL_ORT_DIR OR OTL_ORT_DIR STREQUAL "")
+  set(OTL_ORT_DIR ${_otl_par_src}/tests/ort)
+endif()
+
+if(NOT EXISTS ${OTL_ORT_DIR}/node_modules/onnxruntime-node)
+  message(WARNING "onnxruntime-node is not installed in ${OTL_ORT_DIR} (run `npm ci` there): "
+                  "the parity.* tests will fail")
+endif()
+
+set(_otl_par_check ${_otl_par_src}/tests/parity/check_parity.py)
+set(_otl_par_common --node ${NODE} --ort-run ${OTL_ORT_DIR}/ort_run.js --threads 2)
+
+# ---------------------------------------------------------------- testdata models
+file(GLOB _otl_par_models CONFIGURE_DEPENDS ${_otl_par_src}/testdata/models/*.onnx)
+list(SORT _otl_par_models)
+if(NOT _otl_par_models)
+  message(SEND_ERROR "no test models in ${_otl_par_src}/testdata/models (run testdata/make_models.py)")
+endif()
+foreach(_m ${_otl_par_models})
+  get_filename_component(_name ${_m} NAME_WE)
+  add_test(NAME parity.${_name}
+    COMMAND ${PYTHON} ${_otl_par_check} ${ONNX_TL} ${_m} ${CMAKE_BINARY_DIR}/parity/${_name}
+            --batches 1,8 ${_otl_par_common})
+  set_tests_properties(parity.${_name} PROPERTIES LABELS "parity" TIMEOUT 300)
+endforeach()
+
+# ---------------------------------------------------------------- torchvision zoo
+set(OTL_ZOO_DIR ${CMAKE_BINARY_DIR}/zoo)
+set(OTL_ZOO_MODELS resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 squeezenet1_1
+                   shufflenet_v2_x0_5 vit bert)
+
+add_test(NAME zoo.generate
+  COMMAND ${PYTHON} ${_otl_par_src}/tests/zoo/make_zoo.py ${OTL_ZOO_DIR})
+set_tests_properties(zoo.generate PROPERTIES LABELS "zoo;parity" TIMEOUT 1200
+                     FIXTURES_SETUP zoo)
+
+add_test(NAME parity.zoo
+  COMMAND ${PYTHON} ${_otl_par_src}/tests/parity/run_parity_zoo.py
+          ${ONNX_TL} ${OTL_ZOO_DIR} ${CMAKE_BINARY_DIR}/parity-zoo
+          --batches 1,8 ${_otl_par_common} ${OTL_ZOO_MODELS})
+set_tests_properties(parity.zoo PROPERTIES LABELS "zoo;parity" TIMEOUT 900
+                     FIXTURES_REQUIRED zoo)
+
+# zoo.info is defined later (roundtrip.cmake is included after this file): make it require
+# the fixture once the whole directory has been processed, unless it already does.
+function(_otl_zoo_fixture_for_readers)
+  foreach(_t zoo.info)
+    if(TEST ${_t})
+      get_test_property(${_t} FIXTURES_REQUIRED _req)
+      if(NOT _req)
+        set(_req)
+      endif()
+      if(NOT "zoo" IN_LIST _req)
+        list(APPEND _req zoo)
+        set_tests_properties(${_t} PROPERTIES FIXTURES_REQUIRED "${_req}")
+      endif()
+    endif()
+  endforeach()
+endfunction()
+if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.19)
+  cmake_language(DEFER CALL _otl_zoo_fixture_for_readers)
+endif()
