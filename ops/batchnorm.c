@@ -17,7 +17,8 @@ typedef struct bn_state {
     dnnl_primitive_t prim;
     nn_port src, dst;
     dnnl_memory_t mean, var, scale, shift;
-    float *batch_mean, *batch_var;    /* (C) training: this batch's statistics (biased var) */
+    float *batch_mean, *batch_var;    /* (C) training, oneDNN: this batch's statistics (biased var) */
+    double *stat_mean, *stat_var;     /* (C) training: the same in double (C path computes these) */
     size_t scratch_bytes;
     int reserved;
 } bn_state;
@@ -86,7 +87,9 @@ static otl_status bn_infer(otl_kctx *k)
     if (s->training) {
         s->batch_mean = calloc((size_t)s->c + 1, sizeof *s->batch_mean);
         s->batch_var = calloc((size_t)s->c + 1, sizeof *s->batch_var);
-        if (!s->batch_mean || !s->batch_var)
+        s->stat_mean = calloc((size_t)s->c + 1, sizeof *s->stat_mean);
+        s->stat_var = calloc((size_t)s->c + 1, sizeof *s->stat_var);
+        if (!s->batch_mean || !s->batch_var || !s->stat_mean || !s->stat_var)
             return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
     }
     if (!bn_all_f32(k) || x->numel == 0)
@@ -167,8 +170,8 @@ static void bn_forward_ref(bn_state *s, otl_kctx *k)
                     sq += dlt * dlt;
                 }
             var = cnt > 0 ? sq / cnt : 0;
-            s->batch_mean[ch] = (float)mean;
-            s->batch_var[ch] = (float)var;
+            s->stat_mean[ch] = mean;
+            s->stat_var[ch] = var;
         } else {
             mean = otl_get_f(k->in[3]->data, k->in[3]->dtype, ch);
             var = otl_get_f(k->in[4]->data, k->in[4]->dtype, ch);
@@ -191,7 +194,7 @@ static void bn_stat_outputs(bn_state *s, otl_kctx *k)
     double mom = s->momentum;
     for (int64_t ch = 0; ch < s->c; ch++) {
         double rm = otl_get_f(m->data, m->dtype, ch), rv = otl_get_f(v->data, v->dtype, ch);
-        double bm = s->training ? s->batch_mean[ch] : rm, bv = s->training ? s->batch_var[ch] : rv;
+        double bm = s->training ? s->stat_mean[ch] : rm, bv = s->training ? s->stat_var[ch] : rv;
         if (otl_has_out(k, 1))
             otl_set_f(k->out[1]->data, k->out[1]->dtype, ch, s->training ? rm * mom + bm * (1 - mom) : rm);
         if (otl_has_out(k, 2))
@@ -210,8 +213,8 @@ static otl_status bn_forward(otl_kctx *k)
     if (x->numel == 0) {
         if (s->training)
             for (int64_t ch = 0; ch < s->c; ch++) { /* no elements: statistics of nothing */
-                s->batch_mean[ch] = 0;
-                s->batch_var[ch] = 0;
+                s->stat_mean[ch] = 0;
+                s->stat_var[ch] = 0;
             }
         bn_stat_outputs(s, k);
         return OTL_OK;
@@ -236,8 +239,13 @@ static otl_status bn_forward(otl_kctx *k)
     }
     if (scratch)
         nn_scratch_unlock();
-    if (!st)
-        bn_stat_outputs(s, k);
+    if (st)
+        return st;
+    for (int64_t ch = 0; s->training && ch < s->c; ch++) {
+        s->stat_mean[ch] = s->batch_mean[ch];
+        s->stat_var[ch] = s->batch_var[ch];
+    }
+    bn_stat_outputs(s, k);
     return st;
 }
 
@@ -256,6 +264,8 @@ static void bn_release(otl_kctx *k)
             dnnl_memory_destroy(mems[i]);
     free(s->batch_mean);
     free(s->batch_var);
+    free(s->stat_mean);
+    free(s->stat_var);
     if (s->reserved)
         nn_scratch_unreserve(s->scratch_bytes);
 }

@@ -230,7 +230,7 @@ static otl_status pool_prepare(otl_kctx *k)
     const otl_rt *x = k->in[0], *y = k->out[0];
     dnnl_memory_desc_t x_user, y_user, x_plain;
     otl_status st;
-    if (y->numel == 0)
+    if (y->numel == 0 || (!s->use_dnnl && !x->blocked))
         return OTL_OK;
     if ((st = otl_rt_md(k, x, &x_user)) || (st = otl_rt_md(k, y, &y_user)))
         return st;
