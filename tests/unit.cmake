@@ -11,12 +11,6 @@ if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
   set(PYTHON /usr/bin/python3)
 endif()
 
-# src/npy.c inflates .npz members with zlib.
-# TODO(owner of CMakeLists.txt): move this next to the library's other link libraries, so that
-# the CLI links zlib even when the tests are not built.
-find_package(ZLIB REQUIRED)
-target_link_libraries(onnxtl PUBLIC ZLIB::ZLIB)
-
 add_executable(test_npy ${_otl_unit_dir}/test_npy.c)
 target_link_libraries(test_npy PRIVATE onnxtl)
 
