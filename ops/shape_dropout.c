@@ -1,7 +1,7 @@
 /* shape_dropout.c - Dropout (opsets 7-22): identity in inference; in training (session training,
  * or training_mode input true at opset 12+) a mask drawn from a counter-based hash of the node
- * seed, the call count and the element index, so that a seed gives the same masks in the same
- * order. Differentiable input: data (gradient = output gradient * mask / (1 - ratio)). */
+ * seed, the run index (k->step) and the element index: a seed gives the same masks in the same
+ * order, every run differs. Differentiable input: data (gradient = output gradient * mask / (1 - ratio)). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +10,6 @@
 typedef struct dropout_state {
     float ratio_attr;   /* opset < 12 */
     int mask_bool;      /* mask dtype: bool from opset 10, else the data dtype */
-    uint64_t calls;     /* forward calls so far: advances the random stream */
 } dropout_state;
 
 static uint64_t mix64(uint64_t z)
@@ -21,7 +20,7 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Keep element i of call `call` with probability 1 - ratio (threshold = ratio * 2^32). */
+/* Keep element i of run `call` with probability 1 - ratio (threshold = ratio * 2^32). */
 static int dropout_keep(uint64_t seed, uint64_t call, int64_t i, uint64_t threshold)
 {
     uint64_t h = mix64(mix64(seed ^ mix64(call)) + (uint64_t)i);
@@ -90,7 +89,7 @@ static otl_status dropout_forward(otl_kctx *k)
         return otl_kfail(k, OTL_ERR_INPUT, "ratio %g is outside [0, 1]", ratio);
     uint64_t threshold = ratio >= 1 ? ((uint64_t)1 << 32) : (uint64_t)(ratio * 4294967296.0);
     double scale = ratio >= 1 ? 0 : 1 / (1 - ratio);
-    uint64_t seed = k->seed, call = s->calls++;
+    uint64_t seed = k->seed, call = k->step;
     int64_t n = x->numel;
     if (dt == OTL_DTYPE_FLOAT) {
         const float *xp = x->data;
