@@ -137,6 +137,12 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
         s->opts = *opts;
     const otl_graph *g = m->graph;
     otl_status st = otl_graph_toposort(g, &s->order, m->path, err);
+    for (int i = 0; !st && i < g->n_inputs + g->n_outputs; i++) {
+        const otl_value *v = i < g->n_inputs ? g->inputs[i] : g->outputs[i - g->n_inputs];
+        if (v->has_type && !v->is_tensor)
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: graph %s '%s' is not a tensor (sequences, maps and optionals are not supported)",
+                               sfile(s), i < g->n_inputs ? "input" : "output", v->name);
+    }
     /* every op must be implemented: report the first that is not, before any computation */
     for (int i = 0; !st && i < g->n_nodes; i++) {
         const otl_node *n = g->nodes[i];
@@ -492,6 +498,18 @@ static otl_status ensure_plain(otl_session *s, plan *p, int v, int *out, otl_err
     return plan_node(p, ki, p->vals[v].is_const);
 }
 
+/* Inputs small enough to be shapes, axes, pads or scales (integer vectors of up to 64 values,
+ * float vectors of up to 8): planned as constants, so that ops needing their values at plan
+ * time work when a model takes them as graph inputs. */
+static int is_shape_like(const otl_tensor *t)
+{
+    if (t->rank > 1)
+        return 0;
+    if (t->dtype == OTL_DTYPE_INT64 || t->dtype == OTL_DTYPE_INT32)
+        return t->numel <= 64;
+    return (t->dtype == OTL_DTYPE_FLOAT || t->dtype == OTL_DTYPE_DOUBLE) && t->numel <= 8;
+}
+
 static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const *inputs, int n_inputs,
                              otl_error *err)
 {
@@ -571,9 +589,21 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
             break;
         otl_rt *v = find_val(p, t->name);
         rt_from_tensor(v, t);
-        v->is_const = 0;
         v->is_input = 1;
-        v->data = NULL; /* bound at run time */
+        if (is_shape_like(t)) {
+            /* small integer vectors (shapes, axes, pads fed as inputs) are planned as
+               constants; the plan is rebuilt when their values change */
+            v->data = otl_memdup(t->data, t->nbytes ? t->nbytes : 1);
+            if (!v->data) {
+                st = otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+                break;
+            }
+            v->owned = 1;
+            v->is_const = 1;
+        } else {
+            v->is_const = 0;
+            v->data = NULL; /* bound at run time */
+        }
         p->sig[i] = *v;
     }
     p->n_sig = n_inputs;
@@ -671,6 +701,8 @@ static int plan_matches(const plan *p, const otl_tensor *const *inputs, int n_in
         for (int d = 0; d < t->rank; d++)
             if (v->dims[d] != t->dims[d])
                 return 0;
+        if (v->is_const && (v->nbytes != t->nbytes || memcmp(v->data, t->data, t->nbytes) != 0))
+            return 0;
     }
     return 1;
 }
@@ -693,8 +725,11 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
             return st;
     }
     plan *p = s->plan;
-    for (int i = 0; i < n_inputs; i++)
-        find_val(p, inputs[i]->name)->data = inputs[i]->data;
+    for (int i = 0; i < n_inputs; i++) {
+        otl_rt *v = find_val(p, inputs[i]->name);
+        if (!v->is_const)
+            v->data = inputs[i]->data;
+    }
     for (int si = 0; si < p->n_sched; si++) {
         otl_kctx *k = &p->kc[p->sched[si]];
         k->err = err;
