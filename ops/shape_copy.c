@@ -2,10 +2,15 @@
  * ops. Not an op itself: no gradient. */
 #include <omp.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "ops/shape_copy.h"
 
+#ifndef TILE
 #define TILE 32
+#endif
 #define PAR_BYTES ((int64_t)1 << 17)
 
 void otl_strides_c(int rank, const int64_t *dims, int64_t *strides)
@@ -137,6 +142,37 @@ static void copy_rows(char *dst, const char *src, const cprob *p, size_t esz, in
             }                                                                                      \
     } while (0)
 
+#if defined(__SSE2__)
+/* 4-byte elements in 4x4 register transposes (the float32 hot path of attention and NCHW<->NHWC). */
+static void copy_tile4(char *d, const char *s, int64_t dst_t, int64_t ssl, int64_t t0, int64_t t1, int64_t l0,
+                       int64_t l1)
+{
+    const float *S = (const float *)s;
+    float *D = (float *)d;
+    int64_t i = t0;
+    for (; i + 4 <= t1; i += 4) {
+        int64_t j = l0;
+        for (; j + 4 <= l1; j += 4) {
+            __m128 r0 = _mm_loadu_ps(S + i + (j + 0) * ssl);
+            __m128 r1 = _mm_loadu_ps(S + i + (j + 1) * ssl);
+            __m128 r2 = _mm_loadu_ps(S + i + (j + 2) * ssl);
+            __m128 r3 = _mm_loadu_ps(S + i + (j + 3) * ssl);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(D + (i + 0) * dst_t + j, r0);
+            _mm_storeu_ps(D + (i + 1) * dst_t + j, r1);
+            _mm_storeu_ps(D + (i + 2) * dst_t + j, r2);
+            _mm_storeu_ps(D + (i + 3) * dst_t + j, r3);
+        }
+        for (; j < l1; j++)
+            for (int64_t ii = i; ii < i + 4; ii++)
+                memcpy(d + (ii * dst_t + j) * 4, s + (ii + j * ssl) * 4, 4);
+    }
+    for (; i < t1; i++)
+        for (int64_t j = l0; j < l1; j++)
+            memcpy(d + (i * dst_t + j) * 4, s + (i + j * ssl) * 4, 4);
+}
+#endif
+
 /* Transpose tile: destination contiguous along L, source contiguous along t. */
 static void copy_tile(char *d, const char *s, int64_t dst_t, int64_t ssl, int64_t t0, int64_t t1, int64_t l0,
                       int64_t l1, size_t esz)
@@ -144,7 +180,11 @@ static void copy_tile(char *d, const char *s, int64_t dst_t, int64_t ssl, int64_
     switch (esz) {
     case 1: TILE_LOOP(uint8_t); break;
     case 2: TILE_LOOP(uint16_t); break;
+#if defined(__SSE2__)
+    case 4: copy_tile4(d, s, dst_t, ssl, t0, t1, l0, l1); break;
+#else
     case 4: TILE_LOOP(uint32_t); break;
+#endif
     case 8: TILE_LOOP(uint64_t); break;
     default:
         for (int64_t i = t0; i < t1; i++)
