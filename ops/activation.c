@@ -87,13 +87,13 @@ static void prelu_row(void *ctx, int64_t o, const int64_t *off, int64_t n)
         float *y = (float *)c->y + o;
         if (c->ss) {
             #pragma omp simd
-            for (int64_t i = 0; i < n; i++)
-                y[i] = x[i] < 0 ? sl[i] * x[i] : x[i];
+            for (int64_t i = 0; i < n; i++) /* max/min shapes vectorize, a select would not */
+                y[i] = (x[i] > 0 ? x[i] : 0.0f) + sl[i] * (x[i] < 0 ? x[i] : 0.0f);
         } else {
             const float a = sl[0];
             #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                y[i] = x[i] < 0 ? a * x[i] : x[i];
+                y[i] = (x[i] > 0 ? x[i] : 0.0f) + a * (x[i] < 0 ? x[i] : 0.0f);
         }
         return;
     }

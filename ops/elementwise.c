@@ -2,6 +2,7 @@
  * BitShift (binary) and Max, Min, Sum, Mean (variadic), on every numeric dtype.
  * Differentiable inputs: both operands of Add/Sub/Mul/Div/Pow and all inputs of Max/Min/Sum/Mean
  * (gradients reduced over broadcast axes); none of Mod and BitShift. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ typedef struct arith_state {
     int n_stages;
     arith_stage *stages;       /* (n_stages) */
     int mean_n;                /* Mean: divide by this at the end (0: no) */
-    int pow_special;           /* f32 Pow by a constant scalar exponent: 1 square, 2 cube, 3 sqrt, 4 copy */
+    int pow_special;           /* f32 Pow by a scalar exponent: checked for 2, 3, 0.5, 1 in forward */
 } arith_state;
 
 typedef struct arith_ctx {
@@ -291,11 +292,8 @@ static otl_status pow_infer(otl_kctx *k)
     if ((st = binary_setup(k, OP_POW, pow_base, k->opset >= 12 ? numeric : NULL)))
         return st;
     arith_state *s = k->state;
-    const otl_rt *e = k->in[1];
-    if (k->in[0]->dtype == OTL_DTYPE_FLOAT && e->dtype == OTL_DTYPE_FLOAT && e->is_const && e->numel == 1) {
-        float v = *(const float *)e->data;
-        s->pow_special = v == 2.0f ? 1 : v == 3.0f ? 2 : v == 0.5f ? 3 : v == 1.0f ? 4 : 0;
-    }
+    s->pow_special = k->in[0]->dtype == OTL_DTYPE_FLOAT && k->in[1]->dtype == OTL_DTYPE_FLOAT &&
+                     k->in[1]->numel == 1 && k->in[0]->numel == k->out[0]->numel;
     return OTL_OK;
 }
 
@@ -402,7 +400,7 @@ static void pow_special_range(void *ctx, int64_t start, int64_t end)
     case 3:
         #pragma omp simd
         for (int64_t i = start; i < end; i++)
-            z[i] = sqrtf(x[i]);
+            z[i] = x[i] < -FLT_MAX ? INFINITY : sqrtf(x[i]) + 0.0f; /* as powf: (-0)^0.5 = +0, (-inf)^0.5 = inf */
         break;
     default:
         memcpy(z + start, x + start, (size_t)(end - start) * sizeof *z);
@@ -432,10 +430,14 @@ static otl_status arith_forward(otl_kctx *k)
         return OTL_OK;
     int dt = out->dtype;
     int64_t grain = dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE ? 32768 : 4096;
-    if (s->pow_special && k->in[0]->numel == out->numel) {
-        arith_ctx c = {.op = s->pow_special, .dt = dt, .z = out->data, .a = k->in[0]->data};
-        otl_parallel_range(out->numel, s->pow_special == 3 ? 8192 : 32768, pow_special_range, &c);
-        return OTL_OK;
+    if (s->pow_special) {
+        float e = *(const float *)k->in[1]->data;
+        int sp = e == 2.0f ? 1 : e == 3.0f ? 2 : e == 0.5f ? 3 : e == 1.0f ? 4 : 0;
+        if (sp) {
+            arith_ctx c = {.op = sp, .dt = dt, .z = out->data, .a = k->in[0]->data};
+            otl_parallel_range(out->numel, sp == 3 ? 8192 : 32768, pow_special_range, &c);
+            return OTL_OK;
+        }
     }
     int err = 0;
     for (int j = 0; j < s->n_stages; j++) {

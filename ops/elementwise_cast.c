@@ -128,6 +128,81 @@ static int cast_typed(const cast_ctx *c, int64_t start, int64_t end)
     }
 }
 
+/* float32 <-> float16 / bfloat16 without branches (vectorizable), rounding to nearest even;
+ * the float-to-half scheme is F. Giesen's float_to_half_fast3_rtne. */
+static inline float u2f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint32_t f2u32(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline float half_to_f32(uint16_t h)
+{
+    uint32_t o = ((uint32_t)h & 0x7fffu) << 13, e = o & (0x7c00u << 13);
+    o += (uint32_t)(127 - 15) << 23;
+    uint32_t inf = 0u - (uint32_t)(e == (0x7c00u << 13)), den = 0u - (uint32_t)(e == 0);
+    o += inf & ((uint32_t)(128 - 16) << 23);
+    uint32_t d = f2u32(u2f(o + (1u << 23)) - u2f(113u << 23)); /* subnormal: renormalize */
+    o = (d & den) | (o & ~den);
+    return u2f(o | (((uint32_t)h & 0x8000u) << 16));
+}
+
+static inline uint16_t f32_to_half(float f)
+{
+    uint32_t x = f2u32(f), sign = x & 0x80000000u;
+    x ^= sign;
+    uint32_t special = x > 0x7f800000u ? 0x7e00u : 0x7c00u;                 /* NaN / Inf */
+    uint32_t sub = f2u32(u2f(x) + u2f(126u << 23)) - (126u << 23);         /* result subnormal */
+    uint32_t norm = (x + ((uint32_t)(15 - 127) << 23) + 0xfffu + ((x >> 13) & 1u)) >> 13;
+    uint32_t is_big = 0u - (uint32_t)(x >= 0x47800000u), is_sub = 0u - (uint32_t)(x < 0x38800000u);
+    uint32_t o = (special & is_big) | (~is_big & ((sub & is_sub) | (norm & ~is_sub)));
+    return (uint16_t)(o | (sign >> 16));
+}
+
+static inline uint16_t f32_to_bf16(float f)
+{
+    uint32_t u = f2u32(f);
+    uint32_t nan = 0u - (uint32_t)((u & 0x7fffffffu) > 0x7f800000u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((((u >> 16) | 0x40u) & nan) | (r & ~nan)); /* NaN stays (quiet) NaN */
+}
+
+static int cast_half(const cast_ctx *c, int64_t start, int64_t end)
+{
+    const float *xf = c->x;
+    const uint16_t *xh = c->x;
+    float *yf = c->y;
+    uint16_t *yh = c->y;
+    if (c->from == OTL_DTYPE_FLOAT && c->to == OTL_DTYPE_FLOAT16) {
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            yh[i] = f32_to_half(xf[i]);
+    } else if (c->from == OTL_DTYPE_FLOAT16 && c->to == OTL_DTYPE_FLOAT) {
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            yf[i] = half_to_f32(xh[i]);
+    } else if (c->from == OTL_DTYPE_FLOAT && c->to == OTL_DTYPE_BFLOAT16) {
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            yh[i] = f32_to_bf16(xf[i]);
+    } else if (c->from == OTL_DTYPE_BFLOAT16 && c->to == OTL_DTYPE_FLOAT) {
+        #pragma omp simd
+        for (int64_t i = start; i < end; i++)
+            yf[i] = u2f((uint32_t)xh[i] << 16);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* float16 / bfloat16 on either side */
 static void cast_generic(const cast_ctx *c, int64_t start, int64_t end)
 {
@@ -154,7 +229,7 @@ static void cast_generic(const cast_ctx *c, int64_t start, int64_t end)
 static void cast_range(void *ctx, int64_t start, int64_t end)
 {
     const cast_ctx *c = ctx;
-    if (!cast_typed(c, start, end))
+    if (!cast_typed(c, start, end) && !cast_half(c, start, end))
         cast_generic(c, start, end);
 }
 

@@ -232,14 +232,31 @@ static otl_status where_infer(otl_kctx *k)
     return otl_rt_set(k, k->out[0], k->in[1]->dtype, s->b.rank, s->b.dims);
 }
 
+/* selects through a mask so that the contiguous case vectorizes */
 #define WHERE_RUN(T)                                                                              \
     do {                                                                                          \
         T *z_ = (T *)(void *)c->z + o;                                                            \
         const uint8_t *q = (const uint8_t *)c->a + off[0];                                        \
         const T *x = (const T *)(const void *)c->b + off[1], *y = (const T *)(const void *)c->c + off[2]; \
         const int64_t sq = c->sa, sx = c->sb, sy = c->sc;                                         \
-        _Pragma("omp simd") for (int64_t i = 0; i < n; i++)                                       \
-            z_[i] = q[i * sq] ? x[i * sx] : y[i * sy];                                            \
+        if (sq && sx && sy) {                                                                     \
+            _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                 \
+                const T m = (T)0 - (T)(q[i] != 0);                                                \
+                z_[i] = (T)((x[i] & m) | (y[i] & (T)~m));                                         \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                z_[i] = q[i * sq] ? x[i * sx] : y[i * sy];                                        \
+        }                                                                                         \
+    } while (0)
+
+#define WHERE_RUN_WIDE(T)                                                                         \
+    do {                                                                                          \
+        T *z_ = (T *)(void *)c->z + o;                                                            \
+        const uint8_t *q = (const uint8_t *)c->a + off[0];                                        \
+        const T *x = (const T *)(const void *)c->b + off[1], *y = (const T *)(const void *)c->c + off[2]; \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            z_[i] = q[i * c->sa] ? x[i * c->sb] : y[i * c->sc];                                   \
     } while (0)
 
 typedef struct { uint64_t lo, hi; } u128;
@@ -252,7 +269,7 @@ static void where_row(void *ctx, int64_t o, const int64_t *off, int64_t n)
     case 2: WHERE_RUN(uint16_t); break;
     case 4: WHERE_RUN(uint32_t); break;
     case 8: WHERE_RUN(uint64_t); break;
-    default: WHERE_RUN(u128); break;
+    default: WHERE_RUN_WIDE(u128); break;
     }
 }
 
