@@ -216,8 +216,9 @@ static otl_status conv_prepare(otl_kctx *k)
             return st;
         s->reserved = 1;
     }
-    /* const weights (initializers): reorder once now */
-    if (s->w_reorder && k->in[1]->is_const) {
+    /* const weights (initializers) of an inference plan: reorder once now. Training updates
+     * the parameters between runs, so there they are reordered on every forward. */
+    if (s->w_reorder && k->in[1]->is_const && !k->training) {
         dnnl_memory_set_data_handle(s->w_user, k->in[1]->data);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, s->w_user}, {DNNL_ARG_TO, s->w_prim}};
         if ((st = otl_dnnl_run(k, s->w_reorder, 2, args)))
@@ -353,7 +354,7 @@ static otl_status conv_forward(otl_kctx *k)
         return OTL_OK;
     }
     otl_status st = OTL_OK;
-    if (s->w_reorder && !s->w_ready) { /* non-const weights: reorder on every run */
+    if (s->w_reorder && !s->w_ready) { /* non-const or trainable weights: reorder on every run */
         dnnl_memory_set_data_handle(s->w_user, k->in[1]->data);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, s->w_user}, {DNNL_ARG_TO, s->w_prim}};
         if ((st = otl_dnnl_run(k, s->w_reorder, 2, args)))
