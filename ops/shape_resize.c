@@ -412,55 +412,106 @@ static void resize_gather(const resize_state *s, char *y, const int64_t *ydims, 
     }
 }
 
-/* Weighted sum over the taps of every axis, for float dtypes. */
+#define MAX_COMBOS 256
+
+static double load_f(const void *x, int dtype, int64_t i)
+{
+    return dtype == OTL_DTYPE_FLOAT ? (double)((const float *)x)[i] : otl_get_f(x, dtype, i);
+}
+
+/* Weighted sum over the taps of every axis, for float dtypes, one output row (along the last
+ * axis) at a time: the tap combinations of the outer axes are expanded once per row. */
 static void resize_interp(const resize_state *s, void *y, const int64_t *ydims, const void *x, int dtype,
                           int64_t numel)
 {
-    int R = s->rank;
-    int act[OTL_MAX_RANK], na = 0; /* axes with more than one tap */
-    for (int a = 0; a < R; a++)
-        if (s->ax[a].K > 1)
-            act[na++] = a;
+    int R = s->rank, L = R - 1;
+    int64_t n = ydims[L], rows = numel / n;
+    int64_t ncomb = 1;
+    for (int a = 0; a < L; a++)
+        ncomb *= s->ax[a].K;
+    const rs_axis *AL = &s->ax[L];
+    int KL = AL->K;
     int par = numel >= 4096;
     #pragma omp parallel for if (par) schedule(static)
-    for (int64_t i = 0; i < numel; i++) {
-        int64_t q = i, o[OTL_MAX_RANK], base = 0;
+    for (int64_t row = 0; row < rows; row++) {
+        int64_t o[OTL_MAX_RANK], q = row;
         int outside = 0;
-        for (int a = R - 1; a >= 0; a--) {
+        for (int a = L - 1; a >= 0; a--) {
             o[a] = q % ydims[a];
             q /= ydims[a];
             if (s->ax[a].outside && s->ax[a].outside[o[a]])
                 outside = 1;
-            if (s->ax[a].K == 1)
-                base += s->ax[a].idx[o[a]];
         }
-        double acc = 0;
-        if (outside) {
-            acc = s->extrapolation;
-        } else {
-            int t[OTL_MAX_RANK] = {0};
-            for (;;) {
-                double w = 1;
-                int64_t off = base;
-                for (int j = 0; j < na; j++) {
-                    const rs_axis *A = &s->ax[act[j]];
-                    int64_t p = o[act[j]] * A->K + t[j];
-                    w *= A->w[p];
-                    off += A->idx[p];
-                }
-                if (w != 0)
-                    acc += w * (dtype == OTL_DTYPE_FLOAT ? (double)((const float *)x)[off] : otl_get_f(x, dtype, off));
-                int j = na - 1;
-                while (j >= 0 && ++t[j] == s->ax[act[j]].K)
-                    t[j--] = 0;
-                if (j < 0)
-                    break;
+        double cw[MAX_COMBOS];
+        int64_t coff[MAX_COMBOS];
+        int nc = 0;
+        if (!outside && ncomb <= MAX_COMBOS) {
+            /* expand the outer taps: combination c picks tap t_a of each outer axis */
+            cw[0] = 1;
+            coff[0] = 0;
+            nc = 1;
+            for (int a = 0; a < L; a++) {
+                const rs_axis *A = &s->ax[a];
+                int K = A->K;
+                for (int c = nc - 1; c >= 0; c--)
+                    for (int t = K - 1; t >= 0; t--) {
+                        int64_t p = o[a] * K + t;
+                        cw[c * K + t] = cw[c] * A->w[p];
+                        coff[c * K + t] = coff[c] + A->idx[p];
+                    }
+                nc *= K;
             }
+            int m = 0; /* drop zero weights */
+            for (int c = 0; c < nc; c++)
+                if (cw[c] != 0) {
+                    cw[m] = cw[c];
+                    coff[m++] = coff[c];
+                }
+            nc = m;
         }
-        if (dtype == OTL_DTYPE_FLOAT)
-            ((float *)y)[i] = (float)acc;
-        else
-            otl_set_f(y, dtype, i, acc);
+        for (int64_t xo = 0; xo < n; xo++) {
+            int64_t i = row * n + xo;
+            double acc = 0;
+            if (outside || (AL->outside && AL->outside[xo])) {
+                acc = s->extrapolation;
+            } else if (ncomb <= MAX_COMBOS) {
+                const int64_t *il = AL->idx + xo * KL;
+                const double *wl = AL->w + xo * KL;
+                for (int c = 0; c < nc; c++) {
+                    double part = 0;
+                    for (int t = 0; t < KL; t++)
+                        part += wl[t] * load_f(x, dtype, coff[c] + il[t]);
+                    acc += cw[c] * part;
+                }
+            } else {
+                /* many outer taps (cubic on 5+ axes): odometer over every axis */
+                int t[OTL_MAX_RANK] = {0};
+                int64_t oo[OTL_MAX_RANK];
+                for (int a = 0; a < L; a++)
+                    oo[a] = o[a];
+                oo[L] = xo;
+                for (;;) {
+                    double w = 1;
+                    int64_t off = 0;
+                    for (int a = 0; a < R; a++) {
+                        int64_t p = oo[a] * s->ax[a].K + t[a];
+                        w *= s->ax[a].w[p];
+                        off += s->ax[a].idx[p];
+                    }
+                    if (w != 0)
+                        acc += w * load_f(x, dtype, off);
+                    int a = R - 1;
+                    while (a >= 0 && ++t[a] == s->ax[a].K)
+                        t[a--] = 0;
+                    if (a < 0)
+                        break;
+                }
+            }
+            if (dtype == OTL_DTYPE_FLOAT)
+                ((float *)y)[i] = (float)acc;
+            else
+                otl_set_f(y, dtype, i, acc);
+        }
     }
 }
 
