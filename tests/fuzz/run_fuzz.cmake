@@ -1,0 +1,44 @@
+# run_fuzz.cmake - CTest driver for a libFuzzer target (cmake -P).
+#
+#   cmake -DFUZZER=path -DSEEDS=dir -DWORK=dir [-DDICT=file] [-DSECONDS=15] -P run_fuzz.cmake
+#
+# Copies the seed corpus into WORK/corpus (the source tree is never written), runs the fuzzer for a
+# bounded time with crash artifacts in WORK/artifacts, and fails if it reports anything (crash,
+# leak, timeout, out-of-memory, sanitizer report): libFuzzer then exits non-zero.
+foreach(v FUZZER SEEDS WORK)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run_fuzz.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+if(NOT DEFINED SECONDS)
+  set(SECONDS 15)
+endif()
+
+file(REMOVE_RECURSE ${WORK}/corpus)
+file(MAKE_DIRECTORY ${WORK}/corpus ${WORK}/artifacts)
+file(GLOB _old ${WORK}/artifacts/*)
+file(GLOB _seeds ${SEEDS}/*)
+file(COPY ${_seeds} DESTINATION ${WORK}/corpus)
+
+set(_args -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=10 -max_len=65536
+          -print_final_stats=1 -artifact_prefix=${WORK}/artifacts/)
+if(DEFINED DICT AND EXISTS "${DICT}")
+  list(APPEND _args -dict=${DICT})
+endif()
+# A sanitizer report must abort so that libFuzzer records the input.
+set(ENV{ASAN_OPTIONS} "abort_on_error=1:detect_leaks=1:$ENV{ASAN_OPTIONS}")
+set(ENV{UBSAN_OPTIONS} "halt_on_error=1:abort_on_error=1:print_stacktrace=1:$ENV{UBSAN_OPTIONS}")
+
+math(EXPR _limit "${SECONDS} + 120")
+execute_process(COMMAND ${FUZZER} ${_args} ${WORK}/corpus
+                RESULT_VARIABLE _rc TIMEOUT ${_limit})
+file(GLOB _found ${WORK}/artifacts/crash-* ${WORK}/artifacts/leak-* ${WORK}/artifacts/timeout-*
+     ${WORK}/artifacts/oom-*)
+if(_old AND _found)
+  list(REMOVE_ITEM _found ${_old})
+endif()
+if(NOT _rc EQUAL 0 OR _found)
+  message(FATAL_ERROR "fuzzer failed (result: ${_rc}); reproducers: ${_found}\n"
+          "reproduce with: ${FUZZER} <file>")
+endif()
+message(STATUS "fuzzer ran ${SECONDS}s without findings")
