@@ -1,6 +1,8 @@
 /* matmul.c - matrix products: MatMul (NumPy semantics: batched, batch dims broadcast, 1-D
  * operands promoted and their axis dropped) and Gemm (transA/transB, alpha, beta, C broadcast
  * to (M, N)). float32 runs on oneDNN's matmul primitive; double/int32/int64 on a plain C kernel.
+ * A constant B (an initializer) is packed once at plan time into oneDNN's preferred layout,
+ * except with training semantics (k->training), where weights may change between runs.
  * Differentiable inputs: A and B (and C for Gemm). */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ typedef struct mm_state {
     int use_sum;                       /* Y prefilled with C, then sum post-op with scale beta */
     dnnl_primitive_t prim;
     dnnl_memory_t ma, mb, mc, my;
+    void *packed;                      /* B reordered once into oneDNN's layout (B constant) */
 } mm_state;
 
 static const int mm_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_INT64, OTL_DTYPE_INT32, 0};
@@ -124,6 +127,35 @@ static otl_status md_strided(otl_kctx *k, int nd, const int64_t *dims, const int
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, nd, d, dnnl_f32, st), "matmul memory descriptor");
 }
 
+/* Reorder constant B (plain layout `from`) once into the primitive's layout `to`: s->packed. */
+static otl_status pack_weights(otl_kctx *k, mm_state *s, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
+{
+    size_t n = dnnl_memory_desc_get_size(to);
+    if (!(s->packed = malloc(n ? n : 1)))
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory packing weights (%zu bytes)", n);
+    dnnl_memory_t src = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    otl_status st = otl_dnnl_memory(k, from, k->in[1]->data, &src);
+    if (!st)
+        st = otl_dnnl_memory(k, to, s->packed, &s->mb);
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL), "weights reorder");
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_primitive_create(&r, rpd), "weights reorder");
+    if (!st) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, s->mb}};
+        st = otl_dnnl_run(k, r, 2, args);
+    }
+    if (r)
+        dnnl_primitive_destroy(r);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (src)
+        dnnl_memory_destroy(src);
+    return st;
+}
+
 static otl_status mm_prepare(otl_kctx *k)
 {
     mm_state *s = k->state;
@@ -182,9 +214,31 @@ static otl_status mm_prepare(otl_kctx *k)
         if (!st)
             st = otl_dnnl_check(k, dnnl_primitive_attr_set_post_ops(attr, po), "matmul post-ops");
     }
-    if (!st)
-        st = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &mda, &mdb, s->use_bias ? &mdc : NULL, &mdy), "matmul");
-    if (!st)
+    /* constant B (weights) outside training: let oneDNN choose its layout and pack B once */
+    int pack = !st && k->in[1]->is_const && !k->training;
+    const dnnl_memory_desc_t *cmdc = s->use_bias ? &mdc : NULL;
+    if (pack) {
+        dnnl_memory_desc_t any;
+        dnnl_dims_t dd;
+        for (int i = 0; i < nd; i++)
+            dd[i] = bd[i];
+        pack = dnnl_memory_desc_init_by_tag(&any, nd, dd, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
+               dnnl_matmul_desc_init(&d, &mda, &any, cmdc, &mdy) == dnnl_success &&
+               dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
+        if (pack) {
+            const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+            pack = w && !dnnl_memory_desc_equal(w, &mdb);
+            if (pack)
+                st = pack_weights(k, s, &mdb, w);
+        }
+        if (!pack && pd) {
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+        }
+    }
+    if (!st && !pack)
+        st = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &mda, &mdb, cmdc, &mdy), "matmul");
+    if (!st && !pack)
         st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL), "matmul");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "matmul");
@@ -196,7 +250,7 @@ static otl_status mm_prepare(otl_kctx *k)
         dnnl_primitive_attr_destroy(attr);
     if (st)
         return st;
-    if ((st = otl_dnnl_memory(k, &mda, NULL, &s->ma)) || (st = otl_dnnl_memory(k, &mdb, NULL, &s->mb)) ||
+    if ((st = otl_dnnl_memory(k, &mda, NULL, &s->ma)) || (!s->mb && (st = otl_dnnl_memory(k, &mdb, NULL, &s->mb))) ||
         (st = otl_dnnl_memory(k, &mdy, NULL, &s->my)))
         return st;
     if (s->use_bias && (st = otl_dnnl_memory(k, &mdc, NULL, &s->mc)))
@@ -235,7 +289,8 @@ static otl_status mm_forward(otl_kctx *k)
     if (s->use_sum)
         fill_c(y->data, k->in[2]->data, s, 1.0f);
     dnnl_memory_set_data_handle(s->ma, k->in[0]->data);
-    dnnl_memory_set_data_handle(s->mb, k->in[1]->data);
+    if (!s->packed)
+        dnnl_memory_set_data_handle(s->mb, k->in[1]->data);
     dnnl_memory_set_data_handle(s->my, y->data);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->ma}, {DNNL_ARG_WEIGHTS, s->mb}, {DNNL_ARG_DST, s->my}};
     int n = 3;
@@ -255,6 +310,7 @@ static void mm_release(otl_kctx *k)
     for (int i = 0; i < 4; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
+    free(s->packed);
 }
 
 /* ---------------------------------------------------------------- MatMul */
