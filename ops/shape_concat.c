@@ -129,7 +129,7 @@ static otl_status split_infer(otl_kctx *k)
     int n = -1;
     if (k->opset < 13)
         st = otl_attr_ints(k, "split", split, SPLIT_MAX, &n);
-    else if (otl_has_in(k, 1))
+    else if (otl_has_in(k, 1) && k->in[1]->numel > 0) /* an empty split input counts as absent */
         st = otl_const_ints(k, 1, split, SPLIT_MAX, &n);
     int64_t num_outputs = -1;
     if (!st && k->opset >= 18)

@@ -120,8 +120,11 @@ static otl_status axis_taps(otl_kctx *k, resize_state *s, rs_axis *A, int64_t in
         double *w = A->w + o * K;
         if (A->outside && (x < 0 || x > (double)(in - 1)))
             A->outside[o] = 1;
-        if (!isfinite(x) || fabs(x) > 1e15)
-            x = 0;
+        /* every tap is clamped to the edge (or excluded) this far out: keep x small */
+        if (!(x >= -3))
+            x = -3;
+        if (x > (double)in + 2)
+            x = (double)in + 2;
         double f = floor(x), r = x - f;
         int64_t fi = (int64_t)f;
         if (s->mode == RS_NEAREST) {
