@@ -176,10 +176,18 @@ otl_status otl_graph_toposort(const otl_graph *g, int **order_out, const char *f
             int p = otl_strmap_get(&prod, names[k], -1);
             if (p < 0)
                 continue;
-            if (!otl_grow((void **)&dep_from, sizeof *dep_from, &deps_cap, n_deps + 1) ||
-                !(deps = realloc(deps, deps_cap * sizeof *deps))) {
+            size_t old_cap = deps_cap;
+            if (!otl_grow((void **)&dep_from, sizeof *dep_from, &deps_cap, n_deps + 1)) {
                 ok = 0;
                 break;
+            }
+            if (deps_cap != old_cap) {
+                int *nd = realloc(deps, deps_cap * sizeof *deps);
+                if (!nd) {
+                    ok = 0;
+                    break;
+                }
+                deps = nd;
             }
             dep_from[n_deps] = p;
             deps[n_deps++] = i;

@@ -381,7 +381,7 @@ static otl_status read_external(load_ctx *lc, otl_tensor *t, const Onnx__TensorP
                              "%s: tensor '%s': external data location '%s' leads outside the model directory (through a link)",
                              lc->file, t->name, loc);
     }
-    int fd = open(real, O_RDONLY);
+    int fd = open(real, O_RDONLY | O_NONBLOCK);
     free(real);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -722,6 +722,9 @@ static otl_status node_from_proto(load_ctx *lc, otl_node **out, const Onnx__Node
     *out = n;
     if (!n)
         return nomem(lc);
+    if (!np->op_type || !*np->op_type) /* fail fast: do not build a huge IR of empty nodes */
+        return otl_error_set(lc->err, OTL_ERR_INPUT, "%s: node '%s' has no op_type", lc->file,
+                             np->name ? np->name : "");
     if (!dup_str(&n->name, np->name ? np->name : "") || !dup_str(&n->op_type, np->op_type ? np->op_type : "") ||
         !dup_str(&n->domain, np->domain ? np->domain : "") || !dup_str(&n->doc, np->doc_string) ||
         !copy_unknown(&n->unknown, &np->base))
@@ -845,7 +848,7 @@ otl_status otl_model_load_buffer(otl_model **out, const void *buf, size_t len, c
                                  &onnx__model_proto__descriptor, 0);
     if (st)
         return st;
-    budget b = {0, (size_t)64 * len + ((size_t)64 << 20), 0};
+    budget b = {0, (size_t)32 * len + ((size_t)64 << 20), 0};
     if (b.limit < len) /* overflow */
         b.limit = SIZE_MAX / 2;
     ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};

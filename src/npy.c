@@ -546,7 +546,7 @@ static otl_status pread_exact(int fd, void *buf, size_t n, uint64_t off, const c
 
 static otl_status open_regular(const char *path, int *fd, uint64_t *size, otl_error *err)
 {
-    *fd = open(path, O_RDONLY);
+    *fd = open(path, O_RDONLY | O_NONBLOCK);
     if (*fd < 0)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

@@ -73,7 +73,7 @@ otl_status otl_read_file(const char *path, size_t max_bytes, uint8_t **buf, size
 {
     *buf = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

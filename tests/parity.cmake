@@ -17,9 +17,7 @@
 #   parity.zoo      tests/parity/run_parity_zoo.py: check_parity.py on every zoo model at
 #                   batch 1 and 8 (requires the fixture "zoo")
 #
-# zoo.info (tests/roundtrip.cmake) also exports the zoo; it must require the same fixture:
-#   set_tests_properties(zoo.info PROPERTIES FIXTURES_REQUIRED zoo)
-# Until roundtrip.cmake says so, the deferred call at the end of this file adds it.
+# zoo.info (tests/roundtrip.cmake) reads the zoo too and requires the same fixture.
 #
 # A missing tool (python module, node, onnxruntime-node, the binary) makes the test FAIL:
 # nothing is skipped.
@@ -82,20 +80,3 @@ set_tests_properties(parity.zoo PROPERTIES LABELS "zoo;parity" TIMEOUT 900
 
 # zoo.info is defined later (roundtrip.cmake is included after this file): make it require
 # the fixture once the whole directory has been processed, unless it already does.
-function(_otl_zoo_fixture_for_readers)
-  foreach(_t zoo.info)
-    if(TEST ${_t})
-      get_test_property(${_t} FIXTURES_REQUIRED _req)
-      if(NOT _req)
-        set(_req)
-      endif()
-      if(NOT "zoo" IN_LIST _req)
-        list(APPEND _req zoo)
-        set_tests_properties(${_t} PROPERTIES FIXTURES_REQUIRED "${_req}")
-      endif()
-    endif()
-  endforeach()
-endfunction()
-if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.19)
-  cmake_language(DEFER CALL _otl_zoo_fixture_for_readers)
-endif()

@@ -57,4 +57,4 @@ add_test(NAME zoo.info
   COMMAND ${PYTHON} ${_otl_rt_src}/tests/zoo/run_zoo.py
           ${ONNX_TL} ${CMAKE_BINARY_DIR}/zoo ${CMAKE_BINARY_DIR}/zoo-work
           --batches 1 ${_otl_rt_common})
-set_tests_properties(zoo.info PROPERTIES LABELS "zoo" TIMEOUT 1200)
+set_tests_properties(zoo.info PROPERTIES LABELS "zoo" TIMEOUT 1200 FIXTURES_REQUIRED zoo)
