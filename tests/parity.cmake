@@ -77,6 +77,3 @@ add_test(NAME parity.zoo
           --batches 1,8 ${_otl_par_common} ${OTL_ZOO_MODELS})
 set_tests_properties(parity.zoo PROPERTIES LABELS "zoo;parity" TIMEOUT 900
                      FIXTURES_REQUIRED zoo)
-
-# zoo.info is defined later (roundtrip.cmake is included after this file): make it require
-# the fixture once the whole directory has been processed, unless it already does.
