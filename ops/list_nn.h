@@ -2,4 +2,4 @@
  * batch normalization (ops/batchnorm.c). */
 #define OTL_OPS_NN(X)                                                                              \
     X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)       \
-    X(BatchNormalization)
+    X(BatchNormalization) X(MaxUnpool)

@@ -1,4 +1,4 @@
-/* pool.c - MaxPool (optional Indices), AveragePool, GlobalAveragePool, GlobalMaxPool.
+/* pool.c - MaxPool (optional Indices), AveragePool, GlobalAveragePool, GlobalMaxPool, MaxUnpool.
  * float32 windows run on oneDNN pooling where it matches ONNX exactly; other dtypes, Indices,
  * dilated averages and ceil_mode windows counted with padding use the plain C kernel below.
  * Differentiable input: X. */
@@ -365,4 +365,107 @@ const otl_op otl_op_GlobalAveragePool = {
 const otl_op otl_op_GlobalMaxPool = {
     .op_type = "GlobalMaxPool", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = gmp_infer, .prepare = pool_prepare, .forward = pool_forward, .release = pool_release,
+};
+
+/* ---------------------------------------------------------------- MaxUnpool */
+
+/* y: zeros of the output shape, then X[j] goes to the position I[j]. I holds flat indices into
+ * the default output shape `def` (as MaxPool's Indices output gives them); a larger explicit
+ * output_shape keeps those coordinates (the extra is zero padding at the end). Each index is
+ * range-checked at run time: *bad receives the first offending position, or -1. */
+static void maxunpool_forward_ref(void *out, const int64_t *out_dims, const void *inp, const int64_t *indices, int64_t n,
+                                  const int64_t *def, int rank, int dtype, int64_t *bad)
+{
+    size_t esz = (size_t)otl_dtype_nbytes(dtype, 1);
+    int64_t out_numel = 1, def_numel = 1;
+    for (int i = 0; i < rank; i++) {
+        out_numel *= out_dims[i];
+        def_numel *= def[i];
+    }
+    memset(out, 0, (size_t)out_numel * esz);
+    *bad = -1;
+    for (int64_t j = 0; j < n; j++) {
+        int64_t t = indices[j], o = 0, stride = 1;
+        if (t < 0 || t >= def_numel) {
+            *bad = j;
+            return;
+        }
+        for (int i = rank - 1; i >= 0; i--) {
+            int64_t c = t % def[i];
+            t /= def[i];
+            if (c >= out_dims[i]) {
+                *bad = j;
+                return;
+            }
+            o += c * stride;
+            stride *= out_dims[i];
+        }
+        memcpy((char *)out + (size_t)o * esz, (const char *)inp + (size_t)j * esz, esz);
+    }
+}
+
+static otl_status maxunpool_infer(otl_kctx *k)
+{
+    static const int types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, 0};
+    static const int i64[] = {OTL_DTYPE_INT64, 0};
+    otl_status st;
+    if ((st = otl_check_in(k, 0, types)) || (st = otl_check_in(k, 1, i64)))
+        return st;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    if (x->rank < 3)
+        return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 3 (N, C, spatial...), got %d", x->name, x->rank);
+    if (ix->rank != x->rank || memcmp(ix->dims, x->dims, (size_t)x->rank * sizeof *x->dims) != 0)
+        return otl_kfail(k, OTL_ERR_INPUT, "indices I '%s' must have X's shape", ix->name);
+    nn_geom g = {.nsp = x->rank - 2};
+    int n;
+    if ((st = otl_attr_ints(k, "kernel_shape", g.k, NN_MAX_SP, &n)))
+        return st;
+    if (n != g.nsp)
+        return otl_kfail(k, OTL_ERR_INPUT, "kernel_shape %s %d values, expected %d", n < 0 ? "is required:" : "has",
+                         n < 0 ? 0 : n, g.nsp);
+    if ((st = nn_geom_attrs(k, &g, 0)))
+        return st;
+    int64_t *def = k->state = calloc(OTL_MAX_RANK, sizeof *def);
+    if (!def)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    def[0] = x->dims[0];
+    def[1] = x->dims[1];
+    for (int i = 0; i < g.nsp; i++) {
+        if (g.k[i] < 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "kernel_shape must be >= 1");
+        def[2 + i] = (x->dims[2 + i] - 1) * g.s[i] + g.k[i] - g.pl[i] - g.pr[i];
+        if (def[2 + i] < 0)
+            return otl_kfail(k, OTL_ERR_INPUT, "pads exceed the output size on spatial axis %d", i);
+    }
+    int64_t dims[OTL_MAX_RANK];
+    memcpy(dims, def, sizeof dims);
+    if (otl_has_in(k, 2)) {
+        int m;
+        if ((st = otl_const_ints(k, 2, dims, OTL_MAX_RANK, &m)))
+            return st;
+        if (m != x->rank)
+            return otl_kfail(k, OTL_ERR_INPUT, "output_shape has %d values, expected %d", m, x->rank);
+        if (dims[0] != x->dims[0] || dims[1] != x->dims[1])
+            return otl_kfail(k, OTL_ERR_INPUT, "output_shape must keep X's batch and channel sizes");
+        for (int i = 2; i < m; i++)
+            if (dims[i] < def[i])
+                return otl_kfail(k, OTL_ERR_UNSUPPORTED, "output_shape smaller than the default unpooled shape");
+    }
+    return otl_rt_set(k, k->out[0], x->dtype, x->rank, dims);
+}
+
+static otl_status maxunpool_forward(otl_kctx *k)
+{
+    const otl_rt *x = k->in[0], *y = k->out[0];
+    int64_t bad;
+    maxunpool_forward_ref(y->data, y->dims, x->data, k->in[1]->data, x->numel, k->state, x->rank, x->dtype, &bad);
+    if (bad >= 0)
+        return otl_kfail(k, OTL_ERR_INPUT, "index %lld at position %lld of I is outside the unpooled output",
+                         (long long)((const int64_t *)k->in[1]->data)[bad], (long long)bad);
+    return OTL_OK;
+}
+
+const otl_op otl_op_MaxUnpool = {
+    .op_type = "MaxUnpool", .domain = "", .since = 9, .until = 22,
+    .infer = maxunpool_infer, .forward = maxunpool_forward,
 };
