@@ -1,6 +1,7 @@
-/* shape_gather.c - Gather along any axis, negative indices, indices range-checked at run time;
- * any fixed-size data dtype, int32/int64 indices. Differentiable input: data (embedding tables:
- * its gradient scatter-adds the output gradient rows); indices are not differentiable. */
+/* shape_gather.c - Gather (along any axis) and GatherElements: negative indices, indices
+ * range-checked at run time; any fixed-size data dtype, int32/int64 indices. Differentiable
+ * input: data (embedding tables: its gradient scatter-adds the output gradient rows); indices
+ * are not differentiable. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,4 +94,74 @@ static otl_status gather_fwd(otl_kctx *k)
 const otl_op otl_op_Gather = {
     .op_type = "Gather", .domain = "", .since = 1, .until = 22,
     .infer = gather_infer, .forward = gather_fwd,
+};
+
+/* ---------------------------------------------------------------- GatherElements */
+
+typedef struct gather_el_state {
+    int axis;
+    size_t esz;
+} gather_el_state;
+
+static otl_status gather_elements_infer(otl_kctx *k)
+{
+    otl_status st;
+    size_t esz;
+    if ((st = otl_movable(k, 0, &esz)) || (st = otl_check_in(k, 1, index_types)))
+        return st;
+    gather_el_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->esz = esz;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    int64_t axis;
+    if ((st = otl_attr_int(k, "axis", 0, &axis)))
+        return st;
+    if (x->rank == 0 || ix->rank != x->rank)
+        return otl_kfail(k, OTL_ERR_INPUT, "data (rank %d) and indices (rank %d) must have the same rank >= 1", x->rank,
+                         ix->rank);
+    if ((st = otl_axis(k, axis, x->rank, &s->axis)))
+        return st;
+    for (int d = 0; d < x->rank; d++)
+        if (d != s->axis && ix->dims[d] > x->dims[d])
+            return otl_kfail(k, OTL_ERR_INPUT, "indices dimension %d (%lld) exceeds the data's (%lld)", d,
+                             (long long)ix->dims[d], (long long)x->dims[d]);
+    return otl_rt_set(k, k->out[0], x->dtype, ix->rank, ix->dims);
+}
+
+static otl_status gather_elements_fwd(otl_kctx *k)
+{
+    gather_el_state *s = k->state;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    otl_rt *y = k->out[0];
+    int r = x->rank, ax = s->axis;
+    int64_t xs[OTL_MAX_RANK], D = x->dims[ax];
+    otl_strides_c(r, x->dims, xs);
+    size_t e = s->esz;
+    int64_t idx[OTL_MAX_RANK] = {0}, off = 0; /* data offset of the current position, axis excluded */
+    for (int64_t i = 0; i < y->numel; i++) {
+        int64_t v = ix->dtype == OTL_DTYPE_INT64 ? ((const int64_t *)ix->data)[i] : ((const int32_t *)ix->data)[i];
+        int64_t w = v < 0 ? v + D : v;
+        if (w < 0 || w >= D)
+            return otl_kfail(k, OTL_ERR_INPUT, "indices '%s': value %lld at position %lld is out of range [%lld, %lld) for axis %d",
+                             ix->name, (long long)v, (long long)i, (long long)-D, (long long)D, ax);
+        memcpy((char *)y->data + (size_t)i * e, (const char *)x->data + (size_t)(off + w * xs[ax]) * e, e);
+        for (int d = r - 1; d >= 0; d--) {
+            if (++idx[d] < ix->dims[d]) {
+                if (d != ax)
+                    off += xs[d];
+                break;
+            }
+            if (d != ax)
+                off -= (ix->dims[d] - 1) * xs[d];
+            idx[d] = 0;
+        }
+    }
+    return OTL_OK;
+}
+
+const otl_op otl_op_GatherElements = {
+    .op_type = "GatherElements", .domain = "", .since = 11, .until = 22,
+    .infer = gather_elements_infer, .forward = gather_elements_fwd,
 };
