@@ -1,8 +1,8 @@
 /* matmul.c - matrix products: MatMul (NumPy semantics: batched, batch dims broadcast, 1-D
  * operands promoted and their axis dropped) and Gemm (transA/transB, alpha, beta, C broadcast
  * to (M, N)). float32 runs on oneDNN's matmul primitive; double/int32/int64 on a plain C kernel.
- * A constant B (an initializer or folded value: trainable parameters are fed as graph inputs
- * instead) is packed once at plan time into oneDNN's preferred layout.
+ * A constant B (an initializer) of an inference plan is packed once at plan time into oneDNN's
+ * preferred layout; training plans may update parameters between runs (as in ops/conv.c).
  * Differentiable inputs: A and B (and C for Gemm). */
 #include <stdlib.h>
 #include <string.h>
@@ -214,8 +214,8 @@ static otl_status mm_prepare(otl_kctx *k)
         if (!st)
             st = otl_dnnl_check(k, dnnl_primitive_attr_set_post_ops(attr, po), "matmul post-ops");
     }
-    /* constant B (frozen weights): let oneDNN choose its layout and pack B once */
-    int pack = !st && k->in[1]->is_const;
+    /* constant B of an inference plan: let oneDNN choose its layout and pack B once */
+    int pack = !st && k->in[1]->is_const && !k->training;
     const dnnl_memory_desc_t *cmdc = s->use_bias ? &mdc : NULL;
     if (pack) {
         dnnl_memory_desc_t any;
