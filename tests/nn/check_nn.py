@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""check_nn.py - convolution, pooling and batch-normalization ops (ops/conv.c, ops/pool.c,
+ops/batchnorm.c) against PyTorch on cases the ONNX node tests do not reach: chains of oneDNN ops
+that hand blocked layouts to each other (Conv -> MaxPool -> Conv -> BN -> global pools), C
+fallbacks reading blocked inputs (MaxPool Indices, ceil_mode averages counting padding), 1-D/3-D
+and 4-D windows, non-const weights, ConvTranspose with groups/dilations/output_padding,
+BatchNormalization in double/float16/mixed and training mode, MaxUnpool, empty batches, and
+clean errors for bad input.
+
+    /usr/bin/python3 tests/nn/check_nn.py path/to/onnx-tl
+
+Needs numpy, onnx and torch. Prints one line per case and 'N passed, N failed'; exit status 1
+when a case fails.
+"""
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+BIN = sys.argv[1]
+D = tempfile.mkdtemp(prefix='otl_check_nn_')
+rs = np.random.RandomState(0)
+NP2TP = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.float16: TP.FLOAT16, np.int64: TP.INT64, np.uint8: TP.UINT8}
+ok = fail = 0
+def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), threads=2, error=None):
+    """Run a one-graph model; compare outputs, or with error='text' expect exit status 1 and
+    that text in the message."""
+    global ok, fail
+    g = h.make_graph(nodes, name,
+        [h.make_tensor_value_info(k, NP2TP[v.dtype.type], list(v.shape)) for k, v in inputs.items()],
+        [h.make_tensor_value_info(o, TP.UNDEFINED, None) for o in outs],
+        [nh.from_array(v, k) for k, v in inits.items()])
+    m = h.make_model(g, opset_imports=[h.make_opsetid('', opset)])
+    p = '%s/%s.onnx' % (D, name); onnx.save(m, p)
+    args = [BIN, 'run', p, '--outdir', D + '/out_' + name, '--threads', str(threads)]
+    for k, v in inputs.items():
+        np.save('%s/%s_%s.npy' % (D, name, k), v); args += ['--input', '%s=%s/%s_%s.npy' % (k, D, name, k)]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if error is not None:
+        good = r.returncode == 1 and error in r.stderr
+        print('PASS' if good else 'FAIL', name, '' if good else 'rc=%d %s' % (r.returncode, r.stderr.strip()))
+        ok += good; fail += not good
+        return
+    if r.returncode:
+        print('FAIL', name, r.stderr.strip()); fail += 1; return
+    good = True
+    for o, e in zip(outs, expect):
+        got = np.load('%s/out_%s/%s.npy' % (D, name, o))
+        e = np.asarray(e)
+        if got.shape != e.shape or got.dtype != e.dtype or not np.allclose(got.astype(np.float64), e.astype(np.float64), rtol=tol[0], atol=tol[1]):
+            d = np.abs(got.astype(np.float64) - e.astype(np.float64)).max() if got.shape == e.shape else None
+            print('FAIL', name, o, got.shape, got.dtype, e.shape, e.dtype, 'maxdiff', d); good = False
+    print('PASS' if good else 'FAIL', name); ok += good; fail += not good
+T = lambda a: torch.from_numpy(a)
+f32 = lambda *s: rs.randn(*s).astype(np.float32)
+
+# 1. chain conv -> maxpool -> conv -> BN -> relu? -> GAP ; conv -> avgpool ceil include pad (C path on blocked input); conv -> maxpool with indices
+x = f32(2, 8, 17, 19); w1 = f32(32, 8, 3, 3); b1 = f32(32); w2 = f32(32, 16, 3, 3) * .1; sc = f32(32); bb = f32(32); mu = f32(32); va = np.abs(f32(32)) + .5
+y1 = F.conv2d(T(x), T(w1), T(b1), padding=1)
+p1 = F.max_pool2d(y1, 3, 2, 1)
+y2 = F.conv2d(p1, T(w2), None, padding=(1, 2), groups=2, dilation=(1, 2))
+bn = F.batch_norm(y2, T(mu), T(va), T(sc), T(bb), False, 0.1, 1e-5)
+gap = bn.mean(dim=(2, 3), keepdim=True); gmp = bn.amax(dim=(2, 3), keepdim=True)
+ap = F.avg_pool2d(y1, 3, 2, 1, ceil_mode=True, count_include_pad=True)
+mp, idx = F.max_pool2d(y1, 2, 2, return_indices=True)
+idx = idx + (torch.arange(2 * 32).reshape(2, 32, 1, 1) * 17 * 19)
+ap2 = F.avg_pool2d(y1, 2, 1, 0)
+run('chain', [
+    h.make_node('Conv', ['x', 'w1', 'b1'], ['y1'], pads=[1, 1, 1, 1]),
+    h.make_node('MaxPool', ['y1'], ['p1'], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    h.make_node('Conv', ['p1', 'w2'], ['y2'], pads=[1, 2, 1, 2], group=2, dilations=[1, 2]),
+    h.make_node('BatchNormalization', ['y2', 'sc', 'bb', 'mu', 'va'], ['bn']),
+    h.make_node('GlobalAveragePool', ['bn'], ['gap']),
+    h.make_node('GlobalMaxPool', ['bn'], ['gmp']),
+    h.make_node('AveragePool', ['y1'], ['ap'], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1),
+    h.make_node('MaxPool', ['y1'], ['mp', 'idx'], kernel_shape=[2, 2], strides=[2, 2]),
+    h.make_node('AveragePool', ['y1'], ['ap2'], kernel_shape=[2, 2]),
+], {'x': x}, {'w1': w1, 'b1': b1, 'w2': w2, 'sc': sc, 'bb': bb, 'mu': mu, 'va': va},
+   ['y1', 'p1', 'y2', 'bn', 'gap', 'gmp', 'ap', 'mp', 'idx', 'ap2'],
+   [t.numpy() if t.dtype != torch.int64 else t.numpy() for t in [y1, p1, y2, bn, gap, gmp, ap, mp, idx, ap2]])
+
+# 2. non-const weights and bias, 1-D and 3-D conv, auto_pad
+x1 = f32(3, 4, 20); w = f32(6, 2, 4); b = f32(6)
+ref = F.conv1d(F.pad(T(x1), (1, 2)), T(w), T(b), stride=2, groups=2)  # SAME_UPPER: out=10, total=(10-1)*2+4-20=2 -> 1,1 ; hmm compute below
+out = -(-20 // 2); total = max(0, (out - 1) * 2 + 4 - 20); pl = total // 2; pr = total - pl
+ref = F.conv1d(F.pad(T(x1), (pl, pr)), T(w), T(b), stride=2, groups=2)
+run('conv1d_inputs', [h.make_node('Conv', ['x', 'w', 'b'], ['y'], strides=[2], group=2, auto_pad='SAME_UPPER')],
+    {'x': x1, 'w': w, 'b': b}, {}, ['y'], [ref.numpy()])
+x3 = f32(2, 3, 6, 7, 5); w3 = f32(4, 3, 2, 3, 2)
+pl3 = [1, 0, 1]; pr3 = [0, 1, 1]
+ref = F.conv3d(F.pad(T(x3), (pl3[2], pr3[2], pl3[1], pr3[1], pl3[0], pr3[0])), T(w3), stride=(2, 1, 2), dilation=(1, 2, 1))
+run('conv3d', [h.make_node('Conv', ['x', 'w'], ['y'], strides=[2, 1, 2], dilations=[1, 2, 1], pads=pl3 + pr3)],
+    {'x': x3, 'w': w3}, {}, ['y'], [ref.numpy()])
+
+# 3. ConvTranspose groups + dilation + output_padding, chained after a conv (blocked input), with W as input
+x = f32(2, 4, 5, 6); wc = f32(4, 4, 1, 1); wt = f32(4, 3, 3, 2)
+yc = F.conv2d(T(x), T(wc))
+ref = F.conv_transpose2d(yc, T(wt), None, stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2, dilation=(2, 1))
+run('convt_chain', [h.make_node('Conv', ['x', 'wc'], ['yc']),
+                    h.make_node('ConvTranspose', ['yc', 'wt'], ['y'], strides=[2, 3], pads=[1, 0, 1, 0], output_padding=[1, 2], group=2, dilations=[2, 1])],
+    {'x': x, 'wt': wt}, {'wc': wc}, ['y'], [ref.numpy()])
+
+# 4. BN C path: double, float16, mixed (opset 15), training, rank 6, rank 2
+M = float(np.float32(0.8))
+for dt, tol in [(np.float64, (1e-9, 1e-12)), (np.float16, (2e-2, 2e-2))]:
+    x = rs.randn(3, 5, 4, 2).astype(dt); sc = rs.randn(5).astype(dt); bb = rs.randn(5).astype(dt); mu = rs.randn(5).astype(dt); va = (np.abs(rs.randn(5)) + .5).astype(dt)
+    ref = F.batch_norm(T(x.astype(np.float64)), T(mu.astype(np.float64)), T(va.astype(np.float64)), T(sc.astype(np.float64)), T(bb.astype(np.float64)), False, 0.1, 1e-5).numpy().astype(dt)
+    run('bn_%s' % dt.__name__, [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y'])], {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y'], [ref], opset=15, tol=tol)
+    rm = T(mu.astype(np.float64)).clone(); rv = T(va.astype(np.float64)).clone()
+    ref = F.batch_norm(T(x.astype(np.float64)), rm, rv, T(sc.astype(np.float64)), T(bb.astype(np.float64)), True, 0.2, 1e-3)
+    xd = x.astype(np.float64); bm = xd.mean(axis=(0, 2, 3)); bv = xd.var(axis=(0, 2, 3))
+    run('bn_train_%s' % dt.__name__, [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'], training_mode=1, momentum=0.8, epsilon=1e-3)],
+        {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y', 'rm', 'rv'],
+        [ref.numpy().astype(dt), (mu * M + bm * (1 - M)).astype(dt), (va * M + bv * (1 - M)).astype(dt)], opset=15, tol=tol)
+x = f32(2, 3, 2, 2, 3, 2); sc = f32(3); bb = f32(3); mu = f32(3); va = np.abs(f32(3)) + .5
+ref = F.batch_norm(T(x), T(mu), T(va), T(sc), T(bb), False, 0.1, 1e-5)
+run('bn_rank6', [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y'])], {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y'], [ref.numpy()])
+x = f32(4, 3)
+ref = F.batch_norm(T(x), T(mu), T(va), T(sc), T(bb), False, 0.1, 1e-5)
+run('bn_rank2', [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y'])], {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y'], [ref.numpy()])
+x = f32(6, 3, 5)
+rm = T(mu).clone(); rv = T(va).clone()
+ref = F.batch_norm(T(x), rm, rv, T(sc), T(bb), True, 0.1, 1e-5)
+bm = x.mean(axis=(0, 2)); bv = x.var(axis=(0, 2))
+run('bn_train_f32_opset9', [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y'])], {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y'], [F.batch_norm(T(x), T(mu), T(va), T(sc), T(bb), False, 0.1, 1e-5).numpy()], opset=9)
+run('bn_train_f32_14', [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'], training_mode=1)], {'x': x}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y', 'rm', 'rv'],
+    [ref.numpy(), mu * .9 + bm * .1, va * .9 + bv * .1], opset=14)
+
+# 5. pooling dtypes and C path features
+x = rs.randn(2, 3, 9, 8)
+run('gap_f64', [h.make_node('GlobalAveragePool', ['x'], ['y']), h.make_node('GlobalMaxPool', ['x'], ['z'])], {'x': x}, {}, ['y', 'z'], [x.mean(axis=(2, 3), keepdims=True), x.max(axis=(2, 3), keepdims=True)], tol=(1e-12, 1e-12))
+ref = F.avg_pool2d(T(x), 3, 2, 1, ceil_mode=True, count_include_pad=False)
+run('avgpool_f64', [h.make_node('AveragePool', ['x'], ['y'], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)], {'x': x}, {}, ['y'], [ref.numpy()], tol=(1e-12, 1e-12))
+xf = x.astype(np.float32)
+ref = F.max_pool2d(T(xf), (3, 2), (2, 3), (1, 1), dilation=(2, 1), ceil_mode=True)
+run('maxpool_ceil_dil', [h.make_node('MaxPool', ['x'], ['y'], kernel_shape=[3, 2], strides=[2, 3], pads=[1, 1, 1, 1], dilations=[2, 1], ceil_mode=1)], {'x': xf}, {}, ['y'], [ref.numpy()])
+ref = F.avg_pool2d(T(xf), 3, 2, 1, ceil_mode=True, count_include_pad=True)
+run('avgpool_ceil_incl', [h.make_node('AveragePool', ['x'], ['y'], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1)], {'x': xf}, {}, ['y'], [ref.numpy()])
+x3 = f32(1, 2, 5, 6, 7)
+ref = F.max_pool3d(T(x3), 2, (1, 2, 3), (1, 0, 1))
+run('maxpool3d', [h.make_node('MaxPool', ['x'], ['y'], kernel_shape=[2, 2, 2], strides=[1, 2, 3], pads=[1, 0, 1, 1, 0, 1])], {'x': x3}, {}, ['y'], [ref.numpy()])
+ref = F.avg_pool3d(T(x3), 2, (1, 2, 3), (1, 0, 1), count_include_pad=False)
+run('avgpool3d', [h.make_node('AveragePool', ['x'], ['y'], kernel_shape=[2, 2, 2], strides=[1, 2, 3], pads=[1, 0, 1, 1, 0, 1])], {'x': x3}, {}, ['y'], [ref.numpy()])
+x4 = f32(1, 2, 3, 4, 3, 4)  # 4 spatial dims: C kernel
+run('maxpool4d', [h.make_node('MaxPool', ['x'], ['y'], kernel_shape=[2, 2, 2, 2])], {'x': x4}, {}, ['y'],
+    [np.lib.stride_tricks.sliding_window_view(x4, (2, 2, 2, 2), axis=(2, 3, 4, 5)).max(axis=(-1, -2, -3, -4))])
+# 6. empty batch
+x = np.zeros((0, 8, 5, 5), np.float32); w = f32(4, 8, 3, 3); b = f32(4)
+run('conv_empty', [h.make_node('Conv', ['x', 'w', 'b'], ['y']), h.make_node('MaxPool', ['y'], ['z'], kernel_shape=[2, 2])], {'x': x}, {'w': w, 'b': b}, ['y', 'z'], [np.zeros((0, 4, 3, 3), np.float32), np.zeros((0, 4, 2, 2), np.float32)])
+# 8. MaxUnpool round trip vs torch, and a bad index
+x = f32(2, 3, 6, 8)
+mp, idx = F.max_pool2d(T(x), 2, 2, return_indices=True)
+ref = F.max_unpool2d(mp, idx, 2, 2)
+run('unpool', [h.make_node('MaxPool', ['x'], ['p', 'i'], kernel_shape=[2, 2], strides=[2, 2]),
+               h.make_node('MaxUnpool', ['p', 'i'], ['y'], kernel_shape=[2, 2], strides=[2, 2])], {'x': x}, {}, ['y'], [ref.numpy()])
+run('unpool_bad_index', [h.make_node('MaxUnpool', ['p', 'i'], ['y'], kernel_shape=[2, 2], strides=[2, 2])],
+    {'p': f32(1, 1, 2, 2), 'i': np.array([0, 1, 2, 99], np.int64).reshape(1, 1, 2, 2)}, {}, ['y'], [],
+    error='index 99 at position 3 of I is outside')
+# 9. clean errors
+x = f32(1, 4, 8, 8)
+run('err_channels', [h.make_node('Conv', ['x', 'w'], ['y'])], {'x': x}, {'w': f32(2, 3, 3, 3)}, ['y'], [], error='X has 4 channels')
+run('err_kernel', [h.make_node('Conv', ['x', 'w'], ['y'])], {'x': x}, {'w': f32(2, 4, 9, 9)}, ['y'], [], error='smaller than the kernel extent')
+run('err_4d_conv', [h.make_node('Conv', ['x', 'w'], ['y'])], {'x': f32(1, 1, 3, 3, 3, 3)}, {'w': f32(1, 1, 2, 2, 2, 2)}, ['y'], [], error='at most 3 supported')
+run('err_pool_pads', [h.make_node('MaxPool', ['x'], ['y'], kernel_shape=[2, 2], pads=[2, 2, 2, 2])], {'x': x}, {}, ['y'], [], error='smaller than the kernel extent')
+run('err_bn_spatial', [h.make_node('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], spatial=0)], {'x': x},
+    {'s': f32(4), 'b': f32(4), 'm': f32(4), 'v': f32(4)}, ['y'], [], opset=7, error='spatial=0')
+shutil.rmtree(D, ignore_errors=True)
+print('%d passed, %d failed' % (ok, fail))
+sys.exit(1 if fail else 0)
