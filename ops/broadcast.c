@@ -35,8 +35,11 @@ otl_status otl_bcast_init_dims(otl_kctx *k, otl_bcast *b, int n_in, const int *r
         b->dims[d] = dim;
     }
     b->numel = 1;
-    for (int d = 0; d < b->rank; d++)
+    for (int d = 0; d < b->rank; d++) {
+        if (b->dims[d] && b->numel > ((int64_t)1 << 40) / b->dims[d])
+            return otl_kfail(k, OTL_ERR_INPUT, "broadcast output has more than 2^40 elements");
         b->numel *= b->dims[d];
+    }
     for (int j = 0; j < n_in; j++) {
         int off = b->rank - ranks[j];
         int64_t s = 1;

@@ -2,7 +2,8 @@
  * activations share one table of functions, a oneDNN eltwise fast path for float32 where
  * oneDNN has the function, C loops otherwise, and double/int64 generic paths for other dtypes.
  * Op files define their otl_op with .infer = an infer that calls otl_unary_setup(k, code) and
- * .prepare/.forward/.release = otl_unary_prepare/forward/release. */
+ * .prepare/.forward/.release = otl_unary_prepare/forward/release. The environment variable
+ * OTL_NO_DNNL_ELTWISE (any value) keeps large float32 tensors on the C loops too (for tests). */
 #ifndef OTL_UNARY_H
 #define OTL_UNARY_H
 
