@@ -385,6 +385,42 @@ otl_status otl_train_graph_build(otl_train_graph **out, const otl_model *m, cons
                                  otl_error *err);
 void otl_train_graph_free(otl_train_graph *t);
 
+/* ------------------------------------------------------------ optimizers */
+
+typedef enum otl_opt_kind { OTL_OPT_SGD = 0, OTL_OPT_ADAM = 1, OTL_OPT_ADAMW = 2 } otl_opt_kind;
+
+typedef struct otl_optim_opts {
+    otl_opt_kind kind;
+    float momentum;       /* SGD */
+    float dampening;      /* SGD */
+    int nesterov;         /* SGD */
+    float weight_decay;   /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    float beta1, beta2;   /* Adam/AdamW; 0 means 0.9 / 0.999 */
+    float eps;            /* Adam/AdamW; 0 means 1e-8 */
+} otl_optim_opts;
+
+/* Parameters, gradients and optimizer state of n float32 tensors in one flat layout (PyTorch
+ * torch.optim semantics). Group g of a parameter selects its learning-rate multiplier. */
+typedef struct otl_optim {
+    otl_optim_opts o;
+    int n;
+    int64_t *offset, *numel; /* (n) */
+    float *lr_mult;          /* (n) per-parameter learning-rate multiplier (discriminative rates) */
+    int64_t total;
+    float *param, *grad;     /* (total) */
+    float *m, *v;            /* (total) momentum buffer / Adam moments, allocated as needed */
+    int64_t step;            /* optimizer steps taken */
+} otl_optim;
+
+otl_status otl_optim_new(otl_optim **out, int n, const int64_t *numel, const otl_optim_opts *o,
+                         otl_error *err);
+void otl_optim_free(otl_optim *opt);
+/* Scale all gradients so that their global L2 norm is at most max_norm (as
+ * torch.nn.utils.clip_grad_norm_); returns the norm before clipping. */
+double otl_optim_clip(otl_optim *opt, double max_norm);
+/* One update with base learning rate lr. */
+void otl_optim_step(otl_optim *opt, float lr);
+
 /* ------------------------------------------------------------ validation */
 
 /* Structural checks: names present, every node input produced (graph input, initializer, node

@@ -20,3 +20,9 @@ add_test(NAME unit.npy.numpy
   COMMAND ${PYTHON} ${_otl_unit_dir}/check_npy_numpy.py $<TARGET_FILE:test_npy>
           ${_otl_unit_dir}/data ${CMAKE_CURRENT_BINARY_DIR}/unit_npy_numpy_out)
 set_tests_properties(unit.npy unit.npy.numpy PROPERTIES LABELS "unit;asan" TIMEOUT 120)
+
+# Optimizers against torch.optim trajectories (goldens made by make_optim_goldens.py).
+add_executable(test_optim ${_otl_unit_dir}/test_optim.c)
+target_link_libraries(test_optim PRIVATE onnxtl)
+add_test(NAME unit.optim COMMAND test_optim ${_otl_unit_dir}/data/optim)
+set_tests_properties(unit.optim PROPERTIES LABELS "unit;asan" TIMEOUT 60)
