@@ -1,10 +1,17 @@
 # gradcheck.cmake - per-op finite-difference checks of the gradient rules (tests/gradcheck).
-# One CTest entry per op: gradcheck.<Op> builds that op's cases (run_gradcheck.py) and checks
-# each with otl_gradcheck. Add an op here when its gradient rule lands.
+# One CTest entry per op: gradcheck.<Op> builds that op's cases and checks each with
+# otl_gradcheck. The ops come from the '# ops: A B C' line of each tests/gradcheck/cases_*.py.
 add_executable(otl_gradcheck ${CMAKE_CURRENT_LIST_DIR}/gradcheck/gradcheck.c)
 target_link_libraries(otl_gradcheck PRIVATE onnxtl)
 
-set(OTL_GRADCHECK_OPS Identity)
+file(GLOB _otl_gc_files CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/gradcheck/cases_*.py)
+set(OTL_GRADCHECK_OPS)
+foreach(f ${_otl_gc_files})
+  file(STRINGS ${f} _line REGEX "^# ops:")
+  string(REGEX REPLACE "^# ops:[ ]*" "" _line "${_line}")
+  separate_arguments(_ops UNIX_COMMAND "${_line}")
+  list(APPEND OTL_GRADCHECK_OPS ${_ops})
+endforeach()
 foreach(op ${OTL_GRADCHECK_OPS})
   add_test(NAME gradcheck.${op}
     COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/gradcheck/run_gradcheck.py

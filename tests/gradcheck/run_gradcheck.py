@@ -1,52 +1,28 @@
 #!/usr/bin/python3
 """run_gradcheck.py GRADCHECK_BIN OP WORKDIR - finite-difference checks of OP's gradient rule.
 
-Builds the small models of CASES[OP] (several shapes and attribute combinations; every float
-initializer is a parameter) with python-onnx, runs otl_gradcheck on each with the case's
-tolerances, and exits 1 if any case fails. Adding a gradient rule means adding its cases here.
+Builds the small models of OP's cases (tests/gradcheck/cases_*.py; several shapes and attribute
+combinations; every float initializer is a parameter) with python-onnx, runs otl_gradcheck on
+each with the case's tolerances, and exits 1 if any case fails. Adding a gradient rule means
+adding its cases to the family's cases file and its name to that file's '# ops:' line.
 """
+import glob
+import importlib
 import os
 import subprocess
 import sys
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-RNG = np.random.RandomState(1234)
-
-
-def rand(*shape, lo=-1.0, hi=1.0):
-    return RNG.uniform(lo, hi, size=shape).astype(np.float32)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def model(op, inputs, attrs=None, opset=13, n_outputs=1, domain="", extra_nodes=()):
-    """One node `op` whose inputs are initializers (name, array) or None (omitted)."""
-    inits, names = [], []
-    for i, arr in enumerate(inputs):
-        if arr is None:
-            names.append("")
-            continue
-        name = f"in{i}"
-        names.append(name)
-        inits.append(numpy_helper.from_array(arr, name))
-    outs = [f"out{k}" for k in range(n_outputs)]
-    node = helper.make_node(op, names, outs, name=f"{op.lower()}_node", domain=domain, **(attrs or {}))
-    graph = helper.make_graph([node, *extra_nodes], "gradcheck", [],
-                              [helper.make_tensor_value_info(outs[0], TensorProto.FLOAT, None)], inits)
-    imports = [helper.make_opsetid("", opset)]
-    if domain:
-        imports.append(helper.make_opsetid(domain, 1))
-    return helper.make_model(graph, opset_imports=imports)
-
-
-# op -> list of (case name, model, extra otl_gradcheck arguments)
-CASES = {
-    "Identity": [
-        ("vector", model("Identity", [rand(7)]), []),
-        ("matrix", model("Identity", [rand(3, 4)]), []),
-    ],
-}
+def all_cases():
+    cases = {}
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases_*.py"))):
+        mod = importlib.import_module(os.path.splitext(os.path.basename(path))[0])
+        cases.update(mod.CASES)
+    return cases
 
 
 def main():
@@ -54,6 +30,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     binary, op, work = sys.argv[1:]
+    CASES = all_cases()
     if op not in CASES:
         print(f"run_gradcheck: no cases for op '{op}'", file=sys.stderr)
         return 1
