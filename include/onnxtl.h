@@ -329,6 +329,8 @@ typedef struct otl_session_opts {
     int training;       /* training semantics: Dropout on, BatchNormalization batch statistics */
     int bn_frozen;      /* with training: BatchNormalization keeps using running statistics */
     uint64_t seed;      /* for Dropout and other random ops */
+    int no_fuse;        /* inference: keep Conv/BatchNormalization/activations as separate ops
+                           (also when the environment sets OTL_NO_FUSE=1) */
 } otl_session_opts;
 
 /* Prepare to run m (which must outlive the session). Unsupported ops are reported here, naming

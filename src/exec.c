@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/fuse.h"
 #include "ops/op.h"
 #include "src/strmap.h"
 #include "src/util.h"
@@ -39,6 +40,8 @@ typedef struct plan {
 
 struct otl_session {
     const otl_model *m;
+    const otl_graph *g;    /* the graph planned: the model's, or a fused view of it */
+    otl_fused *fused;
     otl_session_opts opts;
     otl_engine eng;
     int *order;
@@ -115,6 +118,7 @@ void otl_session_free(otl_session *s)
     if (!s)
         return;
     plan_free(s->plan);
+    otl_fused_free(s->fused);
     engine_free(&s->eng);
     free(s->order);
     free(s);
@@ -122,7 +126,10 @@ void otl_session_free(otl_session *s)
 
 static int64_t node_opset(const otl_model *m, const otl_node *n)
 {
-    return otl_model_opset(m, n->domain);
+    int64_t v = otl_model_opset(m, n->domain);
+    if (v < 0 && strcmp(n->domain, "onnx_tl") == 0)
+        v = 1; /* our private ops, e.g. fused nodes made by the session itself */
+    return v;
 }
 
 otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_session_opts *opts,
@@ -133,6 +140,7 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
     if (!s)
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     s->m = m;
+    s->g = m->graph;
     if (opts)
         s->opts = *opts;
     const otl_graph *g = m->graph;
@@ -157,6 +165,18 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
                                sfile(s), n->name, n->op_type, *n->domain ? n->domain : "",
                                *n->domain ? "." : "", n->op_type, (long long)opset,
                                why ? " (" : "", why ? why : "", why ? ")" : "");
+    }
+    /* inference: fold BatchNormalization and fuse Conv chains (never for training graphs) */
+    const char *nofuse = getenv("OTL_NO_FUSE");
+    if (!st && !s->opts.training && !s->opts.no_fuse && !(nofuse && *nofuse && strcmp(nofuse, "0")) &&
+        otl_op_find("onnx_tl", "FusedConv", 1, NULL)) {
+        st = otl_fuse_inference(m, &s->fused, err);
+        if (!st) {
+            s->g = s->fused->g;
+            free(s->order);
+            s->order = NULL;
+            st = otl_graph_toposort(s->g, &s->order, m->path, err);
+        }
     }
     if (!st)
         st = engine_init(&s->eng, s->opts.threads, sfile(s), err);
@@ -513,7 +533,7 @@ static int is_shape_like(const otl_tensor *t)
 static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const *inputs, int n_inputs,
                              otl_error *err)
 {
-    const otl_graph *g = s->m->graph;
+    const otl_graph *g = s->g;
     const char *file = sfile(s);
     *out = NULL;
     plan *p = calloc(1, sizeof *p);
@@ -712,7 +732,7 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
 {
     *outputs = NULL;
     *n_outputs = 0;
-    const otl_graph *g = s->m->graph;
+    const otl_graph *g = s->g;
     for (int i = 0; i < n_inputs; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(inputs[i]->name, inputs[j]->name) == 0)

@@ -1,0 +1,398 @@
+/* fuse.c - inference-time graph rewrites: fold BatchNormalization into the preceding Conv and
+ * fuse Conv with what follows it (an activation, a residual Add, Add+Relu) into one
+ * onnx_tl.FusedConv node that oneDNN runs with post-ops.
+ *
+ * The result is a shallow view of the model's graph: it shares inputs, outputs, value_info,
+ * initializers and untouched nodes with the original and owns only what it created (fused
+ * nodes, folded weights). The user's model is never modified. Training graphs are not fused:
+ * autodiff needs the intermediate values. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/fuse.h"
+#include "src/strmap.h"
+#include "src/util.h"
+
+void otl_fused_free(otl_fused *f)
+{
+    if (!f)
+        return;
+    if (f->g) {
+        free(f->g->nodes);
+        free(f->g->inits);
+        free(f->g);
+    }
+    for (int i = 0; i < f->n_nodes; i++)
+        otl_node_free(f->nodes[i]);
+    free(f->nodes);
+    for (int i = 0; i < f->n_inits; i++)
+        otl_tensor_free(f->inits[i]);
+    free(f->inits);
+    free(f);
+}
+
+static int is_default(const otl_node *n)
+{
+    return !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
+}
+
+typedef struct fctx {
+    const otl_model *m;
+    const otl_graph *g;
+    otl_fused *f;
+    otl_strmap uses;      /* value -> number of consumers (graph outputs count as many) */
+    otl_strmap producer;  /* value -> node index */
+    char *dead;           /* per original node: replaced */
+    int failed;
+} fctx;
+
+static int uses(const fctx *c, const char *name)
+{
+    return otl_strmap_get(&c->uses, name, 0);
+}
+
+static const otl_node *sole_consumer(const fctx *c, const char *name, int *idx)
+{
+    if (uses(c, name) != 1)
+        return NULL;
+    for (int i = 0; i < c->g->n_nodes; i++) {
+        const otl_node *n = c->g->nodes[i];
+        if (c->dead[i])
+            continue;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (strcmp(n->inputs[k], name) == 0) {
+                *idx = i;
+                return n;
+            }
+    }
+    return NULL;
+}
+
+static const otl_tensor *init_of(const fctx *c, const char *name)
+{
+    if (!name || !*name)
+        return NULL;
+    const otl_tensor *t = otl_graph_find_init(c->g, name);
+    if (t)
+        return t;
+    for (int i = 0; i < c->f->n_inits; i++)
+        if (strcmp(c->f->inits[i]->name, name) == 0)
+            return c->f->inits[i];
+    return NULL;
+}
+
+static otl_tensor *own_init(fctx *c, otl_tensor *t)
+{
+    otl_tensor **a = t ? realloc(c->f->inits, (size_t)(c->f->n_inits + 1) * sizeof *a) : NULL;
+    if (!a) {
+        otl_tensor_free(t);
+        c->failed = 1;
+        return NULL;
+    }
+    c->f->inits = a;
+    a[c->f->n_inits++] = t;
+    return t;
+}
+
+static otl_node *own_node(fctx *c, otl_node *n)
+{
+    otl_node **a = n ? realloc(c->f->nodes, (size_t)(c->f->n_nodes + 1) * sizeof *a) : NULL;
+    if (!a) {
+        otl_node_free(n);
+        c->failed = 1;
+        return NULL;
+    }
+    c->f->nodes = a;
+    a[c->f->n_nodes++] = n;
+    return n;
+}
+
+/* Activation attributes of a node FusedConv can absorb; 0 when it cannot. */
+static int activation_of(const fctx *c, const otl_node *n, const char **act, float *params, int *n_params)
+{
+    *n_params = 0;
+    if (!is_default(n) || n->n_outputs != 1)
+        return 0;
+    if (strcmp(n->op_type, "Relu") == 0 || strcmp(n->op_type, "HardSwish") == 0 ||
+        strcmp(n->op_type, "Sigmoid") == 0 || strcmp(n->op_type, "Tanh") == 0) {
+        *act = n->op_type;
+        return 1;
+    }
+    if (strcmp(n->op_type, "LeakyRelu") == 0) {
+        const otl_attr *a = otl_node_attr(n, "alpha");
+        *act = n->op_type;
+        params[0] = a ? a->f : 0.01f;
+        *n_params = 1;
+        return 1;
+    }
+    if (strcmp(n->op_type, "Clip") == 0) {
+        float lo = -INFINITY, hi = INFINITY;
+        if (otl_model_opset(c->m, "") < 11) {
+            const otl_attr *a = otl_node_attr(n, "min"), *b = otl_node_attr(n, "max");
+            lo = a ? a->f : lo;
+            hi = b ? b->f : hi;
+        } else {
+            for (int k = 1; k < 3 && k < n->n_inputs; k++) {
+                if (!*n->inputs[k])
+                    continue;
+                const otl_tensor *t = init_of(c, n->inputs[k]);
+                if (!t || t->dtype != OTL_DTYPE_FLOAT || t->numel != 1)
+                    return 0;
+                float v = *(const float *)t->data;
+                if (k == 1)
+                    lo = v;
+                else
+                    hi = v;
+            }
+        }
+        *act = "Clip";
+        params[0] = lo;
+        params[1] = hi;
+        *n_params = 2;
+        return 1;
+    }
+    return 0;
+}
+
+/* Ops whose output has the shape of their (first) input in a CNN: a residual operand made by one
+ * of them has the conv output's shape whenever the Add does not broadcast in practice. */
+static int same_shape_producer(const fctx *c, const char *name)
+{
+    static const char *const ops[] = {"Conv", "BatchNormalization", "Relu", "Clip", "HardSwish",
+                                      "LeakyRelu", "Add", "MaxPool", "AveragePool", "Sigmoid", NULL};
+    int p = otl_strmap_get(&c->producer, name, -1);
+    if (p < 0)
+        return 0;
+    const otl_node *n = c->g->nodes[p];
+    if (strcmp(n->domain, "onnx_tl") == 0 && strcmp(n->op_type, "FusedConv") == 0)
+        return 1;
+    if (!is_default(n))
+        return 0;
+    for (int i = 0; ops[i]; i++)
+        if (strcmp(n->op_type, ops[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Fold BatchNormalization (inference) into the conv's weights: W' = W * s, B' = (B - mean) * s + beta,
+ * s = gamma / sqrt(var + eps). Returns 1 and the new weight/bias names on success. */
+static int fold_bn(fctx *c, const otl_node *conv, const otl_node *bn, const char **w_name, const char **b_name)
+{
+    if (!is_default(bn) || bn->n_inputs < 5 || bn->n_outputs < 1)
+        return 0;
+    for (int k = 1; k < bn->n_outputs; k++)
+        if (*bn->outputs[k])
+            return 0;
+    const otl_attr *tm = otl_node_attr(bn, "training_mode");
+    if (tm && tm->i)
+        return 0;
+    const otl_tensor *w = init_of(c, conv->inputs[1]);
+    const otl_tensor *b = conv->n_inputs > 2 && *conv->inputs[2] ? init_of(c, conv->inputs[2]) : NULL;
+    const otl_tensor *p[4];
+    for (int k = 0; k < 4; k++)
+        p[k] = init_of(c, bn->inputs[1 + k]);
+    if (!w || w->dtype != OTL_DTYPE_FLOAT || w->rank < 3 || (conv->n_inputs > 2 && *conv->inputs[2] && !b))
+        return 0;
+    int64_t oc = w->dims[0], per = oc ? w->numel / oc : 0;
+    for (int k = 0; k < 4; k++)
+        if (!p[k] || p[k]->dtype != OTL_DTYPE_FLOAT || p[k]->numel != oc)
+            return 0;
+    if (b && (b->dtype != OTL_DTYPE_FLOAT || b->numel != oc))
+        return 0;
+    const otl_attr *ea = otl_node_attr(bn, "epsilon");
+    double eps = ea ? ea->f : 1e-5;
+    char name[600];
+    snprintf(name, sizeof name, "%s::folded_w", bn->name);
+    otl_tensor *nw = own_init(c, otl_tensor_new(name, OTL_DTYPE_FLOAT, w->rank, w->dims));
+    snprintf(name, sizeof name, "%s::folded_b", bn->name);
+    otl_tensor *nb = own_init(c, otl_tensor_new(name, OTL_DTYPE_FLOAT, 1, &oc));
+    if (!nw || !nb || !(nw->data = malloc(w->nbytes ? w->nbytes : 1)) || !(nb->data = malloc((size_t)oc * 4 + 4))) {
+        c->failed = 1;
+        return 0;
+    }
+    nw->nbytes = w->nbytes;
+    nb->nbytes = (size_t)oc * 4;
+    const float *W = w->data, *B = b ? b->data : NULL, *gam = p[0]->data, *bet = p[1]->data,
+                *mean = p[2]->data, *var = p[3]->data;
+    float *NW = nw->data, *NB = nb->data;
+    for (int64_t o = 0; o < oc; o++) {
+        double s = gam[o] / sqrt((double)var[o] + eps);
+        for (int64_t j = 0; j < per; j++)
+            NW[o * per + j] = (float)(W[o * per + j] * s);
+        NB[o] = (float)(((B ? B[o] : 0.0) - mean[o]) * s + bet[o]);
+    }
+    *w_name = nw->name;
+    *b_name = nb->name;
+    return 1;
+}
+
+static int copy_attrs(otl_node *dst, const otl_node *src)
+{
+    for (int i = 0; i < src->n_attrs; i++) {
+        const otl_attr *a = &src->attrs[i];
+        otl_attr *d;
+        if (otl_node_add_attr(dst, a->name, a->type, &d))
+            return 0;
+        d->f = a->f;
+        d->i = a->i;
+        if (a->s.data && !(d->s.data = otl_memdup(a->s.data, a->s.len + 1)))
+            return 0;
+        d->s.len = a->s.len;
+        if (a->n_ints && !(d->ints = otl_memdup(a->ints, a->n_ints * sizeof *a->ints)))
+            return 0;
+        d->n_ints = a->n_ints;
+        if (a->n_floats && !(d->floats = otl_memdup(a->floats, a->n_floats * sizeof *a->floats)))
+            return 0;
+        d->n_floats = a->n_floats;
+        if (a->type != OTL_ATTR_INT && a->type != OTL_ATTR_INTS && a->type != OTL_ATTR_FLOAT &&
+            a->type != OTL_ATTR_FLOATS && a->type != OTL_ATTR_STRING)
+            return 0;
+    }
+    return 1;
+}
+
+/* Try to fuse the Conv at index ci; returns the fused node (owned) or NULL. */
+static otl_node *fuse_conv(fctx *c, int ci)
+{
+    const otl_node *conv = c->g->nodes[ci];
+    if (!is_default(conv) || strcmp(conv->op_type, "Conv") != 0 || conv->n_inputs < 2 || conv->n_outputs != 1)
+        return NULL;
+    const char *x = conv->inputs[0], *w = conv->inputs[1];
+    const char *b = conv->n_inputs > 2 ? conv->inputs[2] : "";
+    const char *y = conv->outputs[0], *z = "", *act = "";
+    float params[2];
+    int n_params = 0, idx, bn_i = -1, add_i = -1, act_i = -1;
+    const otl_node *next = sole_consumer(c, y, &idx);
+    if (next && is_default(next) && strcmp(next->op_type, "BatchNormalization") == 0 &&
+        strcmp(next->inputs[0], y) == 0 && fold_bn(c, conv, next, &w, &b)) {
+        bn_i = idx;
+        y = next->outputs[0];
+        next = sole_consumer(c, y, &idx);
+    }
+    if (next && is_default(next) && strcmp(next->op_type, "Add") == 0 && next->n_inputs == 2 &&
+        strcmp(next->inputs[0], next->inputs[1]) != 0) {
+        const char *other = strcmp(next->inputs[0], y) == 0 ? next->inputs[1] : next->inputs[0];
+        if (same_shape_producer(c, other)) {
+            z = other;
+            add_i = idx;
+            y = next->outputs[0];
+            next = sole_consumer(c, y, &idx);
+        }
+    }
+    if (next && activation_of(c, next, &act, params, &n_params)) {
+        act_i = idx;
+        y = next->outputs[0];
+    }
+    if (bn_i < 0 && add_i < 0 && act_i < 0)
+        return NULL;
+    char name[600];
+    snprintf(name, sizeof name, "%s::fused", conv->name);
+    otl_node *f = own_node(c, otl_node_new(name, "FusedConv", "onnx_tl"));
+    const char *in[4] = {x, w, b, z}, *out[1] = {y};
+    int n_in = *z ? 4 : (*b ? 3 : 2);
+    otl_attr *a;
+    int bad = !f || otl_node_set_io(f, n_in, in, 1, out) || !copy_attrs(f, conv) ||
+              otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a);
+    if (!bad) {
+        a->s.data = (uint8_t *)otl_strdup(act);
+        a->s.len = strlen(act);
+        bad = !a->s.data || otl_node_add_attr(f, "activation_params", OTL_ATTR_FLOATS, &a);
+    }
+    if (!bad && n_params) {
+        a->floats = otl_memdup(params, (size_t)n_params * sizeof(float));
+        a->n_floats = (size_t)n_params;
+        bad = !a->floats;
+    }
+    if (bad) {
+        c->failed = 1;
+        return NULL;
+    }
+    c->dead[ci] = 1;
+    if (bn_i >= 0)
+        c->dead[bn_i] = 1;
+    if (add_i >= 0)
+        c->dead[add_i] = 1;
+    if (act_i >= 0)
+        c->dead[act_i] = 1;
+    return f;
+}
+
+otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *err)
+{
+    *out = NULL;
+    const otl_graph *g = m->graph;
+    const char *file = m->path ? m->path : "(model)";
+    otl_fused *f = calloc(1, sizeof *f);
+    fctx c = {.m = m, .g = g, .f = f};
+    c.dead = calloc((size_t)g->n_nodes + 1, 1);
+    int ok = f && c.dead && otl_strmap_init(&c.uses, (size_t)g->n_nodes * 2) &&
+             otl_strmap_init(&c.producer, (size_t)g->n_nodes * 2);
+    /* graphs with subgraphs are left alone (outer-scope uses are not counted here) */
+    for (int i = 0; ok && i < g->n_nodes; i++)
+        for (int a = 0; a < g->nodes[i]->n_attrs; a++)
+            if (g->nodes[i]->attrs[a].g || g->nodes[i]->attrs[a].n_graphs)
+                ok = -1;
+    if (ok == 1) {
+        for (int i = 0; i < g->n_nodes; i++) {
+            const otl_node *n = g->nodes[i];
+            for (int k = 0; k < n->n_inputs; k++)
+                if (*n->inputs[k])
+                    otl_strmap_put(&c.uses, n->inputs[k], uses(&c, n->inputs[k]) + 1);
+            for (int k = 0; k < n->n_outputs; k++)
+                if (*n->outputs[k])
+                    otl_strmap_put(&c.producer, n->outputs[k], i);
+        }
+        for (int i = 0; i < g->n_outputs; i++)
+            otl_strmap_put(&c.uses, g->outputs[i]->name, 1000000);
+    }
+    otl_graph *fg = ok ? calloc(1, sizeof *fg) : NULL;
+    if (fg) {
+        *fg = *g;
+        fg->nodes = calloc((size_t)g->n_nodes + 1, sizeof *fg->nodes);
+        fg->n_nodes = 0;
+        fg->inits = NULL;
+        f->g = fg;
+    }
+    if (!fg || !fg->nodes) {
+        if (c.dead)
+            free(c.dead);
+        if (c.uses.cap)
+            otl_strmap_free(&c.uses);
+        if (c.producer.cap)
+            otl_strmap_free(&c.producer);
+        otl_fused_free(f);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    /* rewrite, keeping the original order (a fused node takes its conv's place; its residual
+       input may come later in that order, which the executor's topological sort handles) */
+    otl_node **slot = calloc((size_t)g->n_nodes + 1, sizeof *slot);
+    if (!slot)
+        c.failed = 1;
+    for (int i = 0; slot && ok == 1 && i < g->n_nodes && !c.failed; i++)
+        if (!c.dead[i])
+            slot[i] = fuse_conv(&c, i);
+    for (int i = 0; slot && i < g->n_nodes; i++) {
+        if (slot[i])
+            fg->nodes[fg->n_nodes++] = slot[i];
+        else if (!c.dead[i])
+            fg->nodes[fg->n_nodes++] = g->nodes[i];
+    }
+    free(slot);
+    fg->n_inits = g->n_inits + f->n_inits;
+    fg->inits = calloc((size_t)fg->n_inits + 1, sizeof *fg->inits);
+    if (fg->inits) {
+        memcpy(fg->inits, g->inits, (size_t)g->n_inits * sizeof *fg->inits);
+        memcpy(fg->inits + g->n_inits, f->inits, (size_t)f->n_inits * sizeof *fg->inits);
+    }
+    free(c.dead);
+    otl_strmap_free(&c.uses);
+    otl_strmap_free(&c.producer);
+    if (c.failed || !fg->inits) {
+        otl_fused_free(f);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory while fusing", file);
+    }
+    *out = f;
+    return OTL_OK;
+}

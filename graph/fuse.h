@@ -1,0 +1,19 @@
+/* fuse.h - inference-time rewrites (BatchNormalization folding, Conv + activation / residual
+ * Add fusion into onnx_tl.FusedConv). See graph/fuse.c. */
+#ifndef OTL_FUSE_H
+#define OTL_FUSE_H
+
+#include "onnxtl.h"
+
+typedef struct otl_fused {
+    otl_graph *g;          /* shallow view: shares everything but `nodes`/`inits` arrays with the model */
+    int n_nodes;
+    otl_node **nodes;      /* nodes created by fusion (owned) */
+    int n_inits;
+    otl_tensor **inits;    /* folded weights (owned) */
+} otl_fused;
+
+otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *err);
+void otl_fused_free(otl_fused *f);
+
+#endif
