@@ -58,8 +58,9 @@ otl_status otl_optim_new(otl_optim **out, int n, const int64_t *numel, const otl
     o->m = need_m ? aligned_alloc(64, bytes) : NULL;
     o->v = need_v ? aligned_alloc(64, bytes) : NULL;
     if (!o->param || !o->grad || (need_m && !o->m) || (need_v && !o->v)) {
+        long long total = (long long)o->total;
         otl_optim_free(o);
-        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory for %lld parameters", (long long)o->total);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory for %lld parameters", total);
     }
     memset(o->param, 0, bytes);
     memset(o->grad, 0, bytes);
