@@ -4,4 +4,4 @@
     X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Split) X(Slice)       \
     X(Gather) X(Expand) X(Tile) X(ConstantOfShape) X(Range) X(Size) X(Pad) X(Resize)            \
     X(Upsample) X(Dropout) X(GatherElements) X(ScatterElements) X(Scatter) X(ScatterND)         \
-    X(DepthToSpace) X(SpaceToDepth)
+    X(DepthToSpace) X(SpaceToDepth) X(GatherND)

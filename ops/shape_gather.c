@@ -1,4 +1,4 @@
-/* shape_gather.c - Gather (along any axis) and GatherElements: negative indices, indices
+/* shape_gather.c - Gather (along any axis), GatherElements and GatherND: negative indices, indices
  * range-checked at run time; any fixed-size data dtype, int32/int64 indices. Differentiable
  * input: data (embedding tables: its gradient scatter-adds the output gradient rows); indices
  * are not differentiable. */
@@ -164,4 +164,90 @@ static otl_status gather_elements_fwd(otl_kctx *k)
 const otl_op otl_op_GatherElements = {
     .op_type = "GatherElements", .domain = "", .since = 11, .until = 22,
     .infer = gather_elements_infer, .forward = gather_elements_fwd,
+};
+
+/* ---------------------------------------------------------------- GatherND */
+
+typedef struct gather_nd_state {
+    int bd;                      /* batch_dims */
+    int64_t batch, n, kk, slice; /* batches, index tuples per batch, tuple length, elements per slice */
+    size_t esz;
+} gather_nd_state;
+
+static otl_status gather_nd_infer(otl_kctx *k)
+{
+    otl_status st;
+    size_t esz;
+    if ((st = otl_movable(k, 0, &esz)) || (st = otl_check_in(k, 1, index_types)))
+        return st;
+    gather_nd_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->esz = esz;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    int64_t b = 0;
+    if (k->opset >= 12 && (st = otl_attr_int(k, "batch_dims", 0, &b)))
+        return st;
+    if (x->rank < 1 || ix->rank < 1 || b < 0 || b >= x->rank || b >= ix->rank)
+        return otl_kfail(k, OTL_ERR_INPUT, "invalid ranks (data %d, indices %d) for batch_dims %lld", x->rank, ix->rank,
+                         (long long)b);
+    s->bd = (int)b;
+    s->batch = 1;
+    for (int d = 0; d < b; d++) {
+        if (x->dims[d] != ix->dims[d])
+            return otl_kfail(k, OTL_ERR_INPUT, "batch dimension %d differs between data and indices", d);
+        s->batch *= x->dims[d];
+    }
+    s->kk = ix->dims[ix->rank - 1];
+    if (s->kk < 1 || s->kk > x->rank - b)
+        return otl_kfail(k, OTL_ERR_INPUT, "the last dimension of indices (%lld) must be in [1, %lld]", (long long)s->kk,
+                         (long long)(x->rank - b));
+    int64_t dims[OTL_MAX_RANK];
+    int r = 0;
+    s->n = 1;
+    for (int d = 0; d < ix->rank - 1; d++) {
+        dims[r++] = ix->dims[d];
+        if (d >= b)
+            s->n *= ix->dims[d];
+    }
+    s->slice = 1;
+    for (int d = (int)(b + s->kk); d < x->rank; d++) {
+        if (r >= OTL_MAX_RANK)
+            return otl_kfail(k, OTL_ERR_UNSUPPORTED, "output rank exceeds the supported %d", OTL_MAX_RANK);
+        dims[r++] = x->dims[d];
+        s->slice *= x->dims[d];
+    }
+    return otl_rt_set(k, k->out[0], x->dtype, r, dims);
+}
+
+static otl_status gather_nd_fwd(otl_kctx *k)
+{
+    gather_nd_state *s = k->state;
+    const otl_rt *x = k->in[0], *ix = k->in[1];
+    int64_t xs[OTL_MAX_RANK];
+    otl_strides_c(x->rank, x->dims, xs);
+    int bd = s->bd;
+    int64_t bstride = bd > 0 ? xs[bd - 1] : 0; /* elements per batch in data */
+    size_t row = (size_t)s->slice * s->esz;
+    for (int64_t bi = 0; bi < s->batch; bi++)
+        for (int64_t j = 0; j < s->n; j++) {
+            int64_t t = bi * s->n + j, off = bi * bstride;
+            for (int64_t c = 0; c < s->kk; c++) {
+                int64_t v = ix->dtype == OTL_DTYPE_INT64 ? ((const int64_t *)ix->data)[t * s->kk + c]
+                                                          : ((const int32_t *)ix->data)[t * s->kk + c];
+                int64_t D = x->dims[bd + c];
+                if (v < -D || v >= D)
+                    return otl_kfail(k, OTL_ERR_INPUT, "indices '%s': value %lld is out of range [%lld, %lld) for axis %lld",
+                                     ix->name, (long long)v, (long long)-D, (long long)D, (long long)(bd + c));
+                off += (v < 0 ? v + D : v) * xs[bd + c];
+            }
+            memcpy((char *)k->out[0]->data + (size_t)t * row, (const char *)x->data + (size_t)off * s->esz, row);
+        }
+    return OTL_OK;
+}
+
+const otl_op otl_op_GatherND = {
+    .op_type = "GatherND", .domain = "", .since = 11, .until = 22,
+    .infer = gather_nd_infer, .forward = gather_nd_fwd,
 };
