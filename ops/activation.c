@@ -1,7 +1,8 @@
 /* activation.c - activations: the single-input ones on the unary engine (ops/unary.c: Relu,
  * LeakyRelu, Elu, Selu, Celu, Sigmoid, HardSigmoid, HardSwish, Tanh, Gelu, Softplus, Softsign,
  * Mish, ThresholdedRelu, Shrink) and PRelu (slope broadcast to X) and Clip (bounds as attributes
- * before opset 11, optional scalar inputs since). Differentiable inputs: X; PRelu's slope. */
+ * before opset 11, optional scalar inputs since). The single-input ones and Clip accept oneDNN
+ * blocked layouts (see ops/unary.h). Differentiable inputs: X; PRelu's slope. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -133,6 +134,10 @@ const otl_op otl_op_PRelu = {
 
 typedef struct clip_state {
     float amin, amax;          /* opset < 11: attributes */
+    float lo, hi;              /* blocked float32 input with bounds known at plan time */
+    int blocked_dnnl;
+    otl_eltwise e;
+    otl_plain pin;             /* other blocked inputs: plain copy */
 } clip_state;
 
 typedef struct clip_ctx {
@@ -166,6 +171,8 @@ static otl_status clip_infer(otl_kctx *k)
             if (!otl_has_in(k, i))
                 continue;
             const otl_rt *b = k->in[i];
+            if (b->blocked)
+                return otl_kfail(k, OTL_ERR_UNSUPPORTED, "input %d '%s' in a blocked layout", i, b->name);
             if (b->dtype != k->in[0]->dtype)
                 return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' has dtype %s, X has %s", i, b->name,
                                  otl_dtype_name(b->dtype), otl_dtype_name(k->in[0]->dtype));
@@ -174,7 +181,45 @@ static otl_status clip_infer(otl_kctx *k)
                                  b->name, (long long)b->numel);
         }
     }
+    /* a blocked float32 input with bounds known now (lo <= hi) stays blocked through oneDNN */
+    const otl_rt *x = k->in[0];
+    if (x->blocked && x->dtype == OTL_DTYPE_FLOAT) {
+        int known = 1;
+        s->lo = k->opset < 11 ? s->amin : -INFINITY;
+        s->hi = k->opset < 11 ? s->amax : INFINITY;
+        for (int i = 1; k->opset >= 11 && i <= 2; i++) {
+            if (!otl_has_in(k, i))
+                continue;
+            if (!k->in[i]->is_const) {
+                known = 0;
+                continue;
+            }
+            float v = *(const float *)k->in[i]->data;
+            *(i == 1 ? &s->lo : &s->hi) = v;
+        }
+        if (known && s->lo <= s->hi) {
+            s->blocked_dnnl = 1;
+            return otl_rt_set_md(k, k->out[0], x->dtype, x->rank, x->dims, &x->md);
+        }
+    }
     return otl_rt_like(k, k->out[0], k->in[0]);
+}
+
+static otl_status clip_prepare(otl_kctx *k)
+{
+    clip_state *s = k->state;
+    if (s->blocked_dnnl)
+        return otl_eltwise_create(k, dnnl_eltwise_clip, s->lo, s->hi, &k->in[0]->md, &s->e);
+    return otl_plain_prepare(k, k->in[0], &s->pin);
+}
+
+static void clip_release(otl_kctx *k)
+{
+    clip_state *s = k->state;
+    if (!s)
+        return;
+    otl_eltwise_release(&s->e);
+    otl_plain_release(&s->pin);
 }
 
 static void clip_range(void *ctx, int64_t start, int64_t end)
@@ -228,7 +273,14 @@ static void clip_range(void *ctx, int64_t start, int64_t end)
 static otl_status clip_forward(otl_kctx *k)
 {
     clip_state *s = k->state;
-    clip_ctx c = {.dt = k->in[0]->dtype, .x = k->in[0]->data, .y = k->out[0]->data};
+    if (k->out[0]->numel == 0)
+        return OTL_OK;
+    if (s->e.prim)
+        return otl_eltwise_run(k, &s->e, k->in[0]->data, k->out[0]->data);
+    clip_ctx c = {.dt = k->in[0]->dtype, .y = k->out[0]->data};
+    otl_status st = otl_plain_get(k, k->in[0], &s->pin, &c.x);
+    if (st)
+        return st;
     if (k->opset < 11) {
         c.has_lo = c.has_hi = 1;
         c.lo = s->amin;
@@ -257,5 +309,6 @@ static otl_status clip_forward(otl_kctx *k)
 
 const otl_op otl_op_Clip = {
     .op_type = "Clip", .domain = "", .since = 6, .until = 22,
-    .infer = clip_infer, .forward = clip_forward,
+    .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = clip_infer, .prepare = clip_prepare, .forward = clip_forward, .release = clip_release,
 };

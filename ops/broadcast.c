@@ -2,6 +2,7 @@
  * iteration in runs along the innermost axis, and the parallel loops element-wise ops use. */
 #include "ops/broadcast.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
@@ -223,4 +224,57 @@ void otl_parallel_range(int64_t n, int64_t grain, otl_range_fn fn, void *ctx)
         if (s < e)
             fn(ctx, s, e);
     }
+}
+
+/* ---------------------------------------------------------------- blocked inputs */
+
+otl_status otl_plain_prepare(otl_kctx *k, const otl_rt *v, otl_plain *p)
+{
+    if (!v->blocked || p->reorder)
+        return OTL_OK;
+    dnnl_memory_desc_t plain;
+    dnnl_primitive_desc_t pd;
+    otl_status st = otl_md_plain(k, v, &plain);
+    if (st)
+        return st;
+    if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&pd, &v->md, k->eng->eng, &plain, k->eng->eng, NULL),
+                             "reorder to plain")))
+        return st;
+    st = otl_dnnl_check(k, dnnl_primitive_create(&p->reorder, pd), "reorder to plain");
+    dnnl_primitive_desc_destroy(pd);
+    if (st)
+        return st;
+    size_t n = dnnl_memory_desc_get_size(&plain);
+    p->buf = malloc(n ? n : 1);
+    if (!p->buf)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory for a plain copy of '%s'", v->name);
+    if ((st = otl_dnnl_memory(k, &v->md, NULL, &p->src)) || (st = otl_dnnl_memory(k, &plain, p->buf, &p->dst)))
+        return st;
+    return OTL_OK;
+}
+
+otl_status otl_plain_get(otl_kctx *k, const otl_rt *v, otl_plain *p, const void **data)
+{
+    *data = v->data;
+    if (!v->blocked)
+        return OTL_OK;
+    if (!p->reorder)
+        return otl_kfail(k, OTL_ERR_INTERNAL, "input '%s' is blocked but no reorder was prepared", v->name);
+    dnnl_memory_set_data_handle(p->src, v->data);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, p->src}, {DNNL_ARG_TO, p->dst}};
+    otl_status st = otl_dnnl_run(k, p->reorder, 2, args);
+    *data = p->buf;
+    return st;
+}
+
+void otl_plain_release(otl_plain *p)
+{
+    if (p->reorder)
+        dnnl_primitive_destroy(p->reorder);
+    if (p->src)
+        dnnl_memory_destroy(p->src);
+    if (p->dst)
+        dnnl_memory_destroy(p->dst);
+    free(p->buf);
+    memset(p, 0, sizeof *p);
 }

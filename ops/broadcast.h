@@ -63,4 +63,16 @@ void otl_bcast_run(const otl_bcast *b, otl_bcast_row_fn fn, void *ctx, int64_t g
 typedef void (*otl_range_fn)(void *ctx, int64_t start, int64_t end);
 void otl_parallel_range(int64_t n, int64_t grain, otl_range_fn fn, void *ctx);
 
+/* A plain C-order copy of an input that arrives in a oneDNN blocked layout, for ops with
+ * OTL_OPF_ANY_LAYOUT on paths that have no kernel for the layout. prepare builds the reorder
+ * (nothing for a plain value); get runs it and returns the plain data (v->data when plain). */
+typedef struct otl_plain {
+    dnnl_primitive_t reorder;
+    dnnl_memory_t src, dst;
+    void *buf;
+} otl_plain;
+otl_status otl_plain_prepare(otl_kctx *k, const otl_rt *v, otl_plain *p);
+otl_status otl_plain_get(otl_kctx *k, const otl_rt *v, otl_plain *p, const void **data);
+void otl_plain_release(otl_plain *p);
+
 #endif

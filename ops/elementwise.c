@@ -1,5 +1,6 @@
 /* elementwise.c - arithmetic with multidirectional broadcasting: Add, Sub, Mul, Div, Pow, Mod,
- * BitShift (binary) and Max, Min, Sum, Mean (variadic), on every numeric dtype.
+ * BitShift (binary) and Max, Min, Sum, Mean (variadic), on every numeric dtype. Add, Sub, Mul
+ * and Div accept oneDNN blocked layouts (oneDNN binary where it fits, else plain copies).
  * Differentiable inputs: both operands of Add/Sub/Mul/Div/Pow and all inputs of Max/Min/Sum/Mean
  * (gradients reduced over broadcast axes); none of Mod and BitShift. */
 #include <float.h>
@@ -24,6 +25,12 @@ typedef struct arith_state {
     arith_stage *stages;       /* (n_stages) */
     int mean_n;                /* Mean: divide by this at the end (0: no) */
     int pow_special;           /* f32 Pow by a scalar exponent: checked for 2, 3, 0.5, 1 in forward */
+    /* Add/Sub/Mul/Div with an input in a oneDNN blocked layout */
+    int bin_src0;              /* >= 0: oneDNN binary with this input as src0 (full shape, blocked) */
+    dnnl_memory_desc_t bin_md1; /* the other input's descriptor (rank-padded plain, or blocked) */
+    dnnl_primitive_t bin;
+    dnnl_memory_t m0, m1, mdst;
+    otl_plain pin[2];          /* otherwise: plain copies of the blocked inputs */
 } arith_state;
 
 typedef struct arith_ctx {
@@ -245,6 +252,7 @@ static otl_status state_new(otl_kctx *k, int n_stages, arith_state **out)
         return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
     }
     s->n_stages = n_stages;
+    s->bin_src0 = -1;
     k->state = s;
     *out = s;
     return OTL_OK;
@@ -253,8 +261,84 @@ static otl_status state_new(otl_kctx *k, int n_stages, arith_state **out)
 static void arith_release(otl_kctx *k)
 {
     arith_state *s = k->state;
-    if (s)
-        free(s->stages);
+    if (!s)
+        return;
+    free(s->stages);
+    if (s->bin)
+        dnnl_primitive_destroy(s->bin);
+    if (s->m0)
+        dnnl_memory_destroy(s->m0);
+    if (s->m1)
+        dnnl_memory_destroy(s->m1);
+    if (s->mdst)
+        dnnl_memory_destroy(s->mdst);
+    otl_plain_release(&s->pin[0]);
+    otl_plain_release(&s->pin[1]);
+}
+
+/* Blocked inputs (only Add/Sub/Mul/Div see them): oneDNN binary when one float32 input is blocked
+ * with the output's shape and the other has the same layout or is plain and broadcasts (binary's
+ * src1 broadcasting); the output then keeps the layout. Otherwise the C path on plain copies. */
+static otl_status blocked_setup(otl_kctx *k, arith_state *s, int op)
+{
+    const otl_rt *in[2] = {k->in[0], k->in[1]};
+    const otl_bcast *b = &s->stages[0].b;
+    if (!in[0]->blocked && !in[1]->blocked)
+        return OTL_OK;
+    if (in[0]->dtype != OTL_DTYPE_FLOAT || in[1]->dtype != OTL_DTYPE_FLOAT)
+        return OTL_OK;
+    int commutes = op == OP_ADD || op == OP_MUL, src0 = -1;
+    if (in[0]->blocked && b->same[0])
+        src0 = 0;
+    else if (commutes && in[1]->blocked && b->same[1])
+        src0 = 1;
+    if (src0 < 0)
+        return OTL_OK;
+    const otl_rt *o = in[1 - src0];
+    if (o->blocked) {
+        if (!b->same[1 - src0] || !dnnl_memory_desc_equal(&o->md, &in[src0]->md))
+            return OTL_OK;
+        s->bin_md1 = o->md;
+    } else {
+        otl_rt pad = *o; /* the other input's dims padded to the output's rank */
+        pad.rank = b->rank;
+        for (int d = 0; d < b->rank; d++)
+            pad.dims[d] = b->strides[1 - src0][d] ? b->dims[d] : 1;
+        otl_status st = otl_md_plain(k, &pad, &s->bin_md1);
+        if (st)
+            return st;
+    }
+    s->bin_src0 = src0;
+    return otl_rt_set_md(k, k->out[0], OTL_DTYPE_FLOAT, b->rank, b->dims, &in[src0]->md);
+}
+
+static otl_status arith_prepare(otl_kctx *k)
+{
+    arith_state *s = k->state;
+    otl_status st;
+    if (s->bin_src0 < 0) {
+        for (int i = 0; i < 2 && i < k->n_in; i++)
+            if (k->in[i] && k->in[i]->blocked && (st = otl_plain_prepare(k, k->in[i], &s->pin[i])))
+                return st;
+        return OTL_OK;
+    }
+    static const dnnl_alg_kind_t algs[] = {[OP_ADD] = dnnl_binary_add, [OP_SUB] = dnnl_binary_sub,
+                                           [OP_MUL] = dnnl_binary_mul, [OP_DIV] = dnnl_binary_div};
+    const dnnl_memory_desc_t *md0 = &k->in[s->bin_src0]->md;
+    dnnl_binary_desc_t d;
+    dnnl_primitive_desc_t pd;
+    if ((st = otl_dnnl_check(k, dnnl_binary_desc_init(&d, algs[s->stages[0].op], md0, &s->bin_md1, md0), "binary")))
+        return st;
+    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "binary")))
+        return st;
+    st = otl_dnnl_check(k, dnnl_primitive_create(&s->bin, pd), "binary");
+    dnnl_primitive_desc_destroy(pd);
+    if (st)
+        return st;
+    if ((st = otl_dnnl_memory(k, md0, NULL, &s->m0)) || (st = otl_dnnl_memory(k, &s->bin_md1, NULL, &s->m1)) ||
+        (st = otl_dnnl_memory(k, md0, NULL, &s->mdst)))
+        return st;
+    return OTL_OK;
 }
 
 /* Binary op: check dtypes, broadcast, set the output. */
@@ -277,7 +361,9 @@ static otl_status binary_setup(otl_kctx *k, int op, const int *dtypes, const int
     g->ib = 1;
     g->a = k->in[0];
     g->bv = k->in[1];
-    return otl_rt_set(k, k->out[0], k->in[0]->dtype, g->b.rank, g->b.dims);
+    if ((st = otl_rt_set(k, k->out[0], k->in[0]->dtype, g->b.rank, g->b.dims)))
+        return st;
+    return blocked_setup(k, s, op);
 }
 
 static otl_status add_infer(otl_kctx *k) { return binary_setup(k, OP_ADD, numeric, NULL); }
@@ -430,11 +516,23 @@ static otl_status arith_forward(otl_kctx *k)
         return OTL_OK;
     int dt = out->dtype;
     int64_t grain = dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE ? 32768 : 4096;
+    otl_status st;
+    if (s->bin) {
+        dnnl_memory_set_data_handle(s->m0, k->in[s->bin_src0]->data);
+        dnnl_memory_set_data_handle(s->m1, k->in[1 - s->bin_src0]->data);
+        dnnl_memory_set_data_handle(s->mdst, out->data);
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC_0, s->m0}, {DNNL_ARG_SRC_1, s->m1}, {DNNL_ARG_DST, s->mdst}};
+        return otl_dnnl_run(k, s->bin, 3, args);
+    }
+    const void *data[2] = {NULL, NULL}; /* binary ops: the inputs' plain data */
+    for (int i = 0; i < 2 && i < k->n_in; i++)
+        if (k->in[i] && (st = otl_plain_get(k, k->in[i], &s->pin[i], &data[i])))
+            return st;
     if (s->pow_special) {
         float e = *(const float *)k->in[1]->data;
         int sp = e == 2.0f ? 1 : e == 3.0f ? 2 : e == 0.5f ? 3 : e == 1.0f ? 4 : 0;
         if (sp) {
-            arith_ctx c = {.op = sp, .dt = dt, .z = out->data, .a = k->in[0]->data};
+            arith_ctx c = {.op = sp, .dt = dt, .z = out->data, .a = data[0]};
             otl_parallel_range(out->numel, sp == 3 ? 8192 : 32768, pow_special_range, &c);
             return OTL_OK;
         }
@@ -444,7 +542,8 @@ static otl_status arith_forward(otl_kctx *k)
         const arith_stage *g = &s->stages[j];
         arith_ctx c = {
             .op = g->op, .dt = dt, .dtb = g->bv->dtype, .z = out->data,
-            .a = g->a ? g->a->data : out->data, .b = g->bv->data,
+            .a = !g->a ? out->data : g->a == k->in[0] ? data[0] : g->a->data,
+            .b = g->bv == k->in[1] ? data[1] : g->bv->data,
             .ia = g->ia, .ib = g->ib, .sa = g->b.inner[g->ia], .sb = g->b.inner[g->ib],
         };
         int64_t gr = grain;
@@ -465,20 +564,20 @@ static otl_status arith_forward(otl_kctx *k)
 
 /* ---------------------------------------------------------------- ops */
 
-#define ARITH_OP(NAME, SINCE, INFER)                                                              \
+#define ARITH_OP(NAME, SINCE, INFER, FLAGS)                                                       \
     const otl_op otl_op_##NAME = {                                                                \
-        .op_type = #NAME, .domain = "", .since = SINCE, .until = 22,                              \
-        .infer = INFER, .forward = arith_forward, .release = arith_release,                       \
+        .op_type = #NAME, .domain = "", .since = SINCE, .until = 22, .flags = FLAGS,              \
+        .infer = INFER, .prepare = arith_prepare, .forward = arith_forward, .release = arith_release, \
     };
 
-ARITH_OP(Add, 1, add_infer)
-ARITH_OP(Sub, 1, sub_infer)
-ARITH_OP(Mul, 1, mul_infer)
-ARITH_OP(Div, 1, div_infer)
-ARITH_OP(Pow, 1, pow_infer)
-ARITH_OP(Mod, 10, mod_infer)
-ARITH_OP(BitShift, 11, bitshift_infer)
-ARITH_OP(Max, 6, max_infer)
-ARITH_OP(Min, 6, min_infer)
-ARITH_OP(Sum, 6, sum_infer)
-ARITH_OP(Mean, 6, mean_infer)
+ARITH_OP(Add, 1, add_infer, OTL_OPF_ANY_LAYOUT)
+ARITH_OP(Sub, 1, sub_infer, OTL_OPF_ANY_LAYOUT)
+ARITH_OP(Mul, 1, mul_infer, OTL_OPF_ANY_LAYOUT)
+ARITH_OP(Div, 1, div_infer, OTL_OPF_ANY_LAYOUT)
+ARITH_OP(Pow, 1, pow_infer, 0)
+ARITH_OP(Mod, 10, mod_infer, 0)
+ARITH_OP(BitShift, 11, bitshift_infer, 0)
+ARITH_OP(Max, 6, max_infer, 0)
+ARITH_OP(Min, 6, min_infer, 0)
+ARITH_OP(Sum, 6, sum_infer, 0)
+ARITH_OP(Mean, 6, mean_infer, 0)

@@ -14,8 +14,9 @@ typedef struct unary_state {
     float alpha, beta, gamma;
     int approx_tanh;           /* Gelu approximate="tanh" */
     int detect_neg, detect_pos; /* IsInf */
-    dnnl_primitive_t prim;     /* float32 through oneDNN eltwise */
-    dnnl_memory_t src, dst;
+    otl_eltwise e;             /* float32 through oneDNN eltwise (e.prim != NULL) */
+    int blocked_dnnl;          /* blocked input kept blocked through oneDNN */
+    otl_plain pin;             /* blocked input on the C path: its plain copy */
 } unary_state;
 
 enum { DT_FLOAT, DT_SIGNED, DT_NUMERIC };
@@ -80,6 +81,30 @@ static int is_unsigned_int(int dt)
 static int is_float(int dt)
 {
     return dt == OTL_DTYPE_FLOAT || dt == OTL_DTYPE_DOUBLE || dt == OTL_DTYPE_FLOAT16 || dt == OTL_DTYPE_BFLOAT16;
+}
+
+/* The float32 functions oneDNN's eltwise computes to float precision (checked against the
+ * double reference over [-30, 30] at rtol 1e-3, atol 1e-7); its log, soft_relu, mish and
+ * gelu_tanh are not among them (log near 1, tails of the others). Plain inputs use it only where
+ * it beats the C loops (defs[].dnnl), blocked inputs whenever the function is here. */
+static int dnnl_alg(const unary_state *s, dnnl_alg_kind_t *alg, float *alpha, float *beta)
+{
+    *alpha = 0.0f;
+    *beta = 0.0f;
+    switch (s->code) {
+    case OTL_U_RELU: *alg = dnnl_eltwise_relu; return 1;
+    case OTL_U_LEAKY_RELU: *alg = dnnl_eltwise_relu; *alpha = s->alpha; return 1;
+    case OTL_U_ABS: *alg = dnnl_eltwise_abs; return 1;
+    case OTL_U_NEG: *alg = dnnl_eltwise_linear; *alpha = -1.0f; return 1;
+    case OTL_U_ELU: *alg = dnnl_eltwise_elu; *alpha = s->alpha; return 1;
+    case OTL_U_SIGMOID: *alg = dnnl_eltwise_logistic; return 1;
+    case OTL_U_TANH: *alg = dnnl_eltwise_tanh; return 1;
+    case OTL_U_GELU: *alg = dnnl_eltwise_gelu_erf; return !s->approx_tanh;
+    case OTL_U_EXP: *alg = dnnl_eltwise_exp; return 1;
+    case OTL_U_SQRT: *alg = dnnl_eltwise_sqrt; return 1;
+    case OTL_U_HARD_SWISH: *alg = dnnl_eltwise_hardswish; return 1;
+    default: return 0;
+    }
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -147,6 +172,12 @@ otl_status otl_unary_setup(otl_kctx *k, otl_unary_code code)
     if (code == OTL_U_CELU && s->alpha == 0.0f)
         return otl_kfail(k, OTL_ERR_INPUT, "alpha must not be 0");
     int out_dt = code == OTL_U_ISNAN || code == OTL_U_ISINF ? OTL_DTYPE_BOOL : dt;
+    dnnl_alg_kind_t alg;
+    float a, b;
+    if (k->in[0]->blocked && dt == OTL_DTYPE_FLOAT && out_dt == dt && dnnl_alg(s, &alg, &a, &b)) {
+        s->blocked_dnnl = 1;
+        return otl_rt_set_md(k, k->out[0], out_dt, k->in[0]->rank, k->in[0]->dims, &k->in[0]->md);
+    }
     return otl_rt_set(k, k->out[0], out_dt, k->in[0]->rank, k->in[0]->dims);
 }
 
@@ -391,53 +422,66 @@ static void generic_range(void *ctx, int64_t start, int64_t end)
         otl_set_f(c->y, c->dt, i, ref_d(c->s, otl_get_f(c->x, c->dt, i)));
 }
 
-/* ---------------------------------------------------------------- oneDNN */
+/* ---------------------------------------------------------------- oneDNN and the entry points */
 
-/* oneDNN 2.6's eltwise is used only where it matched the double reference to float precision
- * over [-30, 30] (rtol 1e-3, atol 1e-7); its log, soft_relu, mish and gelu_tanh did not (log
- * near 1, tails of the others), so those run the C loops. */
-
-static int dnnl_alg(const unary_state *s, dnnl_alg_kind_t *alg, float *alpha, float *beta)
+otl_status otl_eltwise_create(otl_kctx *k, dnnl_alg_kind_t alg, float alpha, float beta,
+                              const dnnl_memory_desc_t *md, otl_eltwise *e)
 {
-    *alpha = 0.0f;
-    *beta = 0.0f;
-    switch (s->code) {
-    case OTL_U_ELU: *alg = dnnl_eltwise_elu; *alpha = s->alpha; return 1;
-    case OTL_U_SIGMOID: *alg = dnnl_eltwise_logistic; return 1;
-    case OTL_U_TANH: *alg = dnnl_eltwise_tanh; return 1;
-    case OTL_U_GELU: *alg = dnnl_eltwise_gelu_erf; return !s->approx_tanh;
-    case OTL_U_EXP: *alg = dnnl_eltwise_exp; return 1;
-    case OTL_U_SQRT: *alg = dnnl_eltwise_sqrt; return 1;
-    case OTL_U_HARD_SWISH: *alg = dnnl_eltwise_hardswish; return 1;
-    default: return 0;
-    }
+    dnnl_eltwise_desc_t d;
+    dnnl_primitive_desc_t pd;
+    otl_status st;
+    if ((st = otl_dnnl_check(k, dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, alg, md, alpha, beta), "eltwise")))
+        return st;
+    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
+        return st;
+    st = otl_dnnl_check(k, dnnl_primitive_create(&e->prim, pd), "eltwise");
+    dnnl_primitive_desc_destroy(pd);
+    if (st)
+        return st;
+    if ((st = otl_dnnl_memory(k, md, NULL, &e->src)) || (st = otl_dnnl_memory(k, md, NULL, &e->dst)))
+        return st;
+    return OTL_OK;
+}
+
+otl_status otl_eltwise_run(otl_kctx *k, otl_eltwise *e, const void *x, void *y)
+{
+    dnnl_memory_set_data_handle(e->src, (void *)x);
+    dnnl_memory_set_data_handle(e->dst, y);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_DST, e->dst}};
+    return otl_dnnl_run(k, e->prim, 2, args);
+}
+
+void otl_eltwise_release(otl_eltwise *e)
+{
+    if (e->prim)
+        dnnl_primitive_destroy(e->prim);
+    if (e->src)
+        dnnl_memory_destroy(e->src);
+    if (e->dst)
+        dnnl_memory_destroy(e->dst);
+    memset(e, 0, sizeof *e);
 }
 
 otl_status otl_unary_prepare(otl_kctx *k)
 {
     unary_state *s = k->state;
+    const otl_rt *x = k->in[0];
     dnnl_alg_kind_t alg;
     float alpha, beta;
-    if (k->in[0]->dtype != OTL_DTYPE_FLOAT || !defs[s->code].dnnl || !dnnl_alg(s, &alg, &alpha, &beta) ||
-        k->in[0]->numel < 1024 || getenv("OTL_NO_DNNL_ELTWISE"))
+    if (s->blocked_dnnl) {
+        dnnl_alg(s, &alg, &alpha, &beta);
+        return otl_eltwise_create(k, alg, alpha, beta, &x->md, &s->e);
+    }
+    if (x->blocked)
+        return otl_plain_prepare(k, x, &s->pin);
+    if (x->dtype != OTL_DTYPE_FLOAT || !defs[s->code].dnnl || !dnnl_alg(s, &alg, &alpha, &beta) ||
+        x->numel < 1024 || getenv("OTL_NO_DNNL_ELTWISE"))
         return OTL_OK;
     dnnl_memory_desc_t md;
-    otl_status st = otl_md_plain(k, k->in[0], &md);
+    otl_status st = otl_md_plain(k, x, &md);
     if (st)
         return st;
-    dnnl_eltwise_desc_t d;
-    dnnl_primitive_desc_t pd;
-    if ((st = otl_dnnl_check(k, dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, alg, &md, alpha, beta), "eltwise")))
-        return st;
-    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
-        return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "eltwise");
-    dnnl_primitive_desc_destroy(pd);
-    if (st)
-        return st;
-    if ((st = otl_dnnl_memory(k, &md, NULL, &s->src)) || (st = otl_dnnl_memory(k, &md, NULL, &s->dst)))
-        return st;
-    return OTL_OK;
+    return otl_eltwise_create(k, alg, alpha, beta, &md, &s->e);
 }
 
 otl_status otl_unary_forward(otl_kctx *k)
@@ -447,13 +491,13 @@ otl_status otl_unary_forward(otl_kctx *k)
     otl_rt *y = k->out[0];
     if (y->numel == 0)
         return OTL_OK;
-    if (s->prim) {
-        dnnl_memory_set_data_handle(s->src, x->data);
-        dnnl_memory_set_data_handle(s->dst, y->data);
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}};
-        return otl_dnnl_run(k, s->prim, 2, args);
-    }
-    unary_ctx c = {.s = s, .dt = x->dtype, .out_dt = y->dtype, .x = x->data, .y = y->data};
+    if (s->e.prim)
+        return otl_eltwise_run(k, &s->e, x->data, y->data);
+    const void *xd;
+    otl_status st = otl_plain_get(k, x, &s->pin, &xd);
+    if (st)
+        return st;
+    unary_ctx c = {.s = s, .dt = x->dtype, .out_dt = y->dtype, .x = xd, .y = y->data};
     int64_t grain = defs[s->code].cheap ? 32768 : 2048;
     otl_range_fn fn;
     if (y->dtype == OTL_DTYPE_BOOL)
@@ -473,12 +517,8 @@ void otl_unary_release(otl_kctx *k)
     unary_state *s = k->state;
     if (!s)
         return;
-    if (s->prim)
-        dnnl_primitive_destroy(s->prim);
-    if (s->src)
-        dnnl_memory_destroy(s->src);
-    if (s->dst)
-        dnnl_memory_destroy(s->dst);
+    otl_eltwise_release(&s->e);
+    otl_plain_release(&s->pin);
 }
 
 /* ---------------------------------------------------------------- math ops */

@@ -2,7 +2,9 @@
  * activations share one table of functions, a oneDNN eltwise fast path for float32 where
  * oneDNN has the function, C loops otherwise, and double/int64 generic paths for other dtypes.
  * Op files define their otl_op with .infer = an infer that calls otl_unary_setup(k, code) and
- * .prepare/.forward/.release = otl_unary_prepare/forward/release. The environment variable
+ * .prepare/.forward/.release = otl_unary_prepare/forward/release. The ops accept inputs in
+ * oneDNN blocked layouts (OTL_OPF_ANY_LAYOUT): float32 functions oneDNN computes exactly enough
+ * keep the layout, the others work on a plain copy and give a plain output. The environment variable
  * OTL_NO_DNNL_ELTWISE (any value) keeps large float32 tensors on the C loops too (for tests). */
 #ifndef OTL_UNARY_H
 #define OTL_UNARY_H
@@ -22,6 +24,16 @@ typedef enum otl_unary_code {
     OTL_U_COUNT_
 } otl_unary_code;
 
+/* A oneDNN eltwise forward-inference primitive over one memory descriptor (any layout). */
+typedef struct otl_eltwise {
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, dst;
+} otl_eltwise;
+otl_status otl_eltwise_create(otl_kctx *k, dnnl_alg_kind_t alg, float alpha, float beta,
+                              const dnnl_memory_desc_t *md, otl_eltwise *e);
+otl_status otl_eltwise_run(otl_kctx *k, otl_eltwise *e, const void *x, void *y);
+void otl_eltwise_release(otl_eltwise *e);
+
 /* Parse the op's attributes, check the input dtype, set the output (k->state is the engine's). */
 otl_status otl_unary_setup(otl_kctx *k, otl_unary_code code);
 otl_status otl_unary_prepare(otl_kctx *k);
@@ -35,6 +47,7 @@ double otl_unary_ref(otl_kctx *k, double x);
     static otl_status NAME##_infer(otl_kctx *k) { return otl_unary_setup(k, CODE); }              \
     const otl_op otl_op_##NAME = {                                                                \
         .op_type = TYPE, .domain = DOMAIN, .since = SINCE, .until = UNTIL,                        \
+        .flags = OTL_OPF_ANY_LAYOUT,                                                              \
         .infer = NAME##_infer, .prepare = otl_unary_prepare, .forward = otl_unary_forward,        \
         .release = otl_unary_release,                                                             \
     };
