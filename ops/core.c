@@ -60,7 +60,8 @@ static otl_status constant_infer(otl_kctx *k)
                              t->rank, otl_dtype_name(t->dtype));
         c->dtype = t->dtype;
         c->rank = t->rank;
-        memcpy(c->dims, t->dims, (size_t)t->rank * sizeof *t->dims);
+        if (t->rank)
+            memcpy(c->dims, t->dims, (size_t)t->rank * sizeof *t->dims);
         c->data = t->data;
     } else if (strcmp(a->name, "value_float") == 0 && a->type == OTL_ATTR_FLOAT) {
         c->dtype = OTL_DTYPE_FLOAT;
