@@ -80,6 +80,13 @@ static const otl_tensor *init_of(const fctx *c, const char *name)
     for (int i = 0; i < c->f->n_inits; i++)
         if (strcmp(c->f->inits[i]->name, name) == 0)
             return c->f->inits[i];
+    /* a Constant node's tensor counts too (PyTorch exports Clip bounds that way) */
+    int p = otl_strmap_get(&c->producer, name, -1);
+    if (p >= 0 && is_default(c->g->nodes[p]) && strcmp(c->g->nodes[p]->op_type, "Constant") == 0) {
+        const otl_attr *a = otl_node_attr(c->g->nodes[p], "value");
+        if (a && a->type == OTL_ATTR_TENSOR)
+            return a->t;
+    }
     return NULL;
 }
 

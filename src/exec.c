@@ -9,8 +9,10 @@
  * first definition to last use; alias ops (Reshape, Identity, ...) share their input's buffer.
  * The plan is cached and rebuilt when input shapes or dtypes change. */
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "graph/fuse.h"
 #include "ops/op.h"
@@ -47,7 +49,43 @@ struct otl_session {
     int *order;
     plan *plan;
     uint64_t runs;
+    /* OTL_PROFILE=1: wall time per op type, printed to stderr when the session is freed */
+    int profile;
+    int n_prof;
+    struct { const char *op; double ms; long calls; } prof[128];
 };
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void prof_add(otl_session *s, const char *op, double ms)
+{
+    int i = 0;
+    while (i < s->n_prof && strcmp(s->prof[i].op, op) != 0)
+        i++;
+    if (i == s->n_prof) {
+        if (s->n_prof == 128)
+            return;
+        s->prof[s->n_prof++].op = op;
+    }
+    s->prof[i].ms += ms;
+    s->prof[i].calls++;
+}
+
+static void prof_print(const otl_session *s)
+{
+    double total = 0;
+    for (int i = 0; i < s->n_prof; i++)
+        total += s->prof[i].ms;
+    fprintf(stderr, "profile: %llu runs, %.1f ms in kernels\n", (unsigned long long)s->runs, total);
+    for (int i = 0; i < s->n_prof; i++)
+        fprintf(stderr, "profile: %-24s %10.1f ms %5.1f%% %8ld calls\n", s->prof[i].op, s->prof[i].ms,
+                total > 0 ? 100 * s->prof[i].ms / total : 0, s->prof[i].calls);
+}
 
 static const char *sfile(const otl_session *s)
 {
@@ -117,6 +155,8 @@ void otl_session_free(otl_session *s)
 {
     if (!s)
         return;
+    if (s->profile)
+        prof_print(s);
     plan_free(s->plan);
     otl_fused_free(s->fused);
     engine_free(&s->eng);
@@ -141,6 +181,8 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     s->m = m;
     s->g = m->graph;
+    const char *pe = getenv("OTL_PROFILE");
+    s->profile = pe && *pe && strcmp(pe, "0") != 0;
     if (opts)
         s->opts = *opts;
     const otl_graph *g = m->graph;
@@ -758,9 +800,12 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
             k->out[0]->data = k->in[0]->data;
             continue;
         }
+        double t0 = s->profile ? now_ms() : 0;
         otl_status st = k->op->forward(k);
         if (st)
             return st;
+        if (s->profile)
+            prof_add(s, k->node->op_type, now_ms() - t0);
     }
     s->runs++;
     otl_tensor **outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
