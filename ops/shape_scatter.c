@@ -207,6 +207,8 @@ static otl_status scatter_nd_fwd(otl_kctx *k)
             int64_t v = index_at(ix, i * kk + j);
             off += (v < 0 ? v + x->dims[j] : v) * xs[j];
         }
+        if (slice == 0)
+            break;
         if (s->red == RED_NONE)
             memcpy((char *)y->data + (size_t)off * s->esz, (const char *)u->data + (size_t)(i * slice) * s->esz,
                    (size_t)slice * s->esz);

@@ -127,6 +127,8 @@ static otl_status revseq_fwd(otl_kctx *k)
     otl_strides_c(x->rank, x->dims, xs);
     int64_t bs = xs[s->batch_axis], ts = xs[s->time_axis];
     size_t row = (size_t)inner * s->esz;
+    if (k->out[0]->numel == 0)
+        return OTL_OK;
     for (int64_t b = 0; b < B; b++)
         if (lens[b] < 0 || lens[b] > T)
             return otl_kfail(k, OTL_ERR_INPUT, "sequence_lens[%lld] = %lld is outside [0, %lld]", (long long)b,
