@@ -58,3 +58,9 @@ add_test(NAME zoo.info
           ${ONNX_TL} ${CMAKE_BINARY_DIR}/zoo ${CMAKE_BINARY_DIR}/zoo-work
           --batches 1 ${_otl_rt_common})
 set_tests_properties(zoo.info PROPERTIES LABELS "zoo" TIMEOUT 1200 FIXTURES_REQUIRED zoo)
+
+add_test(NAME roundtrip.external_data
+  COMMAND ${PYTHON} ${_otl_rt_src}/tests/roundtrip/check_external.py ${ONNX_TL}
+          ${_otl_rt_src}/testdata/models/tiny_resnet.onnx ${CMAKE_BINARY_DIR}/roundtrip/external
+          ${_otl_rt_common})
+set_tests_properties(roundtrip.external_data PROPERTIES LABELS "roundtrip" TIMEOUT 300)
