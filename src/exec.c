@@ -655,7 +655,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         if (is_shape_like(t)) {
             /* small integer vectors (shapes, axes, pads fed as inputs) are planned as
                constants; the plan is rebuilt when their values change */
-            v->data = otl_memdup(t->data, t->nbytes ? t->nbytes : 1);
+            v->data = t->nbytes ? otl_memdup(t->data, t->nbytes) : calloc(1, 1);
             if (!v->data) {
                 st = otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
                 break;
