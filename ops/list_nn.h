@@ -1,5 +1,8 @@
 /* list_nn.h - neural-network layers: convolution (ops/conv.c, integer ops/conv_quant.c),
- * pooling (ops/pool.c), batch normalization (ops/batchnorm.c). */
+ * pooling (ops/pool.c), batch normalization (ops/batchnorm.c), and their private ops (domain
+ * onnx_tl): FusedConv (inference) and the backward kernels. */
 #define OTL_OPS_NN(X)                                                                              \
     X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)       \
-    X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv)
+    X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv) X(FusedConv)                   \
+    X(ConvGradData) X(ConvGradWeights) X(ConvGradBias) X(ConvTransposeGradData)                     \
+    X(ConvTransposeGradWeights)

@@ -269,6 +269,14 @@ otl_status nn_make_prim(otl_kctx *k, dnnl_primitive_desc_t pd, dnnl_primitive_t 
     return otl_dnnl_check(k, dnnl_primitive_create(prim, pd), what);
 }
 
+int nn_pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    if (!pd || dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return 0;
+    return strncmp(impl, "ref", 3) == 0;
+}
+
 otl_status nn_reorder_once(otl_kctx *k, const dnnl_memory_desc_t *src_md, void *src,
                            const dnnl_memory_desc_t *dst_md, void *dst)
 {

@@ -85,6 +85,8 @@ void nn_port_free(nn_port *p);
 otl_status nn_make_pd(otl_kctx *k, const void *op_desc, const dnnl_primitive_attr_t attr,
                       dnnl_primitive_desc_t *pd, const char *what);
 otl_status nn_make_prim(otl_kctx *k, dnnl_primitive_desc_t pd, dnnl_primitive_t *prim, const char *what);
+/* 1 when oneDNN picked its slow reference implementation for pd ("ref:..."). */
+int nn_pd_is_ref(const_dnnl_primitive_desc_t pd);
 /* Reorder between two memory descriptors once (src -> dst buffers). */
 otl_status nn_reorder_once(otl_kctx *k, const dnnl_memory_desc_t *src_md, void *src,
                            const dnnl_memory_desc_t *dst_md, void *dst);

@@ -12,6 +12,7 @@ clean errors for bad input.
 Needs numpy, onnx and torch. Prints one line per case and 'N passed, N failed'; exit status 1
 when a case fails.
 """
+import os
 import shutil
 import subprocess
 import sys
@@ -30,20 +31,23 @@ D = tempfile.mkdtemp(prefix='otl_check_nn_')
 rs = np.random.RandomState(0)
 NP2TP = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.float16: TP.FLOAT16, np.int64: TP.INT64, np.uint8: TP.UINT8}
 ok = fail = 0
-def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), threads=2, error=None):
+def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), threads=2, error=None, env=None):
     """Run a one-graph model; compare outputs, or with error='text' expect exit status 1 and
-    that text in the message."""
+    that text in the message. env: extra environment variables for onnx-tl."""
     global ok, fail
     g = h.make_graph(nodes, name,
         [h.make_tensor_value_info(k, NP2TP[v.dtype.type], list(v.shape)) for k, v in inputs.items()],
         [h.make_tensor_value_info(o, TP.UNDEFINED, None) for o in outs],
         [nh.from_array(v, k) for k, v in inits.items()])
-    m = h.make_model(g, opset_imports=[h.make_opsetid('', opset)])
+    imports = [h.make_opsetid('', opset)]
+    if any(n.domain == 'onnx_tl' for n in nodes):
+        imports.append(h.make_opsetid('onnx_tl', 1))
+    m = h.make_model(g, opset_imports=imports)
     p = '%s/%s.onnx' % (D, name); onnx.save(m, p)
     args = [BIN, 'run', p, '--outdir', D + '/out_' + name, '--threads', str(threads)]
     for k, v in inputs.items():
         np.save('%s/%s_%s.npy' % (D, name, k), v); args += ['--input', '%s=%s/%s_%s.npy' % (k, D, name, k)]
-    r = subprocess.run(args, capture_output=True, text=True)
+    r = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **(env or {})))
     if error is not None:
         good = r.returncode == 1 and error in r.stderr
         print('PASS' if good else 'FAIL', name, '' if good else 'rc=%d %s' % (r.returncode, r.stderr.strip()))
@@ -172,6 +176,58 @@ run('err_4d_conv', [h.make_node('Conv', ['x', 'w'], ['y'])], {'x': f32(1, 1, 3, 
 run('err_pool_pads', [h.make_node('MaxPool', ['x'], ['y'], kernel_shape=[2, 2], pads=[2, 2, 2, 2])], {'x': x}, {}, ['y'], [], error='smaller than the kernel extent')
 run('err_bn_spatial', [h.make_node('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], spatial=0)], {'x': x},
     {'s': f32(4), 'b': f32(4), 'm': f32(4), 'v': f32(4)}, ['y'], [], opset=7, error='spatial=0')
+# 10. onnx_tl.FusedConv: Y = act(conv(X, W, B) + Z) with oneDNN post-ops (Z as a sum or a
+# binary post-op), blocked inputs and residuals, broadcast residuals (C epilogue), every activation
+def fc(ins, out, **kw):
+    return h.make_node('FusedConv', ins, [out], domain='onnx_tl', **kw)
+ACTS = {'': lambda t: t, 'Relu': F.relu, 'LeakyRelu': lambda t: F.leaky_relu(t, 0.2), 'Clip': lambda t: t.clamp(-0.5, 0.7),
+        'HardSwish': F.hardswish, 'Sigmoid': torch.sigmoid, 'Tanh': torch.tanh}
+PARAMS = {'LeakyRelu': [0.2], 'Clip': [-0.5, 0.7]}
+x = f32(2, 16, 9, 10); w0 = f32(32, 16, 3, 3) * .2; w1 = f32(32, 32, 3, 3) * .1; b1 = f32(32); wz = f32(32, 16, 1, 1) * .3
+y0 = F.conv2d(T(x), T(w0), None, padding=1)            # blocked input of the fused conv
+zr = F.conv2d(T(x), T(wz), None)                       # blocked residual
+for zmode in ['sum', 'binary']:
+    for act, fn in ACTS.items():
+        attrs = dict(pads=[1, 1, 1, 1], activation=act)
+        if act in PARAMS:
+            attrs['activation_params'] = PARAMS[act]
+        ref = fn(F.conv2d(y0, T(w1), T(b1), padding=1) + zr)
+        run('fused_%s_%s' % (zmode, act or 'none'), [h.make_node('Conv', ['x', 'w0'], ['y0'], pads=[1, 1, 1, 1]),
+                                                     h.make_node('Conv', ['x', 'wz'], ['z']),
+                                                     fc(['y0', 'w1', 'b1', 'z'], 'y', **attrs)],
+            {'x': x}, {'w0': w0, 'w1': w1, 'b1': b1, 'wz': wz}, ['y'], [ref.numpy()], env={'OTL_FUSEDCONV_Z': zmode})
+# no Z, no bias, strided depthwise + HardSwish (MobileNet block), plain graph-input residual
+xd = f32(2, 24, 11, 9); wd = f32(24, 1, 3, 3)
+run('fused_depthwise_hswish', [fc(['x', 'w'], 'y', group=24, strides=[2, 2], pads=[1, 1, 1, 1], activation='HardSwish')],
+    {'x': xd}, {'w': wd}, ['y'], [F.hardswish(F.conv2d(T(xd), T(wd), None, 2, 1, groups=24)).numpy()])
+z = f32(2, 32, 9, 10)
+for zmode in ['sum', 'binary']:
+    run('fused_plain_z_%s' % zmode, [h.make_node('Conv', ['x', 'w0'], ['y0'], pads=[1, 1, 1, 1]), fc(['y0', 'w1', '', 'z'], 'y', pads=[1, 1, 1, 1], activation='Relu')],
+        {'x': x, 'z': z}, {'w0': w0, 'w1': w1}, ['y'], [F.relu(F.conv2d(y0, T(w1), None, padding=1) + T(z)).numpy()], env={'OTL_FUSEDCONV_Z': zmode})
+# broadcast residuals: per channel (rank 3 and rank 4), per sample, scalar
+for zname, zb in [('chan3', f32(32, 1, 1)), ('chan4', f32(1, 32, 1, 1)), ('sample', f32(2, 1, 1, 1)), ('row', f32(10)), ('scalar', f32(1))]:
+    ref = F.leaky_relu(F.conv2d(y0, T(w1), T(b1), padding=1) + T(zb), 0.2)
+    run('fused_bcast_%s' % zname, [h.make_node('Conv', ['x', 'w0'], ['y0'], pads=[1, 1, 1, 1]),
+                                   fc(['y0', 'w1', 'b1', 'z'], 'y', pads=[1, 1, 1, 1], activation='LeakyRelu', activation_params=[0.2])],
+        {'x': x}, {'w0': w0, 'w1': w1, 'b1': b1, 'z': zb}, ['y'], [ref.numpy()])
+# 1-D and 3-D, Clip without max, SAME_UPPER
+x1 = f32(2, 4, 13); w1d = f32(8, 4, 3); z1 = f32(2, 8, 7)
+run('fused_1d_clip_min', [fc(['x', 'w', '', 'z'], 'y', strides=[2], auto_pad='SAME_UPPER', activation='Clip', activation_params=[0.0])],
+    {'x': x1, 'z': z1}, {'w': w1d}, ['y'], [(F.conv1d(F.pad(T(x1), (1, 1)), T(w1d), None, 2) + T(z1)).clamp(min=0).numpy()])
+x3 = f32(1, 3, 5, 6, 4); w3 = f32(4, 3, 2, 2, 2); b3 = f32(4)
+run('fused_3d_tanh', [fc(['x', 'w', 'b'], 'y', activation='Tanh')], {'x': x3}, {'w': w3, 'b': b3}, ['y'],
+    [torch.tanh(F.conv3d(T(x3), T(w3), T(b3))).numpy()])
+# empty batch: act(bias + Z) of nothing; empty channels: act(bias + Z)
+xe = np.zeros((2, 0, 5, 5), np.float32); we = np.zeros((3, 0, 3, 3), np.float32); be = f32(3); ze = f32(2, 3, 3, 3)
+run('fused_empty_channels', [fc(['x', 'w', 'b', 'z'], 'y', activation='Relu')], {'x': xe, 'z': ze}, {'w': we, 'b': be}, ['y'],
+    [F.relu(T(be).reshape(1, 3, 1, 1) + T(ze)).numpy()])
+run('fused_empty_batch', [fc(['x', 'w', 'b'], 'y', activation='Sigmoid')], {'x': np.zeros((0, 2, 5, 5), np.float32)},
+    {'w': f32(3, 2, 3, 3), 'b': be}, ['y'], [np.zeros((0, 3, 3, 3), np.float32)])
+# errors
+run('fused_err_act', [fc(['x', 'w'], 'y', activation='Gelu')], {'x': x1}, {'w': w1d}, ['y'], [], error="activation 'Gelu'")
+run('fused_err_z', [fc(['x', 'w', '', 'z'], 'y')], {'x': x1, 'z': f32(2, 8, 5)}, {'w': w1d}, ['y'], [], error='does not broadcast')
+run('fused_err_z_larger', [fc(['x', 'w', '', 'z'], 'y')], {'x': x1, 'z': f32(3, 2, 8, 11)}, {'w': w1d}, ['y'], [], error='more than the output')
+
 shutil.rmtree(D, ignore_errors=True)
 print('%d passed, %d failed' % (ok, fail))
 sys.exit(1 if fail else 0)

@@ -1,0 +1,38 @@
+"""cases_nn.py - gradient-check cases for convolution, pooling and batch normalization
+(ops/conv.c, ops/pool.c, ops/batchnorm.c). Every float initializer (X included) is a parameter.
+Tolerances: the loss is float32, so central differences carry ~1e-7 / eps of noise; piecewise
+linear ops (max pooling) use a small eps so that no perturbation crosses a window's argmax."""
+# ops: Conv ConvTranspose
+from gc_common import model, rand
+
+TOL = ['--rtol', '2e-2', '--atol', '1e-4']
+
+CASES = {
+    "Conv": [
+        ("2d_bias", model("Conv", [rand(2, 3, 7, 6), rand(4, 3, 3, 3), rand(4)], {"pads": [1, 1, 1, 1]}), TOL),
+        ("2d_stride_dil_asym", model("Conv", [rand(2, 4, 9, 8), rand(6, 4, 3, 2)],
+                                     {"strides": [2, 1], "dilations": [2, 1], "pads": [1, 0, 2, 1]}), TOL),
+        ("2d_groups", model("Conv", [rand(1, 6, 6, 5), rand(4, 3, 3, 3), rand(4)],
+                            {"group": 2, "pads": [0, 1, 1, 0]}), TOL),
+        ("depthwise", model("Conv", [rand(2, 5, 6, 6), rand(5, 1, 3, 3), rand(5)],
+                            {"group": 5, "strides": [2, 2], "pads": [1, 1, 1, 1]}), TOL),
+        ("1d_same_upper", model("Conv", [rand(2, 3, 11), rand(4, 3, 4), rand(4)],
+                                {"strides": [2], "auto_pad": "SAME_UPPER"}), TOL),
+        ("1d_same_lower_dil", model("Conv", [rand(1, 2, 10), rand(3, 2, 3)],
+                                    {"dilations": [2], "auto_pad": "SAME_LOWER"}), TOL),
+        ("2d_valid_floor", model("Conv", [rand(2, 3, 8, 7), rand(2, 3, 3, 3), rand(2)],
+                                 {"strides": [3, 2], "auto_pad": "VALID"}), TOL),
+        ("3d", model("Conv", [rand(1, 2, 4, 5, 4), rand(3, 2, 2, 3, 2), rand(3)],
+                     {"pads": [1, 0, 1, 0, 1, 0]}), TOL),
+        ("1x1_bias", model("Conv", [rand(3, 8, 4, 4), rand(16, 8, 1, 1), rand(16)]), TOL),
+    ],
+    "ConvTranspose": [
+        ("2d_bias", model("ConvTranspose", [rand(2, 3, 4, 5), rand(3, 4, 3, 3), rand(4)],
+                          {"strides": [2, 2], "pads": [1, 1, 1, 1]}), TOL),
+        ("2d_groups_outpad_dil", model("ConvTranspose", [rand(1, 4, 3, 4), rand(4, 3, 3, 2), rand(6)],
+                                       {"group": 2, "strides": [2, 3], "pads": [1, 0, 1, 0],
+                                        "output_padding": [1, 2], "dilations": [2, 1]}), TOL),
+        ("1d_output_shape", model("ConvTranspose", [rand(2, 2, 5), rand(2, 3, 3)],
+                                  {"strides": [2], "output_shape": [10], "auto_pad": "SAME_UPPER"}), TOL),
+    ],
+}
