@@ -2,12 +2,14 @@
  * BitShift (binary) and Max, Min, Sum, Mean (variadic), on every numeric dtype. Add, Sub, Mul
  * and Div accept oneDNN blocked layouts (oneDNN binary where it fits, else plain copies).
  * Differentiable inputs: both operands of Add/Sub/Mul/Div/Pow and all inputs of Max/Min/Sum/Mean
- * (gradients reduced over broadcast axes); none of Mod and BitShift. */
+ * (gradients reduced over broadcast axes; rules at the end, backward kernels PowGrad, MaxMinGrad
+ * and Scale in ops/elementwise_grad.c); none of Mod and BitShift (no rule). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/broadcast.h"
 
 enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MOD, OP_FMOD, OP_MAX, OP_MIN, OP_SHL, OP_SHR, OP_COPY };
@@ -568,22 +570,178 @@ static otl_status arith_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* ---------------------------------------------------------------- gradients
+ * Every input gradient is reduced back to its input's shape (otl_grad_unbroadcast); Mul needs
+ * the other operand, Div the divisor and its output, Pow both operands (PowGrad recomputes
+ * A^B rather than keeping the output). */
+
+/* Before opset 7, broadcast=1 with an explicit axis places B inside A; ReduceSumTo aligns shapes
+ * at the end, so only the default placement has a gradient. */
+static otl_status legacy_check(otl_gctx *c)
+{
+    const otl_attr *bc = otl_node_attr(c->node, "broadcast"), *ax = otl_node_attr(c->node, "axis");
+    if (c->opset < 7 && bc && bc->i && ax)
+        return otl_error_set(c->err, OTL_ERR_UNSUPPORTED,
+                             "%s: node '%s' (%s): no gradient for legacy broadcasting with an explicit axis",
+                             c->file, c->node->name, c->node->op_type);
+    return OTL_OK;
+}
+
+/* a op b for the standard Mul/Div; before opset 7 they broadcast only with broadcast=1 */
+static const char *emit2(otl_gctx *c, const char *op, const char *a, const char *b)
+{
+    const char *in[2] = {a, b};
+    otl_node *n;
+    const char *out = a && b ? otl_gemit1(c, "", op, 2, in, &n) : NULL;
+    if (out && c->opset < 7 && otl_gattr_int(c, n, "broadcast", 1))
+        return NULL;
+    return out;
+}
+
+static const char *emit_neg(otl_gctx *c, const char *a)
+{
+    return a ? otl_gemit1(c, "", "Neg", 1, &a, NULL) : NULL;
+}
+
+static otl_status add_grad(otl_gctx *c)
+{
+    otl_status st = legacy_check(c);
+    for (int i = 0; !st && i < 2; i++)
+        if (c->need[i])
+            otl_grad_set(c, i, otl_grad_unbroadcast(c, c->dy[0], i));
+    return st;
+}
+
+static otl_status sub_grad(otl_gctx *c)
+{
+    otl_status st = legacy_check(c);
+    if (!st && c->need[0])
+        otl_grad_set(c, 0, otl_grad_unbroadcast(c, c->dy[0], 0));
+    if (!st && c->need[1])
+        otl_grad_set(c, 1, emit_neg(c, otl_grad_unbroadcast(c, c->dy[0], 1)));
+    return st;
+}
+
+static otl_status mul_grad(otl_gctx *c)
+{
+    otl_status st = legacy_check(c);
+    for (int i = 0; !st && i < 2; i++) {
+        if (!c->need[i])
+            continue;
+        const char *t = emit2(c, "Mul", c->dy[0], c->node->inputs[1 - i]);
+        otl_grad_set(c, i, t ? otl_grad_unbroadcast(c, t, i) : NULL);
+    }
+    return st;
+}
+
+/* dA = dY / B; dB = -dY * A / B^2 = -(dY / B) * Y */
+static otl_status div_grad(otl_gctx *c)
+{
+    otl_status st = legacy_check(c);
+    if (st)
+        return st;
+    const char *t = emit2(c, "Div", c->dy[0], c->node->inputs[1]);
+    if (c->need[0])
+        otl_grad_set(c, 0, t ? otl_grad_unbroadcast(c, t, 0) : NULL);
+    if (c->need[1]) {
+        const char *u = t ? emit2(c, "Mul", t, c->node->outputs[0]) : NULL;
+        otl_grad_set(c, 1, emit_neg(c, u ? otl_grad_unbroadcast(c, u, 1) : NULL));
+    }
+    return st;
+}
+
+static otl_status pow_grad(otl_gctx *c)
+{
+    otl_status st = legacy_check(c);
+    if (st)
+        return st;
+    const otl_node *n = c->node;
+    const char *in[3] = {c->dy[0], n->inputs[0], n->inputs[1]};
+    const char *out[2] = {c->need[0] ? otl_gname(c, n->inputs[0]) : "", c->need[1] ? otl_gname(c, n->inputs[1]) : ""};
+    otl_node *g = otl_gemit(c, OTL_GRAD_DOMAIN, "PowGrad", 3, in, 2, out);
+    for (int i = 0; i < 2; i++)
+        if (c->need[i])
+            otl_grad_set(c, i, g ? otl_grad_unbroadcast(c, out[i], i) : NULL);
+    return OTL_OK;
+}
+
+/* Sum: dXi = dY reduced to Xi's shape; Mean: also divided by the number of inputs. */
+static otl_status sum_mean_grad(otl_gctx *c, int mean)
+{
+    int n = c->n_in;
+    for (int i = 0; i < n; i++) {
+        if (!c->need[i])
+            continue;
+        if (n == 1) {
+            otl_grad_set(c, 0, c->dy[0]);
+            break;
+        }
+        const char *r = otl_grad_unbroadcast(c, c->dy[0], i);
+        if (mean && r) {
+            otl_node *s;
+            r = otl_gemit1(c, OTL_GRAD_DOMAIN, "Scale", 1, &r, &s);
+            if (s && otl_gattr_float(c, s, "scale", 1.0f / (float)n))
+                return c->err->code;
+        }
+        otl_grad_set(c, i, r);
+    }
+    return OTL_OK;
+}
+
+static otl_status sum_grad(otl_gctx *c) { return sum_mean_grad(c, 0); }
+static otl_status mean_grad(otl_gctx *c) { return sum_mean_grad(c, 1); }
+
+/* Max/Min: MaxMinGrad sends dY to the selected inputs (split among ties). */
+static otl_status maxmin_grad(otl_gctx *c, int is_min)
+{
+    int n = c->n_in;
+    if (n == 1) {
+        otl_grad_set(c, 0, c->dy[0]);
+        return OTL_OK;
+    }
+    const char **in = calloc((size_t)n + 1, sizeof *in), **out = calloc((size_t)n, sizeof *out);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return otl_error_set(c->err, OTL_ERR_NOMEM, "%s: out of memory building gradients", c->file);
+    }
+    in[0] = c->dy[0];
+    for (int i = 0; i < n; i++) {
+        in[i + 1] = c->node->inputs[i];
+        out[i] = c->need[i] ? otl_gname(c, c->node->inputs[i]) : "";
+    }
+    otl_node *g = otl_gemit(c, OTL_GRAD_DOMAIN, "MaxMinGrad", n + 1, in, n, out);
+    otl_status st = g && is_min ? otl_gattr_int(c, g, "min", 1) : OTL_OK;
+    for (int i = 0; i < n; i++)
+        if (c->need[i])
+            otl_grad_set(c, i, g ? otl_grad_unbroadcast(c, out[i], i) : NULL);
+    free(in);
+    free(out);
+    return st;
+}
+
+static otl_status max_grad(otl_gctx *c) { return maxmin_grad(c, 0); }
+static otl_status min_grad(otl_gctx *c) { return maxmin_grad(c, 1); }
+
 /* ---------------------------------------------------------------- ops */
 
-#define ARITH_OP(NAME, SINCE, INFER, FLAGS)                                                       \
+#define ARITH_OP(NAME, SINCE, INFER, FLAGS, GRAD_INPUTS, GRAD)                                  \
     const otl_op otl_op_##NAME = {                                                                \
         .op_type = #NAME, .domain = "", .since = SINCE, .until = 22, .flags = FLAGS,              \
         .infer = INFER, .prepare = arith_prepare, .forward = arith_forward, .release = arith_release, \
+        .grad_inputs = GRAD_INPUTS, .grad = GRAD,                                                 \
     };
 
-ARITH_OP(Add, 1, add_infer, OTL_OPF_ANY_LAYOUT)
-ARITH_OP(Sub, 1, sub_infer, OTL_OPF_ANY_LAYOUT)
-ARITH_OP(Mul, 1, mul_infer, OTL_OPF_ANY_LAYOUT)
-ARITH_OP(Div, 1, div_infer, OTL_OPF_ANY_LAYOUT)
-ARITH_OP(Pow, 1, pow_infer, 0)
-ARITH_OP(Mod, 10, mod_infer, 0)
-ARITH_OP(BitShift, 11, bitshift_infer, 0)
-ARITH_OP(Max, 6, max_infer, 0)
-ARITH_OP(Min, 6, min_infer, 0)
-ARITH_OP(Sum, 6, sum_infer, 0)
-ARITH_OP(Mean, 6, mean_infer, 0)
+#define ALL_INPUTS 0xffffffffu
+
+ARITH_OP(Add, 1, add_infer, OTL_OPF_ANY_LAYOUT, 3, add_grad)
+ARITH_OP(Sub, 1, sub_infer, OTL_OPF_ANY_LAYOUT, 3, sub_grad)
+ARITH_OP(Mul, 1, mul_infer, OTL_OPF_ANY_LAYOUT, 3, mul_grad)
+ARITH_OP(Div, 1, div_infer, OTL_OPF_ANY_LAYOUT, 3, div_grad)
+ARITH_OP(Pow, 1, pow_infer, 0, 3, pow_grad)
+ARITH_OP(Mod, 10, mod_infer, 0, 0, NULL)
+ARITH_OP(BitShift, 11, bitshift_infer, 0, 0, NULL)
+ARITH_OP(Max, 6, max_infer, 0, ALL_INPUTS, max_grad)
+ARITH_OP(Min, 6, min_infer, 0, ALL_INPUTS, min_grad)
+ARITH_OP(Sum, 6, sum_infer, 0, ALL_INPUTS, sum_grad)
+ARITH_OP(Mean, 6, mean_infer, 0, ALL_INPUTS, mean_grad)

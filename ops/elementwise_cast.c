@@ -1,11 +1,14 @@
 /* elementwise_cast.c - Cast and CastLike between the numeric dtypes, float16, bfloat16 and bool.
  * Float to integer truncates toward zero (NaN gives 0, values beyond int64 saturate, then the
  * value wraps to the target width as in C); float16/bfloat16 round to nearest even. Strings,
- * float8 and 4-bit types are refused. Differentiable input: input 0 between float dtypes. */
+ * float8 and 4-bit types are refused. Differentiable input: input 0; the gradient is cast back
+ * to its dtype between floating-point dtypes and is zero to or from integers and bool:
+ * onnx_tl.CastGrad(dY, DTypeOf(X)), DTypeOf being folded at plan time (X is not kept). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/broadcast.h"
 
 typedef struct cast_ctx {
@@ -281,13 +284,78 @@ static otl_status cast_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* The rule of Cast and CastLike (input 0): rules see names, not dtypes, so X's dtype reaches
+ * CastGrad through DTypeOf(X), which the planner folds. */
+static otl_status cast_grad(otl_gctx *c)
+{
+    if (!c->need[0])
+        return OTL_OK;
+    const char *x = c->node->inputs[0];
+    const char *like = otl_gemit1(c, OTL_GRAD_DOMAIN, "DTypeOf", 1, &x, NULL);
+    const char *in[2] = {c->dy[0], like};
+    otl_grad_set(c, 0, like ? otl_gemit1(c, OTL_GRAD_DOMAIN, "CastGrad", 2, in, NULL) : NULL);
+    return OTL_OK;
+}
+
 /* Cast-19 adds `saturate` (float8 only) and float8 dtypes, Cast-21 4-bit dtypes: refused above. */
 const otl_op otl_op_Cast = {
     .op_type = "Cast", .domain = "", .since = 6, .until = 21,
-    .infer = cast_infer, .forward = cast_forward,
+    .infer = cast_infer, .forward = cast_forward, .grad_inputs = 1, .grad = cast_grad,
 };
 
 const otl_op otl_op_CastLike = {
     .op_type = "CastLike", .domain = "", .since = 15, .until = 21,
-    .infer = cast_like_infer, .forward = cast_forward,
+    .infer = cast_like_infer, .forward = cast_forward, .grad_inputs = 1, .grad = cast_grad,
+};
+
+/* ---------------------------------------------------------------- private backward ops */
+
+/* DTypeOf(X) -> an empty tensor (shape [0]) of X's dtype. Depends on X's dtype only, so the
+ * planner evaluates it at plan time (OTL_OPF_SHAPE_ONLY) and X's buffer is not kept for it. */
+static otl_status dtype_of_infer(otl_kctx *k)
+{
+    otl_status st = otl_check_in(k, 0, NULL);
+    int64_t zero = 0;
+    return st ? st : otl_rt_set(k, k->out[0], k->in[0]->dtype, 1, &zero);
+}
+
+static otl_status dtype_of_forward(otl_kctx *k)
+{
+    (void)k;
+    return OTL_OK;
+}
+
+const otl_op otl_op_DTypeOf = {
+    .op_type = "DTypeOf", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .flags = OTL_OPF_SHAPE_ONLY | OTL_OPF_ANY_LAYOUT, .infer = dtype_of_infer, .forward = dtype_of_forward,
+};
+
+/* CastGrad(dY, like) -> dY cast to like's dtype when both are floating point; zeros of like's
+ * dtype (in dY's shape) when either is an integer or bool: no gradient crosses such a cast. */
+static otl_status cast_grad_infer(otl_kctx *k)
+{
+    otl_status st;
+    if ((st = otl_check_in(k, 0, NULL)) || (st = otl_check_in(k, 1, NULL)))
+        return st;
+    int from = k->in[0]->dtype, to = k->in[1]->dtype;
+    if (!castable(from) || !castable(to))
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "gradient cast from %s to %s is not supported",
+                         otl_dtype_name(from), otl_dtype_name(to));
+    return otl_rt_set(k, k->out[0], to, k->in[0]->rank, k->in[0]->dims);
+}
+
+static otl_status cast_grad_forward(otl_kctx *k)
+{
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (!otl_dtype_is_float(dy->dtype) || !otl_dtype_is_float(dx->dtype)) {
+        memset(dx->data, 0, dx->nbytes);
+        return OTL_OK;
+    }
+    return cast_forward(k);
+}
+
+const otl_op otl_op_CastGrad = {
+    .op_type = "CastGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = cast_grad_infer, .forward = cast_grad_forward,
 };

@@ -1,10 +1,12 @@
 /* elementwise_logic.c - comparisons and logic with multidirectional broadcasting: Equal, Less,
  * Greater, LessOrEqual, GreaterOrEqual, And, Or, Xor, Not (bool outputs), and Where.
- * Differentiable inputs: Where's X and Y (the gradient goes where the condition picked them);
- * none of the others. */
+ * Differentiable inputs: Where's X and Y (the gradient goes where the condition picked them:
+ * onnx_tl.WhereGrad below); none of the others, which carry a rule that autodiff never calls
+ * (grad_inputs 0) so that a mask computed from a trainable value ends the gradient cleanly. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/broadcast.h"
 
 enum { CMP_EQ, CMP_LT, CMP_GT, CMP_LE, CMP_GE, LOG_AND, LOG_OR, LOG_XOR };
@@ -162,10 +164,18 @@ static otl_status logic_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* The rule of the ops whose outputs carry no gradient: with grad_inputs 0 autodiff marks their
+ * outputs as not depending on any parameter and never calls it. */
+static otl_status no_grad(otl_gctx *c)
+{
+    (void)c;
+    return OTL_OK;
+}
+
 #define LOGIC_OP(NAME, SINCE, INFER)                                                              \
     const otl_op otl_op_##NAME = {                                                                \
         .op_type = #NAME, .domain = "", .since = SINCE, .until = 22,                              \
-        .infer = INFER, .forward = logic_forward,                                                 \
+        .infer = INFER, .forward = logic_forward, .grad_inputs = 0, .grad = no_grad,              \
     };
 
 /* Equal-19 adds strings (refused by the dtype check); the rest only added dtypes. */
@@ -206,7 +216,7 @@ static otl_status not_forward(otl_kctx *k)
 
 const otl_op otl_op_Not = {
     .op_type = "Not", .domain = "", .since = 1, .until = 22,
-    .infer = not_infer, .forward = not_forward,
+    .infer = not_infer, .forward = not_forward, .grad_inputs = 0, .grad = no_grad,
 };
 
 /* ---------------------------------------------------------------- Where */
@@ -287,7 +297,101 @@ static otl_status where_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* dX = dY where the condition holds, dY = dY where it does not, each reduced to its input's
+ * shape; the condition is not differentiable. */
+static otl_status where_grad(otl_gctx *c)
+{
+    const otl_node *n = c->node;
+    const char *in[2] = {n->inputs[0], c->dy[0]};
+    const char *out[2] = {c->need[1] ? otl_gname(c, n->inputs[1]) : "", c->need[2] ? otl_gname(c, n->inputs[2]) : ""};
+    otl_node *g = otl_gemit(c, OTL_GRAD_DOMAIN, "WhereGrad", 2, in, 2, out);
+    for (int i = 1; i <= 2; i++)
+        if (c->need[i])
+            otl_grad_set(c, i, g ? otl_grad_unbroadcast(c, out[i - 1], i) : NULL);
+    return OTL_OK;
+}
+
 const otl_op otl_op_Where = {
     .op_type = "Where", .domain = "", .since = 9, .until = 22,
-    .infer = where_infer, .forward = where_forward,
+    .infer = where_infer, .forward = where_forward, .grad_inputs = 6, .grad = where_grad,
+};
+
+/* ---------------------------------------------------------------- WhereGrad */
+
+/* WhereGrad(cond, dY) -> (dY where cond, dY where !cond), both in dY's shape, either optional. */
+static otl_status where_grad_infer(otl_kctx *k)
+{
+    otl_status st;
+    if ((st = otl_check_in(k, 0, bools)) || (st = otl_check_in(k, 1, NULL)))
+        return st;
+    const otl_rt *dy = k->in[1];
+    int sz = otl_dtype_size2(dy->dtype) / 2;
+    if (!(sz == 1 || sz == 2 || sz == 4 || sz == 8))
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "dtype %s is not supported", otl_dtype_name(dy->dtype));
+    logic_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    const otl_rt *in[2] = {k->in[0], dy};
+    if ((st = otl_bcast_init(k, &s->b, 2, in)))
+        return st;
+    if (!s->b.same[1])
+        return otl_kfail(k, OTL_ERR_INPUT, "condition '%s' broadcasts beyond the gradient's shape", k->in[0]->name);
+    for (int i = 0; i < 2; i++)
+        if (otl_has_out(k, i) && (st = otl_rt_like(k, k->out[i], dy)))
+            return st;
+    return OTL_OK;
+}
+
+typedef struct where_grad_ctx {
+    const uint8_t *q;
+    const char *dy;
+    char *dx, *dyy;            /* outputs (NULL when omitted) */
+    int64_t sq;
+    size_t esize;
+} where_grad_ctx;
+
+#define WHERE_GRAD_RUN(T)                                                                         \
+    do {                                                                                          \
+        const T *g = (const T *)(const void *)c->dy + o;                                          \
+        T *a = c->dx ? (T *)(void *)c->dx + o : NULL, *b = c->dyy ? (T *)(void *)c->dyy + o : NULL; \
+        for (int64_t i = 0; i < n; i++) {                                                         \
+            const T m = (T)0 - (T)(q[i * c->sq] != 0);                                            \
+            if (a)                                                                                \
+                a[i] = g[i] & m;                                                                  \
+            if (b)                                                                                \
+                b[i] = g[i] & (T)~m;                                                              \
+        }                                                                                         \
+    } while (0)
+
+/* the bit patterns of dY or zeros (+0.0 for floats) */
+static void where_grad_row(void *ctx, int64_t o, const int64_t *off, int64_t n)
+{
+    const where_grad_ctx *c = ctx;
+    const uint8_t *q = c->q + off[0];
+    switch (c->esize) {
+    case 1: WHERE_GRAD_RUN(uint8_t); break;
+    case 2: WHERE_GRAD_RUN(uint16_t); break;
+    case 4: WHERE_GRAD_RUN(uint32_t); break;
+    default: WHERE_GRAD_RUN(uint64_t); break;
+    }
+}
+
+static otl_status where_grad_forward(otl_kctx *k)
+{
+    logic_state *s = k->state;
+    if (s->b.numel == 0)
+        return OTL_OK;
+    where_grad_ctx c = {
+        .q = k->in[0]->data, .dy = k->in[1]->data, .dx = otl_has_out(k, 0) ? k->out[0]->data : NULL,
+        .dyy = otl_has_out(k, 1) ? k->out[1]->data : NULL, .sq = s->b.inner[0],
+        .esize = (size_t)otl_dtype_size2(k->in[1]->dtype) / 2,
+    };
+    otl_bcast_run(&s->b, where_grad_row, &c, 32768);
+    return OTL_OK;
+}
+
+const otl_op otl_op_WhereGrad = {
+    .op_type = "WhereGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = where_grad_infer, .forward = where_grad_forward,
 };

@@ -43,13 +43,27 @@ void otl_unary_release(otl_kctx *k);
 /* y = f(x) for one element in double (the reference the fast paths are tested against). */
 double otl_unary_ref(otl_kctx *k, double x);
 
-#define OTL_UNARY_OP(NAME, TYPE, DOMAIN, SINCE, UNTIL, CODE)                                      \
+/* Reverse mode (ops/activation_grad.c). How an op built with OTL_UNARY_OP differentiates:
+ *   OTL_UG_RULE  differentiable in X: otl_unary_grad emits Neg/Mul/Div or a private
+ *                onnx_tl.<Op>Grad(dY, T) node, T being Y where Y determines f'(x) (Relu, Sigmoid,
+ *                Tanh, Sqrt, ...: X can be dropped after the forward) and X otherwise;
+ *   OTL_UG_ZERO  piecewise constant (Floor, Sign, IsNaN, ...): not differentiable, autodiff
+ *                routes no gradient through it (zero gradient);
+ *   OTL_UG_NONE  no rule: an error when it lies between a parameter and the loss. */
+enum { OTL_UG_NONE, OTL_UG_RULE, OTL_UG_ZERO };
+otl_status otl_unary_grad(otl_gctx *c, otl_unary_code code);
+/* Clip's rule: onnx_tl.ClipGrad(dY, Y, min, max). */
+otl_status otl_clip_grad(otl_gctx *c);
+
+#define OTL_UNARY_OP(NAME, TYPE, DOMAIN, SINCE, UNTIL, CODE, GRAD)                                \
     static otl_status NAME##_infer(otl_kctx *k) { return otl_unary_setup(k, CODE); }              \
+    static otl_status NAME##_grad(otl_gctx *c) { return otl_unary_grad(c, CODE); }                \
     const otl_op otl_op_##NAME = {                                                                \
         .op_type = TYPE, .domain = DOMAIN, .since = SINCE, .until = UNTIL,                        \
         .flags = OTL_OPF_ANY_LAYOUT,                                                              \
         .infer = NAME##_infer, .prepare = otl_unary_prepare, .forward = otl_unary_forward,        \
         .release = otl_unary_release,                                                             \
+        .grad_inputs = (GRAD) == OTL_UG_RULE, .grad = (GRAD) == OTL_UG_NONE ? NULL : NAME##_grad, \
     };
 
 #endif
