@@ -76,6 +76,9 @@ typedef struct otl_kctx {
     otl_rt **in;                /* (n_in) NULL for omitted optional inputs */
     otl_rt **out;               /* (n_out) NULL for omitted optional outputs */
     void *state;                /* op-private */
+    int alias;                  /* set by infer: output 0 shares input 0's buffer for this node
+                                   (as OTL_OPF_ALIAS, decided per node: e.g. Dropout without a
+                                   mask in inference); forward is then not called */
 } otl_kctx;
 
 enum {

@@ -472,7 +472,8 @@ static otl_status plan_node(plan *p, int ki, int all_const)
         if (k->out[i] && !k->out[i]->shape_known)
             return otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
     unsigned fl = k->op->flags;
-    if (fl & OTL_OPF_ALIAS) {
+    if ((fl & OTL_OPF_ALIAS) || k->alias) {
+        k->alias = 1;
         otl_rt *src = k->in[0], *dst = k->out[0];
         if (!src || !dst || dst->nbytes != src->nbytes || src->blocked)
             return otl_kfail(k, OTL_ERR_INTERNAL, "alias output differs from its input");
@@ -740,7 +741,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         st = assign_arena(p, file, err);
     for (int si = 0; !st && si < p->n_sched; si++) {
         otl_kctx *k = &p->kc[p->sched[si]];
-        if (!(k->op->flags & OTL_OPF_ALIAS) && k->op->prepare)
+        if (!k->alias && k->op->prepare)
             st = k->op->prepare(k);
     }
     if (st) {
@@ -796,7 +797,7 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
         otl_kctx *k = &p->kc[p->sched[si]];
         k->err = err;
         k->step = s->runs;
-        if (k->op->flags & OTL_OPF_ALIAS) {
+        if (k->alias) {
             k->out[0]->data = k->in[0]->data;
             continue;
         }
