@@ -5,4 +5,5 @@
     X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)       \
     X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv) X(FusedConv)                   \
     X(ConvGradData) X(ConvGradWeights) X(ConvGradBias) X(ConvTransposeGradData)                     \
-    X(ConvTransposeGradWeights)
+    X(ConvTransposeGradWeights) X(MaxPoolGrad) X(AveragePoolGrad) X(GlobalMaxPoolGrad)              \
+    X(GlobalAveragePoolGrad)

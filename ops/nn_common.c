@@ -144,6 +144,30 @@ otl_status nn_md_dst(otl_kctx *k, int rank, const int64_t *dims, int any, dnnl_m
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, dnnl_format_tag_any), "memory descriptor");
 }
 
+otl_status nn_md_like(otl_kctx *k, const otl_rt *v, int rank, const int64_t *dims, dnnl_memory_desc_t *md)
+{
+    static const dnnl_format_tag_t tags[3][3] = {
+        {dnnl_acb, dnnl_acdb, dnnl_acdeb},
+        {dnnl_aBc16b, dnnl_aBcd16b, dnnl_aBcde16b},
+        {dnnl_aBc8b, dnnl_aBcd8b, dnnl_aBcde8b},
+    };
+    if (v->blocked && v->rank == rank && rank >= 3 && rank <= 5) {
+        dnnl_dims_t vd, d;
+        for (int i = 0; i < rank; i++) {
+            vd[i] = v->dims[i];
+            d[i] = dims[i];
+        }
+        for (int t = 0; t < 3; t++) {
+            dnnl_memory_desc_t cand;
+            if (dnnl_memory_desc_init_by_tag(&cand, rank, vd, dnnl_f32, tags[t][rank - 3]) == dnnl_success &&
+                dnnl_memory_desc_equal(&cand, &v->md))
+                return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_f32, tags[t][rank - 3]),
+                                      "memory descriptor");
+        }
+    }
+    return nn_md_dense(k, rank, dims, dnnl_f32, md);
+}
+
 /* ------------------------------------------------------------ shared scratch */
 
 static struct {

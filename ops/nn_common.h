@@ -50,6 +50,11 @@ otl_status nn_md_src(otl_kctx *k, const otl_rt *v, int any, dnnl_memory_desc_t *
  * publishes the primitive's choice with otl_rt_set_md. */
 otl_status nn_md_dst(otl_kctx *k, int rank, const int64_t *dims, int any, dnnl_memory_desc_t *md);
 
+/* A descriptor over dims in the same layout family as value v (channels-last, 16c or 8c
+ * blocked), for a gradient that should look like another value; plain when v is plain or in
+ * another layout. */
+otl_status nn_md_like(otl_kctx *k, const otl_rt *v, int rank, const int64_t *dims, dnnl_memory_desc_t *md);
+
 /* A primitive argument bound to an executor buffer. When the primitive's layout differs from
  * the plain one, `reorder` converts between them through a scratch buffer shared by all ports
  * (sized at init; only valid during one forward call). */

@@ -2,10 +2,20 @@
 (ops/conv.c, ops/pool.c, ops/batchnorm.c). Every float initializer (X included) is a parameter.
 Tolerances: the loss is float32, so central differences carry ~1e-7 / eps of noise; piecewise
 linear ops (max pooling) use a small eps so that no perturbation crosses a window's argmax."""
-# ops: Conv ConvTranspose
-from gc_common import model, rand
+# ops: Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool
+import numpy as np
+from gc_common import RNG, model, rand
 
-TOL = ['--rtol', '2e-2', '--atol', '1e-4']
+
+def distinct(*shape, spacing=0.01):
+    """Values at least `spacing` apart (a random permutation), so that max pooling's argmax
+    does not flip under a perturbation of eps = 1e-3."""
+    n = int(np.prod(shape))
+    return ((RNG.permutation(n) - n / 2) * spacing).reshape(shape).astype(np.float32)
+
+
+TOL = ['--rtol', '2e-2', '--atol', '1e-4', '--samples', '200']
+MAXTOL = ['--rtol', '2e-2', '--atol', '1e-4', '--eps', '1e-3', '--samples', '400']
 
 CASES = {
     "Conv": [
@@ -34,5 +44,37 @@ CASES = {
                                         "output_padding": [1, 2], "dilations": [2, 1]}), TOL),
         ("1d_output_shape", model("ConvTranspose", [rand(2, 2, 5), rand(2, 3, 3)],
                                   {"strides": [2], "output_shape": [10], "auto_pad": "SAME_UPPER"}), TOL),
+    ],
+    "MaxPool": [
+        ("2d_pads", model("MaxPool", [distinct(2, 3, 7, 6)], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}), MAXTOL),
+        ("2d_overlap_asym", model("MaxPool", [distinct(1, 2, 8, 9)], {"kernel_shape": [3, 2], "strides": [1, 2], "pads": [0, 1, 2, 0]}), MAXTOL),
+        ("2d_ceil_dil", model("MaxPool", [distinct(2, 2, 9, 8)], {"kernel_shape": [3, 2], "strides": [2, 3], "pads": [1, 1, 1, 1],
+                                                                   "dilations": [2, 1], "ceil_mode": 1}, opset=12), MAXTOL),
+        ("1d_same_upper", model("MaxPool", [distinct(2, 3, 11)], {"kernel_shape": [3], "strides": [2], "auto_pad": "SAME_UPPER"}), MAXTOL),
+        ("3d", model("MaxPool", [distinct(1, 2, 4, 5, 6)], {"kernel_shape": [2, 2, 3], "strides": [2, 1, 2], "pads": [0, 1, 1, 1, 0, 1]}), MAXTOL),
+        ("4d_c_kernel", model("MaxPool", [distinct(1, 2, 3, 4, 3, 4)], {"kernel_shape": [2, 2, 2, 2]}), MAXTOL),
+        ("with_indices", model("MaxPool", [distinct(2, 2, 6, 6)], {"kernel_shape": [2, 2], "strides": [2, 2]}, n_outputs=2), MAXTOL),
+    ],
+    "AveragePool": [
+        ("2d_exclude_pad", model("AveragePool", [rand(2, 3, 7, 6)], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}), TOL),
+        ("2d_include_pad", model("AveragePool", [rand(2, 3, 7, 6)], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                                       "count_include_pad": 1}), TOL),
+        ("2d_ceil_include_pad", model("AveragePool", [rand(1, 2, 9, 8)], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                                                           "ceil_mode": 1, "count_include_pad": 1}), TOL),
+        ("2d_ceil_exclude_pad", model("AveragePool", [rand(1, 2, 9, 8)], {"kernel_shape": [3, 2], "strides": [2, 3], "pads": [0, 1, 1, 0],
+                                                                           "ceil_mode": 1}), TOL),
+        ("2d_dilated", model("AveragePool", [rand(1, 2, 9, 8)], {"kernel_shape": [2, 2], "dilations": [2, 3], "pads": [1, 0, 0, 1]}, opset=19), TOL),
+        ("1d_same_lower", model("AveragePool", [rand(2, 3, 10)], {"kernel_shape": [4], "strides": [3], "auto_pad": "SAME_LOWER"}), TOL),
+        ("3d", model("AveragePool", [rand(1, 2, 4, 5, 6)], {"kernel_shape": [2, 3, 2], "strides": [1, 2, 2]}), TOL),
+    ],
+    "GlobalAveragePool": [
+        ("2d", model("GlobalAveragePool", [rand(2, 5, 4, 3)]), TOL),
+        ("1d", model("GlobalAveragePool", [rand(3, 2, 7)]), TOL),
+        ("3d", model("GlobalAveragePool", [rand(1, 3, 2, 3, 4)]), TOL),
+    ],
+    "GlobalMaxPool": [
+        ("2d", model("GlobalMaxPool", [distinct(2, 5, 4, 3)]), MAXTOL),
+        ("1d", model("GlobalMaxPool", [distinct(3, 2, 7)]), MAXTOL),
+        ("3d", model("GlobalMaxPool", [distinct(1, 3, 2, 3, 4)]), MAXTOL),
     ],
 }
