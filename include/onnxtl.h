@@ -423,6 +423,33 @@ double otl_optim_clip(otl_optim *opt, double max_norm);
 /* One update with base learning rate lr. */
 void otl_optim_step(otl_optim *opt, float lr);
 
+/* ------------------------------------------------------------ training steps */
+
+typedef struct otl_trainer otl_trainer;
+
+typedef struct otl_trainer_opts {
+    otl_grad_spec grad;       /* loss and trainable parameters */
+    otl_optim_opts optim;
+    int threads;
+    int bn_frozen;            /* BatchNormalization uses running statistics */
+    uint64_t seed;
+    double clip_norm;         /* > 0: clip the global gradient norm */
+} otl_trainer_opts;
+
+/* A training graph, its session and an optimizer over the model's trainable parameters. */
+otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trainer_opts *o, otl_error *err);
+void otl_trainer_free(otl_trainer *t);
+/* One step: forward, backward, (clip), update with learning rate lr. inputs are the model's
+ * data inputs by name; target is matched by position (any name). *loss receives the loss
+ * before the update. */
+otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int n_inputs,
+                            const otl_tensor *target, float lr, float *loss, otl_error *err);
+/* Copy the current parameter values into the initializers of m (a model with the same
+ * parameters, e.g. the one the trainer was made from or a clone of it). */
+otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_error *err);
+otl_optim *otl_trainer_optim(otl_trainer *t);
+const otl_train_graph *otl_trainer_graph(const otl_trainer *t);
+
 /* ------------------------------------------------------------ validation */
 
 /* Structural checks: names present, every node input produced (graph input, initializer, node

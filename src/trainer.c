@@ -1,0 +1,161 @@
+/* trainer.c - one training step at a time: the training graph (src/train_graph.c) run by a
+ * training session, its gradients copied into the optimizer's flat block, an update, and the
+ * parameters fed back as inputs of the next step. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnxtl.h"
+#include "src/util.h"
+
+struct otl_trainer {
+    otl_trainer_opts o;
+    otl_train_graph *tg;
+    otl_session *s;
+    otl_optim *opt;
+    otl_tensor *views;     /* (n_params) tensors over the optimizer's parameter block */
+    int *grad_out;         /* (n_params) output index of each gradient, -1 before the first run */
+    int loss_out;
+};
+
+void otl_trainer_free(otl_trainer *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; t->views && t->tg && i < t->tg->n_params; i++)
+        free(t->views[i].dims);
+    free(t->views);
+    free(t->grad_out);
+    otl_session_free(t->s);
+    otl_optim_free(t->opt);
+    otl_train_graph_free(t->tg);
+    free(t);
+}
+
+otl_optim *otl_trainer_optim(otl_trainer *t) { return t->opt; }
+const otl_train_graph *otl_trainer_graph(const otl_trainer *t) { return t->tg; }
+
+otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trainer_opts *o, otl_error *err)
+{
+    *out = NULL;
+    const char *file = m->path ? m->path : "(model)";
+    otl_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    t->o = *o;
+    otl_status st = otl_train_graph_build(&t->tg, m, &o->grad, err);
+    if (st) {
+        otl_trainer_free(t);
+        return st;
+    }
+    const otl_graph *g = t->tg->m->graph;
+    int n = t->tg->n_params;
+    int64_t *numel = calloc((size_t)n + 1, sizeof *numel);
+    t->views = calloc((size_t)n + 1, sizeof *t->views);
+    t->grad_out = malloc(((size_t)n + 1) * sizeof *t->grad_out);
+    if (!numel || !t->views || !t->grad_out) {
+        free(numel);
+        otl_trainer_free(t);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    for (int i = 0; i < n; i++) {
+        const otl_tensor *p = otl_graph_find_init(g, t->tg->params[i]);
+        if (p->dtype != OTL_DTYPE_FLOAT) {
+            free(numel);
+            otl_trainer_free(t);
+            return otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: parameter '%s' is %s; only float32 parameters can be trained",
+                                 file, p->name, otl_dtype_name(p->dtype));
+        }
+        numel[i] = p->numel;
+        t->grad_out[i] = -1;
+    }
+    st = otl_optim_new(&t->opt, n, numel, &o->optim, err);
+    free(numel);
+    if (st) {
+        otl_trainer_free(t);
+        return st;
+    }
+    for (int i = 0; i < n; i++) {
+        const otl_tensor *p = otl_graph_find_init(g, t->tg->params[i]);
+        otl_tensor *v = &t->views[i];
+        v->name = t->tg->params[i];
+        v->dtype = p->dtype;
+        v->rank = p->rank;
+        v->numel = p->numel;
+        v->nbytes = p->nbytes;
+        v->data = t->opt->param + t->opt->offset[i];
+        if (p->rank && !(v->dims = otl_memdup(p->dims, (size_t)p->rank * sizeof *p->dims))) {
+            otl_trainer_free(t);
+            return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+        }
+        memcpy(v->data, p->data, p->nbytes);
+    }
+    otl_session_opts so = {.threads = o->threads, .training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed};
+    if ((st = otl_session_new(&t->s, t->tg->m, &so, err))) {
+        otl_trainer_free(t);
+        return st;
+    }
+    t->loss_out = -1;
+    *out = t;
+    return OTL_OK;
+}
+
+otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int n_inputs,
+                            const otl_tensor *target, float lr, float *loss, otl_error *err)
+{
+    int n = t->tg->n_params;
+    const otl_tensor **in = calloc((size_t)(n_inputs + 1 + n), sizeof *in);
+    if (!in)
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    otl_tensor tgt = *target; /* shallow copy renamed to the graph's target input */
+    tgt.name = t->tg->target;
+    int k = 0;
+    for (int i = 0; i < n_inputs; i++)
+        in[k++] = inputs[i];
+    in[k++] = &tgt;
+    for (int i = 0; i < n; i++)
+        in[k++] = &t->views[i];
+    otl_tensor **outs = NULL;
+    int n_out = 0;
+    otl_status st = otl_session_run(t->s, in, k, &outs, &n_out, err);
+    free(in);
+    if (st)
+        return st;
+    if (t->loss_out < 0) {
+        for (int i = 0; i < n_out; i++) {
+            if (strcmp(outs[i]->name, t->tg->loss) == 0)
+                t->loss_out = i;
+            for (int p = 0; p < n; p++)
+                if (strcmp(outs[i]->name, t->tg->grads[p]) == 0)
+                    t->grad_out[p] = i;
+        }
+    }
+    for (int p = 0; !st && p < n; p++) {
+        const otl_tensor *gt = t->grad_out[p] >= 0 ? outs[t->grad_out[p]] : NULL;
+        if (!gt || gt->nbytes != t->views[p].nbytes)
+            st = otl_error_set(err, OTL_ERR_INTERNAL, "gradient of '%s' missing or of the wrong size", t->tg->params[p]);
+        else
+            memcpy(t->opt->grad + t->opt->offset[p], gt->data, gt->nbytes);
+    }
+    if (!st) {
+        *loss = t->loss_out >= 0 ? *(const float *)outs[t->loss_out]->data : 0.0f;
+        if (t->o.clip_norm > 0)
+            otl_optim_clip(t->opt, t->o.clip_norm);
+        otl_optim_step(t->opt, lr);
+    }
+    for (int i = 0; i < n_out; i++)
+        otl_tensor_free(outs[i]);
+    free(outs);
+    return st;
+}
+
+otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_error *err)
+{
+    for (int i = 0; i < t->tg->n_params; i++) {
+        otl_tensor *p = otl_graph_find_init(m->graph, t->tg->params[i]);
+        if (!p || p->nbytes != t->views[i].nbytes)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: parameter '%s' missing or of another shape",
+                                 m->path ? m->path : "(model)", t->tg->params[i]);
+        memcpy(p->data, t->views[i].data, p->nbytes);
+    }
+    return OTL_OK;
+}
