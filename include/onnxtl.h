@@ -349,6 +349,15 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
 /* Whether an op is implemented for (domain, op_type) at the given opset ("" = ai.onnx). */
 int otl_op_supported(const char *domain, const char *op_type, int64_t opset);
 
+/* What the current plan holds (after a run): activation arena, steps, folded constants. */
+typedef struct otl_session_stats {
+    size_t arena_bytes;     /* activations and gradients, planned by liveness */
+    size_t const_bytes;     /* values computed once at plan time (folded) */
+    int n_steps;            /* kernels run per pass */
+    int n_folded;           /* nodes evaluated at plan time */
+} otl_session_stats;
+otl_status otl_session_stats_get(const otl_session *s, otl_session_stats *st, otl_error *err);
+
 /* ------------------------------------------------------------ training graphs */
 
 typedef enum otl_loss_kind {

@@ -834,3 +834,20 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
     *n_outputs = g->n_outputs;
     return OTL_OK;
 }
+
+otl_status otl_session_stats_get(const otl_session *s, otl_session_stats *st, otl_error *err)
+{
+    memset(st, 0, sizeof *st);
+    const plan *p = s->plan;
+    if (!p)
+        return otl_error_set(err, OTL_ERR_USAGE, "%s: the session has not run yet", sfile(s));
+    st->arena_bytes = p->arena_size;
+    for (int i = 0; i < p->n_kc; i++)
+        st->n_folded += p->folded[i];
+    for (int i = 0; i < p->n_vals; i++)
+        if (p->vals[i].owned)
+            st->const_bytes += p->vals[i].nbytes;
+    for (int i = 0; i < p->n_sched; i++)
+        st->n_steps += !p->kc[p->sched[i]].alias;
+    return OTL_OK;
+}

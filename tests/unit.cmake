@@ -26,3 +26,8 @@ add_executable(test_optim ${_otl_unit_dir}/test_optim.c)
 target_link_libraries(test_optim PRIVATE onnxtl)
 add_test(NAME unit.optim COMMAND test_optim ${_otl_unit_dir}/data/optim)
 set_tests_properties(unit.optim PROPERTIES LABELS "unit;asan" TIMEOUT 60)
+
+# Frozen means free (issue 4): a head-only training graph costs a forward pass. Registered once
+# Gemm's gradient rule lands; by hand: build/tests/test_frozen testdata/models/tiny_resnet.onnx X.npy input
+add_executable(test_frozen ${_otl_unit_dir}/test_frozen.c)
+target_link_libraries(test_frozen PRIVATE onnxtl)
