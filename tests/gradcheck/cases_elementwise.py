@@ -15,9 +15,14 @@ initializers would count as parameters."""
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from gc_common import RNG, model, rand
+from gc_common import model
 
 KINK = ['--eps', '1e-3']
+RNG = np.random.RandomState(20260)  # own stream: cases here do not shift other families' values
+
+
+def rand(*shape, lo=-1.0, hi=1.0):
+    return RNG.uniform(lo, hi, size=shape).astype(np.float32)
 
 
 def away(*shape, lo=-1.0, hi=1.0, kinks=(0.0,), margin=0.05):
@@ -55,9 +60,20 @@ def node(op, ins, out="out", domain="", **attrs):
     return helper.make_node(op, ins, [out], domain=domain, **attrs)
 
 
+def conv_chain(*mid, opset=14, extra=None):
+    """x -> Conv(w1) -> a -> `mid` nodes (reading a, writing r) -> Conv(w2) -> out, 16 channels:
+    the activations see oneDNN blocked layouts in both directions (dY from ConvGradData)."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), *mid,
+             helper.make_node("Conv", ["r", "w2"], ["out"], pads=[1, 1, 1, 1])]
+    inits = {"x": rand(2, 16, 5, 5), "w1": rand(16, 16, 3, 3) * 0.3, "w2": rand(16, 16, 3, 3) * 0.1}
+    inits.update(extra or {})
+    return net(nodes, inits, opset=opset)
+
+
 CASES = {
     # ---------------------------------------------------------------- binary arithmetic
     "Add": [
+        ("conv_residual", conv_chain(node("Add", ["a", "x"], "s"), node("Relu", ["s"], "r")), KINK),
         ("same", model("Add", [rand(3, 4), rand(3, 4)]), []),
         ("bcast_vec", model("Add", [rand(2, 3, 5), rand(5)]), []),
         ("bcast_both", model("Add", [rand(3, 1, 5), rand(4, 1)]), []),
@@ -71,6 +87,8 @@ CASES = {
         ("scalar_first", model("Sub", [np.array([1.5], np.float32), rand(2, 5)]), []),
     ],
     "Mul": [
+        ("conv_gate", conv_chain(node("Sigmoid", ["g"], "gs"), node("Mul", ["a", "gs"], "r"),
+                                 extra={"g": rand(16, 1, 1)}), []),
         ("same", model("Mul", [rand(3, 4), rand(3, 4)]), []),
         ("bcast", model("Mul", [rand(2, 3, 4), rand(3, 1)]), []),
         ("bcast_both", model("Mul", [rand(3, 1), rand(1, 5)]), []),
@@ -149,16 +167,19 @@ CASES = {
     "Atanh": [("small", model("Atanh", [rand(3, 4, lo=-0.8, hi=0.8)]), [])],
     # ---------------------------------------------------------------- activations
     "Relu": [
+        ("conv_chain", conv_chain(node("Relu", ["a"], "r")), KINK),
         ("small", model("Relu", [away(3, 4)]), KINK),
         ("large", model("Relu", [away(4, 300)]), KINK),
         ("4d", model("Relu", [away(2, 3, 4, 5)]), KINK),
     ],
     "LeakyRelu": [
+        ("conv_chain", conv_chain(node("LeakyRelu", ["a"], "r", alpha=0.1)), KINK),
         ("default", model("LeakyRelu", [away(3, 4)]), KINK),
         ("alpha", model("LeakyRelu", [away(4, 300)], {"alpha": 0.2}), KINK),
         ("neg_alpha", model("LeakyRelu", [away(3, 5)], {"alpha": -0.3}), KINK),
     ],
     "PRelu": [
+        ("conv_chain", conv_chain(node("PRelu", ["a", "s"], "r"), extra={"s": rand(16, 1, 1)}), KINK),
         ("channel", model("PRelu", [away(2, 3, 4, 4), rand(3, 1, 1)]), KINK),
         ("scalar_slope", model("PRelu", [away(3, 5), rand(1)]), KINK),
         ("full_slope", model("PRelu", [away(2, 4), rand(2, 4)]), KINK),
@@ -166,6 +187,7 @@ CASES = {
         ("large", model("PRelu", [away(2, 16, 8, 8), rand(16, 1, 1)]), KINK),
     ],
     "Elu": [
+        ("conv_chain", conv_chain(node("Elu", ["a"], "r")), KINK),
         ("default", model("Elu", [away(3, 4)]), KINK),
         ("alpha_large", model("Elu", [away(4, 300)], {"alpha": 0.5}), KINK),
         ("neg_alpha", model("Elu", [away(3, 4)], {"alpha": -0.5}), KINK),
@@ -179,6 +201,7 @@ CASES = {
         ("alpha", model("Celu", [away(3, 4)], {"alpha": 2.0}, opset=13), KINK),
     ],
     "Sigmoid": [
+        ("conv_chain", conv_chain(node("Sigmoid", ["a"], "r")), []),
         ("small", model("Sigmoid", [rand(3, 4, lo=-4, hi=4)]), []),
         ("large", model("Sigmoid", [rand(4, 300, lo=-4, hi=4)]), []),
     ],
@@ -188,14 +211,17 @@ CASES = {
                         {"alpha": 0.5, "beta": 0.3}), KINK),
     ],
     "HardSwish": [
-        ("small", model("HardSwish", [away(3, 8, lo=-5, hi=5, kinks=(-3.0, 3.0))], opset=14), KINK),
-        ("large", model("HardSwish", [away(4, 300, lo=-5, hi=5, kinks=(-3.0, 3.0))], opset=14), KINK),
+        ("conv_chain", conv_chain(node("HardSwish", ["a"], "r")), KINK),
+        ("small", model("HardSwish", [away(3, 8, lo=-4.5, hi=4.5, kinks=(-3.0, 3.0), margin=0.2)], opset=14), []),
+        ("large", model("HardSwish", [away(4, 300, lo=-4.5, hi=4.5, kinks=(-3.0, 3.0), margin=0.2)], opset=14), []),
     ],
     "Tanh": [
+        ("conv_chain", conv_chain(node("Tanh", ["a"], "r")), []),
         ("small", model("Tanh", [rand(3, 4, lo=-2, hi=2)]), []),
         ("large", model("Tanh", [rand(4, 300, lo=-2, hi=2)]), []),
     ],
     "Gelu": [
+        ("conv_chain", conv_chain(node("Gelu", ["a"], "r"), opset=20), []),
         ("erf", model("Gelu", [rand(3, 4, lo=-3, hi=3)], opset=20), []),
         ("erf_large", model("Gelu", [rand(4, 300, lo=-3, hi=3)], opset=20), []),
         ("tanh", model("Gelu", [rand(3, 4, lo=-3, hi=3)], {"approximate": "tanh"}, opset=20), []),
@@ -221,6 +247,8 @@ CASES = {
                        opset=9), KINK),
     ],
     "Clip": [
+        ("conv_chain", conv_chain(const("lo", np.float32(-1.5)), const("hi", np.float32(1.2)),
+                                  node("Clip", ["a", "lo", "hi"], "r")), KINK),
         ("inputs", net([const("lo", np.float32(-0.5)), const("hi", np.float32(0.6)),
                         node("Clip", ["x", "lo", "hi"])], {"x": away(3, 8, kinks=(-0.5, 0.6))}), KINK),
         ("min_only", net([const("lo", np.float32(0.1)), node("Clip", ["x", "lo"])],
