@@ -3,4 +3,5 @@
 #define OTL_OPS_LINALG(X) X(MatMul) X(Gemm) X(Softmax) X(LogSoftmax) \
     X(ReduceSum) X(ReduceMean) X(ReduceMax) X(ReduceMin) X(ReduceProd) X(ReduceL1) X(ReduceL2) \
     X(ReduceSumSquare) X(ReduceLogSum) X(ReduceLogSumExp) X(ArgMax) X(ArgMin) \
-    X(LayerNormalization)
+    X(LayerNormalization) \
+    X(MatMulGrad)
