@@ -1,18 +1,34 @@
 /* batchnorm.c - BatchNormalization (opsets 6-15): inference with the running statistics, or
- * training (k->training, or training_mode=1 at opset >= 14) with batch statistics and the
- * optional running-statistics outputs updated with momentum. float32 on oneDNN (any layout),
- * other dtypes (double, float16, mixed at opset 15) in plain C.
+ * training with batch statistics and the optional running-statistics outputs updated with
+ * momentum; and its backward kernel BatchNormalizationGrad. float32 on oneDNN (any layout),
+ * other dtypes (double, float16, mixed at opset 15) in plain C (forward only).
+ *
+ * Which statistics: in a training session (k->training) batch statistics when k->bn_training,
+ * the running ones otherwise (frozen BN: an affine per-channel op); in an inference session
+ * batch statistics only with training_mode=1 (opset >= 14). Running statistics (outputs 1, 2,
+ * at every opset): running = momentum * running + (1 - momentum) * batch (ONNX momentum m is
+ * PyTorch's 1 - p); in a training session the batch variance in that update is the unbiased one
+ * (PyTorch), elsewhere the biased one (the ONNX reference). Frozen: the outputs pass the inputs
+ * through.
+ *
+ * Backward: BatchNormalizationGrad(dY, X, scale, mean, var) -> dX, dScale, dB on oneDNN's
+ * batch normalization backward (use_global_stats when frozen). With batch statistics the
+ * backward recomputes this batch's mean and variance from X (a forward_training pass into
+ * scratch) instead of keeping them from the forward node.
  * Differentiable inputs: X, scale, B. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/nn_common.h"
 
 typedef struct bn_state {
     float epsilon, momentum;
-    int training;
+    int training;                     /* batch statistics */
+    int unbiased;                     /* running variance updated with the unbiased batch variance */
     int64_t c, spatial;               /* channels; elements per (n, c) */
+    int64_t count;                    /* elements per channel (N * spatial) */
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     nn_port src, dst;
@@ -34,6 +50,18 @@ static int bn_all_f32(const otl_kctx *k)
 }
 
 /* ---------------------------------------------------------------- shape inference */
+
+/* Batch or running statistics (see the file comment). */
+static otl_status bn_mode(otl_kctx *k, bn_state *s)
+{
+    int64_t v = 0;
+    otl_status st;
+    if (k->opset >= 14 && (st = otl_attr_int(k, "training_mode", 0, &v)))
+        return st;
+    s->training = k->training ? k->bn_training : v != 0;
+    s->unbiased = k->training;
+    return OTL_OK;
+}
 
 static otl_status bn_infer(otl_kctx *k)
 {
@@ -70,12 +98,9 @@ static otl_status bn_infer(otl_kctx *k)
         if (v != 1)
             return otl_kfail(k, OTL_ERR_UNSUPPORTED, "spatial=0 (per-activation statistics) is not supported");
     }
-    s->training = k->training;
-    if (k->opset >= 14) {
-        if ((st = otl_attr_int(k, "training_mode", 0, &v)))
-            return st;
-        s->training |= v != 0;
-    }
+    if ((st = bn_mode(k, s)))
+        return st;
+    s->count = x->dims[0] * s->spatial;
     int max_out = k->opset >= 14 ? 3 : 5;
     for (int i = max_out; i < k->n_out; i++)
         if (otl_has_out(k, i))
@@ -195,10 +220,11 @@ static void bn_stat_outputs(bn_state *s, otl_kctx *k)
     for (int64_t ch = 0; ch < s->c; ch++) {
         double rm = otl_get_f(m->data, m->dtype, ch), rv = otl_get_f(v->data, v->dtype, ch);
         double bm = s->training ? s->stat_mean[ch] : rm, bv = s->training ? s->stat_var[ch] : rv;
+        double uv = s->unbiased && s->count > 1 ? bv * (double)s->count / (double)(s->count - 1) : bv;
         if (otl_has_out(k, 1))
             otl_set_f(k->out[1]->data, k->out[1]->dtype, ch, s->training ? rm * mom + bm * (1 - mom) : rm);
         if (otl_has_out(k, 2))
-            otl_set_f(k->out[2]->data, k->out[2]->dtype, ch, s->training ? rv * mom + bv * (1 - mom) : rv);
+            otl_set_f(k->out[2]->data, k->out[2]->dtype, ch, s->training ? rv * mom + uv * (1 - mom) : rv);
         if (otl_has_out(k, 3))
             otl_set_f(k->out[3]->data, k->out[3]->dtype, ch, bm);
         if (otl_has_out(k, 4))
@@ -270,7 +296,251 @@ static void bn_release(otl_kctx *k)
         nn_scratch_unreserve(s->scratch_bytes);
 }
 
+/* ---------------------------------------------------------------- backward */
+
+typedef struct bn_grad_state {
+    bn_state b;                       /* mode, epsilon, c, spatial */
+    int view3;                        /* plain rank > 5 data viewed as (N, C, S) */
+    dnnl_primitive_desc_t pd, stat_pd; /* backward; forward_training recomputing the batch statistics */
+    dnnl_primitive_t prim, stat_prim;
+    nn_port x, dy, dx;
+    dnnl_memory_t mean, var, scale, shift, dscale, dshift, stat_dst;
+    float *buf;                       /* (6C) mean, var, scale, dscale, dshift, shift (zeros: oneDNN
+                                         wants a shift argument it does not use) in float32 */
+    size_t stat_dst_off;
+    size_t scratch_bytes;
+    int reserved;
+} bn_grad_state;
+
+static const int f32_only[] = {OTL_DTYPE_FLOAT, 0};
+
+/* The descriptor of the data as oneDNN sees it: its layout, or (N, C, S) for plain rank > 5. */
+static otl_status bn_data_md(otl_kctx *k, const bn_grad_state *g, const otl_rt *v, dnnl_memory_desc_t *md)
+{
+    if (!g->view3)
+        return otl_rt_md(k, v, md);
+    int64_t d3[3] = {v->dims[0], g->b.c, g->b.spatial};
+    return nn_md_dense(k, 3, d3, dnnl_f32, md);
+}
+
+/* BatchNormalizationGrad(dY, X, scale, mean, var) -> dX (X's layout), dScale, dB (C). */
+static otl_status bn_grad_infer(otl_kctx *k)
+{
+    bn_grad_state *g = calloc(1, sizeof *g);
+    if (!g)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = g;
+    otl_status st;
+    for (int i = 0; i < 5; i++)
+        if ((st = otl_check_in(k, i, i < 3 ? f32_only : float_types)))
+            return st;
+    const otl_rt *dy = k->in[0], *x = k->in[1];
+    if (x->rank < 2)
+        return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, ...), got %d", x->name, x->rank);
+    int same = dy->rank == x->rank;
+    for (int i = 0; same && i < x->rank; i++)
+        same = dy->dims[i] == x->dims[i];
+    if (!same)
+        return otl_kfail(k, OTL_ERR_INPUT, "output gradient '%s' does not have X's shape", dy->name);
+    g->b.c = x->dims[1];
+    g->b.spatial = 1;
+    for (int i = 2; i < x->rank; i++)
+        g->b.spatial *= x->dims[i];
+    for (int i = 2; i < 5; i++)
+        if (k->in[i]->rank != 1 || k->in[i]->dims[0] != g->b.c)
+            return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' must have shape (%lld)", i, k->in[i]->name, (long long)g->b.c);
+    if ((st = otl_attr_float(k, "epsilon", 1e-5f, &g->b.epsilon)) || (st = bn_mode(k, &g->b)))
+        return st;
+    for (int i = 1; i < 3; i++)
+        if (otl_has_out(k, i) && (st = otl_rt_set(k, k->out[i], OTL_DTYPE_FLOAT, 1, &g->b.c)))
+            return st;
+    if (!(g->buf = calloc((size_t)g->b.c * 6 + 1, sizeof *g->buf)))
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    if (x->numel == 0)
+        return otl_has_out(k, 0) ? otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, x->dims) : OTL_OK;
+    g->view3 = x->rank > 5 && !x->blocked;
+    dnnl_memory_desc_t x_md;
+    if ((st = bn_data_md(k, g, x, &x_md)))
+        return st;
+    unsigned stats = g->b.training ? 0 : dnnl_use_global_stats;
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | stats;
+    int want_params = otl_has_out(k, 1) || otl_has_out(k, 2);
+    dnnl_batch_normalization_desc_t fd, bd;
+    dnnl_primitive_desc_t hint = NULL;
+    if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, flags),
+                             "batch normalization")) ||
+        (st = nn_make_pd(k, &fd, NULL, &hint, "batch normalization")))
+        return st;
+    st = otl_dnnl_check(k, dnnl_batch_normalization_backward_desc_init(&bd, want_params ? dnnl_backward : dnnl_backward_data, &x_md,
+                                                                        &x_md, g->b.epsilon,
+                                                                        want_params ? flags : dnnl_use_scale | stats),
+                        "batch normalization backward");
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&g->pd, &bd, NULL, k->eng->eng, hint), "batch normalization backward");
+    dnnl_primitive_desc_destroy(hint);
+    if (st)
+        return st;
+    if (g->b.training) { /* this batch's statistics, recomputed */
+        if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, 0),
+                                 "batch normalization")) ||
+            (st = nn_make_pd(k, &fd, NULL, &g->stat_pd, "batch normalization")))
+            return st;
+    }
+    if (!otl_has_out(k, 0))
+        return OTL_OK;
+    if (g->view3)
+        return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, x->dims);
+    return otl_rt_set_md(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, x->dims,
+                         dnnl_primitive_desc_query_md(g->pd, dnnl_query_diff_src_md, 0));
+}
+
+static otl_status bn_grad_prepare(otl_kctx *k)
+{
+    bn_grad_state *g = k->state;
+    if (!g->pd)
+        return OTL_OK;
+    otl_status st;
+    dnnl_memory_desc_t c_md, x_user, dy_user, dx_user;
+    if ((st = nn_md_dense(k, 1, &g->b.c, dnnl_f32, &c_md)) || (st = bn_data_md(k, g, k->in[1], &x_user)) ||
+        (st = bn_data_md(k, g, k->in[0], &dy_user)) || (st = nn_make_prim(k, g->pd, &g->prim, "batch normalization backward")) ||
+        (st = nn_port_init(k, &g->x, &x_user, dnnl_primitive_desc_query_md(g->pd, dnnl_query_src_md, 0), 0, &g->scratch_bytes)) ||
+        (st = nn_port_init(k, &g->dy, &dy_user, dnnl_primitive_desc_query_md(g->pd, dnnl_query_diff_dst_md, 0), 0, &g->scratch_bytes)))
+        return st;
+    if (otl_has_out(k, 0) &&
+        ((st = bn_data_md(k, g, k->out[0], &dx_user)) ||
+         (st = nn_port_init(k, &g->dx, &dx_user, dnnl_primitive_desc_query_md(g->pd, dnnl_query_diff_src_md, 0), 1, &g->scratch_bytes))))
+        return st;
+    if (!otl_has_out(k, 0)) { /* dX is not wanted: oneDNN still writes it, into scratch */
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(g->pd, dnnl_query_diff_src_md, 0);
+        if ((st = otl_dnnl_memory(k, md, NULL, &g->dx.prim)))
+            return st;
+        g->dx.user = g->dx.prim;
+        g->dx.is_output = 1;
+        g->dx.scratch_off = g->scratch_bytes;
+        g->scratch_bytes += (dnnl_memory_desc_get_size(md) + 63) & ~(size_t)63;
+    }
+    float *b = g->buf;
+    int64_t c = g->b.c;
+    if ((st = otl_dnnl_memory(k, &c_md, b, &g->mean)) || (st = otl_dnnl_memory(k, &c_md, b + c, &g->var)) ||
+        (st = otl_dnnl_memory(k, &c_md, b + 2 * c, &g->scale)) || (st = otl_dnnl_memory(k, &c_md, b + 3 * c, &g->dscale)) ||
+        (st = otl_dnnl_memory(k, &c_md, b + 4 * c, &g->dshift)) || (st = otl_dnnl_memory(k, &c_md, b + 5 * c, &g->shift)))
+        return st;
+    if (g->stat_pd) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(g->stat_pd, dnnl_query_dst_md, 0);
+        if ((st = nn_make_prim(k, g->stat_pd, &g->stat_prim, "batch normalization")) ||
+            (st = otl_dnnl_memory(k, md, NULL, &g->stat_dst)))
+            return st;
+        g->stat_dst_off = g->scratch_bytes;
+        g->scratch_bytes += (dnnl_memory_desc_get_size(md) + 63) & ~(size_t)63;
+    }
+    if (g->scratch_bytes) {
+        if ((st = nn_scratch_reserve(k, g->scratch_bytes)))
+            return st;
+        g->reserved = 1;
+    }
+    return OTL_OK;
+}
+
+static otl_status bn_grad_forward(otl_kctx *k)
+{
+    bn_grad_state *g = k->state;
+    int64_t c = g->b.c;
+    float *b = g->buf;
+    otl_status st = OTL_OK;
+    if (!g->pd) { /* empty X: no contribution */
+        memset(b + 3 * c, 0, (size_t)(2 * c) * sizeof *b);
+    } else {
+        memcpy(b + 2 * c, k->in[2]->data, (size_t)c * sizeof *b);
+        if (!g->b.training) /* the running statistics, as float32 */
+            for (int64_t i = 0; i < c; i++) {
+                b[i] = (float)otl_get_f(k->in[3]->data, k->in[3]->dtype, i);
+                b[c + i] = (float)otl_get_f(k->in[4]->data, k->in[4]->dtype, i);
+            }
+        char *scratch = g->scratch_bytes ? nn_scratch_lock() : NULL;
+        if (!(st = nn_port_bind(k, &g->x, k->in[1]->data, scratch)) && !(st = nn_port_bind(k, &g->dy, k->in[0]->data, scratch))) {
+            if (otl_has_out(k, 0))
+                st = nn_port_bind(k, &g->dx, k->out[0]->data, scratch);
+            else
+                dnnl_memory_set_data_handle(g->dx.prim, scratch + g->dx.scratch_off);
+        }
+        if (!st && g->stat_prim) {
+            dnnl_memory_set_data_handle(g->stat_dst, scratch + g->stat_dst_off);
+            dnnl_exec_arg_t sa[4] = {{DNNL_ARG_SRC, g->x.prim}, {DNNL_ARG_DST, g->stat_dst}, {DNNL_ARG_MEAN, g->mean},
+                                     {DNNL_ARG_VARIANCE, g->var}};
+            st = otl_dnnl_run(k, g->stat_prim, 4, sa);
+        }
+        if (!st) {
+            dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, g->x.prim},       {DNNL_ARG_DIFF_DST, g->dy.prim},
+                                       {DNNL_ARG_MEAN, g->mean},        {DNNL_ARG_VARIANCE, g->var},
+                                       {DNNL_ARG_SCALE, g->scale},      {DNNL_ARG_DIFF_SRC, g->dx.prim},
+                                       {DNNL_ARG_SHIFT, g->shift},      {DNNL_ARG_DIFF_SCALE, g->dscale},
+                                       {DNNL_ARG_DIFF_SHIFT, g->dshift}};
+            st = otl_dnnl_run(k, g->prim, otl_has_out(k, 1) || otl_has_out(k, 2) ? 9 : 6, args);
+        }
+        if (!st && otl_has_out(k, 0))
+            st = nn_port_finish(k, &g->dx);
+        if (scratch)
+            nn_scratch_unlock();
+    }
+    if (!st && otl_has_out(k, 1))
+        memcpy(k->out[1]->data, b + 3 * c, (size_t)c * sizeof *b);
+    if (!st && otl_has_out(k, 2))
+        memcpy(k->out[2]->data, b + 4 * c, (size_t)c * sizeof *b);
+    return st;
+}
+
+static void bn_grad_release(otl_kctx *k)
+{
+    bn_grad_state *g = k->state;
+    if (g->prim)
+        dnnl_primitive_destroy(g->prim);
+    if (g->pd)
+        dnnl_primitive_desc_destroy(g->pd);
+    if (g->stat_prim)
+        dnnl_primitive_destroy(g->stat_prim);
+    if (g->stat_pd)
+        dnnl_primitive_desc_destroy(g->stat_pd);
+    nn_port_free(&g->x);
+    nn_port_free(&g->dy);
+    nn_port_free(&g->dx);
+    dnnl_memory_t mems[7] = {g->mean, g->var, g->scale, g->shift, g->dscale, g->dshift, g->stat_dst};
+    for (int i = 0; i < 7; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    free(g->buf);
+    if (g->reserved)
+        nn_scratch_unreserve(g->scratch_bytes);
+}
+
+/* dX, dScale, dB = BatchNormalizationGrad(dY, X, scale, mean, var): one node whose kernel picks
+ * batch or running statistics the way the forward does (the rule cannot: the mode is a session
+ * option). No gradient flows back through the running-statistics outputs. */
+static otl_status bn_grad(otl_gctx *c)
+{
+    const otl_node *f = c->node;
+    if (!c->dy[0])
+        return otl_error_set(c->err, OTL_ERR_UNSUPPORTED,
+                             "%s: node '%s' (BatchNormalization): no gradient flows through its statistics outputs",
+                             c->file, f->name);
+    const char *in[5] = {c->dy[0], f->inputs[0], f->inputs[1], f->inputs[3], f->inputs[4]};
+    const char *out[3];
+    for (int i = 0; i < 3; i++)
+        out[i] = c->need[i] ? otl_gname(c, f->inputs[i]) : "";
+    otl_node *n = otl_gemit(c, OTL_GRAD_DOMAIN, "BatchNormalizationGrad", 5, in, 3, out);
+    otl_status st = n ? otl_gattr_copy(c, n) : OTL_OK;
+    for (int i = 0; i < 3; i++)
+        if (c->need[i])
+            otl_grad_set(c, i, n ? out[i] : NULL);
+    return st;
+}
+
 const otl_op otl_op_BatchNormalization = {
     .op_type = "BatchNormalization", .domain = "", .since = 6, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = bn_infer, .prepare = bn_prepare, .forward = bn_forward, .release = bn_release,
+    .grad_inputs = 7, .grad = bn_grad,
+};
+
+const otl_op otl_op_BatchNormalizationGrad = {
+    .op_type = "BatchNormalizationGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = bn_grad_infer, .prepare = bn_grad_prepare, .forward = bn_grad_forward, .release = bn_grad_release,
 };

@@ -787,6 +787,36 @@ static otl_status check_dy(otl_kctx *k, const conv_state *s, int rank)
     return OTL_OK;
 }
 
+/* Backward primitive choice over two attempts (inputs in their own layouts, then all layouts
+ * left to oneDNN): keep s->pd unless it failed or is oneDNN's reference kernel while another
+ * attempt remains; a reference pd is kept in *fallback meanwhile. Returns 1 when done (s->pd is
+ * the choice, or NULL with r the error). */
+static int conv_bwd_keep(conv_state *s, dnnl_primitive_desc_t *fallback, dnnl_status_t r, int attempt, int can_retry)
+{
+    int last = attempt == 1 || !can_retry;
+    if (r == dnnl_success && (!nn_pd_is_ref(s->pd) || last)) {
+        if (*fallback && nn_pd_is_ref(s->pd)) { /* both reference kernels: the first will do */
+            dnnl_primitive_desc_destroy(s->pd);
+            s->pd = *fallback;
+        } else if (*fallback) {
+            dnnl_primitive_desc_destroy(*fallback);
+        }
+        *fallback = NULL;
+        return 1;
+    }
+    if (r == dnnl_success) { /* reference kernel: try the other layouts */
+        *fallback = s->pd;
+        s->pd = NULL;
+        return 0;
+    }
+    if (last) {
+        s->pd = *fallback;
+        *fallback = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 /* Backward data: (dY, W, Shape(X)) -> dX, in the layout oneDNN picks. */
 static otl_status bwd_data_infer(otl_kctx *k)
 {
@@ -808,13 +838,15 @@ static otl_status bwd_data_infer(otl_kctx *k)
     dnnl_memory_desc_t dx_md, w_md, dy_md;
     dnnl_dims_t strides, dil, pl, pr;
     conv_params(s, strides, dil, pl, pr);
+    dnnl_primitive_desc_t fallback = NULL;
+    dnnl_status_t r = dnnl_success;
     for (int attempt = 0; attempt < 2; attempt++) {
         /* first dY in its own layout; then whatever the primitive prefers */
         if ((st = nn_md_dst(k, x.rank, x.dims, any, &dx_md)) || (st = weights_plain_md(k, s, k->in[1], &w_md, 1)) ||
             (st = attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)))
             return st;
         dnnl_primitive_desc_t hint;
-        dnnl_status_t r = conv_fwd_pd(k, s, dnnl_forward_training, &dx_md, &w_md, NULL, &dy_md, NULL, &hint);
+        r = conv_fwd_pd(k, s, dnnl_forward_training, &dx_md, &w_md, NULL, &dy_md, NULL, &hint);
         if (r == dnnl_success) {
             if (s->transposed) {
                 dnnl_deconvolution_desc_t d;
@@ -831,12 +863,13 @@ static otl_status bwd_data_infer(otl_kctx *k)
             }
             dnnl_primitive_desc_destroy(hint);
         }
-        if (r == dnnl_success)
+        if (r != dnnl_success)
+            s->pd = NULL;
+        if (conv_bwd_keep(s, &fallback, r, attempt, dy->blocked))
             break;
-        s->pd = NULL;
-        if (attempt || !dy->blocked)
-            return otl_dnnl_check(k, r, "convolution backward data");
     }
+    if (!s->pd)
+        return otl_dnnl_check(k, r, "convolution backward data");
     return otl_rt_set_md(k, k->out[0], OTL_DTYPE_FLOAT, x.rank, x.dims,
                          dnnl_primitive_desc_query_md(s->pd, dnnl_query_diff_src_md, 0));
 }
@@ -911,7 +944,10 @@ static otl_status bwd_weights_infer(otl_kctx *k)
     dnnl_memory_desc_t x_md, dw_md, db_md, dy_md;
     dnnl_dims_t strides, dil, pl, pr;
     conv_params(s, strides, dil, pl, pr);
+    dnnl_primitive_desc_t fallback = NULL;
+    dnnl_status_t r = dnnl_success;
     for (int attempt = 0; attempt < 2; attempt++) {
+        /* first X and dY in their own layouts; then whatever the primitive prefers */
         if ((st = attempt ? nn_md_dst(k, x->rank, x->dims, any, &x_md) : nn_md_src(k, x, any, &x_md)) ||
             (st = weights_plain_md(k, s, &w, &dw_md, 1)) ||
             (st = attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)) ||
@@ -919,7 +955,7 @@ static otl_status bwd_weights_infer(otl_kctx *k)
             return st;
         const dnnl_memory_desc_t *b = otl_has_out(k, 1) ? &db_md : NULL;
         dnnl_primitive_desc_t hint;
-        dnnl_status_t r = conv_fwd_pd(k, s, dnnl_forward_training, &x_md, &dw_md, b, &dy_md, NULL, &hint);
+        r = conv_fwd_pd(k, s, dnnl_forward_training, &x_md, &dw_md, b, &dy_md, NULL, &hint);
         if (r == dnnl_success) {
             if (s->transposed) {
                 dnnl_deconvolution_desc_t d;
@@ -936,13 +972,12 @@ static otl_status bwd_weights_infer(otl_kctx *k)
             }
             dnnl_primitive_desc_destroy(hint);
         }
-        if (r == dnnl_success)
-            return OTL_OK;
-        s->pd = NULL;
-        if (attempt || (!dy->blocked && !x->blocked))
-            return otl_dnnl_check(k, r, "convolution backward weights");
+        if (r != dnnl_success)
+            s->pd = NULL;
+        if (conv_bwd_keep(s, &fallback, r, attempt, dy->blocked || x->blocked))
+            break;
     }
-    return OTL_OK;
+    return s->pd ? OTL_OK : otl_dnnl_check(k, r, "convolution backward weights");
 }
 
 static otl_status bwd_weights_prepare(otl_kctx *k)

@@ -6,4 +6,4 @@
     X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv) X(FusedConv)                   \
     X(ConvGradData) X(ConvGradWeights) X(ConvGradBias) X(ConvTransposeGradData)                     \
     X(ConvTransposeGradWeights) X(MaxPoolGrad) X(AveragePoolGrad) X(GlobalMaxPoolGrad)              \
-    X(GlobalAveragePoolGrad)
+    X(GlobalAveragePoolGrad) X(BatchNormalizationGrad)

@@ -1,5 +1,9 @@
 # nn.cmake - convolution, pooling, batch normalization and FusedConv against PyTorch
 # (tests/nn/check_nn.py): blocked-layout chains, C fallbacks, dtypes, training statistics,
-# FusedConv post-ops and its C epilogue, clean errors.
-add_test(NAME nn.check COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/nn/check_nn.py ${ONNX_TL})
-set_tests_properties(nn.check PROPERTIES LABELS "nn" TIMEOUT 600)
+# FusedConv post-ops and its C epilogue, clean errors; training sessions (tests/nn/nn_session.c:
+# BatchNormalization running statistics) and `onnx-tl grad` on conv/pool/BN chains against
+# torch.autograd.
+add_executable(nn_session ${CMAKE_CURRENT_LIST_DIR}/nn/nn_session.c)
+target_link_libraries(nn_session PRIVATE onnxtl)
+add_test(NAME nn.check COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/nn/check_nn.py ${ONNX_TL} $<TARGET_FILE:nn_session>)
+set_tests_properties(nn.check PROPERTIES LABELS "nn" TIMEOUT 900)

@@ -2,9 +2,31 @@
 (ops/conv.c, ops/pool.c, ops/batchnorm.c). Every float initializer (X included) is a parameter.
 Tolerances: the loss is float32, so central differences carry ~1e-7 / eps of noise; piecewise
 linear ops (max pooling) use a small eps so that no perturbation crosses a window's argmax."""
-# ops: Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool
+# ops: Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization
 import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
 from gc_common import RNG, model, rand
+
+
+def chain(nodes, inits, out, opset=13):
+    """A graph of several nodes over initializers {name: array}; `out` is its output."""
+    graph = helper.make_graph(nodes, "gradcheck", [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def bn(x, opset=13, **attrs):
+    c = x.shape[1]
+    return model("BatchNormalization", [x, rand(c, lo=0.5, hi=1.5), rand(c), rand(c), rand(c, lo=0.5, hi=1.5)], attrs, opset=opset)
+
+
+def conv_bn(opset=13, **attrs):
+    """Conv with 16 output channels (a blocked layout) into BatchNormalization."""
+    return chain([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", ["y", "s", "b", "m", "v"], ["z"], **attrs)],
+                 {"x": rand(2, 8, 5, 6), "w": rand(16, 8, 3, 3, lo=-0.3, hi=0.3), "s": rand(16, lo=0.5, hi=1.5),
+                  "b": rand(16), "m": rand(16), "v": rand(16, lo=0.5, hi=1.5)}, "z", opset)
 
 
 def distinct(*shape, spacing=0.01):
@@ -15,6 +37,7 @@ def distinct(*shape, spacing=0.01):
 
 
 TOL = ['--rtol', '2e-2', '--atol', '1e-4', '--samples', '200']
+BNTOL = ['--rtol', '3e-2', '--atol', '2e-4', '--eps', '3e-3', '--samples', '200']
 MAXTOL = ['--rtol', '2e-2', '--atol', '1e-4', '--eps', '1e-3', '--samples', '400']
 
 CASES = {
@@ -71,6 +94,20 @@ CASES = {
         ("2d", model("GlobalAveragePool", [rand(2, 5, 4, 3)]), TOL),
         ("1d", model("GlobalAveragePool", [rand(3, 2, 7)]), TOL),
         ("3d", model("GlobalAveragePool", [rand(1, 3, 2, 3, 4)]), TOL),
+    ],
+    "BatchNormalization": [
+        ("train_2d", bn(rand(3, 4, 5, 3), epsilon=1e-3), BNTOL),
+        ("train_rank2", bn(rand(6, 5)), BNTOL),
+        ("train_rank3_opset9", bn(rand(4, 3, 7), opset=9), BNTOL),
+        ("train_rank5", bn(rand(2, 3, 2, 3, 4)), BNTOL),
+        ("train_rank6_c_view", bn(rand(2, 3, 2, 2, 3, 2)), BNTOL),
+        ("train_mode_attr_opset15", bn(rand(3, 4, 5, 3), opset=15, training_mode=1, momentum=0.8), BNTOL),
+        ("train_after_conv_blocked", conv_bn(), BNTOL),
+        ("frozen_2d", bn(rand(3, 4, 5, 3), epsilon=1e-3), TOL + ["--bn-frozen"]),
+        ("frozen_rank2", bn(rand(6, 5)), TOL + ["--bn-frozen"]),
+        ("frozen_rank6_c_view", bn(rand(2, 3, 2, 2, 3, 2)), TOL + ["--bn-frozen"]),
+        ("frozen_training_mode_attr", bn(rand(3, 4, 5, 3), opset=14, training_mode=1), TOL + ["--bn-frozen"]),
+        ("frozen_after_conv_blocked", conv_bn(), TOL + ["--bn-frozen"]),
     ],
     "GlobalMaxPool": [
         ("2d", model("GlobalMaxPool", [distinct(2, 5, 4, 3)]), MAXTOL),

@@ -7,7 +7,12 @@ and 4-D windows, non-const weights, ConvTranspose with groups/dilations/output_p
 BatchNormalization in double/float16/mixed and training mode, MaxUnpool, empty batches, and
 clean errors for bad input.
 
-    /usr/bin/python3 tests/nn/check_nn.py path/to/onnx-tl
+Also, with the nn_session helper (tests/nn/nn_session.c, a training session), BatchNormalization
+in training sessions (batch statistics, running statistics updated with PyTorch semantics, and
+frozen), and `onnx-tl grad` on conv/pool/BN chains against torch.autograd (loss and every
+parameter gradient within 1e-4 relative: max abs diff over max abs value).
+
+    /usr/bin/python3 tests/nn/check_nn.py path/to/onnx-tl [path/to/nn_session]
 
 Needs numpy, onnx and torch. Prints one line per case and 'N passed, N failed'; exit status 1
 when a case fails.
@@ -27,14 +32,12 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 BIN = sys.argv[1]
+SESSION = sys.argv[2] if len(sys.argv) > 2 else None
 D = tempfile.mkdtemp(prefix='otl_check_nn_')
 rs = np.random.RandomState(0)
 NP2TP = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.float16: TP.FLOAT16, np.int64: TP.INT64, np.uint8: TP.UINT8}
 ok = fail = 0
-def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), threads=2, error=None, env=None):
-    """Run a one-graph model; compare outputs, or with error='text' expect exit status 1 and
-    that text in the message. env: extra environment variables for onnx-tl."""
-    global ok, fail
+def save_model(name, nodes, inputs, inits, outs, opset):
     g = h.make_graph(nodes, name,
         [h.make_tensor_value_info(k, NP2TP[v.dtype.type], list(v.shape)) for k, v in inputs.items()],
         [h.make_tensor_value_info(o, TP.UNDEFINED, None) for o in outs],
@@ -44,9 +47,20 @@ def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), th
         imports.append(h.make_opsetid('onnx_tl', 1))
     m = h.make_model(g, opset_imports=imports)
     p = '%s/%s.onnx' % (D, name); onnx.save(m, p)
+    return p
+def run(name, nodes, inputs, inits, outs, expect, opset=13, tol=(1e-4, 1e-5), threads=2, error=None, env=None, session=None):
+    """Run a one-graph model; compare outputs, or with error='text' expect exit status 1 and
+    that text in the message. env: extra environment variables for onnx-tl. session='train' or
+    'frozen': run it in a training session (nn_session) instead of `onnx-tl run`."""
+    global ok, fail
+    p = save_model(name, nodes, inputs, inits, outs, opset)
     args = [BIN, 'run', p, '--outdir', D + '/out_' + name, '--threads', str(threads)]
     for k, v in inputs.items():
         np.save('%s/%s_%s.npy' % (D, name, k), v); args += ['--input', '%s=%s/%s_%s.npy' % (k, D, name, k)]
+    if session is not None:  # a training session (nn_session), frozen BN or not
+        os.makedirs(D + '/out_' + name, exist_ok=True)
+        args = [SESSION, p, D + '/out_' + name] + (['--frozen'] if session == 'frozen' else []) + \
+               ['%s=%s/%s_%s.npy' % (k, D, name, k) for k in inputs]
     r = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, **(env or {})))
     if error is not None:
         good = r.returncode == 1 and error in r.stderr
@@ -227,6 +241,121 @@ run('fused_empty_batch', [fc(['x', 'w', 'b'], 'y', activation='Sigmoid')], {'x':
 run('fused_err_act', [fc(['x', 'w'], 'y', activation='Gelu')], {'x': x1}, {'w': w1d}, ['y'], [], error="activation 'Gelu'")
 run('fused_err_z', [fc(['x', 'w', '', 'z'], 'y')], {'x': x1, 'z': f32(2, 8, 5)}, {'w': w1d}, ['y'], [], error='does not broadcast')
 run('fused_err_z_larger', [fc(['x', 'w', '', 'z'], 'y')], {'x': x1, 'z': f32(3, 2, 8, 11)}, {'w': w1d}, ['y'], [], error='more than the output')
+
+# 11. BatchNormalization in training sessions: batch statistics; running statistics outputs
+# (1, 2; what the training graph builder adds) = m * running + (1 - m) * batch with the unbiased
+# batch variance (PyTorch, momentum p = 1 - m); opset < 14 saved statistics (3, 4) biased;
+# frozen: running statistics used and passed through. oneDNN (float32, blocked after a conv) and C.
+def bn_ref(x, sc, bb, mu, va, m, eps, train):
+    m, eps = float(np.float32(m)), float(np.float32(eps))  # float attributes
+    rm = T(mu.astype(np.float64)).clone(); rv = T(va.astype(np.float64)).clone()
+    y = F.batch_norm(T(x.astype(np.float64)), rm, rv, T(sc.astype(np.float64)), T(bb.astype(np.float64)), train, 1 - m, eps)
+    return y.numpy().astype(x.dtype), rm.numpy().astype(mu.dtype), rv.numpy().astype(va.dtype)
+if SESSION:
+    for dt, tol in [(np.float32, (1e-4, 1e-5)), (np.float64, (1e-9, 1e-12))]:
+        x = rs.randn(4, 5, 3, 2).astype(dt); sc = rs.randn(5).astype(dt); bb = rs.randn(5).astype(dt); mu = rs.randn(5).astype(dt); va = (np.abs(rs.randn(5)) + .5).astype(dt)
+        prm = {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}
+        M = 0.8
+        y, rm, rv = bn_ref(x, sc, bb, mu, va, M, 1e-3, True)
+        node15 = h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'], momentum=M, epsilon=1e-3)
+        run('session_bn15_%s' % dt.__name__, [node15], {'x': x}, prm, ['y', 'rm', 'rv'], [y, rm, rv], opset=15, tol=tol, session='train')
+        xd = x.astype(np.float64)
+        run('session_bn9_%s' % dt.__name__, [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv', 'sm', 'sv'], momentum=M, epsilon=1e-3)],
+            {'x': x}, prm, ['y', 'rm', 'rv', 'sm', 'sv'], [y, rm, rv, xd.mean(axis=(0, 2, 3)).astype(dt), xd.var(axis=(0, 2, 3)).astype(dt)], opset=9, tol=tol, session='train')
+        y, _, _ = bn_ref(x, sc, bb, mu, va, M, 1e-3, False)
+        run('session_bn15_frozen_%s' % dt.__name__, [node15], {'x': x}, prm, ['y', 'rm', 'rv'], [y, mu, va], opset=15, tol=tol, session='frozen')
+    # blocked (after a 16-channel conv), rank 2, training_mode=1 under --bn frozen
+    x = f32(3, 8, 6, 5); w = f32(16, 8, 3, 3) * .2; sc = f32(16); bb = f32(16); mu = f32(16); va = np.abs(f32(16)) + .5
+    yc = F.conv2d(T(x), T(w), None, padding=1).numpy()
+    y, rm, rv = bn_ref(yc, sc, bb, mu, va, 0.9, 1e-5, True)
+    run('session_bn_blocked', [h.make_node('Conv', ['x', 'w'], ['c'], pads=[1, 1, 1, 1]), h.make_node('BatchNormalization', ['c', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'])],
+        {'x': x}, {'w': w, 'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y', 'rm', 'rv'], [y, rm, rv], opset=14, session='train')
+    y, _, _ = bn_ref(yc, sc, bb, mu, va, 0.9, 1e-5, False)
+    run('session_bn_blocked_frozen', [h.make_node('Conv', ['x', 'w'], ['c'], pads=[1, 1, 1, 1]), h.make_node('BatchNormalization', ['c', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'], training_mode=1)],
+        {'x': x}, {'w': w, 'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y', 'rm', 'rv'], [y, mu, va], opset=14, session='frozen')
+    x2 = f32(7, 5); sc = f32(5); bb = f32(5); mu = f32(5); va = np.abs(f32(5)) + .5
+    y, rm, rv = bn_ref(x2, sc, bb, mu, va, 0.9, 1e-5, True)
+    run('session_bn_rank2', [h.make_node('BatchNormalization', ['x', 'sc', 'bb', 'mu', 'va'], ['y', 'rm', 'rv'])],
+        {'x': x2}, {'sc': sc, 'bb': bb, 'mu': mu, 'va': va}, ['y', 'rm', 'rv'], [y, rm, rv], session='train')
+
+# 12. `onnx-tl grad --loss mse` on chains of conv/pool/BN ops against torch.autograd, BN in both
+# modes: the loss and every parameter gradient within 1e-4 relative (max abs diff / max abs value).
+def grad_case(name, nodes, x, inits, out, fn, bn='train', opset=13, tol=1e-4, threads=2):
+    global ok, fail
+    p = save_model(name, nodes, {'x': x}, inits, [out], opset)
+    params = {k: torch.tensor(v, requires_grad=True) for k, v in inits.items()}
+    y = fn(T(x), params)
+    tgt = rs.randn(*y.shape).astype(np.float32)
+    loss = F.mse_loss(y, T(tgt)); loss.backward()
+    np.save('%s/%s_x.npy' % (D, name), x); np.save('%s/%s_t.npy' % (D, name), tgt)
+    od = '%s/grad_%s' % (D, name)
+    r = subprocess.run([BIN, 'grad', p, '--input', 'x=%s/%s_x.npy' % (D, name), '--target', '%s/%s_t.npy' % (D, name),
+                        '--loss', 'mse', '--bn', bn, '-o', od, '--threads', str(threads)], capture_output=True, text=True)
+    if r.returncode:
+        print('FAIL', name, r.stderr.strip()); fail += 1; return
+    bad = []
+    got = float(np.load(od + '/loss.npy'))
+    if abs(got - loss.item()) > 1e-5 * max(1.0, abs(loss.item())):
+        bad.append('loss %g vs %g' % (got, loss.item()))
+    gmax = max(np.abs(t.grad.numpy()).max() for k, t in params.items() if not k.startswith('run_'))
+    for k, t in params.items():
+        if k.startswith('run_'):  # running statistics: not parameters
+            continue
+        g = np.load('%s/grad/%s.npy' % (od, k)); e = t.grad.numpy()
+        # a bias before batch-statistics BN has a zero gradient: both sides are rounding noise,
+        # compared with the case's largest gradient instead
+        den = max(np.abs(e).max(), 1e-12) if np.abs(e).max() > 1e-5 * gmax else 1e-2 * gmax
+        rel = np.abs(g - e).max() / den if g.shape == e.shape else np.inf
+        if not rel <= tol:
+            bad.append('%s rel %.3g' % (k, rel))
+    good = not bad
+    print('PASS' if good else 'FAIL', name, ' '.join(bad)); ok += good; fail += not good
+def bnp(c, pre):
+    return {pre + 's': (np.abs(f32(c)) + .5), pre + 'b': f32(c), 'run_' + pre + 'm': f32(c) * .1, 'run_' + pre + 'v': np.abs(f32(c)) + .5}
+def tbn(t, P, pre, bn, eps=1e-5):
+    return F.batch_norm(t, P['run_' + pre + 'm'].detach().clone(), P['run_' + pre + 'v'].detach().clone(), P[pre + 's'], P[pre + 'b'], bn == 'train', 0.1, eps)
+def obn(i, o, pre, **kw):
+    return h.make_node('BatchNormalization', [i, pre + 's', pre + 'b', 'run_' + pre + 'm', 'run_' + pre + 'v'], [o], **kw)
+for bn in ['train', 'frozen']:
+    # A: conv(bias) -> BN -> maxpool -> grouped dilated strided conv -> BN -> avgpool(include pad) -> depthwise -> GAP
+    x = f32(4, 3, 14, 13)
+    P = dict(w1=f32(16, 3, 3, 3) * .3, b1=f32(16), w2=f32(32, 8, 3, 3) * .2, w3=f32(32, 1, 3, 3) * .3, b3=f32(32), **bnp(16, 'n1'), **bnp(32, 'n2'))
+    def fa(t, P, bn=bn):
+        t = tbn(F.conv2d(t, P['w1'], P['b1'], padding=1), P, 'n1', bn)
+        t = F.max_pool2d(t, 3, 2, 1)
+        t = tbn(F.conv2d(t, P['w2'], None, stride=2, padding=(2, 1), dilation=(2, 1), groups=2), P, 'n2', bn, 1e-3)
+        t = F.avg_pool2d(t, 2, 1, 1, count_include_pad=True)
+        t = F.conv2d(t, P['w3'], P['b3'], padding=1, groups=32)
+        return t.mean(dim=(2, 3), keepdim=True)
+    grad_case('grad_chain2d_%s' % bn, [
+        h.make_node('Conv', ['x', 'w1', 'b1'], ['c1'], pads=[1, 1, 1, 1]), obn('c1', 'n1', 'n1'),
+        h.make_node('MaxPool', ['n1'], ['p1'], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        h.make_node('Conv', ['p1', 'w2'], ['c2'], strides=[2, 2], pads=[2, 1, 2, 1], dilations=[2, 1], group=2), obn('c2', 'n2', 'n2', epsilon=1e-3),
+        h.make_node('AveragePool', ['n2'], ['p2'], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+        h.make_node('Conv', ['p2', 'w3', 'b3'], ['c3'], pads=[1, 1, 1, 1], group=32),
+        h.make_node('GlobalAveragePool', ['c3'], ['y'])], x, P, 'y', fa, bn)
+    # B: conv -> ConvTranspose (groups, output_padding, bias) -> BN -> GlobalMaxPool
+    x = f32(2, 4, 6, 5)
+    P = dict(w1=f32(16, 4, 1, 1) * .5, wt=f32(16, 4, 3, 3) * .2, bt=f32(8), **bnp(8, 'n1'))
+    def fb(t, P, bn=bn):
+        t = F.conv2d(t, P['w1'])
+        t = F.conv_transpose2d(t, P['wt'], P['bt'], stride=2, padding=1, output_padding=1, groups=2)
+        return tbn(t, P, 'n1', bn).amax(dim=(2, 3), keepdim=True)
+    grad_case('grad_convt_%s' % bn, [
+        h.make_node('Conv', ['x', 'w1'], ['c1']),
+        h.make_node('ConvTranspose', ['c1', 'wt', 'bt'], ['t1'], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1], group=2),
+        obn('t1', 'n1', 'n1'), h.make_node('GlobalMaxPool', ['n1'], ['y'])], x, P, 'y', fb, bn)
+    # C: 1-D: conv SAME_UPPER strided -> BN -> maxpool ceil -> avgpool exclude pad
+    x = f32(3, 5, 23)
+    P = dict(w1=f32(16, 5, 4) * .3, b1=f32(16), **bnp(16, 'n1'))
+    def fc1(t, P, bn=bn):
+        t = F.conv1d(F.pad(t, (1, 2)), P['w1'], P['b1'], stride=2)  # SAME_UPPER: out 12, total pad 3
+        t = F.max_pool1d(tbn(t, P, 'n1', bn), 3, 2, 1, ceil_mode=True)
+        return F.avg_pool1d(t, 3, 1, 1, count_include_pad=False)
+    grad_case('grad_chain1d_%s' % bn, [
+        h.make_node('Conv', ['x', 'w1', 'b1'], ['c1'], strides=[2], auto_pad='SAME_UPPER'), obn('c1', 'n1', 'n1'),
+        h.make_node('MaxPool', ['n1'], ['p1'], kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1),
+        h.make_node('AveragePool', ['p1'], ['y'], kernel_shape=[3], pads=[1, 1])], x, P, 'y', fc1, bn)
 
 shutil.rmtree(D, ignore_errors=True)
 print('%d passed, %d failed' % (ok, fail))
