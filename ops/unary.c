@@ -1,7 +1,8 @@
 /* unary.c - single-input element-wise ops: the shared engine (see ops/unary.h) and the math ops
  * Sqrt, Neg, Abs, Exp, Log, Reciprocal, Erf, Floor, Ceil, Round, Sign, trigonometric and
  * hyperbolic functions, IsNaN, IsInf. Differentiable input: X (none for Floor, Ceil, Round, Sign,
- * IsNaN, IsInf, whose gradient is zero). */
+ * IsNaN, IsInf, whose gradient is zero); the rule and backward kernels are in
+ * ops/activation_grad.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
