@@ -8,8 +8,30 @@ smooth ops use the default eps 1e-2, rtol 2e-2, atol 1e-4. Products are exact in
 MatMulGrad kernel treats differently (reductions folded into the contraction, batch folded into
 the rows, reductions through scratch, 1-D operands) and every Gemm transA/transB/alpha/beta/C
 shape combination."""
-# ops: MatMul Gemm
+# ops: MatMul Gemm Softmax LogSoftmax
+from onnx import TensorProto, helper, numpy_helper
+
 from gc_common import model, rand
+
+SMALL = ['--atol', '5e-6']
+
+
+def dbl(op, inputs, attrs=None, opset=13):
+    """`op` computed in double: every float32 initializer is Cast to double first and the
+    result Cast back (exercises the double kernels)."""
+    nodes, inits, names = [], [], []
+    for i, arr in enumerate(inputs):
+        if arr is None:
+            names.append("")
+            continue
+        inits.append(numpy_helper.from_array(arr, f"in{i}"))
+        nodes.append(helper.make_node("Cast", [f"in{i}"], [f"d{i}"], to=TensorProto.DOUBLE))
+        names.append(f"d{i}")
+    nodes.append(helper.make_node(op, names, ["y"], **(attrs or {})))
+    nodes.append(helper.make_node("Cast", ["y"], ["out0"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(nodes, "gradcheck", [], [helper.make_tensor_value_info("out0", TensorProto.FLOAT, None)],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 CASES = {
     "MatMul": [
@@ -26,6 +48,9 @@ CASES = {
         ("1d_both", model("MatMul", [rand(6), rand(6)]), []),
         ("1d_a_2d", model("MatMul", [rand(4), rand(4, 3)]), []),
         ("m1", model("MatMul", [rand(3, 1, 4), rand(4, 2)]), []),
+        ("f64_bcast_both", dbl("MatMul", [rand(2, 1, 3, 4), rand(1, 3, 4, 5)]), []),
+        ("f64_weight_2d", dbl("MatMul", [rand(2, 3, 4), rand(4, 5)]), []),
+        ("f64_1d_a", dbl("MatMul", [rand(4), rand(2, 4, 5)]), []),
         ("large", model("MatMul", [rand(4, 16, 32), rand(32, 24)]), []),
     ],
     "Gemm": [
@@ -41,5 +66,27 @@ CASES = {
         ("no_c", model("Gemm", [rand(3, 4), rand(5, 4)], {"transB": 1}), []),
         ("opset9", model("Gemm", [rand(3, 4), rand(4, 5), rand(5)], {"transA": 0}, opset=9), []),
         ("linear_large", model("Gemm", [rand(16, 64), rand(32, 64), rand(32)], {"transB": 1}), []),
+        ("f64_transAB", dbl("Gemm", [rand(4, 3), rand(5, 4), rand(5)], {"alpha": 1.5, "transA": 1, "transB": 1}), []),
+    ],
+    # softmax outputs and their gradients are small (~1/C): absolute tolerance tightened to 5e-6
+    "Softmax": [
+        ("last", model("Softmax", [rand(3, 5, lo=-2, hi=2)]), SMALL),
+        ("axis0", model("Softmax", [rand(4, 3, lo=-2, hi=2)], {"axis": 0}), SMALL),
+        ("axis1_of_3d", model("Softmax", [rand(2, 4, 3, lo=-2, hi=2)], {"axis": 1}), SMALL),
+        ("neg_axis", model("Softmax", [rand(2, 3, 4, lo=-2, hi=2)], {"axis": -2}), SMALL),
+        ("legacy_default", model("Softmax", [rand(2, 3, 4, lo=-2, hi=2)], opset=11), SMALL),
+        ("legacy_axis2", model("Softmax", [rand(2, 2, 3, 2, lo=-2, hi=2)], {"axis": 2}, opset=9), SMALL),
+        ("attention", model("Softmax", [rand(2, 2, 16, 16, lo=-3, hi=3)]), SMALL),
+        ("f64_axis1", dbl("Softmax", [rand(2, 4, 3, lo=-2, hi=2)], {"axis": 1}), SMALL),
+    ],
+    "LogSoftmax": [
+        ("last", model("LogSoftmax", [rand(3, 5, lo=-2, hi=2)]), []),
+        ("axis0", model("LogSoftmax", [rand(4, 3, lo=-2, hi=2)], {"axis": 0}), []),
+        ("axis1_of_3d", model("LogSoftmax", [rand(2, 4, 3, lo=-2, hi=2)], {"axis": 1}), []),
+        ("legacy_default", model("LogSoftmax", [rand(2, 3, 4, lo=-2, hi=2)], opset=11), []),
+        ("legacy_axis0", model("LogSoftmax", [rand(3, 2, 2, lo=-2, hi=2)], {"axis": 0}, opset=9), []),
+        ("f64_legacy", dbl("LogSoftmax", [rand(2, 3, 4, lo=-2, hi=2)], opset=11), []),
+        # loss ~45: float32 rounding of the loss is ~3e-6, so a larger step
+        ("large", model("LogSoftmax", [rand(8, 200, lo=-3, hi=3)]), ['--eps', '5e-2']),
     ],
 }
