@@ -247,6 +247,19 @@ static const char *parts_sum(otl_ad *ad, const char *value)
 
 /* ------------------------------------------------------------ the pass */
 
+/* Whether input i of a node carries gradient: 1 yes, 0 no; an op without a rule (and not marked
+ * OTL_OPF_NO_GRAD) counts as differentiable so that the sweep can name it. */
+static int input_differentiable(const otl_op *op, int i)
+{
+    if (!op)
+        return 1;
+    if (op->flags & OTL_OPF_NO_GRAD)
+        return 0;
+    if (!op->grad)
+        return 1;
+    return (op->grad_inputs >> (i < 31 ? i : 31)) & 1;
+}
+
 otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, const char *const *params,
                         int n_params, char **grads, otl_error *err)
 {
@@ -273,7 +286,7 @@ otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, cons
         int any = 0;
         for (int i = 0; i < n->n_inputs && !any; i++)
             if (*n->inputs[i] && otl_strmap_has(&rg, n->inputs[i]))
-                any = !op || !op->grad || ((op->grad_inputs >> i) & 1);
+                any = input_differentiable(op, i);
         if (any)
             for (int k = 0; k < n->n_outputs; k++)
                 if (*n->outputs[k])
@@ -284,16 +297,14 @@ otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, cons
                            file, loss);
         goto done;
     }
-    /* 2. seed: d loss / d loss = 1 */
+    /* 2. seed: d loss / d loss = 1 (the loss is a float32 scalar; Constant exists at every opset) */
     {
-        const char *shape_in[1] = {loss};
-        const char *shape = fresh(&ad, "loss_shape"), *seed = fresh(&ad, "loss");
-        otl_node *sn = shape ? emit(&ad, "grad_seed", "", "Shape", 1, shape_in, 1, &shape) : NULL;
-        otl_node *cn = sn && seed ? emit(&ad, "grad_seed", "", "ConstantOfShape", 1, &shape, 1, &seed) : NULL;
+        const char *seed = fresh(&ad, "loss");
+        otl_node *cn = seed ? emit(&ad, "grad_seed", "", "Constant", 0, NULL, 1, &seed) : NULL;
         otl_attr *a;
         otl_tensor *one = NULL;
         if (!cn || otl_node_add_attr(cn, "value", OTL_ATTR_TENSOR, &a) ||
-            !(one = otl_tensor_new("", OTL_DTYPE_FLOAT, 1, (const int64_t[]){1})) ||
+            !(one = otl_tensor_new("", OTL_DTYPE_FLOAT, 0, NULL)) ||
             !(one->data = malloc(sizeof(float)))) {
             otl_tensor_free(one);
             st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
@@ -325,8 +336,7 @@ otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, cons
             break;
         }
         for (int i = 0; i < n->n_inputs; i++) {
-            need[i] = *n->inputs[i] && otl_strmap_has(&rg, n->inputs[i]) &&
-                      (!op || !op->grad || ((op->grad_inputs >> i) & 1));
+            need[i] = *n->inputs[i] && otl_strmap_has(&rg, n->inputs[i]) && input_differentiable(op, i);
             needs |= need[i];
         }
         if (needs && (!op || !op->grad)) {

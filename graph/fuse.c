@@ -389,10 +389,10 @@ otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *er
     free(slot);
     fg->n_inits = g->n_inits + f->n_inits;
     fg->inits = calloc((size_t)fg->n_inits + 1, sizeof *fg->inits);
-    if (fg->inits) {
+    if (fg->inits && g->n_inits)
         memcpy(fg->inits, g->inits, (size_t)g->n_inits * sizeof *fg->inits);
+    if (fg->inits && f->n_inits)
         memcpy(fg->inits + g->n_inits, f->inits, (size_t)f->n_inits * sizeof *fg->inits);
-    }
     free(c.dead);
     otl_strmap_free(&c.uses);
     otl_strmap_free(&c.producer);

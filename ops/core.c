@@ -143,6 +143,7 @@ static otl_status shape_forward(otl_kctx *k)
 }
 
 const otl_op otl_op_Shape = {
-    .op_type = "Shape", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_SHAPE_ONLY,
+    .op_type = "Shape", .domain = "", .since = 1, .until = 22,
+    .flags = OTL_OPF_SHAPE_ONLY | OTL_OPF_ANY_LAYOUT | OTL_OPF_NO_GRAD,
     .infer = shape_infer, .forward = shape_forward,
 };

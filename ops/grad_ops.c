@@ -47,20 +47,29 @@ static otl_status reduce_to_infer(otl_kctx *k)
         if (t != dy->dims[d])
             s->identity = 0;
     }
+    if (s->identity && n == dy->rank) {
+        /* nothing to reduce: the gradient is passed on as it is, in its layout */
+        k->alias = 1;
+        return dy->blocked ? otl_rt_set_md(k, k->out[0], dy->dtype, n, s->out_dims, &dy->md)
+                           : otl_rt_set(k, k->out[0], dy->dtype, n, s->out_dims);
+    }
     return otl_rt_set(k, k->out[0], dy->dtype, n, s->out_dims);
 }
 
 static otl_status reduce_to_prepare(otl_kctx *k)
 {
     reduce_to_state *s = k->state;
-    if (s->identity || k->in[0]->dtype != OTL_DTYPE_FLOAT || k->in[0]->numel == 0)
+    /* plain identity: a copy; blocked input (float32 only): oneDNN reduction, which also
+       converts to the plain layout */
+    if ((s->identity && !k->in[0]->blocked) || k->in[0]->dtype != OTL_DTYPE_FLOAT || k->in[0]->numel == 0)
         return OTL_OK;
     dnnl_memory_desc_t src_md, dst_md;
     otl_rt padded = *k->out[0];
     padded.rank = s->rank;
+    padded.blocked = 0;
     memcpy(padded.dims, s->tdims, sizeof s->tdims);
     otl_status st;
-    if ((st = otl_md_plain(k, k->in[0], &src_md)) || (st = otl_md_plain(k, &padded, &dst_md)))
+    if ((st = otl_rt_md(k, k->in[0], &src_md)) || (st = otl_md_plain(k, &padded, &dst_md)))
         return st;
     dnnl_reduction_desc_t d;
     dnnl_primitive_desc_t pd;
@@ -83,15 +92,15 @@ static otl_status reduce_to_forward(otl_kctx *k)
     reduce_to_state *s = k->state;
     const otl_rt *dy = k->in[0];
     otl_rt *out = k->out[0];
-    if (s->identity) {
-        memcpy(out->data, dy->data, out->nbytes);
-        return OTL_OK;
-    }
     if (s->prim) {
         dnnl_memory_set_data_handle(s->src, dy->data);
         dnnl_memory_set_data_handle(s->dst, out->data);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}};
         return otl_dnnl_run(k, s->prim, 2, args);
+    }
+    if (s->identity) {
+        memcpy(out->data, dy->data, out->nbytes);
+        return OTL_OK;
     }
     /* generic: accumulate in double over output positions */
     int64_t ostr[OTL_MAX_RANK], o = 1;
@@ -129,6 +138,6 @@ static void reduce_to_release(otl_kctx *k)
 
 const otl_op otl_op_ReduceSumTo = {
     .op_type = "ReduceSumTo", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
-    .infer = reduce_to_infer, .prepare = reduce_to_prepare, .forward = reduce_to_forward,
+    .flags = OTL_OPF_ANY_LAYOUT | OTL_OPF_NO_GRAD, .infer = reduce_to_infer, .prepare = reduce_to_prepare, .forward = reduce_to_forward,
     .release = reduce_to_release,
 };

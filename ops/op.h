@@ -87,6 +87,8 @@ enum {
     OTL_OPF_SHAPE_ONLY = 1 << 1, /* outputs depend only on input shapes (Shape, Size): folded
                                     even when the input data is not const */
     OTL_OPF_RANDOM = 1 << 2,     /* never folded (random ops) */
+    OTL_OPF_NO_GRAD = 1 << 4,    /* not differentiable at all (comparisons, logic, Shape, ...):
+                                    autodiff passes no gradient through it */
     OTL_OPF_ANY_LAYOUT = 1 << 3, /* accepts inputs in oneDNN blocked layouts (in[i]->blocked,
                                     in[i]->md; use otl_rt_md) and may produce one (otl_rt_set_md).
                                     Other ops get plain inputs: the executor inserts reorders */
@@ -103,7 +105,9 @@ typedef struct otl_op {
     otl_status (*forward)(otl_kctx *k);
     void (*release)(otl_kctx *k);
     /* reverse mode (graph/autodiff.c): bit i of grad_inputs set when input i is
-     * differentiable; grad appends the nodes computing the inputs' gradients */
+     * differentiable (bit 31 stands for inputs 31 and up of variadic ops); grad appends the
+     * nodes computing the inputs' gradients. An op with neither a rule nor OTL_OPF_NO_GRAD is
+     * "not yet differentiable": an error when it lies on a path to the loss. */
     unsigned grad_inputs;
     otl_status (*grad)(otl_gctx *c);
 } otl_op;

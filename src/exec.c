@@ -475,7 +475,8 @@ static otl_status plan_node(plan *p, int ki, int all_const)
     if ((fl & OTL_OPF_ALIAS) || k->alias) {
         k->alias = 1;
         otl_rt *src = k->in[0], *dst = k->out[0];
-        if (!src || !dst || dst->nbytes != src->nbytes || src->blocked)
+        if (!src || !dst || dst->nbytes != src->nbytes || src->blocked != dst->blocked ||
+            (src->blocked && !dnnl_memory_desc_equal(&src->md, &dst->md)))
             return otl_kfail(k, OTL_ERR_INTERNAL, "alias output differs from its input");
         if (src->is_const) {
             dst->data = src->data;

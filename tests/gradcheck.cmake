@@ -18,3 +18,9 @@ foreach(op ${OTL_GRADCHECK_OPS})
             $<TARGET_FILE:otl_gradcheck> ${op} ${CMAKE_CURRENT_BINARY_DIR}/gradcheck)
   set_tests_properties(gradcheck.${op} PROPERTIES LABELS "gradcheck;asan" TIMEOUT 600)
 endforeach()
+
+# oneDNN eltwise backward choices against PyTorch float64 autograd (needs torch)
+add_test(NAME gradcheck.eltwise_vs_torch
+  COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/gradcheck/check_eltwise_grad.py ${ONNX_TL}
+          ${CMAKE_CURRENT_BINARY_DIR}/gradcheck_eltwise)
+set_tests_properties(gradcheck.eltwise_vs_torch PROPERTIES LABELS "gradcheck" TIMEOUT 600)

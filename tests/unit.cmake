@@ -27,7 +27,15 @@ target_link_libraries(test_optim PRIVATE onnxtl)
 add_test(NAME unit.optim COMMAND test_optim ${_otl_unit_dir}/data/optim)
 set_tests_properties(unit.optim PROPERTIES LABELS "unit;asan" TIMEOUT 60)
 
-# Frozen means free (issue 4): a head-only training graph costs a forward pass. Registered once
-# Gemm's gradient rule lands; by hand: build/tests/test_frozen testdata/models/tiny_resnet.onnx X.npy input
+# Frozen means free (issue 4): a head-only training graph costs a forward pass (same activation
+# arena, a few kernels more), on the tiny ResNet with a seeded input batch.
 add_executable(test_frozen ${_otl_unit_dir}/test_frozen.c)
 target_link_libraries(test_frozen PRIVATE onnxtl)
+add_test(NAME unit.frozen_is_free
+  COMMAND ${CMAKE_COMMAND} -E env
+          ${PYTHON} -c "import numpy as np; np.save('${CMAKE_CURRENT_BINARY_DIR}/frozen_x.npy', np.random.RandomState(0).randn(8,3,32,32).astype(np.float32))")
+add_test(NAME unit.frozen_is_free.run
+  COMMAND test_frozen ${CMAKE_SOURCE_DIR}/testdata/models/tiny_resnet.onnx
+          ${CMAKE_CURRENT_BINARY_DIR}/frozen_x.npy input)
+set_tests_properties(unit.frozen_is_free PROPERTIES FIXTURES_SETUP frozen_x LABELS "unit")
+set_tests_properties(unit.frozen_is_free.run PROPERTIES FIXTURES_REQUIRED frozen_x LABELS "unit;asan" TIMEOUT 120)
