@@ -8,7 +8,7 @@ smooth ops use the default eps 1e-2, rtol 2e-2, atol 1e-4. Products are exact in
 MatMulGrad kernel treats differently (reductions folded into the contraction, batch folded into
 the rows, reductions through scratch, 1-D operands) and every Gemm transA/transB/alpha/beta/C
 shape combination."""
-# ops: MatMul Gemm Softmax LogSoftmax
+# ops: MatMul Gemm Softmax LogSoftmax LayerNormalization
 from onnx import TensorProto, helper, numpy_helper
 
 from gc_common import model, rand
@@ -32,6 +32,36 @@ def dbl(op, inputs, attrs=None, opset=13):
     graph = helper.make_graph(nodes, "gradcheck", [], [helper.make_tensor_value_info("out0", TensorProto.FLOAT, None)],
                               inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def net(nodes, inits, opset=17):
+    """A graph of `nodes` whose last node's first output is the model output; `inits` maps
+    initializer names to arrays."""
+    out = nodes[-1].output[0]
+    graph = helper.make_graph(nodes, "gradcheck", [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def const(name, value):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+
+
+def ln_partial(x, scale, bias, consts, **attrs):
+    """LayerNormalization whose inputs named in `consts` ('x', 's', 'b') are Constant nodes (no
+    gradient requested for them)."""
+    vals = {"x": x, "s": scale, "b": bias}
+    nodes = [const(k, vals[k]) for k in consts]
+    nodes.append(helper.make_node("LayerNormalization", ["x", "s", "b"], ["out"], **attrs))
+    return net(nodes, {k: v for k, v in vals.items() if k not in consts})
+
+
+def ln_stats(x, scale, bias, **attrs):
+    """LayerNormalization whose Mean and InvStdDev outputs also reach the model output:
+    out = (Y + Mean) * InvStdDev."""
+    return net([helper.make_node("LayerNormalization", ["x", "s", "b"], ["y", "m", "r"], **attrs),
+                helper.make_node("Add", ["y", "m"], ["t"]), helper.make_node("Mul", ["t", "r"], ["out"])],
+               {"x": x, "s": scale, "b": bias})
 
 CASES = {
     "MatMul": [
@@ -88,5 +118,21 @@ CASES = {
         ("f64_legacy", dbl("LogSoftmax", [rand(2, 3, 4, lo=-2, hi=2)], opset=11), []),
         # loss ~45: float32 rounding of the loss is ~3e-6, so a larger step
         ("large", model("LogSoftmax", [rand(8, 200, lo=-3, hi=3)]), ['--eps', '5e-2']),
+    ],
+    "LayerNormalization": [
+        ("last", model("LayerNormalization", [rand(3, 8), rand(8), rand(8)], opset=17), []),
+        ("3d_last", model("LayerNormalization", [rand(2, 3, 6), rand(6), rand(6)], opset=17), []),
+        ("axis1", model("LayerNormalization", [rand(2, 3, 4), rand(3, 4), rand(3, 4)], {"axis": 1}, opset=17), []),
+        ("bcast_params", model("LayerNormalization", [rand(2, 3, 4), rand(1, 4), rand(3, 1)], {"axis": -2}, opset=17), []),
+        ("no_bias", model("LayerNormalization", [rand(4, 5), rand(5)], {"epsilon": 0.1}, opset=17), []),
+        ("stash_double", model("LayerNormalization", [rand(3, 7), rand(7), rand(7)], {"stash_type": 11}, opset=17), []),
+        ("stats_outputs", ln_stats(rand(2, 3, 6), rand(6), rand(6)), []),
+        ("only_params", ln_partial(rand(4, 6), rand(6), rand(6), "x"), []),
+        ("only_params_bcast", ln_partial(rand(2, 3, 4), rand(3, 1), rand(1, 4), "x", axis=1), []),
+        ("only_x", ln_partial(rand(4, 6), rand(6), rand(6), "sb"), []),
+        ("no_db", ln_partial(rand(4, 6), rand(6), rand(6), "b"), []),
+        ("no_dscale", ln_partial(rand(3, 2, 5), rand(5), rand(5), "s"), []),
+        ("transformer", model("LayerNormalization", [rand(2, 16, 64), rand(64, lo=0.5, hi=1.5), rand(64)], opset=17), []),
+        ("f64", dbl("LayerNormalization", [rand(2, 3, 4), rand(4), rand(3, 4)], {"axis": 1}, opset=17), []),
     ],
 }
