@@ -428,8 +428,11 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
          * layout (a full-shape Z in another layout is reordered first: oneDNN's fast kernels
          * want src1 like dst) or broadcast from its plain dims. oneDNN's reference kernel is
          * no option: then the C epilogue adds Z. */
-        if (r == dnnl_success && s->z_mode == Z_EPILOGUE)
+        if (r == dnnl_success && s->z_mode == Z_EPILOGUE) {
+            dnnl_primitive_desc_destroy(s->pd);
+            s->pd = NULL;
             r = dnnl_unimplemented;
+        }
         if (r == dnnl_success && z) {
             int ref0 = nn_pd_is_ref(s->pd);
             dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
