@@ -362,18 +362,17 @@ static otl_status bn_grad_infer(otl_kctx *k)
     dnnl_memory_desc_t x_md;
     if ((st = bn_data_md(k, g, x, &x_md)))
         return st;
-    unsigned stats = g->b.training ? 0 : dnnl_use_global_stats;
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | stats;
-    int want_params = otl_has_out(k, 1) || otl_has_out(k, 2);
+    /* always prop backward with scale and shift: oneDNN 2.6 has backward_data only without a
+     * scale; dScale/dB land in scratch when not wanted */
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (g->b.training ? 0 : dnnl_use_global_stats);
     dnnl_batch_normalization_desc_t fd, bd;
     dnnl_primitive_desc_t hint = NULL;
     if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, flags),
                              "batch normalization")) ||
         (st = nn_make_pd(k, &fd, NULL, &hint, "batch normalization")))
         return st;
-    st = otl_dnnl_check(k, dnnl_batch_normalization_backward_desc_init(&bd, want_params ? dnnl_backward : dnnl_backward_data, &x_md,
-                                                                        &x_md, g->b.epsilon,
-                                                                        want_params ? flags : dnnl_use_scale | stats),
+    st = otl_dnnl_check(k, dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &x_md,
+                                                                        &x_md, g->b.epsilon, flags),
                         "batch normalization backward");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_desc_create(&g->pd, &bd, NULL, k->eng->eng, hint), "batch normalization backward");
@@ -475,7 +474,7 @@ static otl_status bn_grad_forward(otl_kctx *k)
                                        {DNNL_ARG_SCALE, g->scale},      {DNNL_ARG_DIFF_SRC, g->dx.prim},
                                        {DNNL_ARG_SHIFT, g->shift},      {DNNL_ARG_DIFF_SCALE, g->dscale},
                                        {DNNL_ARG_DIFF_SHIFT, g->dshift}};
-            st = otl_dnnl_run(k, g->prim, otl_has_out(k, 1) || otl_has_out(k, 2) ? 9 : 6, args);
+            st = otl_dnnl_run(k, g->prim, 9, args);
         }
         if (!st && otl_has_out(k, 0))
             st = nn_port_finish(k, &g->dx);

@@ -29,6 +29,12 @@ def conv_bn(opset=13, **attrs):
                   "b": rand(16), "m": rand(16), "v": rand(16, lo=0.5, hi=1.5)}, "z", opset)
 
 
+def frozen(m, *names):
+    """Mark initializers frozen (onnx_tl.frozen metadata): their gradients are not computed."""
+    m.metadata_props.add(key="onnx_tl.frozen", value="\n".join(names))
+    return m
+
+
 def distinct(*shape, spacing=0.01):
     """Values at least `spacing` apart (a random permutation), so that max pooling's argmax
     does not flip under a perturbation of eps = 1e-3."""
@@ -58,6 +64,9 @@ CASES = {
         ("3d", model("Conv", [rand(1, 2, 4, 5, 4), rand(3, 2, 2, 3, 2), rand(3)],
                      {"pads": [1, 0, 1, 0, 1, 0]}), TOL),
         ("1x1_bias", model("Conv", [rand(3, 8, 4, 4), rand(16, 8, 1, 1), rand(16)]), TOL),
+        ("bias_only", frozen(model("Conv", [rand(2, 3, 5, 5), rand(4, 3, 3, 3), rand(4)]), "in0", "in1"), TOL),
+        ("frozen_w_dx_db", frozen(model("Conv", [rand(2, 3, 5, 5), rand(4, 3, 3, 3), rand(4)], {"pads": [1, 1, 1, 1]}), "in1"), TOL),
+        ("frozen_x_dw_only", frozen(model("Conv", [rand(2, 3, 5, 5), rand(4, 3, 3, 3)], {"strides": [2, 2]}), "in0"), TOL),
     ],
     "ConvTranspose": [
         ("2d_bias", model("ConvTranspose", [rand(2, 3, 4, 5), rand(3, 4, 3, 3), rand(4)],
@@ -67,6 +76,9 @@ CASES = {
                                         "output_padding": [1, 2], "dilations": [2, 1]}), TOL),
         ("1d_output_shape", model("ConvTranspose", [rand(2, 2, 5), rand(2, 3, 3)],
                                   {"strides": [2], "output_shape": [10], "auto_pad": "SAME_UPPER"}), TOL),
+        ("bias_only", frozen(model("ConvTranspose", [rand(2, 3, 4, 5), rand(3, 4, 3, 3), rand(4)]), "in0", "in1"), TOL),
+        ("3d_frozen_w", frozen(model("ConvTranspose", [rand(1, 2, 3, 3, 2), rand(2, 3, 2, 2, 2), rand(3)],
+                                     {"strides": [2, 1, 2]}), "in1"), TOL),
     ],
     "MaxPool": [
         ("2d_pads", model("MaxPool", [distinct(2, 3, 7, 6)], {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}), MAXTOL),
@@ -108,6 +120,10 @@ CASES = {
         ("frozen_rank6_c_view", bn(rand(2, 3, 2, 2, 3, 2)), TOL + ["--bn-frozen"]),
         ("frozen_training_mode_attr", bn(rand(3, 4, 5, 3), opset=14, training_mode=1), TOL + ["--bn-frozen"]),
         ("frozen_after_conv_blocked", conv_bn(), TOL + ["--bn-frozen"]),
+        ("train_frozen_scale", frozen(bn(rand(3, 4, 5, 3)), "in1"), BNTOL),
+        ("train_dx_only", frozen(bn(rand(3, 4, 5, 3)), "in1", "in2"), BNTOL),
+        ("frozen_dx_only", frozen(bn(rand(3, 4, 5, 3)), "in1", "in2"), TOL + ["--bn-frozen"]),
+        ("train_params_only", frozen(bn(rand(3, 4, 5, 3)), "in0"), BNTOL),
     ],
     "GlobalMaxPool": [
         ("2d", model("GlobalMaxPool", [distinct(2, 5, 4, 3)]), MAXTOL),
