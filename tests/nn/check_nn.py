@@ -356,6 +356,18 @@ for bn in ['train', 'frozen']:
         h.make_node('Conv', ['x', 'w1', 'b1'], ['c1'], strides=[2], auto_pad='SAME_UPPER'), obn('c1', 'n1', 'n1'),
         h.make_node('MaxPool', ['n1'], ['p1'], kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1),
         h.make_node('AveragePool', ['p1'], ['y'], kernel_shape=[3], pads=[1, 1])], x, P, 'y', fc1, bn)
+    # D: residual block (the ResNet pattern): conv -> BN -> Relu -> conv -> BN -> Add(identity) -> Relu -> maxpool -> GAP
+    x = f32(4, 16, 9, 8)
+    P = dict(w1=f32(16, 16, 3, 3) * .15, w2=f32(16, 16, 3, 3) * .15, **bnp(16, 'n1'), **bnp(16, 'n2'))
+    def fd(t, P, bn=bn):
+        u = F.relu(tbn(F.conv2d(t, P['w1'], None, padding=1), P, 'n1', bn))
+        u = F.relu(tbn(F.conv2d(u, P['w2'], None, padding=1), P, 'n2', bn) + t)
+        return F.max_pool2d(u, 2, 2).mean(dim=(2, 3), keepdim=True)
+    grad_case('grad_residual_%s' % bn, [
+        h.make_node('Conv', ['x', 'w1'], ['c1'], pads=[1, 1, 1, 1]), obn('c1', 'n1', 'n1'), h.make_node('Relu', ['n1'], ['r1']),
+        h.make_node('Conv', ['r1', 'w2'], ['c2'], pads=[1, 1, 1, 1]), obn('c2', 'n2', 'n2'), h.make_node('Add', ['n2', 'x'], ['a']),
+        h.make_node('Relu', ['a'], ['r2']), h.make_node('MaxPool', ['r2'], ['p'], kernel_shape=[2, 2], strides=[2, 2]),
+        h.make_node('GlobalAveragePool', ['p'], ['y'])], x, P, 'y', fd, bn)
 
 shutil.rmtree(D, ignore_errors=True)
 print('%d passed, %d failed' % (ok, fail))
