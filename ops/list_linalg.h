@@ -4,4 +4,4 @@
     X(ReduceSum) X(ReduceMean) X(ReduceMax) X(ReduceMin) X(ReduceProd) X(ReduceL1) X(ReduceL2) \
     X(ReduceSumSquare) X(ReduceLogSum) X(ReduceLogSumExp) X(ArgMax) X(ArgMin) \
     X(LayerNormalization) \
-    X(MatMulGrad) X(SoftmaxGrad) X(LayerNormalizationGrad)
+    X(MatMulGrad) X(SoftmaxGrad) X(LayerNormalizationGrad) X(ReduceGrad)

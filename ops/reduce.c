@@ -3,12 +3,25 @@
  * axis. Axes come from the attribute, or from input 1 (ReduceSum from opset 13, the others from
  * 18). float32/double on contiguous (outer, reduced, inner) views run directly; other layouts
  * and dtypes are gathered into (kept, reduced) rows first. Accumulation in double or int64.
- * Differentiable input: data (ArgMax/ArgMin: none). */
+ * Differentiable input: data (ArgMax/ArgMin: none). Reverse mode: the private kernel
+ *   onnx_tl.ReduceGrad(dY, Shape(X), X, Y, axes) -> dX   attributes op (the forward's op type),
+ *   keepdims, noop_with_empty_axes, axes (as the forward's; input 4 when the forward has it)
+ * broadcasts dY back over the reduced axes (no Unsqueeze/Expand nodes: keepdims=0 is handled by
+ * the same index mapping) and applies the local derivative:
+ *   Sum dY, Mean dY/count, SumSquare 2 X dY, L1 sign(X) dY, L2 X/Y dY (0 where Y == 0),
+ *   LogSum dY / exp(Y), LogSumExp exp(X - Y) dY, Prod dY * product of the others (exact with
+ *   zeros), Max/Min dY split evenly among the elements equal to Y (PyTorch's amax/amin).
+ * X and Y are inputs only for the ops whose derivative needs them (Sum and Mean keep nothing).
+ * float32 Sum/Mean over an (outer, reduced, inner) view are plain broadcasting loops; the rest
+ * walks each output's group in double. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/op.h"
+
+static otl_status reduce_grad(otl_gctx *c);
 
 enum { RED_SUM, RED_MEAN, RED_MAX, RED_MIN, RED_PROD, RED_L1, RED_L2, RED_SUMSQ, RED_LOGSUM, RED_LSE };
 
@@ -234,43 +247,12 @@ static int64_t red_row_i64(const int64_t *x, int64_t n, int op)
 
 /* ---------------------------------------------------------------- Reduce* ops */
 
-static otl_status reduce_infer_op(otl_kctx *k, int op)
+/* The (kept, reduced) decomposition of X (rank, dims) over `axes` (na of them; none: all axes,
+ * or nothing with noop) into s, and Y's shape into (ry, yd). */
+static otl_status reduce_plan(otl_kctx *k, reduce_state *s, int rank, const int64_t *dims, const int64_t *axes,
+                              int na, int64_t keepdims, int64_t noop, int *ry, int64_t *yd)
 {
-    static const int all_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16,
-                                    OTL_DTYPE_INT64, OTL_DTYPE_INT32, OTL_DTYPE_INT16, OTL_DTYPE_INT8,
-                                    OTL_DTYPE_UINT32, OTL_DTYPE_UINT16, OTL_DTYPE_UINT8, 0};
-    otl_status st = otl_check_in(k, 0, all_types);
-    if (st)
-        return st;
-    const otl_rt *x = k->in[0];
-    reduce_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
-    k->state = s;
-    s->op = op;
-    int dt = x->dtype, rank = x->rank;
-    if (is_int_type(dt) && (op == RED_L2 || op == RED_LOGSUM || op == RED_LSE))
-        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "dtype %s is not supported for this reduction", otl_dtype_name(dt));
-    /* axes: attribute until ReduceSum-13 / others-18, then optional input 1 */
-    int axes_input = k->opset >= (strcmp(k->node->op_type, "ReduceSum") == 0 ? 13 : 18);
-    int64_t axes[OTL_MAX_RANK], keepdims, noop = 0;
-    int na = 0;
-    if ((st = otl_attr_int(k, "keepdims", 1, &keepdims)))
-        return st;
-    if (axes_input) {
-        if ((st = otl_attr_int(k, "noop_with_empty_axes", 0, &noop)))
-            return st;
-        if (otl_node_attr(k->node, "axes"))
-            return otl_kfail(k, OTL_ERR_INPUT, "attribute 'axes' is not allowed at opset %lld (axes is input 1)",
-                             (long long)k->opset);
-        if (otl_has_in(k, 1) && (st = otl_const_ints(k, 1, axes, OTL_MAX_RANK, &na)))
-            return st;
-    } else {
-        if ((st = otl_attr_ints(k, "axes", axes, OTL_MAX_RANK, &na)))
-            return st;
-        if (na < 0)
-            na = 0;
-    }
+    otl_status st;
     int red[OTL_MAX_RANK] = {0};
     for (int i = 0; i < na; i++) {
         int a;
@@ -282,17 +264,18 @@ static otl_status reduce_infer_op(otl_kctx *k, int op)
             return otl_kfail(k, OTL_ERR_INPUT, "axis %lld is repeated", (long long)axes[i]);
         red[a] = 1;
     }
+    *ry = 0;
     if (na == 0) {
         if (noop) {
             s->noop = 1;
-            return otl_rt_like(k, k->out[0], x);
+            for (int i = 0; i < rank; i++)
+                yd[(*ry)++] = dims[i];
+            return OTL_OK;
         }
         for (int i = 0; i < rank; i++)
             red[i] = 1;
     }
     /* output shape and the (kept, reduced) decomposition */
-    int64_t yd[OTL_MAX_RANK];
-    int ry = 0;
     s->R = 1;
     s->nout = 1;
     int64_t stride = 1;
@@ -301,17 +284,17 @@ static otl_status reduce_infer_op(otl_kctx *k, int op)
     int64_t str[OTL_MAX_RANK];
     for (int i = rank - 1; i >= 0; i--) {
         str[i] = stride;
-        stride *= x->dims[i];
+        stride *= dims[i];
     }
     for (int i = 0; i < rank; i++) {
-        int64_t d = x->dims[i];
+        int64_t d = dims[i];
         if (red[i]) {
             s->R *= d;
             if (keepdims)
-                yd[ry++] = 1;
+                yd[(*ry)++] = 1;
         } else {
             s->nout *= d;
-            yd[ry++] = d;
+            yd[(*ry)++] = d;
         }
         if (d == 1)
             continue;
@@ -339,7 +322,51 @@ static otl_status reduce_infer_op(otl_kctx *k, int op)
     if (si < nseg && !seg_kind[si])
         s->I = seg_size[si++];
     s->simple = si == nseg;
-    if (s->R == 0 && is_int_type(dt) && (op == RED_MAX || op == RED_MIN || op == RED_MEAN))
+    return OTL_OK;
+}
+
+static otl_status reduce_infer_op(otl_kctx *k, int op)
+{
+    static const int all_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16,
+                                    OTL_DTYPE_INT64, OTL_DTYPE_INT32, OTL_DTYPE_INT16, OTL_DTYPE_INT8,
+                                    OTL_DTYPE_UINT32, OTL_DTYPE_UINT16, OTL_DTYPE_UINT8, 0};
+    otl_status st = otl_check_in(k, 0, all_types);
+    if (st)
+        return st;
+    const otl_rt *x = k->in[0];
+    reduce_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->op = op;
+    int dt = x->dtype;
+    if (is_int_type(dt) && (op == RED_L2 || op == RED_LOGSUM || op == RED_LSE))
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "dtype %s is not supported for this reduction", otl_dtype_name(dt));
+    /* axes: attribute until ReduceSum-13 / others-18, then optional input 1 */
+    int axes_input = k->opset >= (strcmp(k->node->op_type, "ReduceSum") == 0 ? 13 : 18);
+    int64_t axes[OTL_MAX_RANK], keepdims, noop = 0;
+    int na = 0;
+    if ((st = otl_attr_int(k, "keepdims", 1, &keepdims)))
+        return st;
+    if (axes_input) {
+        if ((st = otl_attr_int(k, "noop_with_empty_axes", 0, &noop)))
+            return st;
+        if (otl_node_attr(k->node, "axes"))
+            return otl_kfail(k, OTL_ERR_INPUT, "attribute 'axes' is not allowed at opset %lld (axes is input 1)",
+                             (long long)k->opset);
+        if (otl_has_in(k, 1) && (st = otl_const_ints(k, 1, axes, OTL_MAX_RANK, &na)))
+            return st;
+    } else {
+        if ((st = otl_attr_ints(k, "axes", axes, OTL_MAX_RANK, &na)))
+            return st;
+        if (na < 0)
+            na = 0;
+    }
+    int64_t yd[OTL_MAX_RANK];
+    int ry = 0;
+    if ((st = reduce_plan(k, s, x->rank, x->dims, axes, na, keepdims, noop, &ry, yd)))
+        return st;
+    if (!s->noop && s->R == 0 && is_int_type(dt) && (op == RED_MAX || op == RED_MIN || op == RED_MEAN))
         return otl_kfail(k, OTL_ERR_UNSUPPORTED, "empty integer reduction (no identity value)");
     return otl_rt_set(k, k->out[0], dt, ry, yd);
 }
@@ -421,6 +448,7 @@ static otl_status reduce_forward(otl_kctx *k)
     const otl_op otl_op_##NAME = {                                                                \
         .op_type = #NAME, .domain = "", .since = 1, .until = 22,                                  \
         .infer = NAME##_infer, .forward = reduce_forward,                                         \
+        .grad_inputs = 1, .grad = reduce_grad,                                                    \
     };
 
 REDUCE_OP(ReduceSum, RED_SUM)
@@ -542,12 +570,204 @@ static otl_status arg_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* Indices carry no gradient: grad_inputs = 0 makes autodiff stop here (the rule never runs). */
+static otl_status arg_grad(otl_gctx *c)
+{
+    (void)c;
+    return OTL_OK;
+}
+
 const otl_op otl_op_ArgMax = {
     .op_type = "ArgMax", .domain = "", .since = 1, .until = 22,
     .infer = argmax_infer, .forward = arg_forward,
+    .grad_inputs = 0, .grad = arg_grad,
 };
 
 const otl_op otl_op_ArgMin = {
     .op_type = "ArgMin", .domain = "", .since = 1, .until = 22,
     .infer = argmin_infer, .forward = arg_forward,
+    .grad_inputs = 0, .grad = arg_grad,
 };
+
+/* ================================================================ reverse mode */
+
+static const char *const red_names[] = {
+    [RED_SUM] = "ReduceSum", [RED_MEAN] = "ReduceMean", [RED_MAX] = "ReduceMax", [RED_MIN] = "ReduceMin",
+    [RED_PROD] = "ReduceProd", [RED_L1] = "ReduceL1", [RED_L2] = "ReduceL2", [RED_SUMSQ] = "ReduceSumSquare",
+    [RED_LOGSUM] = "ReduceLogSum", [RED_LSE] = "ReduceLogSumExp",
+};
+
+static int red_code(const char *op_type)
+{
+    for (int i = 0; i < (int)(sizeof red_names / sizeof *red_names); i++)
+        if (strcmp(red_names[i], op_type) == 0)
+            return i;
+    return -1;
+}
+
+/* Which forward tensors the derivative of each reduction reads. */
+static int grad_needs_x(int op)
+{
+    return op != RED_SUM && op != RED_MEAN && op != RED_LOGSUM;
+}
+
+static int grad_needs_y(int op)
+{
+    return op == RED_MAX || op == RED_MIN || op == RED_L2 || op == RED_LOGSUM || op == RED_LSE;
+}
+
+static otl_status rgrad_infer(otl_kctx *k)
+{
+    otl_status st;
+    if ((st = otl_check_in(k, 0, red_float_types)))
+        return st;
+    const otl_rt *dy = k->in[0];
+    reduce_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    k->state = s;
+    const char *opname;
+    if ((st = otl_attr_str(k, "op", "ReduceSum", &opname)))
+        return st;
+    if ((s->op = red_code(opname)) < 0)
+        return otl_kfail(k, OTL_ERR_INPUT, "unknown reduction '%s'", opname);
+    int64_t xd[OTL_MAX_RANK], axes[OTL_MAX_RANK], keepdims, noop, yd[OTL_MAX_RANK];
+    int rank, na, ry = 0;
+    if ((st = otl_const_ints(k, 1, xd, OTL_MAX_RANK, &rank)) || (st = otl_attr_int(k, "keepdims", 1, &keepdims)) ||
+        (st = otl_attr_int(k, "noop_with_empty_axes", 0, &noop)))
+        return st;
+    if (otl_has_in(k, 4))
+        st = otl_const_ints(k, 4, axes, OTL_MAX_RANK, &na);
+    else
+        st = otl_attr_ints(k, "axes", axes, OTL_MAX_RANK, &na);
+    if (st || (st = reduce_plan(k, s, rank, xd, axes, na < 0 ? 0 : na, keepdims, noop, &ry, yd)))
+        return st;
+    int same = dy->rank == ry;
+    for (int i = 0; same && i < ry; i++)
+        same = dy->dims[i] == yd[i];
+    if (!same)
+        return otl_kfail(k, OTL_ERR_INPUT, "gradient '%s' does not have the reduction's output shape", dy->name);
+    otl_rt xs = {.rank = rank};
+    memcpy(xs.dims, xd, sizeof xd);
+    for (int i = 2; i < 4; i++) {
+        int need = !s->noop && (i == 2 ? grad_needs_x(s->op) : grad_needs_y(s->op));
+        if (!need)
+            continue;
+        if (!otl_has_in(k, i))
+            return otl_kfail(k, OTL_ERR_INPUT, "%s's gradient needs input %d (%s)", opname, i, i == 2 ? "X" : "Y");
+        const otl_rt *v = k->in[i];
+        const int64_t *want = i == 2 ? xd : yd;
+        int wr = i == 2 ? rank : ry;
+        same = v->dtype == dy->dtype && v->rank == wr;
+        for (int d = 0; same && d < wr; d++)
+            same = v->dims[d] == want[d];
+        if (!same)
+            return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' differs from the forward's in shape or dtype", i, v->name);
+    }
+    return otl_rt_set(k, k->out[0], dy->dtype, rank, xd);
+}
+
+/* dX for the group of output element o (double arithmetic, any float dtype). */
+static void rgrad_group(otl_kctx *k, const reduce_state *s, int64_t o)
+{
+    const otl_rt *dyv = k->in[0], *xv = otl_has_in(k, 2) ? k->in[2] : NULL, *yv = otl_has_in(k, 3) ? k->in[3] : NULL;
+    otl_rt *dxv = k->out[0];
+    int dt = dyv->dtype;
+    double gy = otl_get_f(dyv->data, dt, o), y = yv ? otl_get_f(yv->data, dt, o) : 0.0;
+    int64_t base = odometer(o, s->nk, s->kd, s->ks);
+    double p = 1.0;
+    int64_t count = 0;
+    if (s->op == RED_MAX || s->op == RED_MIN || s->op == RED_PROD) {
+        for (int64_t r = 0; r < s->R; r++) {
+            double x = otl_get_f(xv->data, dt, base + odometer(r, s->nr, s->rd, s->rs));
+            if (s->op == RED_PROD) {
+                if (x == 0.0)
+                    count++; /* zeros */
+                else
+                    p *= x;
+            } else if (x == y) {
+                count++; /* ties */
+            }
+        }
+    }
+    for (int64_t r = 0; r < s->R; r++) {
+        int64_t off = base + odometer(r, s->nr, s->rd, s->rs);
+        double x = xv ? otl_get_f(xv->data, dt, off) : 0.0, d;
+        switch (s->op) {
+        case RED_SUM: d = gy; break;
+        case RED_MEAN: d = gy / (double)s->R; break;
+        case RED_SUMSQ: d = 2.0 * x * gy; break;
+        case RED_L1: d = x > 0 ? gy : x < 0 ? -gy : 0.0; break;
+        case RED_L2: d = y == 0.0 ? 0.0 : gy * x / y; break;
+        case RED_LOGSUM: d = gy / exp(y); break;
+        case RED_LSE: d = gy * exp(x - y); break;
+        case RED_MAX: case RED_MIN: d = count && x == y ? gy / (double)count : 0.0; break;
+        case RED_PROD: d = count == 0 ? gy * p / x : count == 1 && x == 0.0 ? gy * p : 0.0; break;
+        default: d = 0.0; break;
+        }
+        otl_set_f(dxv->data, dt, off, d);
+    }
+}
+
+static otl_status rgrad_forward(otl_kctx *k)
+{
+    const reduce_state *s = k->state;
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (dx->numel == 0)
+        return OTL_OK;
+    if (s->noop) { /* Y = X */
+        memcpy(dx->data, dy->data, dx->nbytes);
+        return OTL_OK;
+    }
+    if (dy->dtype == OTL_DTYPE_FLOAT && s->simple && (s->op == RED_SUM || s->op == RED_MEAN)) {
+        const float *g = dy->data;
+        float *d = dx->data, sc = s->op == RED_MEAN ? 1.0f / (float)s->R : 1.0f;
+        int64_t O = s->O, R = s->R, I = s->I;
+        #pragma omp parallel for if (O * R * I > 32768)
+        for (int64_t t = 0; t < O * R; t++) {
+            const float *go = g + (t / R) * I;
+            float *dt = d + t * I;
+            for (int64_t i = 0; i < I; i++)
+                dt[i] = go[i] * sc;
+        }
+        return OTL_OK;
+    }
+    #pragma omp parallel for if (s->nout * s->R > 32768)
+    for (int64_t o = 0; o < s->nout; o++)
+        rgrad_group(k, s, o);
+    return OTL_OK;
+}
+
+const otl_op otl_op_ReduceGrad = {
+    .op_type = "ReduceGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = rgrad_infer, .forward = rgrad_forward,
+};
+
+/* dX = ReduceGrad(dY, Shape(X), [X], [Y], [axes]) with the forward's attributes. */
+static otl_status reduce_grad(otl_gctx *c)
+{
+    if (!c->need[0])
+        return OTL_OK;
+    const otl_node *n = c->node;
+    int op = red_code(n->op_type);
+    if (!c->dy[0] || op < 0)
+        return otl_error_set(c->err, OTL_ERR_INTERNAL, "%s: node '%s' (%s): no output gradient", c->file, n->name,
+                             n->op_type);
+    const char *x = n->inputs[0];
+    const char *shape = otl_gemit1(c, "", "Shape", 1, &x, NULL);
+    if (!shape)
+        return OTL_OK; /* failure recorded */
+    const char *in[5] = {c->dy[0], shape, grad_needs_x(op) ? x : "", grad_needs_y(op) ? n->outputs[0] : "",
+                         n->n_inputs > 1 ? n->inputs[1] : ""};
+    int n_in = 5;
+    while (n_in > 2 && !*in[n_in - 1])
+        n_in--;
+    otl_node *g;
+    const char *dx = otl_gemit1(c, OTL_GRAD_DOMAIN, "ReduceGrad", n_in, in, &g);
+    otl_status st = g ? otl_gattr_copy(c, g) : OTL_OK;
+    if (!st && g)
+        st = otl_gattr_str(c, g, "op", n->op_type);
+    otl_grad_set(c, 0, dx);
+    return st;
+}

@@ -8,23 +8,45 @@ smooth ops use the default eps 1e-2, rtol 2e-2, atol 1e-4. Products are exact in
 MatMulGrad kernel treats differently (reductions folded into the contraction, batch folded into
 the rows, reductions through scratch, 1-D operands) and every Gemm transA/transB/alpha/beta/C
 shape combination."""
-# ops: MatMul Gemm Softmax LogSoftmax LayerNormalization
+# ops: MatMul Gemm Softmax LogSoftmax LayerNormalization ReduceSum ReduceMean ReduceMax ReduceMin ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum ReduceLogSumExp ReduceProd ArgMax
+import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from gc_common import model, rand
+from gc_common import RNG, model, rand
 
 SMALL = ['--atol', '5e-6']
+KINK = ['--eps', '1e-3']
+
+
+def axes(*a):
+    return np.array(a, np.int64)
+
+
+def grid(*shape):
+    """Distinct values spaced 2/n apart in [-1, 1), shuffled: no perturbation of 1e-3 changes
+    which element is the maximum or minimum."""
+    n = int(np.prod(shape))
+    return (RNG.permutation(n) * (2.0 / n) - 1.0 + 0.5 / n).reshape(shape).astype(np.float32)
+
+
+def away0(*shape):
+    """Uniform in [-1, 1] at least 0.05 from zero (the kink of |x|)."""
+    x = rand(*shape)
+    return (np.sign(x) * (0.05 + 0.95 * np.abs(x))).astype(np.float32)
 
 
 def dbl(op, inputs, attrs=None, opset=13):
     """`op` computed in double: every float32 initializer is Cast to double first and the
-    result Cast back (exercises the double kernels)."""
+    result Cast back (exercises the double kernels); other inputs (axes) pass unchanged."""
     nodes, inits, names = [], [], []
     for i, arr in enumerate(inputs):
         if arr is None:
             names.append("")
             continue
         inits.append(numpy_helper.from_array(arr, f"in{i}"))
+        if arr.dtype != np.float32:
+            names.append(f"in{i}")
+            continue
         nodes.append(helper.make_node("Cast", [f"in{i}"], [f"d{i}"], to=TensorProto.DOUBLE))
         names.append(f"d{i}")
     nodes.append(helper.make_node(op, names, ["y"], **(attrs or {})))
@@ -134,5 +156,74 @@ CASES = {
         ("no_dscale", ln_partial(rand(3, 2, 5), rand(5), rand(5), "s"), []),
         ("transformer", model("LayerNormalization", [rand(2, 16, 64), rand(64, lo=0.5, hi=1.5), rand(64)], opset=17), []),
         ("f64", dbl("LayerNormalization", [rand(2, 3, 4), rand(4), rand(3, 4)], {"axis": 1}, opset=17), []),
+    ],
+    # reductions: axes as attribute (ReduceSum < 13, others < 18) or as input 1
+    "ReduceSum": [
+        ("all", model("ReduceSum", [rand(3, 4)]), []),
+        ("axis1_nokeep", model("ReduceSum", [rand(2, 3, 4), axes(1)], {"keepdims": 0}), []),
+        ("axes02", model("ReduceSum", [rand(2, 3, 4), axes(0, 2)]), []),
+        ("neg_axis_nokeep", model("ReduceSum", [rand(2, 3, 4), axes(-1, -3)], {"keepdims": 0}), []),
+        ("noop", model("ReduceSum", [rand(3, 4), axes()], {"noop_with_empty_axes": 1}), []),
+        ("empty_axes_all", model("ReduceSum", [rand(3, 4), axes()], {"keepdims": 0}), []),
+        ("attr_opset11", model("ReduceSum", [rand(2, 3, 4)], {"axes": [1], "keepdims": 0}, opset=11), []),
+        ("f64", dbl("ReduceSum", [rand(2, 3, 4), axes(0, 2)], {"keepdims": 0}), []),
+    ],
+    "ReduceMean": [
+        ("all_nokeep", model("ReduceMean", [rand(3, 4)], {"keepdims": 0}), []),
+        ("attr_axis1", model("ReduceMean", [rand(2, 3, 4)], {"axes": [1]}), []),
+        ("attr_axes02_nokeep", model("ReduceMean", [rand(2, 3, 4)], {"axes": [0, 2], "keepdims": 0}), []),
+        ("input_opset18", model("ReduceMean", [rand(2, 3, 4), axes(-1)], {"keepdims": 0}, opset=18), []),
+        ("noop_opset18", model("ReduceMean", [rand(2, 3), axes()], {"noop_with_empty_axes": 1}, opset=18), []),
+        ("spatial", model("ReduceMean", [rand(4, 8, 7, 7)], {"axes": [2, 3]}), []),
+        ("tokens", model("ReduceMean", [rand(2, 197, 32)], {"axes": [1], "keepdims": 0}), []),
+        ("f64", dbl("ReduceMean", [rand(2, 3, 4)], {"axes": [1], "keepdims": 0}), []),
+    ],
+    "ReduceMax": [
+        ("axis1", model("ReduceMax", [grid(3, 5, 2)], {"axes": [1]}), KINK),
+        ("all_nokeep", model("ReduceMax", [grid(4, 6)], {"keepdims": 0}), KINK),
+        ("input_opset18", model("ReduceMax", [grid(2, 3, 4), axes(0, 2)], {"keepdims": 0}, opset=18), KINK),
+        ("tie", model("ReduceMax", [np.array([[0.5, -0.2, 0.5, 0.1], [0.3, 0.9, -0.4, 0.2]], np.float32)],
+                      {"axes": [1]}), KINK),
+    ],
+    "ReduceMin": [
+        ("axis0", model("ReduceMin", [grid(4, 3)], {"axes": [0], "keepdims": 0}), KINK),
+        ("axes12", model("ReduceMin", [grid(2, 3, 4)], {"axes": [1, 2]}), KINK),
+    ],
+    "ReduceL1": [
+        ("axis1", model("ReduceL1", [away0(3, 4)], {"axes": [1]}), KINK),
+        ("all", model("ReduceL1", [away0(2, 3, 2)], {"keepdims": 0}), KINK),
+    ],
+    "ReduceL2": [
+        ("axis1", model("ReduceL2", [rand(3, 4)], {"axes": [1]}), []),
+        ("axes02_nokeep", model("ReduceL2", [rand(2, 3, 4)], {"axes": [0, 2], "keepdims": 0}), []),
+        ("input_opset18", model("ReduceL2", [rand(3, 5), axes(-1)], opset=18), []),
+    ],
+    "ReduceSumSquare": [
+        ("axis1", model("ReduceSumSquare", [rand(3, 4)], {"axes": [1]}), []),
+        ("all_nokeep", model("ReduceSumSquare", [rand(2, 3, 2)], {"keepdims": 0}), []),
+    ],
+    "ReduceLogSum": [
+        ("axis1", model("ReduceLogSum", [rand(3, 4, lo=0.2, hi=2.0)], {"axes": [1]}), []),
+        ("all", model("ReduceLogSum", [rand(2, 5, lo=0.2, hi=2.0)]), []),
+    ],
+    "ReduceLogSumExp": [
+        ("axis1", model("ReduceLogSumExp", [rand(3, 4, lo=-2, hi=2)], {"axes": [1]}), []),
+        ("axes02_nokeep", model("ReduceLogSumExp", [rand(2, 3, 4, lo=-2, hi=2)], {"axes": [0, 2], "keepdims": 0}), []),
+        ("input_opset18", model("ReduceLogSumExp", [rand(3, 5, lo=-2, hi=2), axes(0)], opset=18), []),
+    ],
+    "ReduceProd": [
+        ("axis1", model("ReduceProd", [rand(3, 4, lo=0.5, hi=1.5)], {"axes": [1]}), []),
+        ("signed_nokeep", model("ReduceProd", [away0(2, 3, 2)], {"axes": [0, 2], "keepdims": 0}), []),
+        ("one_zero", model("ReduceProd", [np.array([[0.0, 0.7, -1.2], [0.8, 1.1, 0.9]], np.float32)], {"axes": [1]}), []),
+        ("two_zeros", model("ReduceProd", [np.array([[0.0, 0.7, 0.0], [0.8, 0.0, 0.9]], np.float32)], {"axes": [1]}), []),
+    ],
+    # ArgMax on a path from a parameter: indices carry no gradient, autodiff stops there (also
+    # when they reach the loss through a Cast to float)
+    "ArgMax": [
+        ("gather_cast", net([helper.make_node("ArgMax", ["w"], ["i"], axis=1, keepdims=0),
+                             helper.make_node("Gather", ["w", "i"], ["g"], axis=0),
+                             helper.make_node("Cast", ["i"], ["f"], to=TensorProto.FLOAT),
+                             helper.make_node("Add", ["g", "f"], ["out"])],
+                            {"w": grid(4, 4)}, opset=13), KINK),
     ],
 }
