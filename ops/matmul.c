@@ -460,7 +460,7 @@ const otl_op otl_op_Gemm = {
  *
  * MatMul: dA = dY B^T, dB = A^T dY, each summed over the batch axes along which its operand
  * was broadcast (and with the axis of a 1-D operand dropped again). Gemm: the same products of
- * op(A) and op(B) with transposes and alpha, dC = beta * ReduceSumTo(dY, Shape(C)).
+ * op(A) and op(B) with transposes and alpha, dC = Scale(ReduceSumTo(dY, Shape(C)), beta).
  *
  * Private kernel onnx_tl.MatMulGrad(dY, O, Shape(T)) -> dT, attributes wrt (0: T = A, O = B;
  * 1: T = B, O = A), transA, transB (rank-2 operands only), alpha: the gradient of
@@ -879,13 +879,11 @@ static otl_status gemm_grad(otl_gctx *c)
             st = mm_grad_operand(c, i, ta, tb, alpha);
     if (!st && c->n_in > 2 && c->need[2]) {
         const char *dc = otl_grad_unbroadcast(c, c->dy[0], 2);
-        if (dc && beta != 1.0f) {
+        if (dc && beta != 1.0f) { /* onnx_tl.Scale (ops/elementwise_grad.c): any float dtype */
             otl_node *k;
-            const char *b = otl_gemit1(c, "", "Constant", 0, NULL, &k);
-            if (k && (st = otl_gattr_float(c, k, "value_float", beta)))
+            dc = otl_gemit1(c, OTL_GRAD_DOMAIN, "Scale", 1, &dc, &k);
+            if (k && (st = otl_gattr_float(c, k, "scale", beta)))
                 return st;
-            const char *in[2] = {dc, b};
-            dc = b ? otl_gemit1(c, "", "Mul", 2, in, NULL) : NULL;
         }
         otl_grad_set(c, 2, dc);
     }

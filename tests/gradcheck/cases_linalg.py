@@ -8,7 +8,7 @@ smooth ops use the default eps 1e-2, rtol 2e-2, atol 1e-4. Products are exact in
 MatMulGrad kernel treats differently (reductions folded into the contraction, batch folded into
 the rows, reductions through scratch, 1-D operands) and every Gemm transA/transB/alpha/beta/C
 shape combination."""
-# ops: MatMul Gemm Softmax LogSoftmax LayerNormalization ReduceSum ReduceMean ReduceMax ReduceMin ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum ReduceLogSumExp ReduceProd ArgMax
+# ops: MatMul Gemm Softmax LogSoftmax LayerNormalization ReduceSum ReduceMean ReduceMax ReduceMin ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum ReduceLogSumExp ReduceProd ArgMax ArgMin
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
@@ -119,6 +119,7 @@ CASES = {
         ("opset9", model("Gemm", [rand(3, 4), rand(4, 5), rand(5)], {"transA": 0}, opset=9), []),
         ("linear_large", model("Gemm", [rand(16, 64), rand(32, 64), rand(32)], {"transB": 1}), []),
         ("f64_transAB", dbl("Gemm", [rand(4, 3), rand(5, 4), rand(5)], {"alpha": 1.5, "transA": 1, "transB": 1}), []),
+        ("f64_beta", dbl("Gemm", [rand(3, 4), rand(4, 5), rand(3, 1)], {"alpha": 0.5, "beta": -2.0}), []),
     ],
     # softmax outputs and their gradients are small (~1/C): absolute tolerance tightened to 5e-6
     "Softmax": [
@@ -225,5 +226,11 @@ CASES = {
                              helper.make_node("Cast", ["i"], ["f"], to=TensorProto.FLOAT),
                              helper.make_node("Add", ["g", "f"], ["out"])],
                             {"w": grid(4, 4)}, opset=13), KINK),
+    ],
+    "ArgMin": [
+        ("cast_mul", net([helper.make_node("ArgMin", ["w"], ["i"], axis=0, keepdims=1),
+                          helper.make_node("Cast", ["i"], ["f"], to=TensorProto.FLOAT),
+                          helper.make_node("Mul", ["w", "f"], ["out"])],
+                         {"w": grid(3, 4)}, opset=13), KINK),
     ],
 }
