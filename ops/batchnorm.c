@@ -11,10 +11,14 @@
  * (PyTorch), elsewhere the biased one (the ONNX reference). Frozen: the outputs pass the inputs
  * through.
  *
- * Backward: BatchNormalizationGrad(dY, X, scale, mean, var) -> dX, dScale, dB on oneDNN's
- * batch normalization backward (use_global_stats when frozen). With batch statistics the
- * backward recomputes this batch's mean and variance from X (a forward_training pass into
- * scratch) instead of keeping them from the forward node.
+ * Saved statistics (outputs 3, 4; at opset >= 14 an extension of ours): the statistics this
+ * run normalized with, i.e. the batch mean and biased variance, or the running ones when frozen.
+ *
+ * Backward: BatchNormalizationGrad(dY, X, scale, mean, var, [saved_mean, saved_var]) -> dX,
+ * dScale, dB on oneDNN's batch normalization backward (use_global_stats when frozen). With
+ * batch statistics it takes them from the forward's saved outputs when the node has them (the
+ * training graph builder adds them), else recomputes them from X (a forward_training pass into
+ * scratch).
  * Differentiable inputs: X, scale, B. */
 #include <math.h>
 #include <stdlib.h>
@@ -101,10 +105,11 @@ static otl_status bn_infer(otl_kctx *k)
     if ((st = bn_mode(k, s)))
         return st;
     s->count = x->dims[0] * s->spatial;
-    int max_out = k->opset >= 14 ? 3 : 5;
-    for (int i = max_out; i < k->n_out; i++)
+    /* outputs 3, 4 (saved statistics) exist up to opset 9; later opsets take them as an
+     * extension that training graphs use to hand the batch statistics to the backward */
+    for (int i = 5; i < k->n_out; i++)
         if (otl_has_out(k, i))
-            return otl_kfail(k, OTL_ERR_INPUT, "BatchNormalization-%lld has at most %d outputs", (long long)k->opset, max_out);
+            return otl_kfail(k, OTL_ERR_INPUT, "BatchNormalization has at most 5 outputs");
     /* running statistics (1, 2) have the dtype of input_mean; saved ones (3, 4) of X */
     for (int i = 1; i < k->n_out; i++)
         if (otl_has_out(k, i) && (st = otl_rt_set(k, k->out[i], i < 3 ? k->in[3]->dtype : x->dtype, 1, &s->c)))
@@ -301,6 +306,7 @@ static void bn_release(otl_kctx *k)
 typedef struct bn_grad_state {
     bn_state b;                       /* mode, epsilon, c, spatial */
     int view3;                        /* plain rank > 5 data viewed as (N, C, S) */
+    int saved;                        /* inputs 5, 6: the forward's saved batch statistics */
     dnnl_primitive_desc_t pd, stat_pd; /* backward; forward_training recomputing the batch statistics */
     dnnl_primitive_t prim, stat_prim;
     nn_port x, dy, dx;
@@ -334,6 +340,10 @@ static otl_status bn_grad_infer(otl_kctx *k)
     for (int i = 0; i < 5; i++)
         if ((st = otl_check_in(k, i, i < 3 ? f32_only : float_types)))
             return st;
+    g->saved = otl_has_in(k, 5) && otl_has_in(k, 6);
+    for (int i = 5; g->saved && i < 7; i++)
+        if ((st = otl_check_in(k, i, float_types)))
+            return st;
     const otl_rt *dy = k->in[0], *x = k->in[1];
     if (x->rank < 2)
         return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, ...), got %d", x->name, x->rank);
@@ -346,7 +356,7 @@ static otl_status bn_grad_infer(otl_kctx *k)
     g->b.spatial = 1;
     for (int i = 2; i < x->rank; i++)
         g->b.spatial *= x->dims[i];
-    for (int i = 2; i < 5; i++)
+    for (int i = 2; i < (g->saved ? 7 : 5); i++)
         if (k->in[i]->rank != 1 || k->in[i]->dims[0] != g->b.c)
             return otl_kfail(k, OTL_ERR_INPUT, "input %d '%s' must have shape (%lld)", i, k->in[i]->name, (long long)g->b.c);
     if ((st = otl_attr_float(k, "epsilon", 1e-5f, &g->b.epsilon)) || (st = bn_mode(k, &g->b)))
@@ -379,7 +389,7 @@ static otl_status bn_grad_infer(otl_kctx *k)
     dnnl_primitive_desc_destroy(hint);
     if (st)
         return st;
-    if (g->b.training) { /* this batch's statistics, recomputed */
+    if (g->b.training && !g->saved) { /* this batch's statistics, recomputed */
         if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, 0),
                                  "batch normalization")) ||
             (st = nn_make_pd(k, &fd, NULL, &g->stat_pd, "batch normalization")))
@@ -450,11 +460,13 @@ static otl_status bn_grad_forward(otl_kctx *k)
         memset(b + 3 * c, 0, (size_t)(2 * c) * sizeof *b);
     } else {
         memcpy(b + 2 * c, k->in[2]->data, (size_t)c * sizeof *b);
-        if (!g->b.training) /* the running statistics, as float32 */
+        if (!g->b.training || g->saved) { /* running or saved statistics, as float32 */
+            const otl_rt *m = k->in[g->b.training ? 5 : 3], *v = k->in[g->b.training ? 6 : 4];
             for (int64_t i = 0; i < c; i++) {
-                b[i] = (float)otl_get_f(k->in[3]->data, k->in[3]->dtype, i);
-                b[c + i] = (float)otl_get_f(k->in[4]->data, k->in[4]->dtype, i);
+                b[i] = (float)otl_get_f(m->data, m->dtype, i);
+                b[c + i] = (float)otl_get_f(v->data, v->dtype, i);
             }
+        }
         char *scratch = g->scratch_bytes ? nn_scratch_lock() : NULL;
         if (!(st = nn_port_bind(k, &g->x, k->in[1]->data, scratch)) && !(st = nn_port_bind(k, &g->dy, k->in[0]->data, scratch))) {
             if (otl_has_out(k, 0))
@@ -511,9 +523,10 @@ static void bn_grad_release(otl_kctx *k)
         nn_scratch_unreserve(g->scratch_bytes);
 }
 
-/* dX, dScale, dB = BatchNormalizationGrad(dY, X, scale, mean, var): one node whose kernel picks
- * batch or running statistics the way the forward does (the rule cannot: the mode is a session
- * option). No gradient flows back through the running-statistics outputs. */
+/* dX, dScale, dB = BatchNormalizationGrad(dY, X, scale, mean, var, [saved_mean, saved_var]): one
+ * node whose kernel picks batch or running statistics the way the forward does (the rule cannot:
+ * the mode is a session option); the saved statistics when the forward node outputs them. No
+ * gradient flows back through the statistics outputs. */
 static otl_status bn_grad(otl_gctx *c)
 {
     const otl_node *f = c->node;
@@ -521,11 +534,13 @@ static otl_status bn_grad(otl_gctx *c)
         return otl_error_set(c->err, OTL_ERR_UNSUPPORTED,
                              "%s: node '%s' (BatchNormalization): no gradient flows through its statistics outputs",
                              c->file, f->name);
-    const char *in[5] = {c->dy[0], f->inputs[0], f->inputs[1], f->inputs[3], f->inputs[4]};
+    int saved = f->n_outputs >= 5 && *f->outputs[3] && *f->outputs[4];
+    const char *in[7] = {c->dy[0], f->inputs[0], f->inputs[1], f->inputs[3], f->inputs[4],
+                         saved ? f->outputs[3] : "", saved ? f->outputs[4] : ""};
     const char *out[3];
     for (int i = 0; i < 3; i++)
         out[i] = c->need[i] ? otl_gname(c, f->inputs[i]) : "";
-    otl_node *n = otl_gemit(c, OTL_GRAD_DOMAIN, "BatchNormalizationGrad", 5, in, 3, out);
+    otl_node *n = otl_gemit(c, OTL_GRAD_DOMAIN, "BatchNormalizationGrad", saved ? 7 : 5, in, 3, out);
     otl_status st = n ? otl_gattr_copy(c, n) : OTL_OK;
     for (int i = 0; i < 3; i++)
         if (c->need[i])

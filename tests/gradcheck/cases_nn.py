@@ -16,9 +16,12 @@ def chain(nodes, inits, out, opset=13):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def bn(x, opset=13, **attrs):
+def bn(x, opset=13, n_outputs=1, **attrs):
+    """BatchNormalization over x; n_outputs=5 adds the running and saved statistics outputs (the
+    backward then takes the saved batch statistics instead of recomputing them)."""
     c = x.shape[1]
-    return model("BatchNormalization", [x, rand(c, lo=0.5, hi=1.5), rand(c), rand(c), rand(c, lo=0.5, hi=1.5)], attrs, opset=opset)
+    return model("BatchNormalization", [x, rand(c, lo=0.5, hi=1.5), rand(c), rand(c), rand(c, lo=0.5, hi=1.5)], attrs,
+                 opset=opset, n_outputs=n_outputs)
 
 
 def conv_bn(opset=13, **attrs):
@@ -124,6 +127,9 @@ CASES = {
         ("train_dx_only", frozen(bn(rand(3, 4, 5, 3)), "in1", "in2"), BNTOL),
         ("frozen_dx_only", frozen(bn(rand(3, 4, 5, 3)), "in1", "in2"), TOL + ["--bn-frozen"]),
         ("train_params_only", frozen(bn(rand(3, 4, 5, 3)), "in0"), BNTOL),
+        ("train_saved_stats_opset9", bn(rand(3, 4, 5, 3), opset=9, n_outputs=5), BNTOL),
+        ("train_saved_stats_opset15", bn(rand(3, 4, 5, 3), opset=15, n_outputs=5), BNTOL),
+        ("frozen_saved_stats_opset15", bn(rand(3, 4, 5, 3), opset=15, n_outputs=5), TOL + ["--bn-frozen"]),
     ],
     "GlobalMaxPool": [
         ("2d", model("GlobalMaxPool", [distinct(2, 5, 4, 3)]), MAXTOL),
