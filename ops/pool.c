@@ -30,8 +30,7 @@ typedef struct pool_state {
     dnnl_primitive_desc_t pd;   /* made in infer: the output layout is the primitive's choice */
     dnnl_primitive_t prim;
     nn_port src, dst;           /* oneDNN path; for the C kernel src converts a blocked input */
-    dnnl_memory_t ws;           /* max pooling workspace (training) */
-    void *ws_buf;
+    dnnl_memory_t ws;           /* max pooling backward: the recomputed workspace (scratch) */
     size_t scratch_bytes;
     int reserved;
     /* backward ops */
@@ -148,7 +147,9 @@ static otl_status pool_make_pd(otl_kctx *k, pool_state *s, const int64_t *dims)
         dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
                               : s->count_include_pad ? dnnl_pooling_avg_include_padding
                                                      : dnnl_pooling_avg_exclude_padding;
-        dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
+        /* forward_inference in training sessions too: the backward recomputes the max
+         * pooling workspace itself, so the forward keeps none */
+        dnnl_prop_kind_t prop = dnnl_forward_inference;
         dnnl_pooling_v2_desc_t d;
         if (dnnl_pooling_v2_forward_desc_init(&d, prop, alg, &x_md, &y_md, strides, kernel, dil, pl, pr) == dnnl_success &&
             dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, NULL) == dnnl_success)
@@ -266,18 +267,10 @@ static otl_status pool_prepare(otl_kctx *k)
     if (s->use_dnnl) {
         const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0);
         const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
-        const dnnl_memory_desc_t *ws_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_workspace_md, 0);
         if ((st = nn_make_prim(k, s->pd, &s->prim, "pooling")) ||
             (st = nn_port_init(k, &s->src, &x_user, src_md, 0, &s->scratch_bytes)) ||
             (st = nn_port_init(k, &s->dst, &y_user, dst_md, 1, &s->scratch_bytes)))
             return st;
-        if (ws_md && dnnl_memory_desc_get_size(ws_md) > 0) { /* max pooling, training */
-            s->ws_buf = aligned_alloc(64, (dnnl_memory_desc_get_size(ws_md) + 63) & ~(size_t)63);
-            if (!s->ws_buf)
-                return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
-            if ((st = otl_dnnl_memory(k, ws_md, s->ws_buf, &s->ws)))
-                return st;
-        }
     } else if (x->blocked) { /* the C kernel reads plain data */
         if ((st = otl_md_plain(k, x, &x_plain)) || (st = nn_port_init(k, &s->src, &x_user, &x_plain, 0, &s->scratch_bytes)))
             return st;
@@ -308,8 +301,8 @@ static otl_status pool_forward(otl_kctx *k)
             st = OTL_OK;
         }
     } else if (!(st = nn_port_bind(k, &s->src, x->data, scratch)) && !(st = nn_port_bind(k, &s->dst, y->data, scratch))) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_WORKSPACE, s->ws}};
-        st = otl_dnnl_run(k, s->prim, s->ws ? 3 : 2, args);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}};
+        st = otl_dnnl_run(k, s->prim, 2, args);
         if (!st)
             st = nn_port_finish(k, &s->dst);
     }
@@ -329,7 +322,6 @@ static void pool_release(otl_kctx *k)
     nn_port_free(&s->dst);
     if (s->ws)
         dnnl_memory_destroy(s->ws);
-    free(s->ws_buf);
     nn_port_free(&s->dy);
     nn_port_free(&s->dx);
     if (s->fwd_prim)
