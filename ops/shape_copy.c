@@ -1,11 +1,12 @@
 /* shape_copy.c - strided N-d copy by element size (see shape_copy.h), shared by the data-movement
- * ops. Not an op itself: no gradient. */
+ * ops, and the plumbing of their backward kernels. Not an op itself: no gradient. */
 #include <omp.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 #ifndef TILE
@@ -54,6 +55,70 @@ void otl_fill_elems(void *dst, const void *value, int64_t n, size_t esz)
         memcpy(d + done * esz, d, (size_t)c * esz);
         done += c;
     }
+}
+
+const char *otl_gzeros_like(otl_gctx *c, const char *value)
+{
+    const char *in[1] = {value};
+    const char *shape = otl_gemit1(c, "", "Shape", 1, in, NULL);
+    return shape ? otl_gemit1(c, "", "ConstantOfShape", 1, &shape, NULL) : NULL;
+}
+
+void otl_zero_par(void *dst, size_t nbytes)
+{
+    if (nbytes < ((size_t)1 << 20) || omp_in_parallel()) {
+        memset(dst, 0, nbytes);
+        return;
+    }
+    int nt = omp_get_max_threads();
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < nt; c++) {
+        size_t a = nbytes * (size_t)c / (size_t)nt, b = nbytes * (size_t)(c + 1) / (size_t)nt;
+        memset((char *)dst + a, 0, b - a);
+    }
+}
+
+otl_status otl_infer_forward(otl_kctx *k, otl_status (*infer)(otl_kctx *), int shape_in, int first, int n,
+                             otl_rt *x, otl_rt *y)
+{
+    otl_status st;
+    int64_t opset, dims[OTL_MAX_RANK];
+    int r;
+    if ((st = otl_check_in(k, 0, NULL)) || (st = otl_attr_int(k, "fwd_opset", -1, &opset)))
+        return st;
+    if (opset < 1)
+        return otl_kfail(k, OTL_ERR_INPUT, "attribute 'fwd_opset' (the forward node's opset) is required");
+    if ((st = otl_const_ints(k, shape_in, dims, OTL_MAX_RANK, &r)))
+        return st;
+    const otl_rt *dy = k->in[0];
+    memset(x, 0, sizeof *x);
+    memset(y, 0, sizeof *y);
+    x->name = "X";
+    y->name = "Y";
+    x->alias_of = y->alias_of = -1;
+    if ((st = otl_rt_set(k, x, dy->dtype, r, dims)))
+        return st;
+    otl_rt *in[1 + 8] = {x};
+    otl_rt *out[1] = {y};
+    if (n > 8)
+        return otl_kfail(k, OTL_ERR_INTERNAL, "too many forward inputs");
+    for (int i = 0; i < n; i++)
+        in[1 + i] = otl_has_in(k, first + i) ? k->in[first + i] : NULL;
+    otl_kctx f = *k;
+    f.opset = opset;
+    f.n_in = 1 + n;
+    f.in = in;
+    f.n_out = 1;
+    f.out = out;
+    f.state = NULL;
+    f.alias = 0;
+    st = infer(&f);
+    k->state = f.state;
+    if (st)
+        return st;
+    if (!y->shape_known || y->rank != dy->rank || memcmp(y->dims, dy->dims, (size_t)dy->rank * sizeof *dy->dims))
+        return otl_kfail(k, OTL_ERR_INPUT, "gradient '%s' does not have the forward output's shape", dy->name);
+    return OTL_OK;
 }
 
 /* one element of a fixed size, through memcpy (no alignment assumptions) */

@@ -27,4 +27,21 @@ otl_status otl_movable(otl_kctx *k, int i, size_t *esz);
 /* Fill n elements of esz bytes each with the one element at `value`. */
 void otl_fill_elems(void *dst, const void *value, int64_t n, size_t esz);
 
+/* For gradient rules: a value of float zeros shaped like `value` (ConstantOfShape(Shape(value)),
+ * both folded at plan time). NULL after an error. */
+const char *otl_gzeros_like(otl_gctx *c, const char *value);
+
+/* Zero `nbytes` at dst (OpenMP threads for large buffers). */
+void otl_zero_par(void *dst, size_t nbytes);
+
+/* For the backward kernels of data-movement ops (SliceGrad, PadGrad, ResizeGrad): rebuild the
+ * forward op's plan (index maps, taps) by running its infer on a stand-in for its data input X:
+ * a value of dY's (input 0) dtype shaped by the const int input `shape_in` of k (Shape(X)),
+ * followed by k's inputs [first, first + n) as the forward's inputs 1..n, at the forward's opset
+ * (k's attribute fwd_opset) and with k's attributes (copied from the forward node). *x receives
+ * the stand-in, *y the forward output's shape; the forward's state is left in k->state (to be
+ * released by the forward's release). Fails when *y's shape differs from dY's. */
+otl_status otl_infer_forward(otl_kctx *k, otl_status (*infer)(otl_kctx *), int shape_in, int first, int n,
+                             otl_rt *x, otl_rt *y);
+
 #endif

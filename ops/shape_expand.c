@@ -1,9 +1,13 @@
 /* shape_expand.c - Expand (NumPy broadcast to a shape) and Tile (repeat along each axis), both a
  * strided copy with zero source strides; any fixed-size dtype. Differentiable input: data (its
- * gradient sums the output gradient over the broadcast/repeated copies); shape and repeats are
- * not differentiable. */
+ * gradient sums the output gradient over the broadcast/repeated copies: ReduceSumTo(dY, Shape(X))
+ * for Expand, the private onnx_tl.TileGrad(dY, Shape(X)) for Tile); shape and repeats are not
+ * differentiable. */
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 typedef struct expand_state {
@@ -72,9 +76,15 @@ static otl_status expand_fwd(otl_kctx *k)
     return OTL_OK;
 }
 
+static otl_status expand_grad(otl_gctx *c)
+{
+    otl_grad_set(c, 0, otl_grad_unbroadcast(c, c->dy[0], 0));
+    return OTL_OK;
+}
+
 const otl_op otl_op_Expand = {
     .op_type = "Expand", .domain = "", .since = 8, .until = 22,
-    .infer = expand_infer, .forward = expand_fwd,
+    .infer = expand_infer, .forward = expand_fwd, .grad_inputs = 1, .grad = expand_grad,
 };
 
 /* ---------------------------------------------------------------- Tile */
@@ -129,7 +139,103 @@ static otl_status tile_fwd(otl_kctx *k)
     return OTL_OK;
 }
 
+static otl_status tile_grad(otl_gctx *c)
+{
+    const char *x[1] = {c->node->inputs[0]};
+    const char *in[2] = {c->dy[0], otl_gemit1(c, "", "Shape", 1, x, NULL)};
+    otl_grad_set(c, 0, otl_gemit1(c, OTL_GRAD_DOMAIN, "TileGrad", 2, in, NULL));
+    return OTL_OK;
+}
+
 const otl_op otl_op_Tile = {
     .op_type = "Tile", .domain = "", .since = 6, .until = 22,
-    .infer = tile_infer, .forward = tile_fwd,
+    .infer = tile_infer, .forward = tile_fwd, .grad_inputs = 1, .grad = tile_grad,
+};
+
+/* ---------------------------------------------------------------- TileGrad (onnx_tl) */
+
+static const int grad_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, 0};
+
+/* TileGrad(dY, Shape(X)): dX = the sum of the tiles of dY (each of X's shape). */
+static otl_status tile_grad_infer(otl_kctx *k)
+{
+    otl_status st;
+    if ((st = otl_check_in(k, 0, grad_types)))
+        return st;
+    const otl_rt *dy = k->in[0];
+    int64_t dims[OTL_MAX_RANK];
+    int r;
+    if ((st = otl_const_ints(k, 1, dims, OTL_MAX_RANK, &r)))
+        return st;
+    if (r != dy->rank)
+        return otl_kfail(k, OTL_ERR_INPUT, "the input has rank %d, the gradient %d", r, dy->rank);
+    for (int a = 0; a < r; a++)
+        if (dims[a] < 0 || (dims[a] == 0 ? dy->dims[a] != 0 : dy->dims[a] % dims[a] != 0))
+            return otl_kfail(k, OTL_ERR_INPUT, "gradient dimension %d (%lld) is not a multiple of the input's (%lld)", a,
+                             (long long)dy->dims[a], (long long)dims[a]);
+    return otl_rt_set(k, k->out[0], dy->dtype, r, dims);
+}
+
+/* Rows of dX (along the last axis) are independent: each adds its copies from every tile. */
+#define TILE_GRAD_LOOP(T)                                                                         \
+    do {                                                                                          \
+        T *dxp = dx->data;                                                                        \
+        const T *dyp = dy->data;                                                                  \
+        _Pragma("omp parallel for if (par) schedule(static)")                                     \
+        for (int64_t row = 0; row < rows; row++) {                                                \
+            int64_t base = 0, q = row;                                                            \
+            for (int a = L - 1; a >= 0; a--) {                                                    \
+                base += (q % xd[a]) * ys[a];                                                      \
+                q /= xd[a];                                                                       \
+            }                                                                                     \
+            T *d = dxp + row * n;                                                                 \
+            int64_t t[OTL_MAX_RANK] = {0};                                                        \
+            for (;;) {                                                                            \
+                int64_t off = base;                                                               \
+                for (int a = 0; a < R; a++)                                                       \
+                    off += t[a] * xd[a] * ys[a];                                                  \
+                const T *y = dyp + off;                                                           \
+                for (int64_t i = 0; i < n; i++)                                                   \
+                    d[i] += y[i];                                                                 \
+                int a = R - 1;                                                                    \
+                while (a >= 0 && ++t[a] == rep[a])                                                \
+                    t[a--] = 0;                                                                   \
+                if (a < 0)                                                                        \
+                    break;                                                                        \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+static otl_status tile_grad_forward(otl_kctx *k)
+{
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (dx->nbytes)
+        memset(dx->data, 0, dx->nbytes);
+    if (dy->numel == 0 || dx->numel == 0)
+        return OTL_OK;
+    int R = dx->rank;
+    if (R == 0) {
+        memcpy(dx->data, dy->data, dx->nbytes);
+        return OTL_OK;
+    }
+    int L = R - 1;
+    int64_t xd[OTL_MAX_RANK], ys[OTL_MAX_RANK], rep[OTL_MAX_RANK];
+    otl_strides_c(R, dy->dims, ys);
+    for (int a = 0; a < R; a++) {
+        xd[a] = dx->dims[a];
+        rep[a] = dy->dims[a] / dx->dims[a];
+    }
+    int64_t n = xd[L], rows = dx->numel / n;
+    int par = dy->numel >= 65536 && rows > 1 && !omp_in_parallel();
+    if (dy->dtype == OTL_DTYPE_FLOAT)
+        TILE_GRAD_LOOP(float);
+    else
+        TILE_GRAD_LOOP(double);
+    return OTL_OK;
+}
+
+const otl_op otl_op_TileGrad = {
+    .op_type = "TileGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = tile_grad_infer, .forward = tile_grad_forward,
 };

@@ -5,7 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
+
+/* The rule of these ops: with grad_inputs 0 autodiff treats their outputs as constants (no
+ * gradient flows through them) and never calls it. */
+static otl_status no_grad(otl_gctx *c)
+{
+    (void)c;
+    return OTL_OK;
+}
 
 /* ---------------------------------------------------------------- ConstantOfShape */
 
@@ -55,6 +64,7 @@ static otl_status constantofshape_forward(otl_kctx *k)
 const otl_op otl_op_ConstantOfShape = {
     .op_type = "ConstantOfShape", .domain = "", .since = 9, .until = 22,
     .infer = constantofshape_infer, .forward = constantofshape_forward,
+    .grad_inputs = 0, .grad = no_grad,
 };
 
 /* ---------------------------------------------------------------- Range */
@@ -148,6 +158,7 @@ static otl_status range_forward(otl_kctx *k)
 const otl_op otl_op_Range = {
     .op_type = "Range", .domain = "", .since = 11, .until = 22,
     .infer = range_infer, .forward = range_forward,
+    .grad_inputs = 0, .grad = no_grad,
 };
 
 /* ---------------------------------------------------------------- Size */
@@ -169,6 +180,7 @@ static otl_status size_forward(otl_kctx *k)
 const otl_op otl_op_Size = {
     .op_type = "Size", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_SHAPE_ONLY,
     .infer = size_infer, .forward = size_forward,
+    .grad_inputs = 0, .grad = no_grad,
 };
 
 /* ---------------------------------------------------------------- EyeLike */
@@ -212,6 +224,7 @@ static otl_status eyelike_forward(otl_kctx *k)
 const otl_op otl_op_EyeLike = {
     .op_type = "EyeLike", .domain = "", .since = 9, .until = 22, .flags = OTL_OPF_SHAPE_ONLY,
     .infer = eyelike_infer, .forward = eyelike_forward,
+    .grad_inputs = 0, .grad = no_grad,
 };
 
 /* ---------------------------------------------------------------- OneHot */
@@ -291,4 +304,5 @@ static otl_status onehot_forward(otl_kctx *k)
 const otl_op otl_op_OneHot = {
     .op_type = "OneHot", .domain = "", .since = 9, .until = 22,
     .infer = onehot_infer, .forward = onehot_forward,
+    .grad_inputs = 0, .grad = no_grad,
 };

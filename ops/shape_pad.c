@@ -1,11 +1,14 @@
 /* shape_pad.c - Pad: constant, reflect, edge and wrap (opset 19) modes; pads as an attribute
  * (opsets 2-10) or input (11+), optional axes input (18+); negative pads crop. Any fixed-size
- * dtype. Differentiable input: data (its gradient gathers the output gradient back, summing the
- * reflected/replicated copies); pads, constant_value and axes are not differentiable. */
+ * dtype. Differentiable input: data (its gradient, the private onnx_tl.PadGrad, sends each output
+ * gradient element back through the same per-axis index maps, summing the reflected/replicated/
+ * wrapped copies; in constant mode the padding gets nothing); pads, constant_value and axes are
+ * not differentiable. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP };
@@ -221,7 +224,129 @@ static otl_status pad_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* PadGrad(dY, Shape(X), pads, constant_value, axes) with the forward's attributes and opset. */
+static otl_status pad_grad(otl_gctx *c)
+{
+    const char *x[1] = {c->node->inputs[0]};
+    const char *in[5] = {c->dy[0], otl_gemit1(c, "", "Shape", 1, x, NULL), "", "", ""};
+    for (int i = 1; i < 4 && i < c->n_in && c->opset >= 11; i++)
+        in[1 + i] = c->node->inputs[i];
+    otl_node *n = NULL;
+    const char *dx = otl_gemit1(c, OTL_GRAD_DOMAIN, "PadGrad", 5, in, &n);
+    otl_status st = dx ? otl_gattr_copy(c, n) : OTL_OK;
+    if (!st && dx)
+        st = otl_gattr_int(c, n, "fwd_opset", c->opset);
+    otl_grad_set(c, 0, dx);
+    return st;
+}
+
 const otl_op otl_op_Pad = {
     .op_type = "Pad", .domain = "", .since = 2, .until = 22,
-    .infer = pad_infer, .forward = pad_forward, .release = pad_release,
+    .infer = pad_infer, .forward = pad_forward, .release = pad_release, .grad_inputs = 1, .grad = pad_grad,
+};
+
+/* ---------------------------------------------------------------- PadGrad (onnx_tl) */
+
+static otl_status pad_grad_infer(otl_kctx *k)
+{
+    static const int grad_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, 0};
+    otl_rt x, y;
+    otl_status st = otl_check_in(k, 0, grad_types);
+    if (!st)
+        st = otl_infer_forward(k, pad_infer, 1, 2, 3, &x, &y);
+    return st ? st : otl_rt_set(k, k->out[0], x.dtype, x.rank, x.dims);
+}
+
+/* dx[map(o)] += dy[o] for the output rows [r0, r1) (rows along the last axis). */
+#define PAD_GRAD_ROWS(T)                                                                          \
+    do {                                                                                          \
+        T *dxp = dx;                                                                              \
+        const T *dyp = dy;                                                                        \
+        for (int64_t row = r0; row < r1; row++) {                                                 \
+            int64_t q = row, off = 0;                                                             \
+            int outside = 0;                                                                      \
+            for (int a = L - 1; a >= 0; a--) {                                                    \
+                int64_t i = s->map[s->map_off[a] + q % ydims[a]];                                 \
+                q /= ydims[a];                                                                    \
+                outside |= i < 0;                                                                 \
+                off += i * xs[a];                                                                 \
+            }                                                                                     \
+            if (outside)                                                                          \
+                continue;                                                                         \
+            T *d = dxp + off;                                                                     \
+            const T *y = dyp + row * n;                                                           \
+            for (int64_t o = 0; o < m0; o++)                                                      \
+                if (ml[o] >= 0)                                                                   \
+                    d[ml[o]] += y[o];                                                             \
+            T *dm = d + s->lo[L];                                                                 \
+            const T *ym = y + s->before[L];                                                       \
+            for (int64_t o = 0; o < m1 - m0; o++) /* the kept window: one-to-one, contiguous */   \
+                dm[o] += ym[o];                                                                   \
+            for (int64_t o = m1 > m0 ? m1 : m0; o < n; o++)                                       \
+                if (ml[o] >= 0)                                                                   \
+                    d[ml[o]] += y[o];                                                             \
+        }                                                                                         \
+    } while (0)
+
+static void pad_grad_rows(const pad_state *s, void *dx, const int64_t *xdims, const void *dy, const int64_t *ydims,
+                          int dtype, int64_t r0, int64_t r1)
+{
+    int L = s->rank - 1;
+    int64_t xs[OTL_MAX_RANK], n = ydims[L];
+    otl_strides_c(s->rank, xdims, xs);
+    const int64_t *ml = s->map + s->map_off[L];
+    /* output indices [m0, m1) of the last axis read the kept input window */
+    int64_t b = s->before[L], w = s->w[L] > 0 ? s->w[L] : 0;
+    int64_t m0 = b < n ? b : n, m1 = b + w < n ? b + w : n;
+    if (dtype == OTL_DTYPE_FLOAT)
+        PAD_GRAD_ROWS(float);
+    else
+        PAD_GRAD_ROWS(double);
+}
+
+static otl_status pad_grad_forward(otl_kctx *k)
+{
+    pad_state *s = k->state;
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (dx->nbytes)
+        otl_zero_par(dx->data, dx->nbytes);
+    if (dy->numel == 0 || dx->numel == 0)
+        return OTL_OK;
+    if (s->rank == 0) {
+        memcpy(dx->data, dy->data, dx->nbytes);
+        return OTL_OK;
+    }
+    /* Rows in different blocks never meet in dx: in constant mode every row is its own block
+     * (the maps are one-to-one); otherwise blocks are the indices of the leading axes that are
+     * not padded (their maps are the identity). */
+    int L = s->rank - 1;
+    int64_t rows = dy->numel / dy->dims[L], blocks = 1;
+    if (s->mode == PAD_CONSTANT) {
+        blocks = rows;
+    } else {
+        for (int a = 0; a < L; a++) {
+            int ident = dy->dims[a] == dx->dims[a];
+            for (int64_t o = 0; ident && o < dy->dims[a]; o++)
+                ident = s->map[s->map_off[a] + o] == o;
+            if (!ident)
+                break;
+            blocks *= dy->dims[a];
+        }
+    }
+    int64_t per = rows / blocks;
+    int par = dy->numel >= 65536 && blocks > 1 && !omp_in_parallel();
+    int nchunks = par ? omp_get_max_threads() * 4 : 1;
+    if (nchunks > blocks)
+        nchunks = (int)blocks;
+    #pragma omp parallel for if (par) schedule(static)
+    for (int c = 0; c < nchunks; c++)
+        pad_grad_rows(s, dx->data, dx->dims, dy->data, dy->dims, dy->dtype, blocks * c / nchunks * per,
+                      blocks * (c + 1) / nchunks * per);
+    return OTL_OK;
+}
+
+const otl_op otl_op_PadGrad = {
+    .op_type = "PadGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = pad_grad_infer, .forward = pad_grad_forward, .release = pad_release,
 };

@@ -3,12 +3,29 @@
  * the output gradient reshaped back. Shape/axes inputs are not differentiable. */
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/op.h"
 
 /* Input 0 present and any dtype. */
 static otl_status need_data(otl_kctx *k)
 {
     return otl_check_in(k, 0, NULL);
+}
+
+/* The gradient of every op here: dX = Reshape(dY, Shape(X)). Shape(X) is folded at plan time,
+ * so X is not kept alive; allowzero (opset 14+) keeps empty dimensions of X as they are. */
+static otl_status reshape_back_grad(otl_gctx *c)
+{
+    const char *x[1] = {c->node->inputs[0]};
+    const char *shape = otl_gemit1(c, "", "Shape", 1, x, NULL);
+    const char *args[2] = {c->dy[0], shape};
+    otl_node *n = NULL;
+    const char *dx = shape && c->dy[0] ? otl_gemit1(c, "", "Reshape", 2, args, &n) : NULL;
+    otl_status st = OTL_OK;
+    if (dx && c->opset >= 14)
+        st = otl_gattr_int(c, n, "allowzero", 1);
+    otl_grad_set(c, 0, dx);
+    return st;
 }
 
 /* ---------------------------------------------------------------- Reshape */
@@ -73,7 +90,7 @@ static otl_status reshape_infer(otl_kctx *k)
 
 const otl_op otl_op_Reshape = {
     .op_type = "Reshape", .domain = "", .since = 5, .until = 22, .flags = OTL_OPF_ALIAS,
-    .infer = reshape_infer,
+    .infer = reshape_infer, .grad_inputs = 1, .grad = reshape_back_grad,
 };
 
 /* ---------------------------------------------------------------- Flatten */
@@ -99,7 +116,7 @@ static otl_status flatten_infer(otl_kctx *k)
 
 const otl_op otl_op_Flatten = {
     .op_type = "Flatten", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ALIAS,
-    .infer = flatten_infer,
+    .infer = flatten_infer, .grad_inputs = 1, .grad = reshape_back_grad,
 };
 
 /* ---------------------------------------------------------------- Squeeze / Unsqueeze */
@@ -165,7 +182,7 @@ static otl_status squeeze_infer(otl_kctx *k)
 
 const otl_op otl_op_Squeeze = {
     .op_type = "Squeeze", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ALIAS,
-    .infer = squeeze_infer,
+    .infer = squeeze_infer, .grad_inputs = 1, .grad = reshape_back_grad,
 };
 
 static otl_status unsqueeze_infer(otl_kctx *k)
@@ -192,5 +209,5 @@ static otl_status unsqueeze_infer(otl_kctx *k)
 
 const otl_op otl_op_Unsqueeze = {
     .op_type = "Unsqueeze", .domain = "", .since = 1, .until = 22, .flags = OTL_OPF_ALIAS,
-    .infer = unsqueeze_infer,
+    .infer = unsqueeze_infer, .grad_inputs = 1, .grad = reshape_back_grad,
 };

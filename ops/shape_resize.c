@@ -1,13 +1,15 @@
 /* shape_resize.c - Resize (opsets 10-19: nearest, linear and cubic on any number of axes, every
  * coordinate_transformation_mode, nearest_mode, scales or sizes, axes and keep_aspect_ratio_policy
  * of opset 18; not antialias) and the older Upsample (7-9), as separable per-axis tap tables.
- * Differentiable input: X (its gradient scatters the output gradient through the same taps);
- * roi, scales and sizes are not differentiable. */
+ * Differentiable input: X (its gradient, the private onnx_tl.ResizeGrad, scatters the output
+ * gradient through the same taps: the adjoint of the forward for every mode); roi, scales and
+ * sizes are not differentiable. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 enum { RS_NEAREST, RS_LINEAR, RS_CUBIC };
@@ -531,9 +533,29 @@ static otl_status resize_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* ResizeGrad(dY, Shape(X), <the forward's inputs after X>) with the forward's attributes, its
+ * opset (fwd_opset) and its op type (fwd_op: Resize or Upsample). */
+static otl_status resize_grad(otl_gctx *c)
+{
+    const char *x[1] = {c->node->inputs[0]};
+    const char *in[5] = {c->dy[0], otl_gemit1(c, "", "Shape", 1, x, NULL), "", "", ""};
+    for (int i = 1; i < 4 && i < c->n_in; i++)
+        in[1 + i] = c->node->inputs[i];
+    otl_node *n = NULL;
+    const char *dx = otl_gemit1(c, OTL_GRAD_DOMAIN, "ResizeGrad", 5, in, &n);
+    otl_status st = dx ? otl_gattr_copy(c, n) : OTL_OK;
+    if (!st && dx)
+        st = otl_gattr_int(c, n, "fwd_opset", c->opset);
+    if (!st && dx)
+        st = otl_gattr_str(c, n, "fwd_op", c->node->op_type);
+    otl_grad_set(c, 0, dx);
+    return st;
+}
+
 const otl_op otl_op_Resize = {
     .op_type = "Resize", .domain = "", .since = 10, .until = 22,
     .infer = resize_infer, .forward = resize_forward, .release = resize_release,
+    .grad_inputs = 1, .grad = resize_grad,
 };
 
 /* ---------------------------------------------------------------- Upsample (deprecated at 10) */
@@ -577,4 +599,122 @@ static otl_status upsample_infer(otl_kctx *k)
 const otl_op otl_op_Upsample = {
     .op_type = "Upsample", .domain = "", .since = 7, .until = 9,
     .infer = upsample_infer, .forward = resize_forward, .release = resize_release,
+    .grad_inputs = 1, .grad = resize_grad,
+};
+
+/* ---------------------------------------------------------------- ResizeGrad (onnx_tl) */
+
+static otl_status resize_grad_infer(otl_kctx *k)
+{
+    static const int grad_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, 0};
+    otl_rt x, y;
+    const char *op;
+    otl_status st;
+    if ((st = otl_check_in(k, 0, grad_types)) || (st = otl_attr_str(k, "fwd_op", "Resize", &op)))
+        return st;
+    int up = strcmp(op, "Upsample") == 0;
+    if (!up && strcmp(op, "Resize") != 0)
+        return otl_kfail(k, OTL_ERR_INPUT, "fwd_op '%s' is neither Resize nor Upsample", op);
+    st = otl_infer_forward(k, up ? upsample_infer : resize_infer, 1, 2, up ? 1 : 3, &x, &y);
+    return st ? st : otl_rt_set(k, k->out[0], x.dtype, x.rank, x.dims);
+}
+
+/* dx[taps of o] += w * dy[o] for the output rows [r0, r1) along the last axis: the transpose
+ * of resize_interp (outputs outside the crop get nothing back). */
+static void resize_adjoint_rows(const resize_state *s, void *dx, const void *dy, const int64_t *ydims, int dtype,
+                                int64_t r0, int64_t r1)
+{
+    int R = s->rank, L = R - 1;
+    int64_t n = ydims[L];
+    const rs_axis *AL = &s->ax[L];
+    int KL = AL->K, f32 = dtype == OTL_DTYPE_FLOAT;
+    float *xf = dx;
+    double *xd = dx;
+    for (int64_t row = r0; row < r1; row++) {
+        int64_t o[OTL_MAX_RANK], q = row;
+        int outside = 0;
+        for (int a = L - 1; a >= 0; a--) {
+            o[a] = q % ydims[a];
+            q /= ydims[a];
+            if (s->ax[a].outside && s->ax[a].outside[o[a]])
+                outside = 1;
+        }
+        if (outside)
+            continue;
+        /* every combination of the outer axes' taps, odometer order */
+        int t[OTL_MAX_RANK] = {0};
+        for (;;) {
+            double cw = 1;
+            int64_t coff = 0;
+            for (int a = 0; a < L; a++) {
+                int64_t p = o[a] * s->ax[a].K + t[a];
+                cw *= s->ax[a].w[p];
+                coff += s->ax[a].idx[p];
+            }
+            if (cw != 0) {
+                for (int64_t xo = 0; xo < n; xo++) {
+                    if (AL->outside && AL->outside[xo])
+                        continue;
+                    double g = cw * (f32 ? (double)((const float *)dy)[row * n + xo] : ((const double *)dy)[row * n + xo]);
+                    const int64_t *il = AL->idx + xo * KL;
+                    const double *wl = AL->w + xo * KL;
+                    for (int tt = 0; tt < KL; tt++) {
+                        if (wl[tt] == 0)
+                            continue;
+                        if (f32)
+                            xf[coff + il[tt]] += (float)(wl[tt] * g);
+                        else
+                            xd[coff + il[tt]] += wl[tt] * g;
+                    }
+                }
+            }
+            int a = L - 1;
+            while (a >= 0 && ++t[a] == s->ax[a].K)
+                t[a--] = 0;
+            if (a < 0)
+                break;
+        }
+    }
+}
+
+static otl_status resize_grad_forward(otl_kctx *k)
+{
+    resize_state *s = k->state;
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (dx->nbytes)
+        otl_zero_par(dx->data, dx->nbytes);
+    if (dy->numel == 0 || dx->numel == 0)
+        return OTL_OK;
+    /* Rows of different blocks never meet in dx: blocks are the indices of the leading axes that
+     * are not resized (one tap, the identity, nothing outside), e.g. N and C of an image. */
+    int L = s->rank - 1;
+    int64_t rows = dy->numel / dy->dims[L], blocks = 1;
+    for (int a = 0; a < L; a++) {
+        const rs_axis *A = &s->ax[a];
+        int ident = A->K == 1 && !A->outside && dy->dims[a] == dx->dims[a];
+        int64_t stride = 1;
+        for (int b = a + 1; b < s->rank; b++)
+            stride *= dx->dims[b];
+        for (int64_t o = 0; ident && o < dy->dims[a]; o++)
+            ident = A->idx[o] == o * stride && A->w[o] == 1;
+        if (!ident)
+            break;
+        blocks *= dy->dims[a];
+    }
+    int64_t per = rows / blocks;
+    int par = dy->numel >= 16384 && blocks > 1 && !omp_in_parallel();
+    int nchunks = par ? omp_get_max_threads() * 4 : 1;
+    if (nchunks > blocks)
+        nchunks = (int)blocks;
+    #pragma omp parallel for if (par) schedule(static)
+    for (int c = 0; c < nchunks; c++)
+        resize_adjoint_rows(s, dx->data, dy->data, dy->dims, dy->dtype, blocks * c / nchunks * per,
+                            blocks * (c + 1) / nchunks * per);
+    return OTL_OK;
+}
+
+const otl_op otl_op_ResizeGrad = {
+    .op_type = "ResizeGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = resize_grad_infer, .forward = resize_grad_forward, .release = resize_release,
 };

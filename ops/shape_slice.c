@@ -1,8 +1,11 @@
 /* shape_slice.c - Slice: starts/ends/axes/steps (attributes before opset 10, inputs from 10),
  * negative steps, clamping as in the ONNX spec; any fixed-size dtype. Differentiable input: data
- * (its gradient is zero with the output gradient scattered into the sliced window). */
+ * (its gradient, the private onnx_tl.SliceGrad, is zero with the output gradient written into the
+ * sliced window, strided as the slice); starts, ends, axes and steps are not differentiable. */
 #include <stdlib.h>
+#include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 typedef struct slice_state {
@@ -110,7 +113,60 @@ static otl_status slice_forward(otl_kctx *k)
     return OTL_OK;
 }
 
+/* SliceGrad(dY, Shape(X), starts, ends, axes, steps) with the forward's attributes (opset < 10)
+ * and its opset in fwd_opset. */
+static otl_status slice_grad(otl_gctx *c)
+{
+    const char *in[6] = {c->dy[0], NULL, "", "", "", ""};
+    const char *x[1] = {c->node->inputs[0]};
+    in[1] = otl_gemit1(c, "", "Shape", 1, x, NULL);
+    for (int i = 1; i < 5 && i < c->n_in && c->opset >= 10; i++)
+        in[1 + i] = c->node->inputs[i];
+    otl_node *n = NULL;
+    const char *dx = otl_gemit1(c, OTL_GRAD_DOMAIN, "SliceGrad", 6, in, &n);
+    otl_status st = dx ? otl_gattr_copy(c, n) : OTL_OK;
+    if (!st && dx)
+        st = otl_gattr_int(c, n, "fwd_opset", c->opset);
+    otl_grad_set(c, 0, dx);
+    return st;
+}
+
 const otl_op otl_op_Slice = {
     .op_type = "Slice", .domain = "", .since = 1, .until = 22,
-    .infer = slice_infer, .forward = slice_forward,
+    .infer = slice_infer, .forward = slice_forward, .grad_inputs = 1, .grad = slice_grad,
+};
+
+/* ---------------------------------------------------------------- SliceGrad (onnx_tl) */
+
+static otl_status slice_grad_infer(otl_kctx *k)
+{
+    otl_rt x, y;
+    otl_status st = otl_infer_forward(k, slice_infer, 1, 2, 4, &x, &y);
+    return st ? st : otl_rt_set(k, k->out[0], x.dtype, x.rank, x.dims);
+}
+
+/* dX = 0, then dX[start + i * step] = dY[i] per axis. */
+static otl_status slice_grad_forward(otl_kctx *k)
+{
+    slice_state *s = k->state;
+    const otl_rt *dy = k->in[0];
+    otl_rt *dx = k->out[0];
+    if (dx->nbytes)
+        otl_zero_par(dx->data, dx->nbytes);
+    if (dy->numel == 0)
+        return OTL_OK;
+    int64_t xs[OTL_MAX_RANK], ys[OTL_MAX_RANK], ds[OTL_MAX_RANK], off = 0;
+    otl_strides_c(s->rank, dx->dims, xs);
+    otl_strides_c(s->rank, dy->dims, ys);
+    for (int d = 0; d < s->rank; d++) {
+        off += s->start[d] * xs[d];
+        ds[d] = s->step[d] * xs[d];
+    }
+    otl_copy_strided((char *)dx->data + (size_t)off * s->esz, ds, dy->data, ys, s->rank, dy->dims, s->esz);
+    return OTL_OK;
+}
+
+const otl_op otl_op_SliceGrad = {
+    .op_type = "SliceGrad", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1,
+    .infer = slice_grad_infer, .forward = slice_grad_forward,
 };

@@ -1,8 +1,9 @@
 /* shape_transpose.c - Transpose: permute axes, any fixed-size dtype (tiled strided copy, see
  * shape_copy.c). Differentiable input: data; its gradient is the output gradient transposed by
- * the inverse permutation (transpose_forward with the inverse perm). */
+ * the inverse permutation (a Transpose node). */
 #include <stdlib.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
 
 typedef struct transpose_state {
@@ -68,7 +69,35 @@ static otl_status transpose_fwd(otl_kctx *k)
     return OTL_OK;
 }
 
+/* dX = Transpose(dY, perm = inverse of perm); without perm (axes reversed) the same reversal. */
+static otl_status transpose_grad(otl_gctx *c)
+{
+    const otl_attr *a = otl_node_attr(c->node, "perm");
+    const char *in[1] = {c->dy[0]};
+    otl_node *n = NULL;
+    const char *dx = otl_gemit1(c, "", "Transpose", 1, in, &n);
+    otl_status st = OTL_OK;
+    if (dx && a) {
+        int64_t inv[OTL_MAX_RANK];
+        int r = (int)a->n_ints, seen[OTL_MAX_RANK] = {0};
+        if (a->type != OTL_ATTR_INTS || r > OTL_MAX_RANK)
+            return otl_error_set(c->err, OTL_ERR_INPUT, "%s: node '%s' (Transpose): invalid attribute 'perm'", c->file,
+                                 c->node->name);
+        for (int i = 0; i < r; i++) {
+            int64_t p = a->ints[i];
+            if (p < 0 || p >= r || seen[p])
+                return otl_error_set(c->err, OTL_ERR_INPUT, "%s: node '%s' (Transpose): perm is not a permutation",
+                                     c->file, c->node->name);
+            seen[p] = 1;
+            inv[p] = i;
+        }
+        st = otl_gattr_ints(c, n, "perm", inv, r);
+    }
+    otl_grad_set(c, 0, dx);
+    return st;
+}
+
 const otl_op otl_op_Transpose = {
     .op_type = "Transpose", .domain = "", .since = 1, .until = 22,
-    .infer = transpose_infer, .forward = transpose_fwd,
+    .infer = transpose_infer, .forward = transpose_fwd, .grad_inputs = 1, .grad = transpose_grad,
 };

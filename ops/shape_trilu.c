@@ -1,11 +1,24 @@
 /* shape_trilu.c - Trilu (upper/lower triangle of the last two axes, diagonal offset k) and
  * ReverseSequence (reverse the first sequence_lens[b] steps of each batch entry); any fixed-size
- * dtype. Differentiable input: the data input of each (gradient = output gradient through the
- * same mask / the same reversal); k and sequence_lens are not differentiable. */
+ * dtype. Differentiable input: the data input of each (gradient = the same op on the output
+ * gradient: the same mask / the same reversal); k and sequence_lens are not differentiable. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/autodiff.h"
 #include "ops/shape_copy.h"
+
+/* dX = <the same op>(dY, <the forward's other inputs>) with the forward's attributes: the op is
+ * linear in its data input and its own transpose. */
+static otl_status self_adjoint_grad(otl_gctx *c)
+{
+    const char *in[2] = {c->dy[0], c->n_in > 1 ? c->node->inputs[1] : ""};
+    otl_node *n = NULL;
+    const char *dx = otl_gemit1(c, "", c->node->op_type, c->n_in > 1 ? 2 : 1, in, &n);
+    otl_status st = dx ? otl_gattr_copy(c, n) : OTL_OK;
+    otl_grad_set(c, 0, dx);
+    return st;
+}
 
 /* ---------------------------------------------------------------- Trilu */
 
@@ -78,7 +91,7 @@ static otl_status trilu_fwd(otl_kctx *k)
 
 const otl_op otl_op_Trilu = {
     .op_type = "Trilu", .domain = "", .since = 14, .until = 22,
-    .infer = trilu_infer, .forward = trilu_fwd,
+    .infer = trilu_infer, .forward = trilu_fwd, .grad_inputs = 1, .grad = self_adjoint_grad,
 };
 
 /* ---------------------------------------------------------------- ReverseSequence */
@@ -144,5 +157,5 @@ static otl_status revseq_fwd(otl_kctx *k)
 
 const otl_op otl_op_ReverseSequence = {
     .op_type = "ReverseSequence", .domain = "", .since = 10, .until = 22,
-    .infer = revseq_infer, .forward = revseq_fwd,
+    .infer = revseq_infer, .forward = revseq_fwd, .grad_inputs = 1, .grad = self_adjoint_grad,
 };
