@@ -16,9 +16,9 @@
  *
  * Backward: BatchNormalizationGrad(dY, X, scale, mean, var, [saved_mean, saved_var]) -> dX,
  * dScale, dB on oneDNN's batch normalization backward (use_global_stats when frozen). With
- * batch statistics it takes them from the forward's saved outputs when the node has them (the
- * training graph builder adds them), else recomputes them from X (a forward_training pass into
- * scratch).
+ * batch statistics it takes them from the forward's saved outputs, which the gradient rule adds
+ * to the forward node when absent; without them (a hand-made graph) it recomputes them from X
+ * (a forward_training pass into scratch).
  * Differentiable inputs: X, scale, B. */
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@
 
 #include "graph/autodiff.h"
 #include "ops/nn_common.h"
+#include "src/util.h"
 
 typedef struct bn_state {
     float epsilon, momentum;
@@ -523,7 +524,57 @@ static void bn_grad_release(otl_kctx *k)
         nn_scratch_unreserve(g->scratch_bytes);
 }
 
-/* dX, dScale, dB = BatchNormalizationGrad(dY, X, scale, mean, var, [saved_mean, saved_var]): one
+/* The forward node's saved-statistics outputs (3, 4), added to it when absent (outputs 1, 2
+ * then become "" if the node had none): the backward reads this batch's statistics instead of
+ * recomputing them. In the frozen mode they hold the running statistics, which the backward
+ * reads from the inputs anyway. 0 after recording an error. */
+static int bn_saved_outputs(otl_gctx *c, const char **mean, const char **var)
+{
+    const otl_node *f = c->node;
+    if (f->n_outputs >= 5 && *f->outputs[3] && *f->outputs[4]) {
+        *mean = f->outputs[3];
+        *var = f->outputs[4];
+        return 1;
+    }
+    otl_node *n = NULL;
+    for (int i = 0; i < c->g->n_nodes && !n; i++)
+        if (c->g->nodes[i] == f)
+            n = c->g->nodes[i];
+    if (!n) {
+        otl_error_set(c->err, OTL_ERR_INTERNAL, "%s: node '%s' (BatchNormalization): not in the graph", c->file, f->name);
+        return 0;
+    }
+    if (n->n_outputs < 5) { /* the name strings themselves stay put: maps keyed by them hold */
+        char **o = realloc(n->outputs, 5 * sizeof *o);
+        if (!o)
+            goto nomem;
+        n->outputs = o;
+        for (int i = n->n_outputs; i < 5; i++)
+            o[i] = NULL;
+        n->n_outputs = 5;
+        for (int i = 1; i < 5; i++)
+            if (!o[i] && !(o[i] = otl_strdup("")))
+                goto nomem;
+    }
+    for (int i = 3; i < 5; i++) {
+        if (*n->outputs[i])
+            continue;
+        const char *hint = otl_gname(c, i == 3 ? "saved_mean" : "saved_var");
+        char *name = hint ? otl_strdup(hint) : NULL;
+        if (!name)
+            goto nomem;
+        free(n->outputs[i]); /* "" (omitted): no map holds it */
+        n->outputs[i] = name;
+    }
+    *mean = n->outputs[3];
+    *var = n->outputs[4];
+    return 1;
+nomem:
+    otl_error_set(c->err, OTL_ERR_NOMEM, "%s: out of memory building gradients", c->file);
+    return 0;
+}
+
+/* dX, dScale, dB = BatchNormalizationGrad(dY, X, scale, mean, var, saved_mean, saved_var): one
  * node whose kernel picks batch or running statistics the way the forward does (the rule cannot:
  * the mode is a session option); the saved statistics when the forward node outputs them. No
  * gradient flows back through the statistics outputs. */
@@ -534,13 +585,14 @@ static otl_status bn_grad(otl_gctx *c)
         return otl_error_set(c->err, OTL_ERR_UNSUPPORTED,
                              "%s: node '%s' (BatchNormalization): no gradient flows through its statistics outputs",
                              c->file, f->name);
-    int saved = f->n_outputs >= 5 && *f->outputs[3] && *f->outputs[4];
-    const char *in[7] = {c->dy[0], f->inputs[0], f->inputs[1], f->inputs[3], f->inputs[4],
-                         saved ? f->outputs[3] : "", saved ? f->outputs[4] : ""};
+    const char *sm, *sv;
+    if (!bn_saved_outputs(c, &sm, &sv))
+        return c->err->code;
+    const char *in[7] = {c->dy[0], f->inputs[0], f->inputs[1], f->inputs[3], f->inputs[4], sm, sv};
     const char *out[3];
     for (int i = 0; i < 3; i++)
         out[i] = c->need[i] ? otl_gname(c, f->inputs[i]) : "";
-    otl_node *n = otl_gemit(c, OTL_GRAD_DOMAIN, "BatchNormalizationGrad", saved ? 7 : 5, in, 3, out);
+    otl_node *n = otl_gemit(c, OTL_GRAD_DOMAIN, "BatchNormalizationGrad", 7, in, 3, out);
     otl_status st = n ? otl_gattr_copy(c, n) : OTL_OK;
     for (int i = 0; i < 3; i++)
         if (c->need[i])
