@@ -785,6 +785,19 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
         plan_free(s->plan);
         s->plan = NULL;
         otl_status st = build_plan(s, &s->plan, inputs, n_inputs, err);
+        if (st && s->fused && st != OTL_ERR_NOMEM) {
+            /* a fusion that the concrete shapes do not allow (e.g. a residual Add that
+               broadcasts the conv output): plan the model as it is written instead */
+            otl_fused_free(s->fused);
+            s->fused = NULL;
+            s->g = s->m->graph;
+            free(s->order);
+            s->order = NULL;
+            otl_error_clear(err);
+            st = otl_graph_toposort(s->g, &s->order, s->m->path, err);
+            if (!st)
+                st = build_plan(s, &s->plan, inputs, n_inputs, err);
+        }
         if (st)
             return st;
     }
