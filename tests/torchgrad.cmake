@@ -14,7 +14,8 @@
 #
 # A case is registered only once it passes; the cases whose gradient rules have not landed yet
 # are in OTL_TORCHGRAD_PENDING (with what stops them), so that `make test` stays green. Move a
-# case from PENDING to OTL_TORCHGRAD_CASES when `check_grad.py` passes on it.
+# case from PENDING to OTL_TORCHGRAD_CASES when `check_grad.py` passes on it. The same for the
+# zoo cases (OTL_TORCHGRAD_ZOO_CASES).
 
 set(_otl_tg_src ${CMAKE_CURRENT_LIST_DIR}/torchgrad)
 if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
@@ -26,22 +27,23 @@ endif()
 
 set(OTL_TORCHGRAD_CASES
   loss_ce loss_ce_smoothing loss_mse loss_softmax_probs
+  resnet_tiny resnet_tiny_bnfrozen resnet_tiny_frozenprefix resnet_tiny_trainexport
+  mobilenet_v2_tiny efficientnet_tiny
+  transformer_postnorm transformer_prenorm_relu vit_tiny
+  embedding_meanpool keras_softmax
 )
 # not passing yet (first error):
 set(OTL_TORCHGRAD_PENDING
-  resnet_tiny                # no gradient rule for Gemm
-  resnet_tiny_bnfrozen       # no gradient rule for Gemm
-  resnet_tiny_frozenprefix   # no gradient rule for Gemm
-  resnet_tiny_trainexport    # no gradient rule for Gemm
-  mobilenet_v2_tiny          # no gradient rule for Gemm
-  efficientnet_tiny          # no gradient rule for Gemm
-  transformer_postnorm       # no gradient rule for Gemm
-  transformer_prenorm_relu   # no gradient rule for Gemm
-  vit_tiny                   # no gradient rule for Gemm
-  embedding_meanpool         # no gradient rule for Gemm
-  keras_softmax              # no gradient rule for Gemm
 )
-set(OTL_TORCHGRAD_ZOO OFF)   # resnet18: no gradient rule for Gemm
+# torchgrad.zoo runs these cases of make_zoo_goldens.py
+set(OTL_TORCHGRAD_ZOO_CASES resnet18 resnet18_bnfrozen resnet18_headonly)
+# mobilenet_v2 (pending): float32 ReLU6 kinks. With batch 2 some pre-activations lie within
+# float32 rounding of 0 (features.7.conv.0.1 channel 26: 1.4e-6, features.11.conv.0.1 channel 8:
+# -1.6e-6 in float64); an implementation that rounds one of them to the other side drops or
+# passes that element's gradient, and the batch statistics spread it over the channel and the
+# layers below: up to ~8% on some gradients. On features[:8] (+ a fc head), flipping that one
+# features.7 mask in the float64 reference makes it match onnx-tl exactly. Needs a kink-aware
+# tolerance (or another seed without near-kink pre-activations) before it can be registered.
 
 # every committed case is either registered or pending
 file(GLOB _otl_tg_dirs LIST_DIRECTORIES true ${_otl_tg_src}/data/*)
@@ -68,9 +70,9 @@ foreach(_c ${OTL_TORCHGRAD_CASES})
   set_tests_properties(torchgrad.${_c} PROPERTIES LABELS "torchgrad" TIMEOUT 300)
 endforeach()
 
-if(OTL_TORCHGRAD_ZOO)
+if(OTL_TORCHGRAD_ZOO_CASES)
   add_test(NAME torchgrad.zoo
     COMMAND ${PYTHON} ${_otl_tg_src}/make_zoo_goldens.py ${CMAKE_BINARY_DIR}/torchgrad-zoo
-            --check ${ONNX_TL} --threads 2)
+            --check ${ONNX_TL} --threads 2 ${OTL_TORCHGRAD_ZOO_CASES})
   set_tests_properties(torchgrad.zoo PROPERTIES LABELS "torchgrad;zoo" TIMEOUT 1800)
 endif()

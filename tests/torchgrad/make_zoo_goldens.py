@@ -87,7 +87,7 @@ def main():
     ap.add_argument("--check", metavar="ONNX_TL", help="run check_grad.py on every case")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("cases", nargs="*")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     names = args.cases or list(CASES)
     bad = [n for n in names if n not in CASES]
     if bad:
