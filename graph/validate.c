@@ -28,9 +28,8 @@ static const char *fname(const char *file)
     return file ? file : "(model)";
 }
 
-/* Names a node uses from outside its subgraphs (implicit inputs of If/Loop/Scan nodes). */
-static int add_free_names(const otl_graph *g, otl_strmap *defined_outer_unused, const char ***out,
-                          size_t *n, size_t *cap);
+/* Names a graph uses without defining them (implicit inputs of If/Loop/Scan nodes). */
+static int add_free_names(const otl_graph *g, const char ***out, size_t *n, size_t *cap);
 
 static int graph_defines(const otl_graph *g, otl_strmap *def)
 {
@@ -59,19 +58,17 @@ static int node_free_names(const otl_node *nd, const char ***out, size_t *n, siz
 {
     for (int a = 0; a < nd->n_attrs; a++) {
         const otl_attr *at = &nd->attrs[a];
-        if (at->g && !add_free_names(at->g, NULL, out, n, cap))
+        if (at->g && !add_free_names(at->g, out, n, cap))
             return 0;
         for (size_t k = 0; k < at->n_graphs; k++)
-            if (!add_free_names(at->graphs[k], NULL, out, n, cap))
+            if (!add_free_names(at->graphs[k], out, n, cap))
                 return 0;
     }
     return 1;
 }
 
-static int add_free_names(const otl_graph *g, otl_strmap *unused, const char ***out, size_t *n,
-                          size_t *cap)
+static int add_free_names(const otl_graph *g, const char ***out, size_t *n, size_t *cap)
 {
-    (void)unused;
     otl_strmap def;
     if (!otl_strmap_init(&def, (size_t)(g->n_inputs + g->n_inits + g->n_nodes)))
         return 0;
