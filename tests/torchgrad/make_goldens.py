@@ -14,7 +14,8 @@ exported with do_constant_folding=False and keep_initializers_as_inputs=False, s
 initializer names are PyTorch's parameter names; in eval() unless stated (BatchNormalization is
 then an inference node holding its running statistics; `onnx-tl grad --bn train` switches it to
 batch statistics, as PyTorch's train() does). CNNs at opset 13, transformer blocks at opset 17
-(LayerNormalization). No Dropout (or p=0), so that results are deterministic.
+(LayerNormalization). No Dropout (or p=0), so that results are deterministic. Each case records
+its float32-kink candidates (tg_common.kink_envelope); these small cases have none.
 """
 import os
 import sys

@@ -12,7 +12,8 @@ torchgrad.zoo).
 
 Cases: resnet18 (--bn train), resnet18_bnfrozen (--bn frozen, PyTorch eval()),
 resnet18_headonly (everything but fc frozen via onnx_tl.frozen), mobilenet_v2 (--bn train,
-label_smoothing 0.1).
+label_smoothing 0.1). Each case also gets its float32-kink envelope (tg_common.kink_envelope),
+which check_grad.py adds to the tolerance element by element.
 """
 import argparse
 import os
@@ -28,9 +29,11 @@ import tg_common as tg  # noqa: E402
 
 SEED = 112
 
-# Deep nets accumulate float32 rounding over ~20 layers of convolutions and batch statistics:
-# PyTorch's own float32 gradients of these models differ from the float64 reference by up to a
-# few 1e-5 relative (printed as torch_f32_rel); the check keeps the issue's 1e-4 and states it.
+# float32 accumulation over ~20 layers stays well inside 1e-4 here (PyTorch's own float32
+# gradients are within a few 1e-5 of the float64 reference: torch_f32_rel in case.json), so the
+# issue's tolerance is kept. What does not stay inside it are ReLU/ReLU6 masks of inputs that lie
+# within float32 rounding of a kink (mobilenet_v2 at batch 2 has dozens): the float32-kink
+# envelope of each case (tg_common.kink_envelope) covers exactly those elements.
 REASON = ""
 
 

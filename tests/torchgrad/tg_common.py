@@ -7,8 +7,11 @@ A case directory holds:
     loss.npy       scalar float32: the loss PyTorch computes
     grad/<name>.npy  d loss / d parameter for every trainable parameter (name sanitized: every
                    character outside [A-Za-z0-9._-] -> '_', as `onnx-tl grad` names its files)
+    kink/<name>.npy  (only where nonzero) the float32-kink envelope of that gradient, added to
+                   the tolerance element by element (see kink_envelope)
     case.json      {"inputs": {name: file}, "loss": "ce"|"mse", "label_smoothing": e, "bn":
-                   "train"|"frozen", "rtol", "atol", "reason", "torch_f32_err", "doc"}
+                   "train"|"frozen", "rtol", "atol", "reason", "frozen": [names],
+                   "torch_f32_err", "torch_f32_rel", "kink_candidates", "kink_factor", "doc"}
 
 The reference values are computed in float64 from the float32 weights that were exported
 (model.double() on a copy), so the goldens are the exact gradients of the exported float32
@@ -121,9 +124,89 @@ def forward_backward(model, inputs, target, kind, label_smoothing, bn, logits_fn
     return loss.detach(), grads
 
 
+KINK_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
+
+
+def _hooked_copy(model, dtype, bn):
+    """A copy in `dtype` whose ReLU/ReLU6/Hardtanh modules record (module, input, output) of
+    every call (not in place, so that the input survives)."""
+    m = copy.deepcopy(model).to(dtype)
+    m.train(bn == "train")
+    calls = []
+    for mod in m.modules():
+        if isinstance(mod, KINK_ACTS):
+            mod.inplace = False
+            mod.register_forward_hook(lambda md, i, o: calls.append((md, i[0], o)))
+    return m, calls
+
+
+def kink_envelope(model, inputs, target, kind, label_smoothing, bn, logits_fn, factor=1.0,
+                  chunk=16):
+    """Float32 kinks: a ReLU/ReLU6 input that lies within float32 rounding of a kink (0, 6) may
+    land on either side in a float32 implementation; its mask then passes or drops that
+    element's gradient, and batch statistics spread the difference over the channel and the
+    layers below (several % at batch 2 in mobilenet_v2). For every activation call, the
+    candidates are the elements whose float64 input is within factor * (the largest difference
+    between PyTorch's float32 and float64 input of that call) of a kink; flipping one candidate's
+    mask changes dL/d(input) there by -+dL/d(output), and its effect on every parameter gradient
+    is that vector-Jacobian product. Returns ({param name: sum over candidates of |effect|}
+    (float64 tensors, only where nonzero), number of candidates). The checker adds the sum to
+    its tolerance element by element, so a rule bug still shows everywhere else."""
+    m64, c64 = _hooked_copy(model, torch.float64, bn)
+    m32, c32 = _hooked_copy(model, torch.float32, bn)
+    xs64 = [x.double() if x.is_floating_point() else x for x in inputs]
+    t64 = target.double() if target.is_floating_point() else target
+    with torch.no_grad():
+        m32(*inputs) if logits_fn is None else logits_fn(m32, *inputs)
+    out = logits_fn(m64, *xs64) if logits_fn else m64(*xs64)
+    loss = loss_fn(kind, out, t64, label_smoothing)
+    named = [(n, p) for n, p in m64.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    env = [None] * len(params)
+    assert len(c32) == len(c64)
+    # activations with no trainable parameter below them (a frozen prefix) cannot matter
+    pairs = [(a, b) for a, b in zip(c64, c32) if a[1].requires_grad]
+    if not pairs:
+        return {}, 0
+    c64, c32 = [a for a, _ in pairs], [b for _, b in pairs]
+    gys = torch.autograd.grad(loss, [o for _, _, o in c64], retain_graph=True, allow_unused=True)
+    count = 0
+    for (mod, v, _), (_, v32, _), gy in zip(c64, c32, gys):
+        if gy is None:
+            continue
+        vd = v.detach()
+        delta = factor * float((vd - v32.double()).abs().max())
+        if delta <= 0:
+            continue
+        if isinstance(mod, nn.ReLU):
+            kinks, passing = [0.0], vd > 0
+        else:  # ReLU6 is a Hardtanh(0, 6)
+            kinks, passing = [mod.min_val, mod.max_val], (vd > mod.min_val) & (vd < mod.max_val)
+        near = torch.zeros_like(vd, dtype=torch.bool)
+        for k in kinks:
+            near |= (vd - k).abs() < delta
+        idx = torch.nonzero(near.flatten()).flatten()
+        if len(idx) == 0:
+            continue
+        count += len(idx)
+        sign = torch.where(passing.flatten(), -1.0, 1.0).to(vd.dtype)
+        for part in idx.split(chunk):
+            go = torch.zeros((len(part),) + tuple(vd.shape), dtype=vd.dtype)
+            go.view(len(part), -1)[torch.arange(len(part)), part] = sign[part] * gy.flatten()[part]
+            gs = torch.autograd.grad(v, params, grad_outputs=go, retain_graph=True,
+                                     is_grads_batched=True, allow_unused=True)
+            for i, g in enumerate(gs):
+                if g is not None:
+                    a = g.abs().sum(0)
+                    env[i] = a if env[i] is None else env[i] + a
+    return {n: e.detach() for (n, _), e in zip(named, env)
+            if e is not None and bool((e > 0).any())}, count
+
+
 def make_case(outdir, name, model, inputs, input_names, target, *, opset, loss="ce",
               label_smoothing=0.0, bn="train", frozen=(), logits_fn=None,
-              export_mode=None, rtol=RTOL, atol=ATOL, reason="", doc="", output_name="logits"):
+              export_mode=None, rtol=RTOL, atol=ATOL, reason="", doc="", output_name="logits",
+              kink_factor=1.0):
     """Export `model` (as it is, in eval() unless export_mode says TRAINING), then compute the
     goldens. frozen: parameter names with requires_grad False (stored as onnx_tl.frozen).
     logits_fn(model, *inputs): what the loss is computed from when it is not the model output
@@ -167,6 +250,8 @@ def make_case(outdir, name, model, inputs, input_names, target, *, opset, loss="
                 f32_rel = max(f32_rel, float((g32[k].double() - v).abs().max() / v.abs().max()))
         trainable = [n for n in params if n not in frozen]
         assert sorted(g64) == sorted(trainable), (name, sorted(g64), trainable)
+        env, n_kinks = kink_envelope(model, inputs, target, loss, label_smoothing, bn, logits_fn,
+                                     kink_factor)
 
         files = {}
         graph_inputs = {i.name for i in om.graph.input}
@@ -185,7 +270,11 @@ def make_case(outdir, name, model, inputs, input_names, target, *, opset, loss="
             assert fn not in seen, (name, "two parameters sanitize to", fn)
             seen.add(fn)
             np.save(os.path.join(tmp, "grad", fn + ".npy"), g.numpy().astype(np.float32))
-        meta = {"doc": doc, "inputs": files, "loss": loss, "label_smoothing": label_smoothing,
+        if env:
+            os.mkdir(os.path.join(tmp, "kink"))
+            for n, e in env.items():
+                np.save(os.path.join(tmp, "kink", sanitize(n) + ".npy"), e.numpy().astype(np.float32))
+        meta = {"kink_candidates": n_kinks, "kink_factor": kink_factor, "doc": doc, "inputs": files, "loss": loss, "label_smoothing": label_smoothing,
                 "bn": bn, "rtol": rtol, "atol": atol, "reason": reason,
                 "torch_f32_err": float("%.3g" % f32_err),
                 "torch_f32_rel": float("%.3g" % f32_rel), "frozen": frozen,
@@ -201,6 +290,6 @@ def make_case(outdir, name, model, inputs, input_names, target, *, opset, loss="
             shutil.rmtree(tmp)
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
     print("%-26s %6.1f KB  params %d (trainable %d)  loss %.6f  torch f32: needs rtol %.2g, "
-          "rel %.2g" % (name, size / 1024, len(params), len(trainable), float(loss64), f32_err,
-                        f32_rel))
+          "rel %.2g; kink candidates %d" % (name, size / 1024, len(params), len(trainable),
+                                           float(loss64), f32_err, f32_rel, n_kinks))
     return d
