@@ -25,19 +25,7 @@
 set(_otl_par_src ${CMAKE_CURRENT_LIST_DIR}/..)
 get_filename_component(_otl_par_src ${_otl_par_src} ABSOLUTE)
 
-if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
-  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
-endif()
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
-if(NOT DEFINED NODE OR NODE STREQUAL "")
-  find_program(OTL_NODE_EXE node)
-  set(NODE ${OTL_NODE_EXE})
-endif()
-if(NOT DEFINED OTL_ORT_DIR OR OTL_ORT_DIR STREQUAL "")
-  set(OTL_ORT_DIR ${_otl_par_src}/tests/ort)
-endif()
+# ONNX_TL, PYTHON, NODE and OTL_ORT_DIR come from tests/CMakeLists.txt.
 
 if(NOT EXISTS ${OTL_ORT_DIR}/node_modules/onnxruntime-node)
   message(WARNING "onnxruntime-node is not installed in ${OTL_ORT_DIR} (run `npm ci` there): "
