@@ -50,5 +50,10 @@ int cmd_info(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_swap_head(int argc, char **argv);
+int cmd_freeze(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

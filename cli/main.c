@@ -31,9 +31,12 @@ static const struct {
     {"export", cmd_export},
     {"run", cmd_run},
     {"grad", cmd_grad},
+    {"swap-head", cmd_swap_head},
+    {"freeze", cmd_freeze},
+    {"train", cmd_train},
+    {"eval", cmd_eval},
+    {"predict", cmd_predict},
 };
-
-static const char *const planned[] = {"swap-head", "freeze", "train", "eval", "predict"};
 
 int main(int argc, char **argv)
 {
@@ -53,12 +56,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].fn(argc - 2, argv + 2);
-    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++)
-        if (strcmp(cmd, planned[i]) == 0) {
-            fprintf(stderr, "onnx-tl: command '%s' is not implemented in this version (%s)\n", cmd,
-                    OTL_VERSION);
-            return EXIT_USAGE;
-        }
     fprintf(stderr, "onnx-tl: unknown command '%s' (see onnx-tl --help)\n", cmd);
     return EXIT_USAGE;
 }

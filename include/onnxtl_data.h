@@ -1,0 +1,127 @@
+/* onnxtl_data.h - preprocessing, images, data sets, augmentation, metrics.
+ *
+ * Shared contract between src/preprocess.c, src/image.c, src/dataset.c, src/augment.c and
+ * src/metrics.c and their users (train, eval, predict, export --calib). Functions follow
+ * onnxtl.h's conventions: otl_status return, errors recorded in otl_error naming the file.
+ * Extend freely; do not change the meaning of what is here without updating every user. */
+#ifndef ONNXTL_DATA_H
+#define ONNXTL_DATA_H
+
+#include "onnxtl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------ preprocessing (src/preprocess.c)
+ * Stored as JSON in metadata_props["onnx_tl.preprocess"] (../shared/CLI.md):
+ * {"size": [H, W], "resize": "stretch"|"shorter-side", "crop": "center"|"none",
+ *  "channels": "gray"|"rgb"|"bgr", "scale": 255, "mean": [..], "std": [..], "layout": "NCHW"|"NHWC"}
+ * pixel -> (pixel / scale - mean[c]) / std[c]. */
+
+enum { OTL_RESIZE_STRETCH = 0, OTL_RESIZE_SHORTER_SIDE = 1 };
+enum { OTL_CROP_NONE = 0, OTL_CROP_CENTER = 1 };
+enum { OTL_CHANNELS_GRAY = 1, OTL_CHANNELS_RGB = 3, OTL_CHANNELS_BGR = 4 };
+
+typedef struct otl_preprocess {
+    int64_t height, width;
+    int resize;            /* OTL_RESIZE_* */
+    int crop;              /* OTL_CROP_* */
+    int channels;          /* OTL_CHANNELS_*; the channel count is 1 for gray, 3 otherwise */
+    float scale;           /* > 0 */
+    float mean[3], std[3]; /* first 1 or 3 used; std > 0 */
+    int nhwc;              /* 0: NCHW, 1: NHWC */
+} otl_preprocess;
+
+/* Number of image channels (1 or 3). */
+int otl_preprocess_nchan(const otl_preprocess *pp);
+/* Defaults from the model's first non-initializer input (rank 4, NCHW unless the last axis
+ * is 1 or 3 and axis 1 is not): size, channel count, layout; ImageNet mean/std for 3 channels,
+ * mean 0.5 / std 0.5 for 1 channel (torchvision Normalize((0.5,), (0.5,)) convention), scale 255,
+ * resize "shorter-side" + crop "center" at 224x224 and above, "stretch" + "none" below. */
+otl_status otl_preprocess_default(const otl_model *m, otl_preprocess *pp, otl_error *err);
+/* Parse JSON text; keys absent from it keep their value in *pp (so parse over the defaults).
+ * `what` names the source in errors (file name or "metadata of MODEL"). */
+otl_status otl_preprocess_parse(const char *json, otl_preprocess *pp, const char *what, otl_error *err);
+/* Canonical JSON text (every key), malloc'd. */
+char *otl_preprocess_to_json(const otl_preprocess *pp);
+/* What train/eval/predict use: defaults, overridden by the model's stored JSON if any. Fails
+ * when the stored preprocessing contradicts the model's input shape. */
+otl_status otl_preprocess_get(const otl_model *m, otl_preprocess *pp, otl_error *err);
+
+/* ------------------------------------------------------------ images (src/image.c) */
+
+/* Decode a PNG/JPEG (libstb), convert to pp's channel count/order, resize/crop and normalize
+ * into out (otl_preprocess_nchan * height * width floats in pp's layout). Errors name the file. */
+otl_status otl_image_load(const char *path, const otl_preprocess *pp, float *out, otl_error *err);
+
+/* ------------------------------------------------------------ augmentation (src/augment.c) */
+
+typedef struct otl_augment {
+    int enabled;      /* any of the below */
+    int hflip;        /* random horizontal flip, p = 0.5 */
+    float rotate;     /* max degrees, uniform in [-rotate, rotate] */
+    float zoom;       /* scale uniform in [1 - zoom, 1 + zoom] */
+    int crop;         /* random-resized-crop style: random crop of 80..100% area, then resize */
+    float jitter;     /* brightness/contrast factor uniform in [1 - jitter, 1 + jitter] */
+} otl_augment;
+
+/* "hflip,rotate=15,zoom=0.1,crop,jitter=0.2" (empty or "none": disabled). */
+otl_status otl_augment_parse(const char *spec, otl_augment *a, otl_error *err);
+
+/* ------------------------------------------------------------ data sets (src/dataset.c) */
+
+typedef struct otl_dataset otl_dataset;
+
+typedef struct otl_dataset_opts {
+    const otl_preprocess *pp; /* required for image folders */
+    int skip_bad;             /* unreadable images are skipped (listed by otl_dataset_skipped) */
+} otl_dataset_opts;
+
+/* An ImageFolder directory (DIR/<class>/*.{png,jpg,jpeg}, classes = sorted sub-directory names)
+ * or a .npz with arrays x (N, ...) and y (N,) int64. */
+otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_dataset_opts *o, otl_error *err);
+void otl_dataset_free(otl_dataset *d);
+int64_t otl_dataset_len(const otl_dataset *d);
+int otl_dataset_n_classes(const otl_dataset *d);        /* folders: sub-directories; npz: max(y)+1 */
+const char *otl_dataset_class_name(const otl_dataset *d, int c); /* npz: "0", "1", ... */
+int64_t otl_dataset_label(const otl_dataset *d, int64_t i);
+const char *otl_dataset_item_name(const otl_dataset *d, int64_t i); /* file path, or "x[i]" */
+/* Shape and dtype of one sample (without the batch axis). */
+void otl_dataset_sample(const otl_dataset *d, int *dtype, int *rank, int64_t *dims);
+size_t otl_dataset_sample_bytes(const otl_dataset *d);
+/* Content hash of the whole data set (file bytes and labels), hex, for provenance/caches. */
+const char *otl_dataset_hash(const otl_dataset *d);
+/* Per-item content hash (duplicates detection). */
+uint64_t otl_dataset_item_hash(const otl_dataset *d, int64_t i);
+/* Stratified, seeded split: about `frac` of each class to val; items with equal content hash
+ * always land on the same side. Index arrays are malloc'd. */
+otl_status otl_dataset_split(const otl_dataset *d, double frac, uint64_t seed, int64_t **train, int64_t *n_train,
+                             int64_t **val, int64_t *n_val, otl_error *err);
+/* Fill x (n * sample_bytes) and y (n int64) with items idx[0..n); aug may be NULL; the random
+ * augmentation of item idx[i] depends only on (seed, idx[i]) so results are reproducible. */
+otl_status otl_dataset_batch(otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug, uint64_t seed,
+                             void *x, int64_t *y, otl_error *err);
+/* Items skipped as unreadable with skip_bad (names and reasons, one per line), or "". */
+const char *otl_dataset_skipped(const otl_dataset *d);
+
+/* ------------------------------------------------------------ metrics (src/metrics.c) */
+
+typedef struct otl_metrics {
+    int n_classes;
+    int64_t total, correct;
+    int64_t *confusion;   /* n_classes x n_classes, [true][pred] */
+} otl_metrics;
+
+otl_status otl_metrics_init(otl_metrics *mt, int n_classes, otl_error *err);
+void otl_metrics_free(otl_metrics *mt);
+void otl_metrics_add(otl_metrics *mt, int64_t truth, int64_t pred);
+double otl_metrics_accuracy(const otl_metrics *mt);
+/* precision/recall/f1 of class c (0 when undefined, as sklearn zero_division=0); support. */
+void otl_metrics_class(const otl_metrics *mt, int c, double *precision, double *recall, double *f1, int64_t *support);
+double otl_metrics_macro_f1(const otl_metrics *mt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ONNXTL_DATA_H */
