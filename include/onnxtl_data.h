@@ -78,7 +78,7 @@ typedef struct otl_dataset_opts {
     int skip_bad;             /* unreadable images are skipped (listed by otl_dataset_skipped) */
 } otl_dataset_opts;
 
-/* An ImageFolder directory (DIR/<class>/*.{png,jpg,jpeg}, classes = sorted sub-directory names)
+/* An ImageFolder directory (DIR/<class>/<image>.png/.jpg/.jpeg, classes = sorted sub-directory names)
  * or a .npz with arrays x (N, ...) and y (N,) int64. */
 otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_dataset_opts *o, otl_error *err);
 void otl_dataset_free(otl_dataset *d);
