@@ -48,6 +48,10 @@ char *otl_preprocess_to_json(const otl_preprocess *pp);
 /* What train/eval/predict use: defaults, overridden by the model's stored JSON if any. Fails
  * when the stored preprocessing contradicts the model's input shape. */
 otl_status otl_preprocess_get(const otl_model *m, otl_preprocess *pp, otl_error *err);
+/* Whether pp fits the model's data input: rank-4 float input, pp's channel count on the channel
+ * axis of pp's layout, size equal to the fixed H, W (symbolic axes accept anything). `what`
+ * names pp's source in errors. */
+otl_status otl_preprocess_check(const otl_model *m, const otl_preprocess *pp, const char *what, otl_error *err);
 
 /* ------------------------------------------------------------ images (src/image.c) */
 
