@@ -109,7 +109,9 @@ otl_status otl_dataset_batch(otl_dataset *d, const int64_t *idx, int64_t n, cons
 /* Items skipped as unreadable with skip_bad (names and reasons, one per line), or "". */
 const char *otl_dataset_skipped(const otl_dataset *d);
 
-/* ------------------------------------------------------------ metrics (src/metrics.c) */
+/* ------------------------------------------------------------ metrics (src/metrics.c)
+ * Classification metrics with scikit-learn's definitions (precision_recall_fscore_support,
+ * zero_division=0). Classes are indices 0..n_classes-1 (the model's outputs). */
 
 typedef struct otl_metrics {
     int n_classes;
@@ -119,11 +121,42 @@ typedef struct otl_metrics {
 
 otl_status otl_metrics_init(otl_metrics *mt, int n_classes, otl_error *err);
 void otl_metrics_free(otl_metrics *mt);
+/* Count one sample; indices outside [0, n_classes) are ignored (our bug, not the input's). */
 void otl_metrics_add(otl_metrics *mt, int64_t truth, int64_t pred);
-double otl_metrics_accuracy(const otl_metrics *mt);
+double otl_metrics_accuracy(const otl_metrics *mt);  /* 0 when empty */
 /* precision/recall/f1 of class c (0 when undefined, as sklearn zero_division=0); support. */
 void otl_metrics_class(const otl_metrics *mt, int c, double *precision, double *recall, double *f1, int64_t *support);
+/* Number of samples predicted as class c (column sum of the confusion matrix). */
+int64_t otl_metrics_predicted(const otl_metrics *mt, int c);
+/* Whether class c occurs among the true or the predicted labels (sklearn's unique_labels). */
+int otl_metrics_present(const otl_metrics *mt, int c);
+/* Unweighted mean over the present classes, as sklearn's f1_score(y_true, y_pred,
+ * average="macro", zero_division=0) without a `labels` argument; 0 when empty. */
 double otl_metrics_macro_f1(const otl_metrics *mt);
+/* The same for precision and recall (average="macro"), and the support-weighted F1
+ * (average="weighted"). */
+void otl_metrics_macro(const otl_metrics *mt, double *precision, double *recall, double *f1);
+double otl_metrics_weighted_f1(const otl_metrics *mt);
+
+/* How the first output of a classifier relates to class scores (the rule of `grad --loss ce`):
+ * logits, or probabilities / log-probabilities when a Softmax / LogSoftmax over the last axis
+ * produces it. *logits (may be NULL) receives the tensor holding the logits: the output itself,
+ * or the Softmax/LogSoftmax input. */
+enum { OTL_SCORES_LOGITS = 0, OTL_SCORES_PROBS = 1, OTL_SCORES_LOGPROBS = 2 };
+int otl_scores_kind(const otl_model *m, const char **logits);
+/* Probabilities (double, n of them) from one row of scores of the given kind: softmax of
+ * logits (max-subtracted), the scores themselves, or exp of log-probabilities. */
+void otl_scores_probs(const float *scores, int n, int kind, double *probs);
+/* Cross-entropy of one row of logits against class y: logsumexp(z) - z[y], in double. */
+double otl_scores_ce(const float *logits, int n, int64_t y);
+/* Indices of the k largest values of v[0..n) in decreasing order (ties: lower index first). */
+void otl_topk(const double *v, int n, int k, int *idx);
+
+/* Class names stored by swap-head in metadata_props["onnx_tl.labels"] (one per line; a final
+ * newline and CR before LF are ignored). *labels (NULL when the model has none: *n = 0) is one
+ * malloc'd block of pointers and text: free(*labels) releases it. Fails on an empty name or a
+ * name given twice, naming the model file. */
+otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_error *err);
 
 #ifdef __cplusplus
 }
