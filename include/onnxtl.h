@@ -346,6 +346,10 @@ void otl_session_free(otl_session *s);
 otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
                            otl_tensor ***outputs, int *n_outputs, otl_error *err);
 
+/* Set the number of runs done so far (random ops such as Dropout draw from (seed, run index)):
+ * a resumed training run continues the same random streams. */
+void otl_session_set_runs(otl_session *s, uint64_t runs);
+
 /* Whether an op is implemented for (domain, op_type) at the given opset ("" = ai.onnx). */
 int otl_op_supported(const char *domain, const char *op_type, int64_t opset);
 
@@ -373,6 +377,9 @@ typedef struct otl_grad_spec {
        and not a BatchNormalization running statistic */
     int n_params;
     const char *const *params;
+    /* BatchNormalization running statistics: expose each BN's updated running mean/var (its
+       outputs 1, 2) as graph outputs, with the running-statistic initializers as graph inputs */
+    int bn_stats;
 } otl_grad_spec;
 
 /* A model extended with a loss and the gradient of every trainable parameter. Run it with a
@@ -386,6 +393,9 @@ typedef struct otl_train_graph {
     int n_params;
     char **params;         /* trainable initializer names */
     char **grads;          /* graph outputs: gradient of params[i] */
+    int n_stats;           /* with spec->bn_stats: BatchNormalization running statistics */
+    char **stats;          /* initializer (and graph input) names */
+    char **stat_outs;      /* graph outputs: the updated value of stats[i] after a step */
 } otl_train_graph;
 
 /* The first graph output is the prediction. For OTL_LOSS_CE it is taken as logits, or, when a
@@ -421,6 +431,8 @@ typedef struct otl_optim {
     float *param, *grad;     /* (total) */
     float *m, *v;            /* (total) momentum buffer / Adam moments, allocated as needed */
     int64_t step;            /* optimizer steps taken */
+    int64_t *steps;          /* (n) steps taken by each parameter (PyTorch's per-parameter state:
+                                one added later, e.g. by gradual unfreezing, starts from 0) */
 } otl_optim;
 
 otl_status otl_optim_new(otl_optim **out, int n, const int64_t *numel, const otl_optim_opts *o,
@@ -450,11 +462,19 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
 void otl_trainer_free(otl_trainer *t);
 /* One step: forward, backward, (clip), update with learning rate lr. inputs are the model's
  * data inputs by name; target is matched by position (any name). *loss receives the loss
- * before the update. */
+ * before the update. With BatchNormalization in training mode, the running statistics are
+ * updated too (PyTorch's momentum and unbiased variance) and fed to the next step. A non-finite
+ * loss updates nothing (the caller decides to stop). */
 otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int n_inputs,
                             const otl_tensor *target, float lr, float *loss, otl_error *err);
-/* Copy the current parameter values into the initializers of m (a model with the same
- * parameters, e.g. the one the trainer was made from or a clone of it). */
+/* The model's first output (prediction) at the last successful step; owned by the trainer,
+ * valid until the next step. NULL before the first step. */
+const otl_tensor *otl_trainer_prediction(const otl_trainer *t);
+/* Steps done so far (a resumed run continues Dropout's random stream where it stopped). */
+void otl_trainer_set_runs(otl_trainer *t, uint64_t runs);
+/* Copy the current parameter values (and, unless BatchNormalization is frozen, the running
+ * statistics) into the initializers of m (a model with the same parameters, e.g. the one the
+ * trainer was made from or a clone of it). */
 otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_error *err);
 otl_optim *otl_trainer_optim(otl_trainer *t);
 const otl_train_graph *otl_trainer_graph(const otl_trainer *t);

@@ -849,6 +849,11 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
     return OTL_OK;
 }
 
+void otl_session_set_runs(otl_session *s, uint64_t runs)
+{
+    s->runs = runs;
+}
+
 otl_status otl_session_stats_get(const otl_session *s, otl_session_stats *st, otl_error *err)
 {
     memset(st, 0, sizeof *st);

@@ -14,6 +14,7 @@ void otl_optim_free(otl_optim *o)
     free(o->offset);
     free(o->numel);
     free(o->lr_mult);
+    free(o->steps);
     free(o->param);
     free(o->grad);
     free(o->m);
@@ -39,7 +40,8 @@ otl_status otl_optim_new(otl_optim **out, int n, const int64_t *numel, const otl
     o->offset = calloc((size_t)n + 1, sizeof *o->offset);
     o->numel = calloc((size_t)n + 1, sizeof *o->numel);
     o->lr_mult = calloc((size_t)n + 1, sizeof *o->lr_mult);
-    if (!o->offset || !o->numel || !o->lr_mult) {
+    o->steps = calloc((size_t)n + 1, sizeof *o->steps);
+    if (!o->offset || !o->numel || !o->lr_mult || !o->steps) {
         otl_optim_free(o);
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory for the optimizer");
     }
@@ -98,8 +100,9 @@ void otl_optim_step(otl_optim *o, float base_lr)
     const otl_optim_opts *p = &o->o;
     o->step++;
     float wd = p->weight_decay;
-    double bc1 = 1.0 - pow(p->beta1, (double)o->step), bc2 = 1.0 - pow(p->beta2, (double)o->step);
     for (int i = 0; i < o->n; i++) {
+        int64_t step = ++o->steps[i];
+        double bc1 = 1.0 - pow(p->beta1, (double)step), bc2 = 1.0 - pow(p->beta2, (double)step);
         float lr = base_lr * o->lr_mult[i];
         float *w = o->param + o->offset[i], *g = o->grad + o->offset[i];
         float *m = o->m ? o->m + o->offset[i] : NULL, *v = o->v ? o->v + o->offset[i] : NULL;
@@ -109,7 +112,7 @@ void otl_optim_step(otl_optim *o, float base_lr)
             for (int64_t j = 0; j < n; j++) {
                 float d = g[j] + wd * w[j];
                 if (m) {
-                    m[j] = o->step == 1 ? d : p->momentum * m[j] + (1.0f - p->dampening) * d;
+                    m[j] = step == 1 ? d : p->momentum * m[j] + (1.0f - p->dampening) * d;
                     d = p->nesterov ? d + p->momentum * m[j] : m[j];
                 }
                 w[j] -= lr * d;

@@ -25,6 +25,12 @@ void otl_train_graph_free(otl_train_graph *t)
     }
     free(t->params);
     free(t->grads);
+    for (int i = 0; i < t->n_stats; i++) {
+        free(t->stats[i]);
+        free(t->stat_outs[i]);
+    }
+    free(t->stats);
+    free(t->stat_outs);
     free(t);
 }
 
@@ -69,6 +75,94 @@ static int add_opset(otl_model *m, const char *domain, int64_t version)
     if (!o[m->n_opsets].domain)
         return 0;
     m->n_opsets++;
+    return 1;
+}
+
+static int is_graph_input(const otl_graph *g, const char *name)
+{
+    for (int k = 0; k < g->n_inputs; k++)
+        if (strcmp(g->inputs[k]->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_graph_output(const otl_graph *g, const char *name)
+{
+    for (int k = 0; k < g->n_outputs; k++)
+        if (strcmp(g->outputs[k]->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Give every BatchNormalization whose running mean/var (inputs 3, 4) are float initializers its
+ * running-statistics outputs (1, 2), expose them as graph outputs and the initializers as graph
+ * inputs (fed with the current values each step, never folded). 0 on allocation failure. */
+static int add_bn_stats(otl_train_graph *t, otl_graph *g)
+{
+    int cap = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        cap += strcmp(g->nodes[i]->op_type, "BatchNormalization") == 0 && !*g->nodes[i]->domain ? 2 : 0;
+    t->stats = calloc((size_t)cap + 1, sizeof *t->stats);
+    t->stat_outs = calloc((size_t)cap + 1, sizeof *t->stat_outs);
+    if (!t->stats || !t->stat_outs)
+        return 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        otl_node *n = g->nodes[i];
+        if (strcmp(n->op_type, "BatchNormalization") != 0 || *n->domain || n->n_inputs < 5)
+            continue;
+        for (int k = 3; k < 5; k++) {
+            const otl_tensor *init = otl_graph_find_init(g, n->inputs[k]);
+            int seen = 0;
+            for (int j = 0; j < t->n_stats; j++)
+                seen |= strcmp(t->stats[j], n->inputs[k]) == 0;
+            if (!init || !otl_dtype_is_float(init->dtype) || seen)
+                continue;
+            if (n->n_outputs < 3) {
+                char **o = realloc(n->outputs, 3 * sizeof *o);
+                if (!o)
+                    return 0;
+                n->outputs = o;
+                for (int j = n->n_outputs; j < 3; j++)
+                    o[j] = NULL;
+                n->n_outputs = 3;
+                for (int j = 1; j < 3; j++)
+                    if (!o[j] && !(o[j] = otl_strdup("")))
+                        return 0;
+            }
+            char **slot = &n->outputs[k - 2];
+            if (!**slot) {
+                size_t len = strlen(init->name) + 32;
+                char *name = malloc(len);
+                if (!name)
+                    return 0;
+                snprintf(name, len, "onnx_tl::bn_stat::%s", init->name);
+                free(*slot);
+                *slot = name;
+            }
+            t->stats[t->n_stats] = otl_strdup(init->name);
+            t->stat_outs[t->n_stats] = otl_strdup(*slot);
+            if (!t->stats[t->n_stats] || !t->stat_outs[t->n_stats]) {
+                free(t->stats[t->n_stats]);
+                free(t->stat_outs[t->n_stats]);
+                return 0;
+            }
+            t->n_stats++;
+            if (!is_graph_output(g, *slot)) {
+                otl_value *ov = otl_value_new_tensor(*slot, init->dtype, init->rank, init->dims, NULL);
+                if (!ov || otl_graph_add_output(g, ov)) {
+                    otl_value_free(ov);
+                    return 0;
+                }
+            }
+            if (!is_graph_input(g, init->name)) {
+                otl_value *iv = otl_value_new_tensor(init->name, init->dtype, init->rank, init->dims, NULL);
+                if (!iv || otl_graph_add_input(g, iv)) {
+                    otl_value_free(iv);
+                    return 0;
+                }
+            }
+        }
+    }
     return 1;
 }
 
@@ -177,6 +271,10 @@ otl_status otl_train_graph_build(otl_train_graph **out, const otl_model *src, co
     if (t->n_params == 0) {
         otl_train_graph_free(t);
         return otl_error_set(err, OTL_ERR_INPUT, "%s: no trainable parameters (all frozen?)", file);
+    }
+    if (spec->bn_stats && !add_bn_stats(t, g)) {
+        otl_train_graph_free(t);
+        return nomem(file, err);
     }
     char **raw = calloc((size_t)t->n_params + 1, sizeof *raw);
     if (!raw) {

@@ -1,6 +1,7 @@
 /* trainer.c - one training step at a time: the training graph (src/train_graph.c) run by a
  * training session, its gradients copied into the optimizer's flat block, an update, and the
  * parameters fed back as inputs of the next step. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,9 @@ struct otl_trainer {
     otl_tensor *views;     /* (n_params) tensors over the optimizer's parameter block */
     int *grad_out;         /* (n_params) output index of each gradient, -1 before the first run */
     int loss_out;
+    otl_tensor *stats;     /* (n_stats) BatchNormalization running statistics (own data) */
+    int *stat_out;         /* (n_stats) output index of each updated statistic */
+    otl_tensor *pred;      /* the model's first output at the last step */
 };
 
 void otl_trainer_free(otl_trainer *t)
@@ -25,6 +29,13 @@ void otl_trainer_free(otl_trainer *t)
         free(t->views[i].dims);
     free(t->views);
     free(t->grad_out);
+    for (int i = 0; t->stats && t->tg && i < t->tg->n_stats; i++) {
+        free(t->stats[i].dims);
+        free(t->stats[i].data);
+    }
+    free(t->stats);
+    free(t->stat_out);
+    otl_tensor_free(t->pred);
     otl_session_free(t->s);
     otl_optim_free(t->opt);
     otl_train_graph_free(t->tg);
@@ -42,7 +53,9 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
     if (!t)
         return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
     t->o = *o;
-    otl_status st = otl_train_graph_build(&t->tg, m, &o->grad, err);
+    otl_grad_spec spec = o->grad;
+    spec.bn_stats = !o->bn_frozen;
+    otl_status st = otl_train_graph_build(&t->tg, m, &spec, err);
     if (st) {
         otl_trainer_free(t);
         return st;
@@ -89,6 +102,28 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
         }
         memcpy(v->data, p->data, p->nbytes);
     }
+    int ns = t->tg->n_stats;
+    t->stats = calloc((size_t)ns + 1, sizeof *t->stats);
+    t->stat_out = malloc(((size_t)ns + 1) * sizeof *t->stat_out);
+    if (!t->stats || !t->stat_out) {
+        otl_trainer_free(t);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    for (int i = 0; i < ns; i++) {
+        const otl_tensor *p = otl_graph_find_init(g, t->tg->stats[i]);
+        otl_tensor *v = &t->stats[i];
+        t->stat_out[i] = -1;
+        v->name = t->tg->stats[i];
+        v->dtype = p->dtype;
+        v->rank = p->rank;
+        v->numel = p->numel;
+        v->nbytes = p->nbytes;
+        if ((p->rank && !(v->dims = otl_memdup(p->dims, (size_t)p->rank * sizeof *p->dims))) ||
+            (p->nbytes && !(v->data = otl_memdup(p->data, p->nbytes)))) {
+            otl_trainer_free(t);
+            return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+        }
+    }
     otl_session_opts so = {.threads = o->threads, .training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed};
     if ((st = otl_session_new(&t->s, t->tg->m, &so, err))) {
         otl_trainer_free(t);
@@ -102,8 +137,8 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
 otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int n_inputs,
                             const otl_tensor *target, float lr, float *loss, otl_error *err)
 {
-    int n = t->tg->n_params;
-    const otl_tensor **in = calloc((size_t)(n_inputs + 1 + n), sizeof *in);
+    int n = t->tg->n_params, ns = t->tg->n_stats;
+    const otl_tensor **in = calloc((size_t)(n_inputs + 1 + n + ns), sizeof *in);
     if (!in)
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     otl_tensor tgt = *target; /* shallow copy renamed to the graph's target input */
@@ -114,6 +149,8 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
     in[k++] = &tgt;
     for (int i = 0; i < n; i++)
         in[k++] = &t->views[i];
+    for (int i = 0; i < ns; i++)
+        in[k++] = &t->stats[i];
     otl_tensor **outs = NULL;
     int n_out = 0;
     otl_status st = otl_session_run(t->s, in, k, &outs, &n_out, err);
@@ -127,7 +164,16 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
             for (int p = 0; p < n; p++)
                 if (strcmp(outs[i]->name, t->tg->grads[p]) == 0)
                     t->grad_out[p] = i;
+            for (int p = 0; p < ns; p++)
+                if (strcmp(outs[i]->name, t->tg->stat_outs[p]) == 0)
+                    t->stat_out[p] = i;
         }
+    }
+    for (int p = 0; !st && p < ns; p++) {
+        const otl_tensor *ot = t->stat_out[p] >= 0 ? outs[t->stat_out[p]] : NULL;
+        if (!ot || ot->nbytes != t->stats[p].nbytes || ot->dtype != t->stats[p].dtype)
+            st = otl_error_set(err, OTL_ERR_INTERNAL, "running statistic '%s' missing or of the wrong size",
+                               t->tg->stats[p]);
     }
     for (int p = 0; !st && p < n; p++) {
         const otl_tensor *gt = t->grad_out[p] >= 0 ? outs[t->grad_out[p]] : NULL;
@@ -138,15 +184,30 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
     }
     if (!st) {
         *loss = t->loss_out >= 0 ? *(const float *)outs[t->loss_out]->data : 0.0f;
-        if (t->o.clip_norm > 0)
-            otl_optim_clip(t->opt, t->o.clip_norm);
-        otl_optim_step(t->opt, lr);
+        /* a non-finite loss leaves the parameters and statistics as they were (the caller stops) */
+        if (isfinite(*loss)) {
+            if (t->o.clip_norm > 0)
+                otl_optim_clip(t->opt, t->o.clip_norm);
+            otl_optim_step(t->opt, lr);
+            for (int p = 0; p < ns; p++)
+                memcpy(t->stats[p].data, outs[t->stat_out[p]]->data, t->stats[p].nbytes);
+        }
     }
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
+    otl_tensor_free(t->pred);
+    t->pred = NULL;
+    for (int i = 0; i < n_out; i++) {
+        if (!st && i == 0)
+            t->pred = outs[i];
+        else
+            otl_tensor_free(outs[i]);
+    }
     free(outs);
     return st;
 }
+
+const otl_tensor *otl_trainer_prediction(const otl_trainer *t) { return t->pred; }
+
+void otl_trainer_set_runs(otl_trainer *t, uint64_t runs) { otl_session_set_runs(t->s, runs); }
 
 otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_error *err)
 {
@@ -156,6 +217,13 @@ otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_erro
             return otl_error_set(err, OTL_ERR_INPUT, "%s: parameter '%s' missing or of another shape",
                                  m->path ? m->path : "(model)", t->tg->params[i]);
         memcpy(p->data, t->views[i].data, p->nbytes);
+    }
+    for (int i = 0; i < t->tg->n_stats; i++) {
+        otl_tensor *p = otl_graph_find_init(m->graph, t->tg->stats[i]);
+        if (!p || p->nbytes != t->stats[i].nbytes)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: running statistic '%s' missing or of another shape",
+                                 m->path ? m->path : "(model)", t->tg->stats[i]);
+        memcpy(p->data, t->stats[i].data, p->nbytes);
     }
     return OTL_OK;
 }

@@ -1,0 +1,8 @@
+# train.cmake - the training loop (tests/train): BatchNormalization running statistics against
+# PyTorch, learning-rate schedules against torch.optim.lr_scheduler, and end-to-end
+# `onnx-tl train` runs on small synthetic data (every flag family, resume bit-identity after
+# SIGKILL and SIGINT, NaN stop, data errors, determinism, ONNX Runtime round trip).
+add_executable(test_bn_stats ${CMAKE_CURRENT_LIST_DIR}/train/test_bn_stats.c)
+target_link_libraries(test_bn_stats PRIVATE onnxtl)
+add_test(NAME train.bn_stats COMMAND test_bn_stats ${CMAKE_CURRENT_LIST_DIR}/train/bn)
+set_tests_properties(train.bn_stats PROPERTIES LABELS "train;asan" TIMEOUT 120)
