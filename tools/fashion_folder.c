@@ -17,13 +17,15 @@ static const char *const class_dirs[10] = {"0-T-shirt-top", "1-Trouser", "2-Pull
                                            "5-Sandal",      "6-Shirt",   "7-Sneaker",  "8-Bag",   "9-Ankle-boot"};
 
 static const char *usage_text =
-    "usage: fashion_folder -o OUTDIR [--split train|test] [--classes LIST] [--per-class N] [--seed S]\n"
-    "                      [--data-dir DIR]\n"
+    "usage: fashion_folder -o OUTDIR [--split train|test] [--classes LIST] [--per-class N] [--skip K]\n"
+    "                      [--seed S] [--data-dir DIR]\n"
     "  Writes Fashion-MNIST images as an ImageFolder: OUTDIR/<k>-<Class-name>/<split>-<index>.png.\n"
     "  --split      train (60000 images) or test (10000) file set (default train)\n"
     "  --classes    comma-separated class ids 0-9 (default 5,6,7,8,9)\n"
     "  --per-class  images per class, a seeded choice among the class's images; 0 = all (default 0)\n"
-    "  --seed       seed of that choice (default 0)\n"
+    "  --skip       leave out the first K images of that seeded order, so that the same seed with\n"
+    "               --per-class N and with --skip N gives disjoint sets (default 0)\n"
+    "  --seed       seed of the choice (default 0)\n"
     "  --data-dir   where the idx files are (default /usr/share/datasets/fashion-mnist)\n"
     "  Existing files of the same name are replaced; nothing else in OUTDIR is touched.\n";
 
@@ -184,7 +186,7 @@ int main(int argc, char **argv)
 {
     const char *outdir = NULL, *split = "train", *classes_s = "5,6,7,8,9";
     const char *data_dir = "/usr/share/datasets/fashion-mnist";
-    int64_t per_class = 0, seed = 0;
+    int64_t per_class = 0, skip = 0, seed = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -205,6 +207,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--per-class")) {
             if (parse_i64(v, 0, 1000000, &per_class))
                 return usage("--per-class needs an integer >= 0");
+        } else if (!strcmp(a, "--skip")) {
+            if (parse_i64(v, 0, 1000000, &skip))
+                return usage("--skip needs an integer >= 0");
         } else if (!strcmp(a, "--seed")) {
             if (parse_i64(v, 0, INT64_MAX, &seed))
                 return usage("--seed needs an integer >= 0");
@@ -274,23 +279,25 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < n; i++)
             if (labels[i] == c)
                 idx[m++] = i;
-        int64_t take = m;
-        if (per_class > 0) {
-            if (per_class > m) {
-                fprintf(stderr, "fashion_folder: %s: class %d has %lld images, %lld requested\n", lbl_path, c,
-                        (long long)m, (long long)per_class);
+        int64_t take = m, *first = idx;
+        if (per_class > 0 || skip > 0) {
+            int64_t end = per_class > 0 ? skip + per_class : m;
+            if (end > m || skip >= m) {
+                fprintf(stderr, "fashion_folder: %s: class %d has %lld images, %lld requested (%lld skipped)\n",
+                        lbl_path, c, (long long)m, (long long)(end - skip), (long long)skip);
                 goto done;
             }
-            /* partial Fisher-Yates with a per-class stream, then file order */
+            /* partial Fisher-Yates with a per-class stream; the chosen slice [skip, end) in file order */
             uint64_t s = (uint64_t)seed * 1000003u + (uint64_t)c;
-            for (int64_t i = 0; i < per_class; i++) {
+            for (int64_t i = 0; i < end; i++) {
                 int64_t j = i + (int64_t)(next_rand(&s) % (uint64_t)(m - i));
                 int64_t t = idx[i];
                 idx[i] = idx[j];
                 idx[j] = t;
             }
-            take = per_class;
-            qsort(idx, (size_t)take, sizeof *idx, cmp_i64);
+            first = idx + skip;
+            take = end - skip;
+            qsort(first, (size_t)take, sizeof *idx, cmp_i64);
         }
         char dir[4200], file[4300];
         int len = snprintf(dir, sizeof dir, "%s/%s", outdir, class_dirs[c]);
@@ -301,12 +308,12 @@ int main(int argc, char **argv)
         if (make_dir(dir))
             goto done;
         for (int64_t i = 0; i < take; i++) {
-            len = snprintf(file, sizeof file, "%s/%s-%05lld.png", dir, split, (long long)idx[i]);
+            len = snprintf(file, sizeof file, "%s/%s-%05lld.png", dir, split, (long long)first[i]);
             if (len < 0 || (size_t)len >= sizeof file) {
                 fprintf(stderr, "fashion_folder: %s: path too long\n", dir);
                 goto done;
             }
-            if (write_png(file, pix + (size_t)idx[i] * (size_t)h * (size_t)w, h, w))
+            if (write_png(file, pix + (size_t)first[i] * (size_t)h * (size_t)w, h, w))
                 goto done;
         }
         written += take;

@@ -7,7 +7,8 @@ Checks, reading the idx files independently with gzip + numpy and the PNGs with 
   - train split, 7 images per class of classes 5,6,8 with a seed: one directory per class named
     <k>-<Class-name> (sorted = label order), exactly 7 PNGs each, every PNG grayscale 28x28 and
     pixel-identical to the idx image its name points to, whose label is the directory's class;
-  - the same call again gives the same files; another seed gives another choice;
+  - the same call again gives the same files; another seed gives another choice; --skip 7
+    with the same seed gives 5 other images per class, none of the first 7 (disjoint sets);
   - test split, all images of classes 9 and 0: as many PNGs as the labels file has (1000 each);
   - bad usage exits 2, a missing data directory exits 1, each with one line naming the problem.
 Exit status 0 only when every check passes.
@@ -104,6 +105,15 @@ def main():
         fail("same seed, different choice of images")
     if "a" in outs and "c" in outs and outs["a"] == outs["c"]:
         fail("seeds 3 and 4 chose the same images")
+    out = os.path.join(a.workdir, "skip")
+    r = run(a.tool, "-o", out, "--classes", "5,6,8", "--per-class", "5", "--skip", "7", "--seed", "3", "--data-dir", dd)
+    if r.returncode != 0:
+        fail(f"--skip run: exit {r.returncode}: {r.stderr.strip()}")
+    elif "a" in outs:
+        skipped = check_tree(out, "train", [5, 6, 8], 5, tr_x, tr_y)
+        for d, files in skipped.items():
+            if set(files) & set(outs["a"].get(d, [])):
+                fail(f"--skip 7: {d} shares images with the first 7 of the same seed")
 
     out = os.path.join(a.workdir, "test")
     r = run(a.tool, "-o", out, "--split", "test", "--classes", "9,0", "--data-dir", dd)
@@ -113,7 +123,7 @@ def main():
         check_tree(out, "test", [0, 9], 0, te_x, te_y)
 
     bad = [(["--classes", "5,5"], 2), (["--classes", "x"], 2), (["--split", "val"], 2), (["--per-class", "-1"], 2),
-           (["--bogus", "1"], 2), ([], 2), (["--per-class", "7000"], 1), (["--data-dir", "/nonexistent"], 1)]
+           (["--bogus", "1"], 2), ([], 2), (["--per-class", "7000"], 1), (["--skip", "6000"], 1), (["--skip", "x"], 2), (["--data-dir", "/nonexistent"], 1)]
     for args, want in bad:
         full = args + ["-o", os.path.join(a.workdir, "bad")] if args else []
         r = run(a.tool, *full)
