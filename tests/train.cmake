@@ -6,3 +6,8 @@ add_executable(test_bn_stats ${CMAKE_CURRENT_LIST_DIR}/train/test_bn_stats.c)
 target_link_libraries(test_bn_stats PRIVATE onnxtl)
 add_test(NAME train.bn_stats COMMAND test_bn_stats ${CMAKE_CURRENT_LIST_DIR}/train/bn)
 set_tests_properties(train.bn_stats PROPERTIES LABELS "train;asan" TIMEOUT 120)
+
+add_executable(test_schedule ${CMAKE_CURRENT_LIST_DIR}/train/test_schedule.c)
+target_link_libraries(test_schedule PRIVATE onnxtl)
+add_test(NAME train.schedule COMMAND test_schedule ${CMAKE_CURRENT_LIST_DIR}/train/sched)
+set_tests_properties(train.schedule PROPERTIES LABELS "train" TIMEOUT 60)
