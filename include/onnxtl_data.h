@@ -158,6 +158,40 @@ void otl_topk(const double *v, int n, int k, int *idx);
  * name given twice, naming the model file. */
 otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_error *err);
 
+/* A classifier's inference session, shared by eval, predict and validation: the model's data
+ * input (its first graph input without an initializer), batches of any size (split or padded
+ * when the model fixes its batch axis), the first output as scores and, when a Softmax/LogSoftmax
+ * over the last axis produces it, that op's input as logits (added as an extra graph output of a
+ * private copy of the model). */
+typedef struct otl_classifier {
+    const otl_model *m;       /* as given (must outlive the classifier) */
+    otl_model *run_model;     /* private copy with the logits output, or NULL */
+    otl_session *s;
+    const char *file;         /* model path for messages */
+    const char *input;        /* data input name */
+    int dtype;                /* data input dtype */
+    int rank;                 /* data input rank (with the batch axis), -1 when unknown */
+    int64_t dims[8];          /* declared dims, -1 unknown; dims[0] is the batch axis */
+    int64_t fixed_batch;      /* > 0 when dims[0] is a fixed number */
+    const char *output;       /* first graph output */
+    int kind;                 /* OTL_SCORES_* of the first output */
+    const char *logits;       /* tensor holding the logits (== output for OTL_SCORES_LOGITS) */
+    int64_t n_classes;        /* from the output's declared shape or the first run; -1 unknown */
+    char **labels;            /* stored labels (otl_model_labels) or NULL */
+    int n_labels;
+} otl_classifier;
+
+otl_status otl_classifier_new(otl_classifier **out, const otl_model *m, int threads, otl_error *err);
+void otl_classifier_free(otl_classifier *c);
+/* Run n samples x (n * otl_dtype_nbytes(c->dtype, prod(sdims)) bytes, sample dims sdims of rank
+ * c->rank - 1, checked against the declared dims). On success *scores and *logits (malloc'd,
+ * n * c->n_classes floats each, free()) hold the first output and the logits. Fails when the
+ * output is not a float32 (N, C) tensor, C changes between runs, or the stored labels are not C. */
+otl_status otl_classifier_run(otl_classifier *c, const void *x, int64_t n, const int64_t *sdims, float **scores,
+                              float **logits, otl_error *err);
+/* Label of class k: the stored label, or its index in decimal written into buf. */
+const char *otl_classifier_label(const otl_classifier *c, int64_t k, char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -262,3 +262,203 @@ otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_erro
     *n = k;
     return OTL_OK;
 }
+
+/* ------------------------------------------------------------ classifier sessions */
+
+static int is_init(const otl_graph *g, const char *name)
+{
+    return otl_graph_find_init(g, name) != NULL;
+}
+
+void otl_classifier_free(otl_classifier *c)
+{
+    if (!c)
+        return;
+    otl_session_free(c->s);
+    otl_model_free(c->run_model);
+    free(c->labels);
+    free(c);
+}
+
+otl_status otl_classifier_new(otl_classifier **out, const otl_model *m, int threads, otl_error *err)
+{
+    *out = NULL;
+    const char *file = m->path ? m->path : "(model)";
+    const otl_graph *g = m->graph;
+    if (!g || g->n_outputs < 1)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no output", file);
+    const otl_value *in = NULL;
+    int n_data = 0;
+    char names[512] = "";
+    for (int i = 0; i < g->n_inputs; i++) {
+        if (is_init(g, g->inputs[i]->name))
+            continue;
+        if (!in)
+            in = g->inputs[i];
+        size_t l = strlen(names);
+        if (l < sizeof names - 1)
+            snprintf(names + l, sizeof names - l, "%s'%s'", n_data ? ", " : "", g->inputs[i]->name);
+        n_data++;
+    }
+    if (!in)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input (every input has an initializer)", file);
+    if (n_data > 1)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has %d data inputs (%s); a classifier takes one", file,
+                             n_data, names);
+    if (!in->has_type || !in->is_tensor)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' is not a tensor", file, in->name);
+    if (in->has_shape && (in->rank < 1 || in->rank > 8))
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' has rank %d; expected a batch of samples (rank 1 to 8)",
+                             file, in->name, in->rank);
+    const otl_value *ov = g->outputs[0];
+    if (ov->has_type && (!ov->is_tensor || (ov->dtype && ov->dtype != OTL_DTYPE_FLOAT)))
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' is %s, expected float32 class scores", file, ov->name,
+                             ov->is_tensor ? otl_dtype_name(ov->dtype) : "not a tensor");
+    otl_classifier *c = calloc(1, sizeof *c);
+    if (!c)
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    c->m = m;
+    c->file = file;
+    c->input = in->name;
+    c->dtype = in->dtype;
+    c->rank = in->has_shape ? in->rank : -1;
+    for (int k = 0; k < 8; k++)
+        c->dims[k] = -1;
+    for (int k = 0; k < c->rank; k++)
+        c->dims[k] = in->dims[k].value > 0 ? in->dims[k].value : -1;
+    c->fixed_batch = c->rank >= 1 && c->dims[0] > 0 ? c->dims[0] : 0;
+    c->output = ov->name;
+    c->kind = otl_scores_kind(m, &c->logits);
+    c->n_classes = ov->has_shape && ov->rank == 2 && ov->dims[1].value > 0 ? ov->dims[1].value : -1;
+    otl_status st = otl_model_labels(m, &c->labels, &c->n_labels, err);
+    if (!st && c->labels && c->n_classes > 0 && c->n_labels != c->n_classes)
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld classes",
+                           file, c->n_labels, ov->name, (long long)c->n_classes);
+    int logits_out = c->kind == OTL_SCORES_LOGITS;
+    for (int i = 0; i < g->n_outputs; i++)
+        logits_out |= strcmp(g->outputs[i]->name, c->logits) == 0;
+    if (!st && !logits_out) {
+        /* a private copy that also outputs the Softmax's input */
+        st = otl_model_clone(m, &c->run_model, err);
+        otl_value *v = st ? NULL : otl_value_new_tensor(c->logits, OTL_DTYPE_FLOAT, -1, NULL, NULL);
+        if (!st && (!v || otl_graph_add_output(c->run_model->graph, v))) {
+            otl_value_free(v);
+            st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+        }
+    }
+    if (!st) {
+        otl_session_opts so = {.threads = threads};
+        st = otl_session_new(&c->s, c->run_model ? c->run_model : m, &so, err);
+    }
+    if (st) {
+        otl_classifier_free(c);
+        return st;
+    }
+    *out = c;
+    return OTL_OK;
+}
+
+const char *otl_classifier_label(const otl_classifier *c, int64_t k, char *buf, size_t size)
+{
+    if (c->labels && k >= 0 && k < c->n_labels)
+        return c->labels[k];
+    snprintf(buf, size, "%lld", (long long)k);
+    return buf;
+}
+
+/* Copy rows [0, m) of a float32 (b, C) output into dst (n, C) at row `row`; checks the shape. */
+static otl_status take_rows(otl_classifier *c, const otl_tensor *t, int64_t b, int64_t m, int64_t row, int64_t n,
+                            float **dst, otl_error *err)
+{
+    if (t->dtype != OTL_DTYPE_FLOAT)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' is %s, expected float32 class scores", c->file, t->name,
+                             otl_dtype_name(t->dtype));
+    if (t->rank < 1 || t->dims[0] != b || t->numel % b)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has no batch axis of %lld (rank %d, %lld elements)",
+                             c->file, t->name, (long long)b, t->rank, (long long)t->numel);
+    int64_t nc = t->numel / b;
+    if (nc < 2)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has %lld score(s) per sample; a classifier needs one per "
+                             "class (at least 2)", c->file, t->name, (long long)nc);
+    if (c->n_classes > 0 && nc != c->n_classes)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has %lld scores per sample, expected %lld", c->file,
+                             t->name, (long long)nc, (long long)c->n_classes);
+    if (c->labels && c->n_labels != nc)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld "
+                             "classes", c->file, c->n_labels, t->name, (long long)nc);
+    c->n_classes = nc;
+    if (!*dst && !(*dst = malloc((size_t)(n * nc) * sizeof **dst)))
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory for %lld scores", c->file, (long long)(n * nc));
+    memcpy(*dst + row * nc, t->data, (size_t)(m * nc) * sizeof(float));
+    return OTL_OK;
+}
+
+otl_status otl_classifier_run(otl_classifier *c, const void *x, int64_t n, const int64_t *sdims, float **scores,
+                              float **logits, otl_error *err)
+{
+    *scores = NULL;
+    *logits = NULL;
+    if (n < 1)
+        return otl_error_set(err, OTL_ERR_INTERNAL, "%s: classifier run on no samples", c->file);
+    int srank = c->rank >= 1 ? c->rank - 1 : -1;
+    if (srank < 0)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' has no declared shape; cannot tell a sample's rank",
+                             c->file, c->input);
+    int64_t numel = 1;
+    for (int k = 0; k < srank; k++) {
+        if (c->dims[k + 1] > 0 && sdims[k] != c->dims[k + 1])
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' expects axis %d of size %lld, the data has %lld",
+                                 c->file, c->input, k + 1, (long long)c->dims[k + 1], (long long)sdims[k]);
+        numel *= sdims[k];
+    }
+    int64_t sb = otl_dtype_nbytes(c->dtype, numel);
+    if (sb <= 0)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' of dtype %s is not supported", c->file, c->input,
+                             otl_dtype_name(c->dtype));
+    int64_t chunk = c->fixed_batch > 0 ? c->fixed_batch : n;
+    otl_status st = OTL_OK;
+    for (int64_t row = 0; row < n && !st; row += chunk) {
+        int64_t m = n - row < chunk ? n - row : chunk, b = c->fixed_batch > 0 ? c->fixed_batch : m;
+        int64_t dims[9];
+        dims[0] = b;
+        for (int k = 0; k < srank; k++)
+            dims[k + 1] = sdims[k];
+        otl_tensor *t = otl_tensor_new(c->input, c->dtype, srank + 1, dims);
+        if (!t || !(t->data = malloc((size_t)(b * sb)))) {
+            otl_tensor_free(t);
+            st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory for a batch of %lld", c->file, (long long)b);
+            break;
+        }
+        t->nbytes = (size_t)(b * sb);
+        memcpy(t->data, (const char *)x + row * sb, (size_t)(m * sb));
+        for (int64_t i = m; i < b; i++) /* padding of a fixed batch: repeat the last sample */
+            memcpy((char *)t->data + i * sb, (const char *)x + (row + m - 1) * sb, (size_t)sb);
+        otl_tensor **outs = NULL;
+        int n_out = 0;
+        st = otl_session_run(c->s, (const otl_tensor *const *)&t, 1, &outs, &n_out, err);
+        otl_tensor_free(t);
+        const otl_tensor *so = NULL, *lo = NULL;
+        for (int i = 0; !st && i < n_out; i++) {
+            if (!so && strcmp(outs[i]->name, c->output) == 0)
+                so = outs[i];
+            if (!lo && strcmp(outs[i]->name, c->logits) == 0)
+                lo = outs[i];
+        }
+        if (!st && (!so || !lo))
+            st = otl_error_set(err, OTL_ERR_INTERNAL, "%s: output '%s' missing from the run", c->file,
+                               so ? c->logits : c->output);
+        if (!st)
+            st = take_rows(c, so, b, m, row, n, scores, err);
+        if (!st)
+            st = take_rows(c, lo, b, m, row, n, logits, err);
+        for (int i = 0; i < n_out; i++)
+            otl_tensor_free(outs[i]);
+        free(outs);
+    }
+    if (st) {
+        free(*scores);
+        free(*logits);
+        *scores = *logits = NULL;
+    }
+    return st;
+}
