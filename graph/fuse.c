@@ -4,8 +4,13 @@
  *
  * The result is a shallow view of the model's graph: it shares inputs, outputs, value_info,
  * initializers and untouched nodes with the original and owns only what it created (fused
- * nodes, folded weights). The user's model is never modified. Training graphs are not fused:
- * autodiff needs the intermediate values. */
+ * nodes, folded weights). The user's model is never modified.
+ * Training graphs (otl_fuse_training) are fused where the backward does not read the values a
+ * fusion removes: every fused intermediate must have the next op of the chain as its only
+ * consumer, which a gradient node reading it would break; so what gets fused is, in practice,
+ * the frozen part (a frozen backbone then costs an inference pass) and Conv+Relu pairs whose
+ * gradient reads only Relu's output. Trainable parameters are graph inputs there and never
+ * count as constants; BatchNormalization is folded only with frozen (running) statistics. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +51,8 @@ typedef struct fctx {
     otl_strmap producer;  /* value -> node index */
     char *dead;           /* per original node: replaced */
     int failed;
+    int training;         /* a training graph: graph inputs (parameters) are not constants */
+    int bn_training;      /* BatchNormalization uses batch statistics: never folded */
 } fctx;
 
 static int uses(const fctx *c, const char *name)
@@ -74,6 +81,9 @@ static const otl_tensor *init_of(const fctx *c, const char *name)
 {
     if (!name || !*name)
         return NULL;
+    for (int i = 0; c->training && i < c->g->n_inputs; i++)
+        if (strcmp(c->g->inputs[i]->name, name) == 0)
+            return NULL; /* fed at run time (a trainable parameter) */
     const otl_tensor *t = otl_graph_find_init(c->g, name);
     if (t)
         return t;
@@ -187,7 +197,7 @@ static int same_shape_producer(const fctx *c, const char *name)
  * s = gamma / sqrt(var + eps). Returns 1 and the new weight/bias names on success. */
 static int fold_bn(fctx *c, const otl_node *conv, const otl_node *bn, const char **w_name, const char **b_name)
 {
-    if (!is_default(bn) || bn->n_inputs < 5 || bn->n_outputs < 1)
+    if (!is_default(bn) || bn->n_inputs < 5 || bn->n_outputs < 1 || c->bn_training)
         return 0;
     for (int k = 1; k < bn->n_outputs; k++)
         if (*bn->outputs[k])
@@ -326,13 +336,118 @@ static otl_node *fuse_conv(fctx *c, int ci)
     return f;
 }
 
-otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *err)
+/* ints attribute `name` of n equal to v[0..n) (absent counts as `dflt` for every element). */
+static int attr_ints_are(const otl_node *n, const char *name, int64_t dflt, int count)
+{
+    const otl_attr *a = otl_node_attr(n, name);
+    if (!a)
+        return 1;
+    if (a->type != OTL_ATTR_INTS || (int)a->n_ints != count)
+        return 0;
+    for (int i = 0; i < count; i++)
+        if (a->ints[i] != dflt)
+            return 0;
+    return 1;
+}
+
+static int attr_int_is(const otl_node *n, const char *name, int64_t dflt, int64_t v)
+{
+    const otl_attr *a = otl_node_attr(n, name);
+    return a ? a->type == OTL_ATTR_INT && a->i == v : dflt == v;
+}
+
+/* A FusedConv made by fuse_conv that has no residual input, plain 2-D geometry, and weights
+ * (M, wc, kh, kw) held in an initializer; returns the weights. */
+static const otl_tensor *plain_fused(const fctx *c, const otl_node *n, int64_t kh)
+{
+    if (!n || strcmp(n->op_type, "FusedConv") != 0 || n->n_inputs > 3 || n->n_outputs != 1)
+        return NULL;
+    const otl_tensor *w = init_of(c, n->inputs[1]);
+    if (!w || w->dtype != OTL_DTYPE_FLOAT || w->rank != 4 || w->dims[2] != kh || w->dims[3] != kh)
+        return NULL;
+    const otl_attr *ap = otl_node_attr(n, "auto_pad");
+    if (ap && !(ap->type == OTL_ATTR_STRING && ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0))
+        return NULL;
+    if (!attr_ints_are(n, "dilations", 1, 2))
+        return NULL;
+    return w;
+}
+
+static int copy_act(otl_node *dst, const otl_node *src, const char *act_name, const char *params_name)
+{
+    const otl_attr *a = otl_node_attr(src, "activation");
+    const otl_attr *p = otl_node_attr(src, "activation_params");
+    otl_attr *d;
+    if (otl_node_add_attr(dst, act_name, OTL_ATTR_STRING, &d))
+        return 0;
+    const char *s = a && a->s.data ? (const char *)a->s.data : "";
+    d->s.len = strlen(s);
+    if (!(d->s.data = (uint8_t *)otl_strdup(s)))
+        return 0;
+    if (p && p->n_floats) {
+        if (otl_node_add_attr(dst, params_name, OTL_ATTR_FLOATS, &d) ||
+            !(d->floats = otl_memdup(p->floats, p->n_floats * sizeof *p->floats)))
+            return 0;
+        d->n_floats = p->n_floats;
+    }
+    return 1;
+}
+
+/* MobileNet's expand + depthwise pair: a fused 1x1 convolution whose only consumer is a fused
+ * 3x3 depthwise convolution (stride 1 or 2, padding 1) becomes one onnx_tl.FusedConvDw (oneDNN
+ * depthwise post-op: the expanded tensor is never written out). */
+static void fuse_dw(fctx *c, otl_node **slot, int n)
+{
+    if (getenv("OTL_NO_DW_FUSE"))
+        return;
+    for (int i = 0; i < n && !c->failed; i++) {
+        const otl_node *f1 = slot[i];
+        const otl_tensor *w1 = plain_fused(c, f1, 1);
+        if (!w1 || !attr_ints_are(f1, "strides", 1, 2) || !attr_ints_are(f1, "pads", 0, 4) ||
+            !attr_int_is(f1, "group", 1, 1) || uses(c, f1->outputs[0]) != 1)
+            continue;
+        int j = i + 1;
+        while (j < n && !(slot[j] && slot[j]->n_inputs > 0 && strcmp(slot[j]->inputs[0], f1->outputs[0]) == 0))
+            j++;
+        if (j == n)
+            continue;
+        const otl_node *f2 = slot[j];
+        const otl_tensor *w2 = plain_fused(c, f2, 3);
+        int64_t m = w1->dims[0], stride = 0;
+        const otl_attr *sa = otl_node_attr(f2, "strides");
+        if (!sa)
+            stride = 1;
+        else if (sa->type == OTL_ATTR_INTS && sa->n_ints == 2 && sa->ints[0] == sa->ints[1])
+            stride = sa->ints[0];
+        if (!w2 || w2->dims[0] != m || w2->dims[1] != 1 || !attr_int_is(f2, "group", 1, m) ||
+            (stride != 1 && stride != 2) || !attr_ints_are(f2, "pads", 1, 4))
+            continue;
+        char name[600];
+        snprintf(name, sizeof name, "%s::dw", f1->name);
+        otl_node *f = own_node(c, otl_node_new(name, "FusedConvDw", "onnx_tl"));
+        const char *in[5] = {f1->inputs[0], f1->inputs[1], f1->n_inputs > 2 ? f1->inputs[2] : "", f2->inputs[1],
+                             f2->n_inputs > 2 ? f2->inputs[2] : ""};
+        const char *out[1] = {f2->outputs[0]};
+        otl_attr *a;
+        if (!f || otl_node_set_io(f, 5, in, 1, out) || !copy_act(f, f1, "activation", "activation_params") ||
+            !copy_act(f, f2, "dw_activation", "dw_activation_params") ||
+            otl_node_add_attr(f, "dw_stride", OTL_ATTR_INT, &a)) {
+            c->failed = 1;
+            return;
+        }
+        a->i = stride;
+        slot[i] = f;
+        slot[j] = NULL;
+    }
+}
+
+static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fused **out, otl_error *err)
 {
     *out = NULL;
     const otl_graph *g = m->graph;
     const char *file = m->path ? m->path : "(model)";
     otl_fused *f = calloc(1, sizeof *f);
-    fctx c = {.m = m, .g = g, .f = f};
+    fctx c = {.m = m, .g = g, .f = f, .training = training, .bn_training = bn_training};
     c.dead = calloc((size_t)g->n_nodes + 1, 1);
     int ok = f && c.dead && otl_strmap_init(&c.uses, (size_t)g->n_nodes * 2) &&
              otl_strmap_init(&c.producer, (size_t)g->n_nodes * 2);
@@ -380,6 +495,8 @@ otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *er
     for (int i = 0; slot && ok == 1 && i < g->n_nodes && !c.failed; i++)
         if (!c.dead[i])
             slot[i] = fuse_conv(&c, i);
+    if (slot && ok == 1 && !c.failed)
+        fuse_dw(&c, slot, g->n_nodes);
     for (int i = 0; slot && i < g->n_nodes; i++) {
         if (slot[i])
             fg->nodes[fg->n_nodes++] = slot[i];
@@ -402,4 +519,14 @@ otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *er
     }
     *out = f;
     return OTL_OK;
+}
+
+otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *err)
+{
+    return fuse(m, 0, 0, out, err);
+}
+
+otl_status otl_fuse_training(const otl_model *m, int bn_training, otl_fused **out, otl_error *err)
+{
+    return fuse(m, 1, bn_training, out, err);
 }

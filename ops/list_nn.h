@@ -3,7 +3,7 @@
  * onnx_tl): FusedConv (inference) and the backward kernels. */
 #define OTL_OPS_NN(X)                                                                              \
     X(Conv) X(ConvTranspose) X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)       \
-    X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv) X(FusedConv)                   \
+    X(BatchNormalization) X(MaxUnpool) X(ConvInteger) X(QLinearConv) X(FusedConv) X(FusedConvDw)                 \
     X(ConvGradData) X(ConvGradWeights) X(ConvGradBias) X(ConvTransposeGradData)                     \
     X(ConvTransposeGradWeights) X(MaxPoolGrad) X(AveragePoolGrad) X(GlobalMaxPoolGrad)              \
     X(GlobalAveragePoolGrad) X(BatchNormalizationGrad)

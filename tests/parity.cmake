@@ -48,6 +48,13 @@ foreach(_m ${_otl_par_models})
             --batches 1,8 ${_otl_par_common})
   set_tests_properties(parity.${_name} PROPERTIES LABELS "parity" TIMEOUT 300)
 endforeach()
+# onnx_tl.FusedConvDw (1x1 + depthwise fusion) when oneDNN has no fused kernel: its
+# two-primitive path, forced by OTL_DW_SPLIT=1 (tiny_mobilenet has 16 such pairs)
+add_test(NAME parity.tiny_mobilenet.dw_split
+  COMMAND ${PYTHON} ${_otl_par_check} ${ONNX_TL} ${_otl_par_src}/testdata/models/tiny_mobilenet.onnx
+          ${CMAKE_BINARY_DIR}/parity/tiny_mobilenet_dw_split --batches 1,8 ${_otl_par_common})
+set_tests_properties(parity.tiny_mobilenet.dw_split PROPERTIES LABELS "parity" TIMEOUT 300
+                     ENVIRONMENT OTL_DW_SPLIT=1)
 
 # ---------------------------------------------------------------- torchvision zoo
 set(OTL_ZOO_DIR ${CMAKE_BINARY_DIR}/zoo)
