@@ -53,13 +53,65 @@ otl_status otl_preprocess_get(const otl_model *m, otl_preprocess *pp, otl_error 
  * names pp's source in errors. */
 otl_status otl_preprocess_check(const otl_model *m, const otl_preprocess *pp, const char *what, otl_error *err);
 
-/* ------------------------------------------------------------ images (src/image.c) */
+/* ------------------------------------------------------------ images (src/image.c)
+ * Decoding: JPEG with libjpeg (the decoder PIL uses: same pixels as PIL), PNG and the other
+ * formats stb_image reads with libstb; the format is taken from the file's first bytes, not its
+ * name. Channels: gray, gray+alpha, RGB, RGBA, palette in; alpha is dropped (as PIL's
+ * convert("RGB")); RGB -> gray with PIL's convert("L") (ITU-R 601-2: (19595 R + 38470 G + 7471 B
+ * + 2^15) >> 16); gray -> RGB replicates. Then, as torchvision on PIL images:
+ *   resize "stretch", crop "none":         bilinear resize to exactly H x W;
+ *   resize "shorter-side", crop "center": Resize(S) + CenterCrop((H, W)) with S = floor(min(H, W)
+ *                                          * 256 / 224) (224 -> 256, torchvision's ImageNet eval);
+ *                                          for H != W the image is scaled to cover H*256/224 x
+ *                                          W*256/224 (same rule, the binding side set exactly);
+ *   resize "shorter-side", crop "none":   scaled to cover H x W exactly, then the (minimal)
+ *                                          centered crop of the excess;
+ *   resize "stretch", crop "center":      stretched to H*256/224 x W*256/224, then CenterCrop.
+ * The bilinear resize is PIL's Image.resize(BILINEAR) (antialiased when downscaling, separable,
+ * horizontal pass first, 8-bit intermediate, PIL's fixed-point coefficients): pixels equal PIL's.
+ * Center crop offsets round((in - out) / 2) half-to-even like torchvision. Normalization:
+ * (pixel / scale - mean[c]) / std[c] in float32, written in pp's layout (NCHW/NHWC) and channel
+ * order (bgr swaps R and B). Corrupt, truncated, unreadable or unsupported files (CMYK JPEG,
+ * zero size) fail with OTL_ERR_INPUT naming the file. */
 
-/* Decode a PNG/JPEG (libstb), convert to pp's channel count/order, resize/crop and normalize
- * into out (otl_preprocess_nchan * height * width floats in pp's layout). Errors name the file. */
+/* Decode, convert, resize/crop and normalize into out (otl_preprocess_nchan(pp) * height * width
+ * floats in pp's layout). */
 otl_status otl_image_load(const char *path, const otl_preprocess *pp, float *out, otl_error *err);
+/* The same up to the normalization: out receives height * width * nchan uint8 pixels, HWC, RGB
+ * order (or gray): what the data set caches. `name` names the buffer in errors. */
+otl_status otl_image_load_u8(const char *path, const otl_preprocess *pp, uint8_t *out, otl_error *err);
+otl_status otl_image_decode_u8(const void *buf, size_t len, const char *name, const otl_preprocess *pp, uint8_t *out,
+                               otl_error *err);
+/* Raw decode: *pix (malloc'd, free()) receives h * w * c bytes, HWC, c = 1 (gray), 3 (RGB) or as
+ * in the file when want_c is 0 (1..4: gray, gray+alpha, RGB, RGBA); want_c 1 or 3 converts. */
+otl_status otl_image_decode(const void *buf, size_t len, const char *name, int want_c, uint8_t **pix, int *w, int *h,
+                            int *c, otl_error *err);
+/* PIL-exact bilinear resize (Image.resize(BILINEAR), any scale) of HWC uint8, c channels. Returns
+ * 0, or -1 when out of memory. */
+int otl_image_resize_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
+/* Normalize HWC pixels (uint8, or float in 0..255) in RGB/gray order into pp's layout/order. */
+void otl_image_normalize_u8(const uint8_t *hwc, const otl_preprocess *pp, float *out);
+void otl_image_normalize_f32(const float *hwc, const otl_preprocess *pp, float *out);
 
-/* ------------------------------------------------------------ augmentation (src/augment.c) */
+/* ------------------------------------------------------------ augmentation (src/augment.c)
+ * Random transforms applied on the fly to training samples; the draw for a sample depends only
+ * on (seed, item index), so a batch is reproducible (train passes a seed derived from its seed
+ * and the epoch so that epochs differ). Geometric transforms are composed into one affine map
+ * and resampled once, bilinear, centres of pixels aligned; the border is filled with the nearest
+ * edge pixel ("edge" / replicate). Order on the image: crop, zoom, rotate, hflip; then jitter.
+ *   hflip      horizontal flip with p = 0.5
+ *   rotate=D   rotation by a uniform angle in [-D, D] degrees about the centre (D in (0, 180])
+ *   zoom=Z     scale about the centre, uniform in [1 - Z, 1 + Z] (> 1 magnifies; Z in (0, 1))
+ *   crop       random resized crop: area 80..100% of the image, aspect ratio log-uniform in
+ *              [3/4, 4/3], position uniform, resized back to the full size
+ *   jitter=J   brightness factor b and contrast factor k uniform in [1 - J, 1 + J] (J in (0, 1]):
+ *              x = x * b, then x = (x - m) * k + m with m the mean over the image (of the gray
+ *              value for 3 channels, as torchvision's adjust_contrast); image data is clamped to
+ *              0..255 (pixel units, before normalization); .npz data is not clamped.
+ * Image folders: applied to the cached target-size image before normalization. .npz: float
+ * samples of rank 3, (C, H, W) or (H, W, C) per the preprocessing layout (opts.pp; without one:
+ * HWC when the last axis is 1 or 3 and the first is not, CHW otherwise), C = 1 or 3; anything
+ * else with an augment request is an OTL_ERR_INPUT error. */
 
 typedef struct otl_augment {
     int enabled;      /* any of the below */
@@ -70,20 +122,64 @@ typedef struct otl_augment {
     float jitter;     /* brightness/contrast factor uniform in [1 - jitter, 1 + jitter] */
 } otl_augment;
 
-/* "hflip,rotate=15,zoom=0.1,crop,jitter=0.2" (empty or "none": disabled). */
+/* "hflip,rotate=15,zoom=0.1,crop,jitter=0.2" (empty or "none": disabled). Bad names or values
+ * fail with OTL_ERR_USAGE and a message listing the valid names. */
 otl_status otl_augment_parse(const char *spec, otl_augment *a, otl_error *err);
+/* Canonical text of a (parse round trip), malloc'd; "none" when disabled. */
+char *otl_augment_to_string(const otl_augment *a);
 
-/* ------------------------------------------------------------ data sets (src/dataset.c) */
+/* The random parameters of one sample. */
+typedef struct otl_augment_draw {
+    int flip;                     /* 0/1 */
+    float angle;                  /* degrees, counter-clockwise */
+    float scale;                  /* zoom factor (1: none) */
+    int crop;                     /* 0/1 */
+    float crop_area, crop_logratio, crop_u, crop_v; /* area fraction, log(w/h), position in [0, 1) */
+    float brightness, contrast;   /* 1: none */
+} otl_augment_draw;
+
+void otl_augment_sample(const otl_augment *a, uint64_t seed, int64_t item, otl_augment_draw *p);
+/* Apply p to img (c channels, h x w, HWC when nhwc else CHW) in place. Values are clamped to
+ * [lo, hi] after jitter when lo < hi. Fails only when out of memory. */
+otl_status otl_augment_apply(const otl_augment_draw *p, float *img, int c, int h, int w, int nhwc, float lo, float hi,
+                             otl_error *err);
+
+/* ------------------------------------------------------------ data sets (src/dataset.c)
+ * A data set is opened once; reading items afterwards never fails except on I/O or memory
+ * errors. Image folders are fully decoded at open (in parallel): every image is checked, and the
+ * decoded, converted, resized uint8 images are cached in memory up to opts.cache_mem bytes, so
+ * that epochs do not decode again (images beyond the budget are decoded again per batch). Samples
+ * are float32 in the preprocessing's layout (1 or 3, H, W) / (H, W, 1 or 3).
+ * .npz: x (N, ...) any numeric dtype, y (N,) int64 (int32/uint8/... integer y accepted and
+ * widened), y >= 0; x is kept in memory as stored. */
 
 typedef struct otl_dataset otl_dataset;
 
+#define OTL_DATASET_MAX_RANK 8
+
 typedef struct otl_dataset_opts {
-    const otl_preprocess *pp; /* required for image folders */
+    const otl_preprocess *pp; /* required for image folders; layout hint for .npz augmentation */
     int skip_bad;             /* unreadable images are skipped (listed by otl_dataset_skipped) */
+    int64_t cache_mem;        /* bytes of decoded images kept in memory: 0 = 2 GiB, < 0 = none */
+    /* .npz validation against the model input (0 / -1: not checked): x's dtype (float64 x is
+       converted to float32 and int32 to int64 when those are expected; other mismatches fail),
+       rank of one sample, and its dims (-1 = any). */
+    int dtype;
+    int rank;
+    int64_t dims[OTL_DATASET_MAX_RANK];
+    int threads;              /* OpenMP threads for decoding and batches (0: OpenMP's default) */
 } otl_dataset_opts;
 
+/* opts with every field at its default (pp NULL, dims -1). */
+void otl_dataset_opts_init(otl_dataset_opts *o);
+
 /* An ImageFolder directory (DIR/<class>/<image>.png/.jpg/.jpeg, classes = sorted sub-directory names)
- * or a .npz with arrays x (N, ...) and y (N,) int64. */
+ * or a .npz with arrays x (N, ...) and y (N,) int64. Folder rules: class directories are the
+ * non-hidden sub-directories (byte order, as Python's sorted()); in each, the non-hidden regular
+ * files (symlinks followed) whose name ends in .png/.jpg/.jpeg in any case, sorted; other files
+ * and nested directories are ignored. Errors (OTL_ERR_INPUT, naming the path): no class
+ * sub-directory, a class without images (named), an unreadable image (named; with skip_bad it
+ * is skipped and listed instead, and a class left empty is an error), N = 0. */
 otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_dataset_opts *o, otl_error *err);
 void otl_dataset_free(otl_dataset *d);
 int64_t otl_dataset_len(const otl_dataset *d);
@@ -91,21 +187,36 @@ int otl_dataset_n_classes(const otl_dataset *d);        /* folders: sub-director
 const char *otl_dataset_class_name(const otl_dataset *d, int c); /* npz: "0", "1", ... */
 int64_t otl_dataset_label(const otl_dataset *d, int64_t i);
 const char *otl_dataset_item_name(const otl_dataset *d, int64_t i); /* file path, or "x[i]" */
-/* Shape and dtype of one sample (without the batch axis). */
+int otl_dataset_is_images(const otl_dataset *d);        /* 1: image folder, 0: .npz */
+/* Shape and dtype of one sample (without the batch axis); dims holds OTL_DATASET_MAX_RANK. */
 void otl_dataset_sample(const otl_dataset *d, int *dtype, int *rank, int64_t *dims);
 size_t otl_dataset_sample_bytes(const otl_dataset *d);
-/* Content hash of the whole data set (file bytes and labels), hex, for provenance/caches. */
+/* Content hash of the whole data set, 64 hex digits: SHA-256 over the kind, sample dtype/shape,
+ * class names and, per item in order, its label and content hash. For provenance and caches. */
 const char *otl_dataset_hash(const otl_dataset *d);
-/* Per-item content hash (duplicates detection). */
+/* Per-item content hash (duplicates detection): 64-bit hash of the file bytes (folders) or of
+ * the sample's bytes (.npz). */
 uint64_t otl_dataset_item_hash(const otl_dataset *d, int64_t i);
-/* Stratified, seeded split: about `frac` of each class to val; items with equal content hash
- * always land on the same side. Index arrays are malloc'd. */
+/* Stratified, seeded split: about `frac` of each class to val (round(frac * n_c), at least one
+ * when frac > 0 and the class has two items or more, never the whole class); items with equal
+ * content hash form one group that lands on one side (the group counts for its first item's
+ * class). Every item is in exactly one list; both lists ascending. frac in [0, 1). Index arrays
+ * are malloc'd (non-NULL even when empty). */
 otl_status otl_dataset_split(const otl_dataset *d, double frac, uint64_t seed, int64_t **train, int64_t *n_train,
                              int64_t **val, int64_t *n_val, otl_error *err);
 /* Fill x (n * sample_bytes) and y (n int64) with items idx[0..n); aug may be NULL; the random
- * augmentation of item idx[i] depends only on (seed, idx[i]) so results are reproducible. */
+ * augmentation of item idx[i] depends only on (seed, idx[i]) so results are reproducible.
+ * y may be NULL. An augment request on .npz data that is not a float image fails. */
 otl_status otl_dataset_batch(otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug, uint64_t seed,
                              void *x, int64_t *y, otl_error *err);
+/* Background preparation of the next batch (issue 7): starts a thread that assembles the batch
+ * (idx copied) into an internal buffer and returns at once. The next otl_dataset_batch call
+ * with the same idx, n, aug and seed waits for it and copies the result (an error in the thread
+ * is reported there); a call with other arguments discards it and works as usual. One prefetch
+ * at a time (a new one first waits for the previous); otl_dataset_free waits too. A data set
+ * must not be used from two threads at once otherwise. */
+otl_status otl_dataset_prefetch(otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug, uint64_t seed,
+                                otl_error *err);
 /* Items skipped as unreadable with skip_bad (names and reasons, one per line), or "". */
 const char *otl_dataset_skipped(const otl_dataset *d);
 
