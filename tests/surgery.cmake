@@ -11,3 +11,56 @@ add_executable(test_preprocess ${_otl_surg_dir}/test_preprocess.c)
 target_link_libraries(test_preprocess PRIVATE onnxtl)
 add_test(NAME surgery.preprocess COMMAND test_preprocess)
 set_tests_properties(surgery.preprocess PROPERTIES LABELS "surgery;unit;asan" TIMEOUT 60)
+
+# ---------------------------------------------------------------- swap-head end to end
+# tests/surgery/check_swap.py: swap-head, onnx.checker (full), ORT vs `onnx-tl run` (1e-4),
+# output shape (B, N), the new head applied in numpy to the cut tensor of the ORIGINAL model
+# (backbone unchanged), head structure, torch.nn.Linear init bounds, seeds -> identical bytes.
+if(NOT DEFINED OTL_ZOO_DIR)
+  set(OTL_ZOO_DIR ${CMAKE_BINARY_DIR}/zoo)
+endif()
+set(_otl_surg_models ${CMAKE_SOURCE_DIR}/testdata/models)
+set(_otl_surg_work ${CMAKE_CURRENT_BINARY_DIR}/surgery)
+set(_otl_surg_check ${PYTHON} ${_otl_surg_dir}/check_swap.py --onnx-tl ${ONNX_TL} --node ${NODE}
+    --ort-run ${OTL_ORT_DIR}/ort_run.js)
+
+add_test(NAME surgery.swap.tiny_resnet
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_resnet.onnx --workdir ${_otl_surg_work}/resnet
+          --classes 4 --seed-check --expect-old-head fc.weight)
+add_test(NAME surgery.swap.tiny_mobilenet
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_mobilenet.onnx --workdir ${_otl_surg_work}/mobilenet
+          --classes 5 --batch 3 --seed-check)
+# Keras-style model: its final Softmax is kept after the new head; hidden layer and dropout
+add_test(NAME surgery.swap.tiny_mlp.hidden
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_mlp.onnx --workdir ${_otl_surg_work}/mlp
+          --classes 3 --expect-softmax --expect-hidden 16 --expect-dropout 0.25 --seed-check
+          -- --hidden 16 --dropout 0.25)
+add_test(NAME surgery.swap.tiny_mlp.dropout
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_mlp.onnx --workdir ${_otl_surg_work}/mlp_d
+          --classes 2 --expect-softmax --expect-dropout 0.5 -- --dropout 0.5)
+add_test(NAME surgery.swap.tiny_resnet.at4
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_resnet.onnx --workdir ${_otl_surg_work}/resnet_at
+          --classes 6 --expect-hidden 8 -- --at /layer4/layer4.0/relu_1/Relu_output_0 --hidden 8)
+add_test(NAME surgery.swap.tiny_encoder.cls
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_encoder.onnx --workdir ${_otl_surg_work}/enc_cls
+          --classes 3 --seed-check -- --at hidden_states)
+add_test(NAME surgery.swap.tiny_encoder.mean
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_encoder.onnx --workdir ${_otl_surg_work}/enc_mean
+          --classes 3 -- --at hidden_states --pool mean)
+set_tests_properties(surgery.swap.tiny_resnet surgery.swap.tiny_mobilenet surgery.swap.tiny_mlp.hidden
+                     surgery.swap.tiny_mlp.dropout surgery.swap.tiny_resnet.at4 surgery.swap.tiny_encoder.cls
+                     surgery.swap.tiny_encoder.mean
+                     PROPERTIES LABELS "surgery" TIMEOUT 300)
+
+# every zoo architecture at batch 1 (squeezenet: its 1x1-Conv classifier is replaced from its
+# input; bert: an encoder without head, cut at its output with the CLS token)
+foreach(z resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 squeezenet1_1 shufflenet_v2_x0_5 vit)
+  add_test(NAME surgery.swap.zoo.${z}
+    COMMAND ${_otl_surg_check} --model ${OTL_ZOO_DIR}/${z}.onnx --workdir ${_otl_surg_work}/zoo_${z}
+            --classes 7 --batch 1)
+  set_tests_properties(surgery.swap.zoo.${z} PROPERTIES LABELS "surgery;zoo" TIMEOUT 600 FIXTURES_REQUIRED zoo)
+endforeach()
+add_test(NAME surgery.swap.zoo.bert
+  COMMAND ${_otl_surg_check} --model ${OTL_ZOO_DIR}/bert.onnx --workdir ${_otl_surg_work}/zoo_bert
+          --classes 2 --batch 1 -- --at last_hidden_state)
+set_tests_properties(surgery.swap.zoo.bert PROPERTIES LABELS "surgery;zoo" TIMEOUT 600 FIXTURES_REQUIRED zoo)
