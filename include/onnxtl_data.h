@@ -168,10 +168,17 @@ typedef struct otl_dataset_opts {
     int rank;
     int64_t dims[OTL_DATASET_MAX_RANK];
     int threads;              /* OpenMP threads for decoding and batches (0: OpenMP's default) */
+    int prefetch_threads;     /* OpenMP threads of a background prefetch (0: 1, leaving the cores to
+                                 the training step it overlaps with) */
 } otl_dataset_opts;
 
 /* opts with every field at its default (pp NULL, dims -1). */
 void otl_dataset_opts_init(otl_dataset_opts *o);
+/* Defaults plus what train/eval use: pp (may be NULL; kept as a pointer) and the .npz checks
+ * (dtype, rank - 1, dims[1..], symbolic axes -1) from the model's first input without an
+ * initializer. Fails only when the model has no such input. */
+otl_status otl_dataset_opts_for_model(otl_dataset_opts *o, const otl_model *m, const otl_preprocess *pp,
+                                      otl_error *err);
 
 /* An ImageFolder directory (DIR/<class>/<image>.png/.jpg/.jpeg, classes = sorted sub-directory names)
  * or a .npz with arrays x (N, ...) and y (N,) int64. Folder rules: class directories are the

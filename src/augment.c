@@ -74,7 +74,8 @@ otl_status otl_augment_parse(const char *spec, otl_augment *a, otl_error *err)
                 v = 15;
             else if (parse_num(val, 0, 180, 1, &v))
                 st = otl_error_set(err, OTL_ERR_USAGE,
-                                   "--augment '%s': rotate=%s: expected degrees in (0, 180] (" AUG_VALID ")", spec, val);
+                                   "--augment '%s': rotate=%s: expected degrees in (0, 180] (" AUG_VALID ")", spec,
+                                   val);
             a->rotate = (float)v;
         } else if (!strcmp(tok, "zoom")) {
             if (!val)
@@ -98,8 +99,8 @@ otl_status otl_augment_parse(const char *spec, otl_augment *a, otl_error *err)
     }
     free(buf);
     if (!st && saw_none && n_items)
-        st = otl_error_set(err, OTL_ERR_USAGE, "--augment '%s': 'none' cannot be combined with other augmentations (" AUG_VALID ")",
-                           spec);
+        st = otl_error_set(err, OTL_ERR_USAGE,
+                           "--augment '%s': 'none' cannot be combined with other augmentations (" AUG_VALID ")", spec);
     if (st) {
         memset(a, 0, sizeof *a);
         return st;

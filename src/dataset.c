@@ -49,7 +49,7 @@ struct otl_dataset {
     char hash_hex[65];
     char *skipped;
     size_t skipped_len, skipped_cap;
-    int threads;
+    int threads, prefetch_threads;
     /* one sample as the model sees it */
     int dtype, rank;
     int64_t dims[OTL_DATASET_MAX_RANK];
@@ -144,6 +144,29 @@ void otl_dataset_opts_init(otl_dataset_opts *o)
     memset(o, 0, sizeof *o);
     for (int i = 0; i < OTL_DATASET_MAX_RANK; i++)
         o->dims[i] = -1;
+}
+
+otl_status otl_dataset_opts_for_model(otl_dataset_opts *o, const otl_model *m, const otl_preprocess *pp,
+                                      otl_error *err)
+{
+    otl_dataset_opts_init(o);
+    o->pp = pp;
+    const otl_graph *g = m->graph;
+    const otl_value *v = NULL;
+    for (int i = 0; g && i < g->n_inputs && !v; i++)
+        if (!otl_graph_find_init(g, g->inputs[i]->name))
+            v = g->inputs[i];
+    if (!v)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input (every input has an initializer)",
+                             m->path ? m->path : "model");
+    if (v->has_type && v->is_tensor)
+        o->dtype = v->dtype;
+    if (v->has_type && v->is_tensor && v->has_shape && v->rank >= 1 && v->rank - 1 <= OTL_DATASET_MAX_RANK) {
+        o->rank = v->rank - 1;
+        for (int i = 1; i < v->rank; i++)
+            o->dims[i - 1] = v->dims[i].value >= 0 && !v->dims[i].param ? v->dims[i].value : -1;
+    }
+    return OTL_OK;
 }
 
 /* ------------------------------------------------------------ .npz */
@@ -308,8 +331,8 @@ static otl_status open_npz(otl_dataset *d, const char *path, const otl_dataset_o
             char want[256];
             shape_str(shp, sizeof shp, d->rank, d->dims);
             shape_str(want, sizeof want, o->rank, o->dims);
-            st = otl_error_set(err, OTL_ERR_INPUT, "%s: array 'x' holds samples of shape %s, the model input expects %s",
-                               path, shp, want);
+            st = otl_error_set(err, OTL_ERR_INPUT,
+                               "%s: array 'x' holds samples of shape %s, the model input expects %s", path, shp, want);
             goto done;
         }
     }
@@ -325,8 +348,9 @@ static otl_status open_npz(otl_dataset *d, const char *path, const otl_dataset_o
     for (int64_t i = 0; i < n; i++) {
         int64_t v = int_at(y, i);
         if (v < 0) {
-            st = otl_error_set(err, OTL_ERR_INPUT, "%s: array 'y': y[%lld] is negative or too large; class ids are 0..K-1",
-                               path, (long long)i);
+            st = otl_error_set(err, OTL_ERR_INPUT,
+                               "%s: array 'y': y[%lld] is negative or too large; class ids are 0..K-1", path,
+                               (long long)i);
             goto done;
         }
         if (v >= DS_MAX_CLASSES) {
@@ -639,6 +663,7 @@ otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_datas
     }
     pthread_mutex_init(&d->names_mu, NULL);
     d->threads = o->threads;
+    d->prefetch_threads = o->prefetch_threads > 0 ? o->prefetch_threads : 1;
     d->aug_layout = o->pp ? (o->pp->nhwc ? 1 : 0) : -1;
     otl_status st;
     if (S_ISDIR(sb.st_mode)) {
@@ -906,7 +931,7 @@ static int npz_image_geom(const otl_dataset *d, int *c, int *h, int *w, int *nhw
 }
 
 static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug, uint64_t seed,
-                             void *xout, int64_t *y, otl_error *err)
+                             void *xout, int64_t *y, int nthreads, otl_error *err)
 {
     int use_aug = aug_active(aug);
     int gc = 0, gh = 0, gw = 0, gnhwc = 0;
@@ -933,7 +958,7 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
             memcpy(xo + (size_t)k * d->sample_bytes, xd + (size_t)idx[k] * d->sample_bytes, d->sample_bytes);
         return OTL_OK;
     }
-#pragma omp parallel num_threads(ds_threads(d))
+#pragma omp parallel num_threads(nthreads)
     {
         uint8_t *tmp = NULL;
         float *ftmp = NULL;
@@ -1018,14 +1043,14 @@ otl_status otl_dataset_batch(otl_dataset *d, const int64_t *idx, int64_t n, cons
             return OTL_OK;
         }
     }
-    return batch_impl(d, idx, n, aug, seed, x, y, err);
+    return batch_impl(d, idx, n, aug, seed, x, y, ds_threads(d), err);
 }
 
 static void *prefetch_main(void *arg)
 {
     otl_dataset *d = arg;
     ds_prefetch *p = &d->pf;
-    p->st = batch_impl(d, p->idx, p->n, p->has_aug ? &p->aug : NULL, p->seed, p->x, p->y, &p->err);
+    p->st = batch_impl(d, p->idx, p->n, p->has_aug ? &p->aug : NULL, p->seed, p->x, p->y, d->prefetch_threads, &p->err);
     return NULL;
 }
 

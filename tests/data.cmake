@@ -19,7 +19,7 @@ target_link_libraries(test_data PRIVATE onnxtl)
 
 add_test(NAME data.fixtures COMMAND ${PYTHON} ${_otl_data_dir}/make_fixtures.py ${_otl_data_fx} ${_otl_data_dir}/img)
 set_tests_properties(data.fixtures PROPERTIES FIXTURES_SETUP data_fx LABELS "data" TIMEOUT 120)
-add_test(NAME data.npz COMMAND test_data npz ${_otl_data_fx})
+add_test(NAME data.npz COMMAND test_data npz ${_otl_data_fx} ${CMAKE_SOURCE_DIR}/testdata/models/tiny_resnet.onnx)
 add_test(NAME data.folder COMMAND test_data folder ${_otl_data_fx})
 set_tests_properties(data.npz data.folder PROPERTIES FIXTURES_REQUIRED data_fx LABELS "data;asan" TIMEOUT 120)
 add_test(NAME data.images COMMAND test_data images ${_otl_data_dir})

@@ -35,6 +35,7 @@ np.savez_compressed(os.path.join(out, "good_deflate.npz"), x=x, y=y)  # same con
 np.savez(os.path.join(out, "f64.npz"), x=x.astype(np.float64), y=y.astype(np.int32))
 np.savez(os.path.join(out, "tokens.npz"), x=rng.randint(0, 1000, (n, 12)).astype(np.int64), y=y)
 np.savez(os.path.join(out, "hwc.npz"), x=rng.rand(n, 8, 6, 3).astype(np.float32), y=y)
+np.savez(os.path.join(out, "chan4.npz"), x=rng.rand(n, 4, 8, 8).astype(np.float32), y=y)
 np.savez(os.path.join(out, "bad_noy.npz"), x=x)
 np.savez(os.path.join(out, "bad_nox.npz"), y=y, z=x)
 np.savez(os.path.join(out, "bad_yfloat.npz"), x=x, y=y.astype(np.float32))

@@ -1,7 +1,8 @@
 /* test_data.c - unit tests of the data layer (src/dataset.c, src/image.c, src/augment.c).
  *
- *   test_data npz FIXTURES          .npz data sets: contents, validation errors, hashes, splits,
- *                                   batches, prefetch (fixtures from make_fixtures.py)
+ *   test_data npz FIXTURES [MODEL]  .npz data sets: contents, validation errors, hashes, splits,
+ *                                   batches, prefetch (fixtures from make_fixtures.py); with MODEL
+ *                                   (a float (N, 3, 32, 32) input) the checks derived from a model
  *   test_data images DATADIR        decode/resize/normalize against PIL/torchvision goldens
  *                                   (DATADIR/cases.txt, golden.npz, img/ from make_images.py)
  *   test_data folder FIXTURES       ImageFolder listing, errors, skip_bad, cache, augmentation
@@ -135,7 +136,7 @@ static void check_split(otl_dataset *d, double frac, int expect_exact_counts)
 
 /* ------------------------------------------------------------ npz */
 
-static int test_npz(const char *dir)
+static int test_npz(const char *dir, const char *model)
 {
     otl_error err = {0};
     otl_dataset_opts o;
@@ -294,6 +295,38 @@ static int test_npz(const char *dir)
         CHECK(!st, "hwc augment: %s", err.msg);
     }
     otl_dataset_free(d);
+
+    /* 4-channel float images cannot be augmented: the message says why */
+    st = otl_dataset_open(&d, pjoin(dir, "chan4.npz"), &o, &err);
+    CHECK(!st, "chan4: %s", err.msg);
+    if (!st) {
+        int64_t i0 = 0;
+        float img4[4 * 8 * 8];
+        otl_error e2 = {0};
+        st = otl_dataset_batch(d, &i0, 1, &aug, 1, img4, NULL, &e2);
+        CHECK(st == OTL_ERR_INPUT && strstr(e2.msg, "chan4.npz") && strstr(e2.msg, "C = 1 or 3") &&
+                  strstr(e2.msg, "(4, 8, 8)"),
+              "augment on 4 channels: '%s'", e2.msg);
+    }
+    otl_dataset_free(d);
+
+    /* expectations from a model: tiny_resnet wants float32 (3, 32, 32) */
+    if (model) {
+        otl_model *m = NULL;
+        st = otl_model_load(&m, model, NULL, &err);
+        CHECK(!st, "model: %s", err.msg);
+        otl_dataset_opts om;
+        st = st ? st : otl_dataset_opts_for_model(&om, m, NULL, &err);
+        CHECK(!st && om.dtype == OTL_DTYPE_FLOAT && om.rank == 3 && om.dims[0] == 3 && om.dims[1] == 32 &&
+                  om.dims[2] == 32 && om.pp == NULL,
+              "opts_for_model: %s", err.msg);
+        if (!st) {
+            expect_open_error(pjoin(dir, "good.npz"), &om, OTL_ERR_INPUT, "samples of shape (3, 8, 6)",
+                              "expects (3, 32, 32)");
+            expect_open_error(pjoin(dir, "tokens.npz"), &om, OTL_ERR_INPUT, "dtype int64", "expects float32");
+        }
+        otl_model_free(m);
+    }
 
     /* every bad input: status, file name and the reason */
     expect_open_error(pjoin(dir, "bad_noy.npz"), &o, OTL_ERR_INPUT, "bad_noy.npz: no array 'y'", "found 'x'");
@@ -707,7 +740,8 @@ static int test_augment(void)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++)
                 for (int c = 0; c < C; c++)
-                    md = fmax(md, fabs(img[y * sy + x * sx + c * sc] - ref[(H - 1 - y) * sy + (W - 1 - x) * sx + c * sc]));
+                    md = fmax(md, fabs(img[y * sy + x * sx + c * sc] -
+                                       ref[(H - 1 - y) * sy + (W - 1 - x) * sx + c * sc]));
         CHECK(md < 1e-3, "rotate 180 is not a point reflection (max diff %g)", md);
     }
     /* spec with rotate/zoom: angle/scale drawn in range; determinism by (seed, item) */
@@ -780,8 +814,8 @@ int main(int argc, char **argv)
         return 2;
     }
     int r;
-    if (!strcmp(argv[1], "npz") && argc == 3)
-        r = test_npz(argv[2]);
+    if (!strcmp(argv[1], "npz") && (argc == 3 || argc == 4))
+        r = test_npz(argv[2], argc == 4 ? argv[3] : NULL);
     else if (!strcmp(argv[1], "images") && argc == 3)
         r = test_images(argv[2]);
     else if (!strcmp(argv[1], "folder") && argc == 3)
