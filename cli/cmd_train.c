@@ -1,12 +1,204 @@
-/* cmd_train.c - `onnx-tl train` (../shared/CLI.md). Not implemented yet: being written. */
+/* cmd_train.c - `onnx-tl train MODEL --data DATA -o OUT ...` (../shared/CLI.md): parses the
+ * options into otl_fit_opts and runs the training loop of src/fit.c. SIGINT stops after the
+ * current step (a second one exits at once). */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "onnxtl_fit.h"
+#include "src/util.h"
+
+static const char usage[] =
+    "usage: onnx-tl train MODEL --data DATA -o OUT [--val DATA] [--epochs E] [--batch B] [--lr LR]\n"
+    "                     [--optimizer sgd|adam|adamw] [--momentum M] [--nesterov] [--weight-decay W]\n"
+    "                     [--schedule constant|step|cosine|onecycle|plateau] [--warmup STEPS]\n"
+    "                     [--step-size EPOCHS] [--gamma G] [--min-lr LR] [--plateau-patience P]\n"
+    "                     [--plateau-factor F] [--early-stop PATIENCE] [--layer-lr-decay F]\n"
+    "                     [--unfreeze-every EPOCHS] [--augment LIST] [--bn train|frozen] [--seed S]\n"
+    "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
+    "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
+    "                     [--threads N] [--quiet]\n"
+    "\n"
+    "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
+    "OUT is the model with the best validation accuracy (the last one without validation data).\n"
+    "  --val DATA            validation data; without it a stratified --val-split (0.15) of DATA\n"
+    "                        is held out (seeded; --val-split 0: no validation)\n"
+    "  --epochs E            (10)    --batch B (32; the last partial batch is kept)\n"
+    "  --lr LR               base learning rate (1e-3; the maximum with onecycle)\n"
+    "  --optimizer           adamw (default, weight decay 0.01), adam or sgd (momentum 0.9);\n"
+    "                        --weight-decay W overrides (default 0 for sgd/adam)\n"
+    "  --schedule            constant (default); step: lr * gamma every --step-size epochs (gamma 0.1,\n"
+    "                        step size epochs/3); cosine: to --min-lr over the run, per step;\n"
+    "                        onecycle: PyTorch OneCycleLR (momentum cycled); plateau: lr * --plateau-factor\n"
+    "                        (0.1) after --plateau-patience (10) epochs without a lower validation loss\n"
+    "  --warmup STEPS        linear warmup over the first STEPS steps (not with onecycle)\n"
+    "  --early-stop P        stop after P epochs without a better validation accuracy\n"
+    "  --layer-lr-decay F    each parameter block further from the head gets F times the rate\n"
+    "  --unfreeze-every E    every E epochs the frozen block nearest the head becomes trainable\n"
+    "  --augment LIST        training data only: hflip,rotate=15,zoom=0.1,crop,jitter=0.2\n"
+    "  --bn train|frozen     BatchNormalization: batch statistics and updated running statistics\n"
+    "                        (default), or the running statistics unchanged\n"
+    "  --seed S              shuffling, split, augmentation, dropout (0)\n"
+    "  --log FILE.jsonl      one JSON object per epoch: epoch, lr, train_loss, train_acc, val_loss,\n"
+    "                        val_acc, seconds, images_per_s\n"
+    "  --checkpoint DIR      checkpoint after every epoch (and on Ctrl-C)\n"
+    "  --resume DIR          continue a checkpointed run exactly where it stopped (hyper-parameters\n"
+    "                        from the checkpoint; the same DATA is required)\n";
+
+static const cli_opt opts[] = {
+    {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
+    {"lr", 1, 0}, {"optimizer", 1, 0}, {"momentum", 1, 0}, {"nesterov", 0, 0}, {"weight-decay", 1, 0},
+    {"schedule", 1, 0}, {"warmup", 1, 0}, {"step-size", 1, 0}, {"gamma", 1, 0}, {"min-lr", 1, 0},
+    {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
+    {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
+    {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (interrupted)
+        _exit(130);
+    interrupted = 1;
+}
+
+/* A number option in [lo, hi]; 0 when absent or fine, EXIT_USAGE after a message. */
+static int get_num(const cli_args *a, const char *name, double lo, double hi, int integer, double *v)
+{
+    const char *s = cli_get(a, name);
+    if (!s)
+        return 0;
+    char *e;
+    double d = strtod(s, &e);
+    if (!*s || *e || !(d >= lo && d <= hi) || (integer && d != (double)(long long)d))
+        return cli_usage_error(usage, "train: --%s must be %s in [%g, %g], got '%s'", name,
+                               integer ? "an integer" : "a number", lo, hi, s);
+    *v = d;
+    return 0;
+}
 
 int cmd_train(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "onnx-tl: command 'train' is not implemented in this version (%s)\n", OTL_VERSION);
-    return EXIT_USAGE;
+    cli_args a;
+    int rc = cli_parse(argc, argv, opts, usage, &a);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+    if (a.n_pos != 1)
+        return cli_usage_error(usage, "train: expected one MODEL argument (see --help)");
+    otl_fit_opts o;
+    otl_fit_opts_init(&o);
+    o.out = cli_get(&a, "o") ? cli_get(&a, "o") : cli_get(&a, "output");
+    o.data = cli_get(&a, "data");
+    o.val = cli_get(&a, "val");
+    if (!o.data || !*o.data)
+        return cli_usage_error(usage, "train: --data DATA is required");
+    if (!o.out || !*o.out)
+        return cli_usage_error(usage, "train: -o OUT is required");
+    if (otl_same_file(a.pos[0], o.out) || strcmp(a.pos[0], o.out) == 0)
+        return cli_usage_error(usage, "train: -o must differ from the input model");
+    double v;
+    const char *s;
+    if ((s = cli_get(&a, "optimizer"))) {
+        if (strcmp(s, "sgd") == 0)
+            o.optim.kind = OTL_OPT_SGD;
+        else if (strcmp(s, "adam") == 0)
+            o.optim.kind = OTL_OPT_ADAM;
+        else if (strcmp(s, "adamw") == 0)
+            o.optim.kind = OTL_OPT_ADAMW;
+        else
+            return cli_usage_error(usage, "train: --optimizer must be sgd, adam or adamw, got '%s'", s);
+        o.optim.weight_decay = o.optim.kind == OTL_OPT_ADAMW ? 0.01f : 0.0f;
+    }
+    if ((s = cli_get(&a, "schedule")) && (o.schedule = otl_schedule_parse(s)) < 0)
+        return cli_usage_error(usage, "train: --schedule must be constant, step, cosine, onecycle or plateau, got '%s'", s);
+    if ((s = cli_get(&a, "bn"))) {
+        if (strcmp(s, "train") != 0 && strcmp(s, "frozen") != 0)
+            return cli_usage_error(usage, "train: --bn must be train or frozen, got '%s'", s);
+        o.bn_frozen = strcmp(s, "frozen") == 0;
+    }
+    v = o.epochs;
+    if ((rc = get_num(&a, "epochs", 1, 1e6, 1, &v)))
+        return rc;
+    o.epochs = (int)v;
+    v = (double)o.batch;
+    if ((rc = get_num(&a, "batch", 1, 1e9, 1, &v)))
+        return rc;
+    o.batch = (int64_t)v;
+    if ((rc = get_num(&a, "lr", 1e-30, 1e30, 0, &o.lr)))
+        return rc;
+    v = o.optim.momentum;
+    if ((rc = get_num(&a, "momentum", 0, 1, 0, &v)))
+        return rc;
+    o.optim.momentum = (float)v;
+    o.optim.nesterov = cli_flag(&a, "nesterov");
+    v = o.optim.weight_decay;
+    if ((rc = get_num(&a, "weight-decay", 0, 1e6, 0, &v)))
+        return rc;
+    o.optim.weight_decay = (float)v;
+    v = 0;
+    if ((rc = get_num(&a, "warmup", 0, 1e12, 1, &v)))
+        return rc;
+    o.warmup = (int64_t)v;
+    v = 0;
+    if ((rc = get_num(&a, "step-size", 1, 1e6, 1, &v)))
+        return rc;
+    o.step_size = (int)v;
+    if ((rc = get_num(&a, "gamma", 0, 1e6, 0, &o.gamma)) || (rc = get_num(&a, "min-lr", 0, 1e30, 0, &o.min_lr)) ||
+        (rc = get_num(&a, "plateau-factor", 0, 1, 0, &o.plateau_factor)) ||
+        (rc = get_num(&a, "layer-lr-decay", 1e-12, 1e6, 0, &o.layer_lr_decay)) ||
+        (rc = get_num(&a, "clip-norm", 0, 1e30, 0, &o.clip_norm)) ||
+        (rc = get_num(&a, "val-split", 0, 0.99, 0, &o.val_frac)))
+        return rc;
+    v = o.plateau_patience;
+    if ((rc = get_num(&a, "plateau-patience", 0, 1e6, 1, &v)))
+        return rc;
+    o.plateau_patience = (int)v;
+    v = 0;
+    if ((rc = get_num(&a, "early-stop", 1, 1e6, 1, &v)))
+        return rc;
+    o.early_stop = (int)v;
+    v = 0;
+    if ((rc = get_num(&a, "unfreeze-every", 1, 1e6, 1, &v)))
+        return rc;
+    o.unfreeze_every = (int)v;
+    v = 0;
+    if ((rc = get_num(&a, "label-smoothing", 0, 1, 0, &v)))
+        return rc;
+    o.label_smoothing = (float)v;
+    if ((s = cli_get(&a, "seed"))) {
+        char *e;
+        o.seed = strtoull(s, &e, 10);
+        if (!*s || *e || *s == '-')
+            return cli_usage_error(usage, "train: --seed must be a non-negative integer, got '%s'", s);
+    }
+    if ((rc = cli_threads(&a, usage, &o.threads)))
+        return rc;
+    o.augment = cli_get(&a, "augment");
+    o.no_shuffle = cli_flag(&a, "no-shuffle");
+    o.skip_bad = cli_flag(&a, "skip-bad");
+    o.log = cli_get(&a, "log");
+    o.checkpoint = cli_get(&a, "checkpoint");
+    o.resume = cli_get(&a, "resume");
+    o.msg = stderr;
+    o.progress = cli_flag(&a, "quiet") ? OTL_FIT_QUIET : isatty(fileno(stderr)) ? OTL_FIT_BAR : OTL_FIT_LINES;
+    o.interrupt = &interrupted;
+
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    otl_error err = {0};
+    otl_fit_result r;
+    otl_status st = otl_fit(a.pos[0], &o, &r, &err);
+    sigaction(SIGINT, &old, NULL);
+    if (st)
+        return cli_fail(&err);
+    return EXIT_OK;
 }

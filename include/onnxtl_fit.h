@@ -6,6 +6,7 @@
 #define ONNXTL_FIT_H
 
 #include <signal.h>
+#include <stdio.h>
 
 #include "onnxtl.h"
 
@@ -46,6 +47,63 @@ double otl_schedule_lr(const otl_schedule *s, int64_t step);
 double otl_schedule_momentum(const otl_schedule *s, int64_t step);
 /* End of an epoch with the monitored loss (ReduceLROnPlateau, mode "min"); no-op otherwise. */
 void otl_schedule_epoch_end(otl_schedule *s, double metric);
+
+/* ------------------------------------------------------------ the training loop (src/fit.c) */
+
+enum { OTL_FIT_QUIET = 0, OTL_FIT_LINES = 1, OTL_FIT_BAR = 2 };
+
+typedef struct otl_fit_opts {
+    const char *data;           /* ImageFolder directory or .npz */
+    const char *val;            /* validation data, or NULL: a stratified val_frac of data */
+    const char *out;            /* best model (by validation accuracy), or the last without validation */
+    double val_frac;            /* without val: fraction held out (0.15); 0: no validation */
+    int epochs;                 /* >= 1 */
+    int64_t batch;              /* >= 1; the last partial batch is kept */
+    double lr;
+    otl_optim_opts optim;
+    float label_smoothing;
+    double clip_norm;           /* > 0: clip the global gradient norm */
+    int schedule;               /* OTL_SCHED_* */
+    int64_t warmup;             /* linear warmup steps */
+    int step_size;              /* StepLR epochs (0: max(1, epochs / 3)) */
+    double gamma;               /* StepLR (0.1) */
+    double min_lr;              /* cosine eta_min, plateau floor */
+    int plateau_patience;       /* 10 */
+    double plateau_factor;      /* 0.1 */
+    int early_stop;             /* > 0: stop after this many epochs without a better val accuracy */
+    double layer_lr_decay;      /* > 0: lr multiplier F^depth per parameter block */
+    int unfreeze_every;         /* > 0: every E epochs the next frozen block (from the head) thaws */
+    const char *augment;        /* otl_augment_parse list, or NULL */
+    int bn_frozen;
+    uint64_t seed;
+    int threads;
+    int no_shuffle;
+    int skip_bad;               /* unreadable images skipped (listed) */
+    const char *log;            /* JSONL, one object per epoch */
+    const char *checkpoint;     /* directory written after every epoch (and on interrupt) */
+    const char *resume;         /* directory to continue from */
+    int progress;               /* OTL_FIT_* on msg */
+    FILE *msg;                  /* progress and notes (stderr); NULL: none */
+    volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */
+} otl_fit_opts;
+
+/* Defaults of `onnx-tl train`. */
+void otl_fit_opts_init(otl_fit_opts *o);
+
+typedef struct otl_fit_result {
+    int epochs_done;            /* epochs completed (including those before a resume) */
+    int best_epoch;             /* 1-based epoch of OUT's weights, 0 when none written */
+    double best_val_acc;        /* NAN without validation */
+    double train_loss, train_acc, val_loss, val_acc; /* of the last completed epoch */
+    int stopped_early;
+    int interrupted;            /* the run stopped on *interrupt (an error is returned too) */
+} otl_fit_result;
+
+/* Fine-tune the model at `model_path` (see ../shared/CLI.md `train`). Errors name the file, the
+ * epoch and step where it applies: a non-finite loss stops the run (OUT keeps the last good
+ * model); an interrupt writes a checkpoint (when a directory is given) and returns
+ * OTL_ERR_INPUT with r->interrupted set. r may be NULL. */
+otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result *r, otl_error *err);
 
 #ifdef __cplusplus
 }

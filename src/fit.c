@@ -1,0 +1,1317 @@
+/* fit.c - the training loop of `onnx-tl train`: epochs of seeded, shuffled batches through the
+ * trainer (src/trainer.c), a schedule (src/schedule.c), validation each epoch on an inference
+ * session over the current weights, the best model written atomically, early stopping, gradual
+ * unfreezing, discriminative learning rates, a JSONL log, checkpoints after every epoch and a
+ * resume that continues bit-for-bit (every random draw depends on (seed, epoch, item) or on the
+ * global step, and everything else is in the checkpoint).
+ *
+ * Checkpoint directory: model.<serial>.onnx (current weights, running statistics, frozen marks),
+ * optim.<serial>.bin (optimizer state by parameter name) and state.txt ("key value" lines:
+ * position, accumulators, best/early-stop/schedule/unfreeze state, split, hyper-parameters;
+ * doubles as C hex floats so that they round-trip exactly), written last and atomically: a kill
+ * at any moment leaves the previous checkpoint or the new one, never a mix. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "onnxtl.h"
+#include "onnxtl_data.h"
+#include "onnxtl_fit.h"
+#include "onnxtl_surgery.h"
+#include "src/hash.h"
+#include "src/json.h"
+#include "src/util.h"
+
+#define OPTIM_MAGIC "OTLOPTIM1\n"
+
+void otl_fit_opts_init(otl_fit_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->val_frac = 0.15;
+    o->epochs = 10;
+    o->batch = 32;
+    o->lr = 1e-3;
+    o->optim.kind = OTL_OPT_ADAMW;
+    o->optim.momentum = 0.9f;
+    o->optim.weight_decay = 0.01f;
+    o->schedule = OTL_SCHED_CONSTANT;
+    o->gamma = 0.1;
+    o->plateau_patience = 10;
+    o->plateau_factor = 0.1;
+    o->progress = OTL_FIT_LINES;
+}
+
+/* ------------------------------------------------------------ hyper-parameters */
+
+enum { HP_INT, HP_I64, HP_U64, HP_DBL, HP_FLT, HP_STR };
+
+static const struct {
+    const char *key;
+    int type;
+    size_t off;
+} hp_table[] = {
+    {"epochs", HP_INT, offsetof(otl_fit_opts, epochs)},
+    {"batch", HP_I64, offsetof(otl_fit_opts, batch)},
+    {"lr", HP_DBL, offsetof(otl_fit_opts, lr)},
+    {"optimizer", HP_INT, offsetof(otl_fit_opts, optim.kind)},
+    {"momentum", HP_FLT, offsetof(otl_fit_opts, optim.momentum)},
+    {"nesterov", HP_INT, offsetof(otl_fit_opts, optim.nesterov)},
+    {"weight_decay", HP_FLT, offsetof(otl_fit_opts, optim.weight_decay)},
+    {"label_smoothing", HP_FLT, offsetof(otl_fit_opts, label_smoothing)},
+    {"clip_norm", HP_DBL, offsetof(otl_fit_opts, clip_norm)},
+    {"schedule", HP_INT, offsetof(otl_fit_opts, schedule)},
+    {"warmup", HP_I64, offsetof(otl_fit_opts, warmup)},
+    {"step_size", HP_INT, offsetof(otl_fit_opts, step_size)},
+    {"gamma", HP_DBL, offsetof(otl_fit_opts, gamma)},
+    {"min_lr", HP_DBL, offsetof(otl_fit_opts, min_lr)},
+    {"plateau_patience", HP_INT, offsetof(otl_fit_opts, plateau_patience)},
+    {"plateau_factor", HP_DBL, offsetof(otl_fit_opts, plateau_factor)},
+    {"early_stop", HP_INT, offsetof(otl_fit_opts, early_stop)},
+    {"layer_lr_decay", HP_DBL, offsetof(otl_fit_opts, layer_lr_decay)},
+    {"unfreeze_every", HP_INT, offsetof(otl_fit_opts, unfreeze_every)},
+    {"augment", HP_STR, offsetof(otl_fit_opts, augment)},
+    {"bn_frozen", HP_INT, offsetof(otl_fit_opts, bn_frozen)},
+    {"seed", HP_U64, offsetof(otl_fit_opts, seed)},
+    {"no_shuffle", HP_INT, offsetof(otl_fit_opts, no_shuffle)},
+    {"val_frac", HP_DBL, offsetof(otl_fit_opts, val_frac)},
+};
+#define N_HP ((int)(sizeof hp_table / sizeof hp_table[0]))
+
+static const char *const opt_names[] = {"sgd", "adam", "adamw"};
+
+/* ------------------------------------------------------------ state */
+
+typedef struct fit {
+    otl_fit_opts h;             /* options in effect (hyper-parameters from the checkpoint on resume) */
+    char *h_augment;            /* owned copy of h.augment on resume */
+    const char *file;           /* base model path */
+    otl_model *cur;             /* working model: weights written back at epoch ends */
+    otl_trainer *tr;
+    otl_dataset *dtrain, *dval; /* dval == dtrain when split */
+    int64_t *tr_idx, n_tr, *va_idx, n_va;
+    otl_preprocess pp;
+    int images;                 /* training data is an image folder */
+    otl_augment aug;
+    otl_param_blocks *blocks;
+    const char *input;          /* model data input */
+    int s_dtype, s_rank;
+    int64_t s_dims[OTL_DATASET_MAX_RANK];
+    size_t s_bytes;
+    int64_t n_classes;
+    char base_sha[65];
+    otl_schedule sched;
+    int64_t steps_per_epoch;
+    /* position and accumulators (checkpointed) */
+    int epoch;                  /* 0-based epoch in progress / next */
+    int64_t batch_pos;          /* next batch within the epoch */
+    int64_t step;               /* global step */
+    double sum_loss;
+    int64_t sum_correct, sum_seen;
+    double best_acc;
+    int best_epoch, bad_epochs, n_unfrozen, serial, out_written;
+    double out_metrics[4];
+    /* output */
+    FILE *log;
+} fit;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static otl_status nomem(otl_error *err)
+{
+    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory during training");
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static otl_status file_sha256(const char *path, char hex[65], otl_error *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    otl_status st = otl_read_file(path, (size_t)1 << 40, &buf, &len, err);
+    if (st)
+        return st;
+    otl_sha256 s;
+    uint8_t d[32];
+    otl_sha256_init(&s);
+    otl_sha256_update(&s, buf, len);
+    otl_sha256_final(&s, d);
+    otl_sha256_hex(d, hex);
+    free(buf);
+    return OTL_OK;
+}
+
+/* ------------------------------------------------------------ parameters, unfreezing */
+
+/* Learning-rate multipliers F^depth (discriminative fine-tuning). */
+static void set_lr_mult(fit *f)
+{
+    otl_optim *opt = otl_trainer_optim(f->tr);
+    const otl_train_graph *tg = otl_trainer_graph(f->tr);
+    for (int i = 0; i < tg->n_params; i++) {
+        int d = f->blocks ? otl_param_blocks_depth(f->blocks, tg->params[i]) : -1;
+        opt->lr_mult[i] = f->h.layer_lr_decay > 0 && d > 0 ? (float)pow(f->h.layer_lr_decay, d) : 1.0f;
+    }
+}
+
+static otl_status trainer_build(fit *f, otl_error *err)
+{
+    otl_trainer_opts to = {0};
+    to.grad.loss = OTL_LOSS_CE;
+    to.grad.label_smoothing = f->h.label_smoothing;
+    to.optim = f->h.optim;
+    to.threads = f->h.threads;
+    to.bn_frozen = f->h.bn_frozen;
+    to.seed = f->h.seed;
+    to.clip_norm = f->h.clip_norm;
+    otl_trainer *t = NULL;
+    otl_status st = otl_trainer_new(&t, f->cur, &to, err);
+    if (st)
+        return st;
+    otl_trainer *old = f->tr;
+    f->tr = t;
+    set_lr_mult(f);
+    otl_trainer_set_runs(t, (uint64_t)f->step);
+    otl_optim *no = otl_trainer_optim(t);
+    no->step = f->step;
+    if (old) { /* keep the optimizer state of parameters already trained */
+        otl_optim *oo = otl_trainer_optim(old);
+        const otl_train_graph *ng = otl_trainer_graph(t), *og = otl_trainer_graph(old);
+        for (int i = 0; i < ng->n_params; i++)
+            for (int j = 0; j < og->n_params; j++) {
+                if (strcmp(ng->params[i], og->params[j]) != 0 || no->numel[i] != oo->numel[j])
+                    continue;
+                size_t b = (size_t)no->numel[i] * sizeof(float);
+                if (no->m && oo->m)
+                    memcpy(no->m + no->offset[i], oo->m + oo->offset[j], b);
+                if (no->v && oo->v)
+                    memcpy(no->v + no->offset[i], oo->v + oo->offset[j], b);
+                no->steps[i] = oo->steps[j];
+            }
+        otl_trainer_free(old);
+    }
+    return OTL_OK;
+}
+
+/* Thaw the frozen block closest to the head; 0 when nothing was frozen. */
+static int unfreeze_next(fit *f, otl_error *err, otl_status *st)
+{
+    *st = OTL_OK;
+    if (!f->blocks)
+        return 0;
+    int best = -1;
+    for (int i = 0; i < f->blocks->n_params; i++)
+        if (otl_model_is_frozen(f->cur, f->blocks->params[i]) && (best < 0 || f->blocks->block[i] < best))
+            best = f->blocks->block[i];
+    if (best < 0)
+        return 0;
+    const char *list = otl_model_meta_get(f->cur, "onnx_tl.frozen");
+    size_t cap = strlen(list) + 2, len = 0;
+    char *keep = malloc(cap);
+    if (!keep) {
+        *st = nomem(err);
+        return 0;
+    }
+    keep[0] = 0;
+    int n_thawed = 0;
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        char name[4096];
+        if (l < sizeof name) {
+            memcpy(name, p, l);
+            name[l] = 0;
+            if (otl_param_blocks_depth(f->blocks, name) == best)
+                n_thawed++;
+            else if (l) {
+                memcpy(keep + len, p, l);
+                len += l;
+                keep[len++] = '\n';
+                keep[len] = 0;
+            }
+        }
+        p += l;
+        if (*p == '\n')
+            p++;
+    }
+    if (len)
+        keep[--len] = 0;
+    *st = otl_model_meta_set(f->cur, "onnx_tl.frozen", len ? keep : NULL, err);
+    free(keep);
+    if (!*st && f->h.msg)
+        fprintf(f->h.msg, "epoch %d: unfreezing block %d '%s' (%d parameter%s)\n", f->epoch + 1, best,
+                best < f->blocks->n_blocks ? f->blocks->block_names[best] : "?", n_thawed, n_thawed == 1 ? "" : "s");
+    if (!*st && (*st = otl_trainer_write_params(f->tr, f->cur, err)) == OTL_OK)
+        *st = trainer_build(f, err);
+    return 1;
+}
+
+/* ------------------------------------------------------------ data */
+
+static otl_status batch_tensors(fit *f, otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug,
+                                uint64_t seed, otl_tensor **xt, otl_tensor **yt, otl_error *err)
+{
+    int64_t dims[OTL_DATASET_MAX_RANK + 1];
+    dims[0] = n;
+    for (int i = 0; i < f->s_rank; i++)
+        dims[i + 1] = f->s_dims[i];
+    otl_tensor *x = otl_tensor_new(f->input, f->s_dtype, f->s_rank + 1, dims);
+    otl_tensor *y = otl_tensor_new("y", OTL_DTYPE_INT64, 1, &n);
+    if (!x || !y)
+        goto oom;
+    x->nbytes = (size_t)n * f->s_bytes;
+    y->nbytes = (size_t)n * sizeof(int64_t);
+    if (!(x->data = malloc(x->nbytes ? x->nbytes : 1)) || !(y->data = malloc(y->nbytes ? y->nbytes : 1)))
+        goto oom;
+    otl_status st = otl_dataset_batch(d, idx, n, aug, seed, x->data, y->data, err);
+    if (st) {
+        otl_tensor_free(x);
+        otl_tensor_free(y);
+        return st;
+    }
+    *xt = x;
+    *yt = y;
+    return OTL_OK;
+oom:
+    otl_tensor_free(x);
+    otl_tensor_free(y);
+    return nomem(err);
+}
+
+static int64_t argmax_row(const float *v, int64_t n)
+{
+    int64_t b = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+/* Validation: an inference session over the current weights (BatchNormalization with the
+ * running statistics). */
+static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
+{
+    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    otl_classifier *c = NULL;
+    if (st || (st = otl_classifier_new(&c, f->cur, f->h.threads, err)))
+        return st;
+    double sl = 0;
+    int64_t correct = 0;
+    for (int64_t b = 0; !st && b < f->n_va; b += f->h.batch) {
+        int64_t n = f->n_va - b < f->h.batch ? f->n_va - b : f->h.batch;
+        otl_tensor *x = NULL, *y = NULL;
+        float *scores = NULL, *logits = NULL;
+        st = batch_tensors(f, f->dval, f->va_idx + b, n, NULL, 0, &x, &y, err);
+        if (!st)
+            st = otl_classifier_run(c, x->data, n, f->s_dims, &scores, &logits, err);
+        if (!st) {
+            int64_t C = c->n_classes;
+            const int64_t *yy = y->data;
+            for (int64_t i = 0; i < n; i++) {
+                if (yy[i] >= C) {
+                    st = otl_error_set(err, OTL_ERR_INPUT, "%s: label %lld of %s is out of range for %lld classes",
+                                       f->h.val ? f->h.val : f->h.data, (long long)yy[i],
+                                       otl_dataset_item_name(f->dval, f->va_idx[b + i]), (long long)C);
+                    break;
+                }
+                sl += otl_scores_ce(logits + i * C, (int)C, yy[i]);
+                correct += argmax_row(scores + i * C, C) == yy[i];
+            }
+        }
+        free(scores);
+        free(logits);
+        otl_tensor_free(x);
+        otl_tensor_free(y);
+    }
+    otl_classifier_free(c);
+    *loss = f->n_va ? sl / (double)f->n_va : NAN;
+    *acc = f->n_va ? (double)correct / (double)f->n_va : NAN;
+    return st;
+}
+
+/* ------------------------------------------------------------ output model */
+
+static void json_hparams(fit *f, otl_json *j)
+{
+    otl_json_obj(j);
+    for (int i = 0; i < N_HP; i++) {
+        const char *p = (const char *)&f->h + hp_table[i].off;
+        otl_json_key(j, hp_table[i].key);
+        if (strcmp(hp_table[i].key, "optimizer") == 0) {
+            int k = *(const int *)p;
+            otl_json_str(j, k >= 0 && k < 3 ? opt_names[k] : "?");
+            continue;
+        }
+        if (strcmp(hp_table[i].key, "schedule") == 0) {
+            otl_json_str(j, otl_schedule_name(*(const int *)p));
+            continue;
+        }
+        switch (hp_table[i].type) {
+        case HP_INT: otl_json_int(j, *(const int *)p); break;
+        case HP_I64: otl_json_int(j, *(const int64_t *)p); break;
+        case HP_U64: otl_json_int(j, (int64_t) * (const uint64_t *)p); break;
+        case HP_DBL: otl_json_num(j, *(const double *)p); break;
+        case HP_FLT: otl_json_num(j, *(const float *)p); break;
+        default: otl_json_str(j, *(const char *const *)p); break;
+        }
+    }
+    otl_json_obj_end(j);
+}
+
+/* Provenance: base model hash, hyper-parameters, data hashes, metrics of the saved epoch. No
+ * clock time: the same run gives the same bytes. */
+static char *provenance(fit *f, int epoch, const double *mtr)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+    if (!fp)
+        return NULL;
+    otl_json j;
+    otl_json_init(&j, fp);
+    otl_json_obj(&j);
+    otl_json_key(&j, "onnx_tl_version");
+    otl_json_str(&j, OTL_VERSION);
+    otl_json_key(&j, "base_model_sha256");
+    otl_json_str(&j, f->base_sha);
+    otl_json_key(&j, "data");
+    otl_json_str(&j, f->h.data);
+    otl_json_key(&j, "data_sha256");
+    otl_json_str(&j, otl_dataset_hash(f->dtrain));
+    otl_json_key(&j, "val_data_sha256");
+    if (f->h.val)
+        otl_json_str(&j, otl_dataset_hash(f->dval));
+    else
+        otl_json_null(&j);
+    otl_json_key(&j, "train_samples");
+    otl_json_int(&j, f->n_tr);
+    otl_json_key(&j, "val_samples");
+    otl_json_int(&j, f->n_va);
+    otl_json_key(&j, "hyperparameters");
+    json_hparams(f, &j);
+    otl_json_key(&j, "epoch");
+    otl_json_int(&j, epoch);
+    otl_json_key(&j, "metrics");
+    otl_json_obj(&j);
+    static const char *const keys[] = {"train_loss", "train_acc", "val_loss", "val_acc"};
+    for (int i = 0; i < 4; i++) {
+        otl_json_key(&j, keys[i]);
+        otl_json_num(&j, mtr[i]);
+    }
+    otl_json_obj_end(&j);
+    otl_json_key(&j, "best_val_acc");
+    otl_json_num(&j, f->n_va ? f->best_acc : NAN);
+    otl_json_obj_end(&j);
+    fclose(fp);
+    if (len && text[len - 1] == '\n')
+        text[len - 1] = 0;
+    return text;
+}
+
+static otl_status write_out(fit *f, int epoch, const double *mtr, otl_error *err)
+{
+    otl_model *m = NULL;
+    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    if (st || (st = otl_model_clone(f->cur, &m, err)))
+        return st;
+    char *prov = provenance(f, epoch, mtr);
+    if (!prov)
+        st = nomem(err);
+    if (!st)
+        st = otl_model_meta_set(m, "onnx_tl.provenance", prov, err);
+    free(prov);
+    if (!st && f->images && !otl_model_meta_get(m, "onnx_tl.preprocess")) {
+        char *pj = otl_preprocess_to_json(&f->pp);
+        st = pj ? otl_model_meta_set(m, "onnx_tl.preprocess", pj, err) : nomem(err);
+        free(pj);
+    }
+    if (!st)
+        st = otl_model_save(m, f->h.out, NULL, err);
+    otl_model_free(m);
+    if (!st) {
+        f->out_written = epoch;
+        memcpy(f->out_metrics, mtr, sizeof f->out_metrics);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static void put_dbl(FILE *fp, const char *k, double v) { fprintf(fp, "%s %a\n", k, v); }
+
+static otl_status ckpt_write(fit *f, otl_error *err)
+{
+    const char *dir = f->h.checkpoint;
+    if (!dir)
+        return OTL_OK;
+    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    if (st)
+        return st;
+    int serial = f->serial + 1;
+    char name[64], oname[64];
+    snprintf(name, sizeof name, "model.%d.onnx", serial);
+    snprintf(oname, sizeof oname, "optim.%d.bin", serial);
+    char *mpath = path_join(dir, name), *opath = path_join(dir, oname), *spath = path_join(dir, "state.txt");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = NULL;
+    if (!mpath || !opath || !spath) {
+        st = nomem(err);
+        goto done;
+    }
+    if ((st = otl_model_save(f->cur, mpath, NULL, err)))
+        goto done;
+    /* optimizer state by parameter name */
+    otl_optim *o = otl_trainer_optim(f->tr);
+    const otl_train_graph *tg = otl_trainer_graph(f->tr);
+    if (!(fp = open_memstream(&buf, &len))) {
+        st = nomem(err);
+        goto done;
+    }
+    fputs(OPTIM_MAGIC, fp);
+    int64_t hdr[3] = {o->n, o->step, (o->m ? 1 : 0) | (o->v ? 2 : 0)};
+    fwrite(hdr, sizeof hdr, 1, fp);
+    for (int i = 0; i < o->n; i++) {
+        int64_t nl = (int64_t)strlen(tg->params[i]), rec[3] = {nl, o->numel[i], o->steps[i]};
+        fwrite(rec, sizeof rec, 1, fp);
+        fwrite(tg->params[i], 1, (size_t)nl, fp);
+        if (o->m)
+            fwrite(o->m + o->offset[i], sizeof(float), (size_t)o->numel[i], fp);
+        if (o->v)
+            fwrite(o->v + o->offset[i], sizeof(float), (size_t)o->numel[i], fp);
+    }
+    fclose(fp);
+    fp = NULL;
+    if ((st = otl_write_file_atomic(opath, buf, len, err)))
+        goto done;
+    free(buf);
+    buf = NULL;
+    /* the state, last */
+    if (!(fp = open_memstream(&buf, &len))) {
+        st = nomem(err);
+        goto done;
+    }
+    fprintf(fp, "onnx_tl_checkpoint 1\nserial %d\nmodel %s\noptim %s\n", serial, name, oname);
+    fprintf(fp, "base_sha256 %s\ndata_sha256 %s\n", f->base_sha, otl_dataset_hash(f->dtrain));
+    if (f->h.val)
+        fprintf(fp, "val_sha256 %s\n", otl_dataset_hash(f->dval));
+    fprintf(fp, "epoch %d\nbatch_pos %lld\nstep %lld\nsum_correct %lld\nsum_seen %lld\n", f->epoch,
+            (long long)f->batch_pos, (long long)f->step, (long long)f->sum_correct, (long long)f->sum_seen);
+    put_dbl(fp, "sum_loss", f->sum_loss);
+    put_dbl(fp, "best_acc", f->best_acc);
+    fprintf(fp, "best_epoch %d\nbad_epochs %d\nn_unfrozen %d\nout_written %d\n", f->best_epoch, f->bad_epochs,
+            f->n_unfrozen, f->out_written);
+    for (int i = 0; i < 4; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "out_metric%d", i);
+        put_dbl(fp, k, f->out_metrics[i]);
+    }
+    put_dbl(fp, "plateau_lr", f->sched.plateau_lr);
+    put_dbl(fp, "plateau_best", f->sched.plateau_best);
+    fprintf(fp, "plateau_bad %d\n", f->sched.plateau_bad);
+    for (int i = 0; i < N_HP; i++) {
+        const char *p = (const char *)&f->h + hp_table[i].off;
+        fprintf(fp, "hp.%s ", hp_table[i].key);
+        switch (hp_table[i].type) {
+        case HP_INT: fprintf(fp, "%d\n", *(const int *)p); break;
+        case HP_I64: fprintf(fp, "%lld\n", (long long)*(const int64_t *)p); break;
+        case HP_U64: fprintf(fp, "%llu\n", (unsigned long long)*(const uint64_t *)p); break;
+        case HP_DBL: fprintf(fp, "%a\n", *(const double *)p); break;
+        case HP_FLT: fprintf(fp, "%a\n", (double)*(const float *)p); break;
+        default: fprintf(fp, "%s\n", *(const char *const *)p ? *(const char *const *)p : ""); break;
+        }
+    }
+    fprintf(fp, "split_train %lld", (long long)f->n_tr);
+    for (int64_t i = 0; i < f->n_tr; i++)
+        fprintf(fp, " %lld", (long long)f->tr_idx[i]);
+    fprintf(fp, "\nsplit_val %lld", (long long)f->n_va);
+    for (int64_t i = 0; i < f->n_va; i++)
+        fprintf(fp, " %lld", (long long)f->va_idx[i]);
+    fputs("\nend\n", fp);
+    fclose(fp);
+    fp = NULL;
+    if ((st = otl_write_file_atomic(spath, buf, len, err)))
+        goto done;
+    /* the previous checkpoint's files */
+    if (f->serial > 0) {
+        char old[64];
+        snprintf(old, sizeof old, "model.%d.onnx", f->serial);
+        char *p = path_join(dir, old);
+        if (p)
+            unlink(p);
+        free(p);
+        snprintf(old, sizeof old, "optim.%d.bin", f->serial);
+        p = path_join(dir, old);
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    f->serial = serial;
+done:
+    if (fp)
+        fclose(fp);
+    free(buf);
+    free(mpath);
+    free(opath);
+    free(spath);
+    return st;
+}
+
+typedef struct kv_list {
+    int n;
+    char **k, **v;
+    char *text;
+} kv_list;
+
+static const char *kv_get(const kv_list *l, const char *k)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->k[i], k) == 0)
+            return l->v[i];
+    return NULL;
+}
+
+static otl_status kv_read(kv_list *l, const char *path, otl_error *err)
+{
+    memset(l, 0, sizeof *l);
+    size_t len;
+    otl_status st = otl_read_file(path, (size_t)1 << 32, (uint8_t **)&l->text, &len, err);
+    if (st)
+        return st;
+    int cap = 0;
+    for (size_t i = 0; i < len; i++)
+        cap += l->text[i] == '\n';
+    l->k = calloc((size_t)cap + 1, sizeof *l->k);
+    l->v = calloc((size_t)cap + 1, sizeof *l->v);
+    if (!l->k || !l->v)
+        return nomem(err);
+    for (char *p = l->text; *p;) {
+        char *e = strchr(p, '\n');
+        if (!e)
+            break;
+        *e = 0;
+        char *sp = strchr(p, ' ');
+        if (sp) {
+            *sp = 0;
+            l->k[l->n] = p;
+            l->v[l->n++] = sp + 1;
+        } else if (l->n < cap) {
+            l->k[l->n] = p;
+            l->v[l->n++] = e;
+        }
+        p = e + 1;
+    }
+    if (!kv_get(l, "onnx_tl_checkpoint") || !kv_get(l, "end"))
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: not a complete onnx-tl checkpoint state", path);
+    return OTL_OK;
+}
+
+static void kv_free(kv_list *l)
+{
+    free(l->k);
+    free(l->v);
+    free(l->text);
+}
+
+static int kv_ll(const kv_list *l, const char *k, long long *v)
+{
+    const char *s = kv_get(l, k);
+    char *e;
+    if (!s || !*s)
+        return 0;
+    *v = strtoll(s, &e, 10);
+    return *e == 0;
+}
+
+static int kv_dbl(const kv_list *l, const char *k, double *v)
+{
+    const char *s = kv_get(l, k);
+    char *e;
+    if (!s || !*s)
+        return 0;
+    *v = strtod(s, &e);
+    return *e == 0;
+}
+
+static otl_status parse_split(const kv_list *l, const char *key, int64_t **idx, int64_t *n, int64_t limit,
+                              const char *path, otl_error *err)
+{
+    const char *s = kv_get(l, key);
+    char *e;
+    long long cnt = s ? strtoll(s, &e, 10) : -1;
+    if (!s || cnt < 0 || cnt > limit)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: bad '%s' line", path, key);
+    free(*idx);
+    *idx = malloc(((size_t)cnt + 1) * sizeof **idx);
+    if (!*idx)
+        return nomem(err);
+    for (long long i = 0; i < cnt; i++) {
+        const char *p = e;
+        long long v = strtoll(p, &e, 10);
+        if (e == p || v < 0 || v >= limit)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: bad index in '%s'", path, key);
+        (*idx)[i] = v;
+    }
+    *n = cnt;
+    return OTL_OK;
+}
+
+/* Hyper-parameters and state from DIR/state.txt; the model file name in *model (malloc'd). */
+static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **model, otl_error *err)
+{
+    char *spath = path_join(dir, "state.txt");
+    if (!spath)
+        return nomem(err);
+    otl_status st = kv_read(l, spath, err);
+    if (st) {
+        free(spath);
+        return st;
+    }
+    for (int i = 0; i < N_HP && !st; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "hp.%s", hp_table[i].key);
+        char *p = (char *)&f->h + hp_table[i].off;
+        const char *s = kv_get(l, key);
+        long long iv;
+        double dv;
+        if (!s) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: missing '%s'", spath, key);
+            break;
+        }
+        switch (hp_table[i].type) {
+        case HP_INT:
+            if (kv_ll(l, key, &iv))
+                *(int *)p = (int)iv;
+            else
+                st = OTL_ERR_INPUT;
+            break;
+        case HP_I64:
+            if (kv_ll(l, key, &iv))
+                *(int64_t *)p = iv;
+            else
+                st = OTL_ERR_INPUT;
+            break;
+        case HP_U64:
+            *(uint64_t *)p = strtoull(s, NULL, 10);
+            break;
+        case HP_DBL:
+            if (kv_dbl(l, key, &dv))
+                *(double *)p = dv;
+            else
+                st = OTL_ERR_INPUT;
+            break;
+        case HP_FLT:
+            if (kv_dbl(l, key, &dv))
+                *(float *)p = (float)dv;
+            else
+                st = OTL_ERR_INPUT;
+            break;
+        default:
+            free(f->h_augment);
+            f->h_augment = *s ? otl_strdup(s) : NULL;
+            *(const char **)p = f->h_augment;
+            break;
+        }
+        if (st)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: bad value of '%s'", spath, key);
+    }
+    long long v[10];
+    double d[7];
+    if (!st && !(kv_ll(l, "serial", &v[0]) && kv_ll(l, "epoch", &v[1]) && kv_ll(l, "batch_pos", &v[2]) &&
+                 kv_ll(l, "step", &v[3]) && kv_ll(l, "sum_correct", &v[4]) && kv_ll(l, "sum_seen", &v[5]) &&
+                 kv_ll(l, "best_epoch", &v[6]) && kv_ll(l, "bad_epochs", &v[7]) && kv_ll(l, "n_unfrozen", &v[8]) &&
+                 kv_ll(l, "out_written", &v[9]) && kv_dbl(l, "sum_loss", &d[0]) && kv_dbl(l, "best_acc", &d[1]) &&
+                 kv_dbl(l, "plateau_lr", &d[2]) && kv_dbl(l, "plateau_best", &d[3]) &&
+                 kv_get(l, "plateau_bad") && kv_get(l, "model") && kv_get(l, "optim") && kv_get(l, "base_sha256")))
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: incomplete checkpoint state", spath);
+    if (!st) {
+        f->serial = (int)v[0];
+        f->epoch = (int)v[1];
+        f->batch_pos = v[2];
+        f->step = v[3];
+        f->sum_correct = v[4];
+        f->sum_seen = v[5];
+        f->best_epoch = (int)v[6];
+        f->bad_epochs = (int)v[7];
+        f->n_unfrozen = (int)v[8];
+        f->out_written = (int)v[9];
+        f->sum_loss = d[0];
+        f->best_acc = d[1];
+        for (int i = 0; i < 4; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "out_metric%d", i);
+            if (!kv_dbl(l, k, &f->out_metrics[i]))
+                f->out_metrics[i] = NAN;
+        }
+        snprintf(f->base_sha, sizeof f->base_sha, "%s", kv_get(l, "base_sha256"));
+        *model = path_join(dir, kv_get(l, "model"));
+        if (!*model)
+            st = nomem(err);
+    }
+    free(spath);
+    return st;
+}
+
+static otl_status ckpt_read_optim(fit *f, const char *dir, const kv_list *l, otl_error *err)
+{
+    char *opath = path_join(dir, kv_get(l, "optim"));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!opath)
+        return nomem(err);
+    otl_status st = otl_read_file(opath, (size_t)1 << 40, &buf, &len, err);
+    otl_optim *o = otl_trainer_optim(f->tr);
+    const otl_train_graph *tg = otl_trainer_graph(f->tr);
+    size_t pos = strlen(OPTIM_MAGIC);
+    int64_t hdr[3];
+    if (!st && (len < pos + sizeof hdr || memcmp(buf, OPTIM_MAGIC, pos) != 0))
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: not an onnx-tl optimizer state", opath);
+    if (!st) {
+        memcpy(hdr, buf + pos, sizeof hdr);
+        pos += sizeof hdr;
+        int has_m = (hdr[2] & 1) != 0, has_v = (hdr[2] & 2) != 0;
+        if (has_m != (o->m != NULL) || has_v != (o->v != NULL) || hdr[0] != o->n)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: optimizer state does not match the optimizer", opath);
+        o->step = hdr[1];
+        for (int64_t r = 0; !st && r < hdr[0]; r++) {
+            int64_t rec[3];
+            if (len - pos < sizeof rec) {
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: truncated", opath);
+                break;
+            }
+            memcpy(rec, buf + pos, sizeof rec);
+            pos += sizeof rec;
+            size_t need = (size_t)rec[0] + (size_t)(has_m + has_v) * (size_t)rec[1] * sizeof(float);
+            if (rec[0] < 0 || rec[1] < 0 || rec[0] > (int64_t)len || rec[1] > (int64_t)len || len - pos < need) {
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: truncated", opath);
+                break;
+            }
+            int i = -1;
+            for (int k = 0; k < tg->n_params && i < 0; k++)
+                if (strlen(tg->params[k]) == (size_t)rec[0] && memcmp(tg->params[k], buf + pos, (size_t)rec[0]) == 0)
+                    i = k;
+            pos += (size_t)rec[0];
+            if (i < 0 || o->numel[i] != rec[1]) {
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: parameter %lld does not match the model", opath, (long long)r);
+                break;
+            }
+            o->steps[i] = rec[2];
+            size_t b = (size_t)rec[1] * sizeof(float);
+            if (has_m) {
+                memcpy(o->m + o->offset[i], buf + pos, b);
+                pos += b;
+            }
+            if (has_v) {
+                memcpy(o->v + o->offset[i], buf + pos, b);
+                pos += b;
+            }
+        }
+    }
+    free(buf);
+    free(opath);
+    return st;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static otl_status open_data(fit *f, otl_error *err)
+{
+    const otl_graph *g = f->cur->graph;
+    const otl_value *in = NULL;
+    for (int i = 0; i < g->n_inputs && !in; i++)
+        if (!otl_graph_find_init(g, g->inputs[i]->name))
+            in = g->inputs[i];
+    if (!in)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input", f->file);
+    f->input = in->name;
+    otl_dataset_opts dopts;
+    otl_dataset_opts_init(&dopts);
+    dopts.skip_bad = f->h.skip_bad;
+    dopts.threads = f->h.threads;
+    otl_error pe = {0};
+    int have_pp = otl_preprocess_get(f->cur, &f->pp, &pe) == OTL_OK;
+    dopts.pp = have_pp ? &f->pp : NULL;
+    if (in->has_type && in->is_tensor) {
+        dopts.dtype = in->dtype;
+        if (in->has_shape && in->rank >= 1 && in->rank - 1 <= OTL_DATASET_MAX_RANK) {
+            dopts.rank = in->rank - 1;
+            for (int i = 1; i < in->rank; i++)
+                dopts.dims[i - 1] = in->dims[i].value > 0 ? in->dims[i].value : -1;
+        }
+    }
+    struct stat sb;
+    int is_dir = stat(f->h.data, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (is_dir && !have_pp) { /* image folders need the preprocessing */
+        *err = pe;
+        return pe.code ? pe.code : OTL_ERR_INPUT;
+    }
+    otl_status st = otl_dataset_open(&f->dtrain, f->h.data, &dopts, err);
+    if (st)
+        return st;
+    f->images = otl_dataset_is_images(f->dtrain);
+    if (f->h.val && (st = otl_dataset_open(&f->dval, f->h.val, &dopts, err)))
+        return st;
+    if (!f->h.val)
+        f->dval = f->dtrain;
+    int rank;
+    otl_dataset_sample(f->dtrain, &f->s_dtype, &rank, f->s_dims);
+    f->s_rank = rank;
+    f->s_bytes = otl_dataset_sample_bytes(f->dtrain);
+    if (f->dval != f->dtrain) {
+        int dt, r;
+        int64_t dims[OTL_DATASET_MAX_RANK];
+        otl_dataset_sample(f->dval, &dt, &r, dims);
+        if (dt != f->s_dtype || r != rank || memcmp(dims, f->s_dims, (size_t)r * sizeof *dims) != 0)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: samples differ in type or shape from those of %s", f->h.val,
+                                 f->h.data);
+    }
+    const char *skipped = otl_dataset_skipped(f->dtrain);
+    if (*skipped && f->h.msg)
+        fprintf(f->h.msg, "onnx-tl: skipped unreadable items of %s:\n%s", f->h.data, skipped);
+    if (f->dval != f->dtrain && *(skipped = otl_dataset_skipped(f->dval)) && f->h.msg)
+        fprintf(f->h.msg, "onnx-tl: skipped unreadable items of %s:\n%s", f->h.val, skipped);
+    return OTL_OK;
+}
+
+/* Class count and names: data vs the model's output size and stored labels. */
+static otl_status check_classes(fit *f, otl_error *err)
+{
+    const otl_graph *g = f->cur->graph;
+    otl_head h;
+    otl_find_head(g, &h);
+    int64_t C = h.found ? h.classes : -1;
+    const otl_value *ov = g->outputs[0];
+    if (C <= 0 && ov->has_shape && ov->rank == 2 && ov->dims[1].value > 0)
+        C = ov->dims[1].value;
+    f->n_classes = C;
+    int nd = otl_dataset_n_classes(f->dtrain);
+    const char *what = f->h.data;
+    if (C > 0 && (f->images ? nd != C : nd > C))
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: the data has %d classes but the model %s outputs %lld (use swap-head --classes %d)",
+                             what, nd, f->file, (long long)C, nd);
+    if (f->dval != f->dtrain) {
+        int nv = otl_dataset_n_classes(f->dval);
+        int bad = f->images ? nv != nd : (C > 0 && nv > C);
+        for (int c = 0; !bad && f->images && c < nd; c++)
+            bad = strcmp(otl_dataset_class_name(f->dval, c), otl_dataset_class_name(f->dtrain, c)) != 0;
+        if (bad)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: the validation classes differ from those of %s", f->h.val,
+                                 f->h.data);
+    }
+    char **labels = NULL;
+    int n_labels = 0;
+    otl_status st = otl_model_labels(f->cur, &labels, &n_labels, err);
+    if (st)
+        return st;
+    if (f->images && n_labels > 0) {
+        int bad = n_labels != nd;
+        for (int c = 0; !bad && c < nd; c++)
+            bad = strcmp(labels[c], otl_dataset_class_name(f->dtrain, c)) != 0;
+        if (bad) {
+            char a[256] = "", b[256] = "";
+            for (int c = 0; c < nd && strlen(a) < 200; c++)
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%s", c ? ", " : "", otl_dataset_class_name(f->dtrain, c));
+            for (int c = 0; c < n_labels && strlen(b) < 200; c++)
+                snprintf(b + strlen(b), sizeof b - strlen(b), "%s%s", c ? ", " : "", labels[c]);
+            free(labels);
+            return otl_error_set(err, OTL_ERR_INPUT,
+                                 "%s: class directories (%s) differ from the labels stored in %s (%s)", what, a, f->file, b);
+        }
+    }
+    free(labels);
+    if (f->images && n_labels == 0) { /* store the class names */
+        size_t len = 1;
+        for (int c = 0; c < nd; c++)
+            len += strlen(otl_dataset_class_name(f->dtrain, c)) + 1;
+        char *t = malloc(len);
+        if (!t)
+            return nomem(err);
+        t[0] = 0;
+        for (int c = 0; c < nd; c++) {
+            strcat(t, otl_dataset_class_name(f->dtrain, c));
+            if (c + 1 < nd)
+                strcat(t, "\n");
+        }
+        st = otl_model_meta_set(f->cur, "onnx_tl.labels", t, err);
+        free(t);
+    }
+    return st;
+}
+
+static otl_status open_log(fit *f, int resumed, otl_error *err)
+{
+    if (!f->h.log)
+        return OTL_OK;
+    if (resumed) { /* keep the lines of the epochs the checkpoint holds */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        otl_error e2 = {0};
+        if (otl_read_file(f->h.log, (size_t)1 << 30, &buf, &len, &e2) == OTL_OK) {
+            size_t keep = 0;
+            int lines = 0;
+            while (keep < len && lines < f->epoch) {
+                uint8_t *nl = memchr(buf + keep, '\n', len - keep);
+                if (!nl)
+                    break;
+                keep = (size_t)(nl - buf) + 1;
+                lines++;
+            }
+            otl_status st = otl_write_file_atomic(f->h.log, buf, keep, err);
+            free(buf);
+            if (st)
+                return st;
+        }
+    }
+    f->log = fopen(f->h.log, resumed ? "a" : "w");
+    if (!f->log)
+        return otl_error_set(err, OTL_ERR_IO, "%s: cannot open the log for writing", f->h.log);
+    return OTL_OK;
+}
+
+static void log_epoch(fit *f, int epoch, double lr, const double *mtr, double secs, double ips)
+{
+    if (!f->log)
+        return;
+    otl_json j;
+    otl_json_init(&j, f->log);
+    otl_json_obj(&j);
+    otl_json_key(&j, "epoch");
+    otl_json_int(&j, epoch);
+    otl_json_key(&j, "lr");
+    otl_json_num(&j, lr);
+    static const char *const keys[] = {"train_loss", "train_acc", "val_loss", "val_acc"};
+    for (int i = 0; i < 4; i++) {
+        otl_json_key(&j, keys[i]);
+        otl_json_num(&j, mtr[i]);
+    }
+    otl_json_key(&j, "seconds");
+    otl_json_num(&j, secs);
+    otl_json_key(&j, "images_per_s");
+    otl_json_num(&j, ips);
+    otl_json_obj_end(&j); /* ends the line */
+    fflush(f->log);
+}
+
+static void progress_bar(fit *f, int64_t done, int64_t total, double loss)
+{
+    if (!f->h.msg || f->h.progress != OTL_FIT_BAR)
+        return;
+    char bar[31];
+    int w = total ? (int)(30 * done / total) : 30;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < w ? '=' : (i == w ? '>' : ' ');
+    bar[30] = 0;
+    fprintf(f->h.msg, "\repoch %d/%d [%s] %lld/%lld loss %.4f ", f->epoch + 1, f->h.epochs, bar, (long long)done,
+            (long long)total, loss);
+    fflush(f->h.msg);
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void shuffle(int64_t *perm, int64_t n, uint64_t seed, int epoch)
+{
+    otl_rng r;
+    otl_rng_seed(&r, seed, 0x5eed0000u + (uint64_t)epoch);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)otl_rng_below(&r, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
+{
+    int64_t *perm = malloc(((size_t)f->n_tr + 1) * sizeof *perm);
+    if (!perm)
+        return nomem(err);
+    otl_status st = OTL_OK;
+    for (; f->epoch < f->h.epochs && !st; f->epoch++) {
+        double t0 = now_s();
+        if (f->batch_pos == 0) {
+            f->sum_loss = 0;
+            f->sum_correct = f->sum_seen = 0;
+            if (f->h.unfreeze_every > 0 && f->epoch > 0 && f->epoch % f->h.unfreeze_every == 0) {
+                if (unfreeze_next(f, err, &st))
+                    f->n_unfrozen++;
+                if (st)
+                    break;
+            }
+        }
+        memcpy(perm, f->tr_idx, (size_t)f->n_tr * sizeof *perm);
+        if (!f->h.no_shuffle)
+            shuffle(perm, f->n_tr, f->h.seed, f->epoch);
+        uint64_t aug_seed = f->h.seed * 0x9E3779B97F4A7C15ull + (uint64_t)f->epoch + 1;
+        int64_t seen0 = f->sum_seen;
+        double lr = 0;
+        for (; f->batch_pos < f->steps_per_epoch; f->batch_pos++) {
+            int64_t b0 = f->batch_pos * f->h.batch;
+            int64_t n = f->n_tr - b0 < f->h.batch ? f->n_tr - b0 : f->h.batch;
+            otl_tensor *x = NULL, *y = NULL;
+            if ((st = batch_tensors(f, f->dtrain, perm + b0, n, f->aug.enabled ? &f->aug : NULL, aug_seed, &x, &y, err)))
+                break;
+            lr = otl_schedule_lr(&f->sched, f->step);
+            double mom = otl_schedule_momentum(&f->sched, f->step);
+            otl_optim *opt = otl_trainer_optim(f->tr);
+            if (mom >= 0 && opt->o.kind == OTL_OPT_SGD && opt->o.momentum > 0)
+                opt->o.momentum = (float)mom;
+            else if (mom >= 0 && opt->o.kind != OTL_OPT_SGD)
+                opt->o.beta1 = (float)mom;
+            float loss = 0;
+            const otl_tensor *in[1] = {x};
+            st = otl_trainer_step(f->tr, in, 1, y, (float)lr, &loss, err);
+            if (!st && !isfinite(loss)) {
+                char kept[256];
+                if (f->out_written)
+                    snprintf(kept, sizeof kept, "%s keeps the model of epoch %d", f->h.out, f->out_written);
+                else
+                    snprintf(kept, sizeof kept, "no model was written to %s", f->h.out);
+                st = otl_error_set(err, OTL_ERR_INPUT,
+                                   "%s: non-finite loss (%g) at epoch %d, step %lld (batch %lld of %lld, lr %g): "
+                                   "training diverged; %s",
+                                   f->file, (double)loss, f->epoch + 1, (long long)f->step + 1,
+                                   (long long)f->batch_pos + 1, (long long)f->steps_per_epoch, lr, kept);
+            }
+            if (!st) {
+                const otl_tensor *pred = otl_trainer_prediction(f->tr);
+                const int64_t *yy = y->data;
+                if (pred && pred->rank == 2 && pred->dtype == OTL_DTYPE_FLOAT && pred->dims[0] == n) {
+                    int64_t C = pred->dims[1];
+                    for (int64_t i = 0; i < n; i++)
+                        f->sum_correct += argmax_row((const float *)pred->data + i * C, C) == yy[i];
+                }
+                f->sum_loss += (double)loss * (double)n;
+                f->sum_seen += n;
+                f->step++;
+            }
+            otl_tensor_free(x);
+            otl_tensor_free(y);
+            if (st)
+                break;
+            progress_bar(f, f->batch_pos + 1, f->steps_per_epoch, f->sum_loss / (double)f->sum_seen);
+            if (f->h.interrupt && *f->h.interrupt) {
+                f->batch_pos++;
+                if (f->h.msg && f->h.progress == OTL_FIT_BAR)
+                    fputc('\n', f->h.msg);
+                r->interrupted = 1;
+                st = ckpt_write(f, err);
+                if (!st && f->h.checkpoint)
+                    st = otl_error_set(err, OTL_ERR_INPUT,
+                                       "interrupted at epoch %d, step %lld: checkpoint written to %s (continue with "
+                                       "--resume %s)",
+                                       f->epoch + 1, (long long)f->step, f->h.checkpoint, f->h.checkpoint);
+                else if (!st)
+                    st = otl_error_set(err, OTL_ERR_INPUT,
+                                       "interrupted at epoch %d, step %lld (no --checkpoint: progress not saved)%s%s",
+                                       f->epoch + 1, (long long)f->step, f->out_written ? "; best model so far in " : "",
+                                       f->out_written ? f->h.out : "");
+                break;
+            }
+        }
+        if (st)
+            break;
+        if (f->h.msg && f->h.progress == OTL_FIT_BAR)
+            fputc('\n', f->h.msg);
+        double mtr[4] = {f->sum_seen ? f->sum_loss / (double)f->sum_seen : NAN,
+                         f->sum_seen ? (double)f->sum_correct / (double)f->sum_seen : NAN, NAN, NAN};
+        double secs = now_s() - t0;
+        double ips = secs > 0 ? (double)(f->sum_seen - seen0) / secs : 0;
+        if (f->n_va && (st = evaluate(f, &mtr[2], &mtr[3], err)))
+            break;
+        otl_schedule_epoch_end(&f->sched, f->n_va ? mtr[2] : mtr[0]);
+        int improved = 0;
+        if (f->n_va) {
+            if (f->best_epoch == 0 || mtr[3] > f->best_acc) {
+                f->best_acc = mtr[3];
+                f->best_epoch = f->epoch + 1;
+                f->bad_epochs = 0;
+                improved = 1;
+            } else {
+                f->bad_epochs++;
+            }
+        }
+        if ((!f->n_va || improved) && (st = write_out(f, f->epoch + 1, mtr, err)))
+            break;
+        secs = now_s() - t0;
+        if (f->h.msg && f->h.progress != OTL_FIT_QUIET) {
+            fprintf(f->h.msg, "epoch %d/%d  lr %.3g  train_loss %.4f  train_acc %.4f", f->epoch + 1, f->h.epochs, lr,
+                    mtr[0], mtr[1]);
+            if (f->n_va)
+                fprintf(f->h.msg, "  val_loss %.4f  val_acc %.4f%s", mtr[2], mtr[3], improved ? "  *" : "");
+            fprintf(f->h.msg, "  %.1fs  %.0f img/s\n", secs, ips);
+        }
+        memcpy(&r->train_loss, mtr, sizeof mtr); /* train_loss, train_acc, val_loss, val_acc in order */
+        r->epochs_done = f->epoch + 1;
+        int stop = f->n_va && f->h.early_stop > 0 && f->bad_epochs >= f->h.early_stop;
+        f->batch_pos = 0;
+        f->epoch++;
+        st = ckpt_write(f, err);
+        f->epoch--;
+        log_epoch(f, f->epoch + 1, lr, mtr, secs, ips);
+        if (!st && stop) {
+            r->stopped_early = 1;
+            if (f->h.msg && f->h.progress != OTL_FIT_QUIET)
+                fprintf(f->h.msg, "early stop: no better validation accuracy for %d epochs (best %.4f at epoch %d)\n",
+                        f->bad_epochs, f->best_acc, f->best_epoch);
+            f->epoch++;
+            break;
+        }
+    }
+    free(perm);
+    return st;
+}
+
+otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result *res, otl_error *err)
+{
+    otl_fit_result rdummy;
+    otl_fit_result *r = res ? res : &rdummy;
+    memset(r, 0, sizeof *r);
+    r->best_val_acc = r->train_loss = r->train_acc = r->val_loss = r->val_acc = NAN;
+    fit f;
+    memset(&f, 0, sizeof f);
+    f.h = *o;
+    f.file = model_path;
+    kv_list kv;
+    memset(&kv, 0, sizeof kv);
+    char *ck_model = NULL;
+    otl_status st = OTL_OK;
+    if (o->resume) {
+        if ((st = ckpt_read_state(&f, o->resume, &kv, &ck_model, err)))
+            goto done;
+        /* the run's own outputs and environment come from this invocation */
+        f.h.data = o->data;
+        f.h.val = o->val;
+        f.h.out = o->out;
+        f.h.log = o->log;
+        f.h.checkpoint = o->checkpoint ? o->checkpoint : o->resume;
+        st = otl_model_load(&f.cur, ck_model, NULL, err);
+    } else {
+        if (!(st = file_sha256(model_path, f.base_sha, err)))
+            st = otl_model_load(&f.cur, model_path, NULL, err);
+    }
+    if (st)
+        goto done;
+    if (f.h.epochs < 1 || f.h.batch < 1 || !(f.h.lr > 0) || !(f.h.val_frac >= 0 && f.h.val_frac < 1)) {
+        st = otl_error_set(err, OTL_ERR_USAGE, "train: epochs and batch must be >= 1, lr > 0, val fraction in [0, 1)");
+        goto done;
+    }
+    if (f.h.augment && (st = otl_augment_parse(f.h.augment, &f.aug, err)))
+        goto done;
+    if ((st = open_data(&f, err)) || (st = check_classes(&f, err)))
+        goto done;
+    if (o->resume) {
+        const char *ds = kv_get(&kv, "data_sha256"), *vs = kv_get(&kv, "val_sha256");
+        if (!ds || strcmp(ds, otl_dataset_hash(f.dtrain)) != 0 ||
+            (f.h.val && (!vs || strcmp(vs, otl_dataset_hash(f.dval)) != 0)) || (!f.h.val && vs)) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: the data (%s%s%s) differ from those the checkpoint was made with",
+                               o->resume, f.h.data, f.h.val ? ", " : "", f.h.val ? f.h.val : "");
+            goto done;
+        }
+        int64_t n = otl_dataset_len(f.dtrain);
+        if ((st = parse_split(&kv, "split_train", &f.tr_idx, &f.n_tr, n, o->resume, err)) ||
+            (st = parse_split(&kv, "split_val", &f.va_idx, &f.n_va, f.h.val ? otl_dataset_len(f.dval) : n, o->resume, err)))
+            goto done;
+    } else if (f.h.val) {
+        f.n_tr = otl_dataset_len(f.dtrain);
+        f.n_va = otl_dataset_len(f.dval);
+        f.tr_idx = malloc(((size_t)f.n_tr + 1) * sizeof *f.tr_idx);
+        f.va_idx = malloc(((size_t)f.n_va + 1) * sizeof *f.va_idx);
+        if (!f.tr_idx || !f.va_idx) {
+            st = nomem(err);
+            goto done;
+        }
+        for (int64_t i = 0; i < f.n_tr; i++)
+            f.tr_idx[i] = i;
+        for (int64_t i = 0; i < f.n_va; i++)
+            f.va_idx[i] = i;
+    } else if ((st = otl_dataset_split(f.dtrain, f.h.val_frac, f.h.seed, &f.tr_idx, &f.n_tr, &f.va_idx, &f.n_va, err))) {
+        goto done;
+    }
+    if (f.n_tr == 0) {
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: no training samples left after the validation split", f.h.data);
+        goto done;
+    }
+    if (f.h.unfreeze_every > 0 || f.h.layer_lr_decay > 0) {
+        if ((st = otl_param_blocks_get(f.cur, &f.blocks, err)))
+            goto done;
+    }
+    if ((st = trainer_build(&f, err)))
+        goto done;
+    if (o->resume && (st = ckpt_read_optim(&f, o->resume, &kv, err)))
+        goto done;
+    f.steps_per_epoch = (f.n_tr + f.h.batch - 1) / f.h.batch;
+    otl_schedule_init(&f.sched, f.h.schedule, f.h.lr, (int64_t)f.h.epochs * f.steps_per_epoch, f.steps_per_epoch);
+    f.sched.warmup = f.h.schedule == OTL_SCHED_ONECYCLE ? 0 : f.h.warmup;
+    f.sched.step_size = f.h.step_size > 0 ? f.h.step_size : (f.h.epochs / 3 > 1 ? f.h.epochs / 3 : 1);
+    f.sched.gamma = f.h.gamma;
+    f.sched.min_lr = f.h.min_lr;
+    f.sched.plateau_patience = f.h.plateau_patience;
+    f.sched.plateau_factor = f.h.plateau_factor;
+    if (o->resume) {
+        long long pb = 0;
+        kv_dbl(&kv, "plateau_lr", &f.sched.plateau_lr);
+        kv_dbl(&kv, "plateau_best", &f.sched.plateau_best);
+        kv_ll(&kv, "plateau_bad", &pb);
+        f.sched.plateau_bad = (int)pb;
+    }
+    if ((st = open_log(&f, o->resume != NULL, err)))
+        goto done;
+    if (f.h.checkpoint && !o->resume) {
+        if (mkdir(f.h.checkpoint, 0777) != 0 && errno != EEXIST) {
+            st = otl_error_set(err, OTL_ERR_IO, "%s: cannot create the checkpoint directory: %s", f.h.checkpoint,
+                               strerror(errno));
+            goto done;
+        }
+    }
+    if (f.h.msg && f.h.progress != OTL_FIT_QUIET) {
+        if (o->resume)
+            fprintf(f.h.msg, "resuming from %s at epoch %d, step %lld (hyper-parameters from the checkpoint)\n", o->resume,
+                    f.epoch + 1, (long long)f.step);
+        fprintf(f.h.msg, "training %s: %lld training / %lld validation samples, %lld classes, %d trainable tensors, %s, "
+                         "lr %g (%s), batch %lld, %d epochs\n",
+                f.file, (long long)f.n_tr, (long long)f.n_va, (long long)f.n_classes, otl_trainer_graph(f.tr)->n_params,
+                opt_names[f.h.optim.kind], f.h.lr, otl_schedule_name(f.h.schedule), (long long)f.h.batch, f.h.epochs);
+    }
+    st = run_epochs(&f, r, err);
+    r->best_epoch = f.n_va ? f.best_epoch : f.out_written;
+    r->best_val_acc = f.n_va && f.best_epoch ? f.best_acc : NAN;
+    if (!st && f.h.msg && f.h.progress != OTL_FIT_QUIET) {
+        if (f.n_va)
+            fprintf(f.h.msg, "wrote %s: epoch %d, validation accuracy %.4f\n", f.h.out, f.best_epoch, f.best_acc);
+        else
+            fprintf(f.h.msg, "wrote %s: epoch %d (no validation data)\n", f.h.out, f.out_written);
+    }
+done:
+    if (f.log)
+        fclose(f.log);
+    kv_free(&kv);
+    free(ck_model);
+    otl_param_blocks_free(f.blocks);
+    otl_trainer_free(f.tr);
+    if (f.dval != f.dtrain)
+        otl_dataset_free(f.dval);
+    otl_dataset_free(f.dtrain);
+    free(f.tr_idx);
+    free(f.va_idx);
+    free(f.h_augment);
+    otl_model_free(f.cur);
+    return st;
+}
