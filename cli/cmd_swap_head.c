@@ -143,17 +143,17 @@ int cmd_swap_head(int argc, char **argv)
         return cli_usage_error(usage, "swap-head: --seed must be a non-negative integer, got '%s'", v);
     if ((rc = cli_threads(&a, usage, &so.threads)))
         return rc;
-    /* single-key preprocessing flags -> one JSON object */
-    char flags_json[2048];
-    size_t fj = 0;
+    /* single-key preprocessing flags, each a one-key JSON object parsed in this order */
+    char flags_json[8][600];
+    const char *flag_name[8];
     int n_flags = 0;
     static const char *const str_keys[] = {"channels", "layout", "resize", "crop", NULL};
     for (int i = 0; str_keys[i]; i++)
         if ((v = cli_get(&a, str_keys[i]))) {
             if (strlen(v) > 32 || strpbrk(v, "\"\\"))
                 return cli_usage_error(usage, "swap-head: bad --%s value '%s'", str_keys[i], v);
-            fj += (size_t)snprintf(flags_json + fj, sizeof flags_json - fj, "%s\"%s\":\"%s\"", n_flags++ ? "," : "{",
-                                   str_keys[i], v);
+            snprintf(flags_json[n_flags], sizeof flags_json[0], "{\"%s\":\"%s\"}", str_keys[i], v);
+            flag_name[n_flags++] = str_keys[i];
         }
     static const char *const num_keys[] = {"size", "mean", "std", NULL};
     for (int i = 0; num_keys[i]; i++)
@@ -162,18 +162,17 @@ int cmd_swap_head(int argc, char **argv)
             if (!number_list(v, arr, sizeof arr, i == 0))
                 return cli_usage_error(usage, "swap-head: --%s must be a comma-separated list of numbers%s, got '%s'",
                                        num_keys[i], i == 0 ? " (H,W)" : "", v);
-            fj += (size_t)snprintf(flags_json + fj, sizeof flags_json - fj, "%s\"%s\":%s", n_flags++ ? "," : "{",
-                                   num_keys[i], arr);
+            snprintf(flags_json[n_flags], sizeof flags_json[0], "{\"%s\":%s}", num_keys[i], arr);
+            flag_name[n_flags++] = num_keys[i];
         }
     if ((v = cli_get(&a, "scale"))) {
         char *e;
         double s = strtod(v, &e);
         if (!*v || *e || !(s > 0) || s > 1e30)
             return cli_usage_error(usage, "swap-head: --scale must be a positive number, got '%s'", v);
-        fj += (size_t)snprintf(flags_json + fj, sizeof flags_json - fj, "%s\"scale\":%.17g", n_flags++ ? "," : "{", s);
+        snprintf(flags_json[n_flags], sizeof flags_json[0], "{\"scale\":%.17g}", s);
+        flag_name[n_flags++] = "scale";
     }
-    if (n_flags)
-        snprintf(flags_json + fj, sizeof flags_json - fj, "}");
     const char *pp_file = cli_get(&a, "preprocess");
 
     otl_error err = {0};
@@ -203,9 +202,13 @@ int cmd_swap_head(int argc, char **argv)
         if (pp_file && (otl_read_file(pp_file, 1 << 20, &ppbuf, &pplen, &err) ||
                         otl_preprocess_parse((const char *)ppbuf, &pp, pp_file, &err)))
             goto fail;
-        if (n_flags && otl_preprocess_parse(flags_json, &pp, "preprocessing flags", &err)) {
-            err.code = OTL_ERR_USAGE;
-            goto fail;
+        for (int i = 0; i < n_flags; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "--%s", flag_name[i]);
+            if (otl_preprocess_parse(flags_json[i], &pp, what, &err)) {
+                err.code = OTL_ERR_USAGE;
+                goto fail;
+            }
         }
         so.pp = &pp;
     }

@@ -399,6 +399,57 @@ static otl_status depends_on(const otl_graph *g, const char *a, const char *b, i
     return OTL_OK;
 }
 
+/* Whether `line` is one of the lines of `list`. */
+static int in_lines(const char *list, const char *line)
+{
+    size_t l = strlen(line);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == l && memcmp(p, line, l) == 0)
+            return 1;
+        p += len;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+/* A head made by an earlier swap-head (onnx_tl.head lists the detected weight): the cut moves to
+ * the input of that whole head (its first Gemm and the pooling/flatten/dropout nodes before it,
+ * all named "/<prefix>/..."), so that a hidden layer does not stay behind. *cut replaced. */
+static int own_head_input(const otl_model *m, const char *weight, char **cut)
+{
+    const otl_graph *g = m->graph;
+    const char *list = otl_model_meta_get(m, "onnx_tl.head");
+    if (!list || !weight || !in_lines(list, weight))
+        return 0;
+    const char *e = strchr(list, '.');
+    if (!e || e == list || (size_t)(e - list) > 60)
+        return 0;
+    char first[128], scope[80];
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(list, "\n"), list);
+    snprintf(scope, sizeof scope, "/%.*s/", (int)(e - list), list);
+    const char *x = NULL;
+    for (int i = 0; i < g->n_nodes && !x; i++)
+        for (int k = 1; k < g->nodes[i]->n_inputs; k++)
+            if (strcmp(g->nodes[i]->inputs[k], first) == 0 && strncmp(g->nodes[i]->name, scope, strlen(scope)) == 0)
+                x = g->nodes[i]->inputs[0];
+    if (!x)
+        return 0;
+    for (int hops = 0; hops < 8; hops++) {
+        int p = otl_graph_producer(g, x);
+        if (p < 0 || strncmp(g->nodes[p]->name, scope, strlen(scope)) != 0 || g->nodes[p]->n_inputs < 1)
+            break;
+        x = g->nodes[p]->inputs[0];
+    }
+    if (strcmp(x, *cut) == 0)
+        return 0;
+    free(*cut);
+    *cut = otl_strdup(x);
+    return 1;
+}
+
 static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, located *L, otl_error *err)
 {
     const otl_graph *g = m->graph;
@@ -459,6 +510,11 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         L->head_node = h.node;
         L->bias_node = h.bias_node;
         L->features = strcmp(hn->op_type, "Gemm") == 0 ? h.features : -1;
+        if (L->cut && own_head_input(m, h.weight, &L->cut)) {
+            L->features = -1;
+            if (!L->cut)
+                return oom(err);
+        }
         L->old_classes = h.classes;
         snprintf(L->old_head, sizeof L->old_head, "%s", hn->name);
         if (!L->cut || !L->target)
@@ -565,6 +621,12 @@ static otl_status probe_shape(const otl_model *m, const char *name, int threads,
                                    outs[i]->rank);
                 break;
             }
+            if (outs[i]->dtype != OTL_DTYPE_FLOAT) {
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' is %s; a head needs float32 features "
+                                   "(rank %d)",
+                                   fname(m), name, otl_dtype_name(outs[i]->dtype), outs[i]->rank);
+                break;
+            }
             *rank = outs[i]->rank;
             memcpy(dims, outs[i]->dims, (size_t)outs[i]->rank * sizeof *dims);
             break;
@@ -589,6 +651,9 @@ static otl_status cut_shape(const otl_model *m, const located *L, int threads, i
         return OTL_OK;
     }
     const otl_value *v = otl_graph_find_value(m->graph, L->cut);
+    if (v && v->has_type && v->is_tensor && v->dtype != OTL_DTYPE_FLOAT)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' is %s; a head needs float32 features (rank %d)",
+                             fname(m), L->cut, otl_dtype_name(v->dtype), v->has_shape ? v->rank : -1);
     if (v && v->has_type && v->is_tensor && v->has_shape && v->rank >= 2 && v->rank <= 4 &&
         v->dims[feature_axis(v->rank)].value > 0) {
         *rank = v->rank;

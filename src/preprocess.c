@@ -390,14 +390,21 @@ end:
                  "mean" : "std", n_mean && n_mean != nchan ? n_mean : n_std, cname, nchan);
         return jp_fail(&j, "%s", msg);
     }
-    if (nchan != old_nchan || (seen[3] && r.channels != pp->channels)) {
-        /* a new channel count or order: mean/std not given follow the new channels */
+    if (nchan != old_nchan) {
+        /* a new channel count: mean/std not given take the defaults of the new channels */
         otl_preprocess d = r;
         set_norm_defaults(&d);
         if (!n_mean)
             memcpy(r.mean, d.mean, sizeof r.mean);
         if (!n_std)
             memcpy(r.std, d.std, sizeof r.std);
+    } else if (nchan == 3 && r.channels != pp->channels) {
+        /* rgb <-> bgr: mean/std not given keep following the same colors */
+        float t;
+        if (!n_mean)
+            t = r.mean[0], r.mean[0] = r.mean[2], r.mean[2] = t;
+        if (!n_std)
+            t = r.std[0], r.std[0] = r.std[2], r.std[2] = t;
     }
     for (int i = 0; i < n_mean; i++)
         r.mean[i] = (float)mean[i];

@@ -64,3 +64,12 @@ add_test(NAME surgery.swap.zoo.bert
   COMMAND ${_otl_surg_check} --model ${OTL_ZOO_DIR}/bert.onnx --workdir ${_otl_surg_work}/zoo_bert
           --classes 2 --batch 1 -- --at last_hidden_state)
 set_tests_properties(surgery.swap.zoo.bert PROPERTIES LABELS "surgery;zoo" TIMEOUT 600 FIXTURES_REQUIRED zoo)
+
+# freeze (option combinations against a python reference of the graph, info --json counts,
+# grad writing only trainable gradients, --list blocks), labels/preprocessing metadata, errors
+foreach(part freeze meta errors)
+  add_test(NAME surgery.cli.${part}
+    COMMAND ${PYTHON} ${_otl_surg_dir}/check_cli.py ${part} --onnx-tl ${ONNX_TL} --models ${_otl_surg_models}
+            --workdir ${_otl_surg_work}/cli)
+  set_tests_properties(surgery.cli.${part} PROPERTIES LABELS "surgery" TIMEOUT 300)
+endforeach()
