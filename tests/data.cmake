@@ -12,6 +12,8 @@
 #                  garbage), skip_bad, cache on/off/partial, augmented batches via prefetch
 #   data.augment   spec parsing and errors, transform properties (identity, hflip twice, 180
 #                  degrees, determinism, ranges, jitter statistics)
+#   data.robust    the committed images cut at every 5th length and with random byte flips: never
+#                  a crash, errors name the buffer (run under ASan by make asan-test)
 set(_otl_data_dir ${CMAKE_CURRENT_LIST_DIR}/data)
 set(_otl_data_fx ${CMAKE_CURRENT_BINARY_DIR}/data_fixtures)
 add_executable(test_data ${_otl_data_dir}/test_data.c)
@@ -24,4 +26,5 @@ add_test(NAME data.folder COMMAND test_data folder ${_otl_data_fx})
 set_tests_properties(data.npz data.folder PROPERTIES FIXTURES_REQUIRED data_fx LABELS "data;asan" TIMEOUT 120)
 add_test(NAME data.images COMMAND test_data images ${_otl_data_dir})
 add_test(NAME data.augment COMMAND test_data augment)
-set_tests_properties(data.images data.augment PROPERTIES LABELS "data;asan" TIMEOUT 120)
+add_test(NAME data.robust COMMAND test_data robust ${_otl_data_dir})
+set_tests_properties(data.images data.augment data.robust PROPERTIES LABELS "data;asan" TIMEOUT 120)

@@ -7,6 +7,7 @@
  *                                   (DATADIR/cases.txt, golden.npz, img/ from make_images.py)
  *   test_data folder FIXTURES       ImageFolder listing, errors, skip_bad, cache, augmentation
  *   test_data augment               augmentation parsing and transform properties
+ *   test_data robust DATADIR        truncated and corrupted copies of the committed images
  * Exit status 0 only when every check passed; each failure is printed. */
 #include "onnxtl_data.h"
 
@@ -807,6 +808,61 @@ static int test_augment(void)
     return 0;
 }
 
+/* ------------------------------------------------------------ hostile bytes */
+
+/* Every committed image cut at many lengths and with flipped bytes: decoding never crashes, and
+   fails with OTL_ERR_INPUT naming the buffer or succeeds; a cut inside the pixel data fails. */
+static int test_robust(const char *dir)
+{
+    const char *files[] = {"rgb_37x23.png", "gray_19x31.png", "rgba_29x17.png", "la_15x21.png",
+                           "pal_20x14.png", "rgb_40x30.jpg",  "gray_33x26.JPG", "rgb_64x48.jpg"};
+    otl_preprocess pp = {0};
+    pp.height = 9, pp.width = 7;
+    pp.resize = OTL_RESIZE_SHORTER_SIDE, pp.crop = OTL_CROP_CENTER;
+    pp.channels = OTL_CHANNELS_RGB;
+    uint8_t out[9 * 7 * 3];
+    for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/img/%s", dir, files[fi]);
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL, "%s", path);
+        if (!f)
+            continue;
+        uint8_t buf[1 << 16];
+        size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        int n_err = 0;
+        for (size_t cut = 0; cut < len; cut += 5) {
+            otl_error e = {0};
+            uint8_t *copy = malloc(cut ? cut : 1); /* exact size: ASan sees any over-read */
+            memcpy(copy, buf, cut);
+            otl_status st = otl_image_decode_u8(copy, cut, "cut.img", &pp, out, &e);
+            free(copy);
+            CHECK(st == OTL_OK || (st == OTL_ERR_INPUT && strstr(e.msg, "cut.img")), "%s cut at %zu: %d '%s'",
+                  files[fi], cut, st, e.msg);
+            n_err += st != OTL_OK;
+            if (cut > 0 && cut < len / 2)
+                CHECK(st != OTL_OK, "%s cut at %zu of %zu decoded", files[fi], cut, len);
+        }
+        unsigned r = 12345;
+        for (int t = 0; t < 200; t++) {
+            uint8_t *copy = malloc(len);
+            memcpy(copy, buf, len);
+            for (int k = 0; k < 3; k++) {
+                r = r * 1103515245u + 12345u;
+                copy[(r >> 8) % len] ^= (uint8_t)(1 + (r >> 20) % 255);
+            }
+            otl_error e = {0};
+            otl_status st = otl_image_decode_u8(copy, len, "flip.img", &pp, out, &e);
+            free(copy);
+            CHECK(st == OTL_OK || (st == OTL_ERR_INPUT && strstr(e.msg, "flip.img")), "%s flipped: %d '%s'",
+                  files[fi], st, e.msg);
+        }
+        CHECK(n_err > 0, "%s: no cut failed", files[fi]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -820,6 +876,8 @@ int main(int argc, char **argv)
         r = test_images(argv[2]);
     else if (!strcmp(argv[1], "folder") && argc == 3)
         r = test_folder(argv[2]);
+    else if (!strcmp(argv[1], "robust") && argc == 3)
+        r = test_robust(argv[2]);
     else if (!strcmp(argv[1], "augment"))
         r = test_augment();
     else {
