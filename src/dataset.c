@@ -671,7 +671,18 @@ otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_datas
         st = open_folder(d, path, o, err);
     } else {
         d->kind = DS_NPZ;
-        st = open_npz(d, path, o, err);
+        size_t pl = strlen(path);
+        if (pl >= 4 && !strcasecmp(path + pl - 4, ".npz"))
+            st = open_npz(d, path, o, err);
+        else { /* say what a data set is when the file is something else entirely */
+            otl_error e = {0};
+            st = open_npz(d, path, o, &e);
+            if (st == OTL_ERR_INPUT && strstr(e.msg, "not an .npz (ZIP)"))
+                otl_error_set(err, st, "%s: not a data set (expected an ImageFolder directory or an .npz archive)",
+                              path);
+            else if (st)
+                otl_error_set(err, st, "%s", e.msg);
+        }
     }
     if (st) {
         otl_dataset_free(d);

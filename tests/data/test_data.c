@@ -341,6 +341,8 @@ static int test_npz(const char *dir, const char *model)
     expect_open_error(pjoin(dir, "bad_empty.npz"), &o, OTL_ERR_INPUT, "bad_empty.npz: no samples", NULL);
     expect_open_error(pjoin(dir, "bad_notzip.npz"), &o, OTL_ERR_INPUT, "bad_notzip.npz", NULL);
     expect_open_error(pjoin(dir, "missing.npz"), &o, OTL_ERR_INPUT, "missing.npz: cannot open", NULL);
+    expect_open_error(pjoin(dir, "expect.txt"), &o, OTL_ERR_INPUT, "expect.txt: not a data set",
+                      "ImageFolder directory or an .npz");
     return 0;
 }
 
