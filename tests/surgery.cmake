@@ -73,3 +73,9 @@ foreach(part freeze meta errors)
             --workdir ${_otl_surg_work}/cli)
   set_tests_properties(surgery.cli.${part} PROPERTIES LABELS "surgery" TIMEOUT 300)
 endforeach()
+
+# parameter blocks (gradual unfreezing / discriminative learning rates) on in-memory models
+add_executable(test_blocks ${_otl_surg_dir}/test_blocks.c)
+target_link_libraries(test_blocks PRIVATE onnxtl)
+add_test(NAME surgery.blocks COMMAND test_blocks)
+set_tests_properties(surgery.blocks PROPERTIES LABELS "surgery;unit;asan" TIMEOUT 60)
