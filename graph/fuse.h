@@ -14,6 +14,10 @@ typedef struct otl_fused {
 } otl_fused;
 
 otl_status otl_fuse_inference(const otl_model *m, otl_fused **out, otl_error *err);
+/* The same rewrites on a training graph, only where no gradient node reads a fused-away value;
+ * graph inputs (trainable parameters) are not constants; no BatchNormalization folding when
+ * bn_training (batch statistics). */
+otl_status otl_fuse_training(const otl_model *m, int bn_training, otl_fused **out, otl_error *err);
 void otl_fused_free(otl_fused *f);
 
 #endif

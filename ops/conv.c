@@ -559,9 +559,9 @@ static otl_status conv_prepare(otl_kctx *k)
             return st;
         s->reserved = 1;
     }
-    /* const weights (initializers) of an inference plan: reorder once now. Training updates
-     * the parameters between runs, so there they are reordered on every forward. */
-    if (s->w_reorder && k->in[1]->is_const && !k->training) {
+    /* const weights (initializers, frozen parameters in training): reorder once now. Trainable
+     * parameters are fed as inputs (not const) and reordered on every forward. */
+    if (s->w_reorder && k->in[1]->is_const) {
         dnnl_memory_set_data_handle(s->w_user, k->in[1]->data);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, s->w_user}, {DNNL_ARG_TO, s->w_prim}};
         if ((st = otl_dnnl_run(k, s->w_reorder, 2, args)))
@@ -1118,7 +1118,7 @@ const otl_op otl_op_ConvTranspose = {
     .grad_inputs = 7, .grad = conv_grad,
 };
 
-/* Inference only (the graph rewrite of graph/fuse.c makes it; training graphs are not fused). */
+/* Made by the graph rewrites of graph/fuse.c (inference, and the frozen parts of training graphs). */
 const otl_op otl_op_FusedConv = {
     .op_type = "FusedConv", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = fused_infer, .prepare = conv_prepare, .forward = conv_forward, .release = conv_release,

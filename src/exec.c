@@ -208,11 +208,13 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
                                *n->domain ? "." : "", n->op_type, (long long)opset,
                                why ? " (" : "", why ? why : "", why ? ")" : "");
     }
-    /* inference: fold BatchNormalization and fuse Conv chains (never for training graphs) */
+    /* fold BatchNormalization and fuse Conv chains (training graphs: only where the backward
+       reads none of the fused-away values, e.g. a frozen backbone) */
     const char *nofuse = getenv("OTL_NO_FUSE");
-    if (!st && !s->opts.training && !s->opts.no_fuse && !(nofuse && *nofuse && strcmp(nofuse, "0")) &&
+    if (!st && !s->opts.no_fuse && !(nofuse && *nofuse && strcmp(nofuse, "0")) &&
         otl_op_find("onnx_tl", "FusedConv", 1, NULL)) {
-        st = otl_fuse_inference(m, &s->fused, err);
+        st = s->opts.training ? otl_fuse_training(m, !s->opts.bn_frozen, &s->fused, err)
+                              : otl_fuse_inference(m, &s->fused, err);
         if (!st) {
             s->g = s->fused->g;
             free(s->order);

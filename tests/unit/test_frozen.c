@@ -1,7 +1,10 @@
 /* test_frozen.c - frozen means free: with every parameter but the classifier head frozen, the
  * training graph of a CNN adds no gradient or saved-activation buffers for the backbone: its
  * activation arena and its kernel count stay close to a forward pass in training mode.
- *   test_frozen MODEL INPUT.npy INPUT_NAME */
+ *   test_frozen MODEL INPUT.npy INPUT_NAME [inference]
+ * With `inference`, also against the inference plan (what `onnx-tl run` executes: fused
+ * convolutions): the frozen backbone must then run as the same fused kernels, with the same
+ * buffers (for models whose BatchNormalization, if any, is folded already, e.g. the zoo's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +13,15 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: test_frozen MODEL INPUT.npy INPUT_NAME\n");
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "inference") == 0)) {
+        fprintf(stderr, "usage: test_frozen MODEL INPUT.npy INPUT_NAME [inference]\n");
         return 2;
     }
+    int vs_inference = argc == 5;
     otl_error err = {0};
     otl_model *m = NULL;
     otl_tensor *x = NULL, *y = NULL, **outs = NULL;
-    otl_session *fwd = NULL, *trn = NULL;
+    otl_session *fwd = NULL, *trn = NULL, *inf = NULL;
     otl_train_graph *tg = NULL;
     int n_out = 0, status = 1;
     if (otl_model_load(&m, argv[1], NULL, &err) || otl_npy_load(&x, argv[2], &err))
@@ -54,7 +58,18 @@ int main(int argc, char **argv)
     printf("trainable parameters: %d (the head's)\n", tg->n_params);
     /* forward pass in training mode */
     otl_session_opts so = {.threads = 1, .training = 1};
-    otl_session_stats fs, ts;
+    otl_session_stats fs, ts, is = {0};
+    if (vs_inference) {
+        otl_session_opts io = {.threads = 1};
+        if (otl_session_new(&inf, m, &io, &err) ||
+            otl_session_run(inf, (const otl_tensor *const *)&x, 1, &outs, &n_out, &err) ||
+            otl_session_stats_get(inf, &is, &err))
+            goto fail;
+        for (int i = 0; i < n_out; i++)
+            otl_tensor_free(outs[i]);
+        free(outs);
+        outs = NULL;
+    }
     if (otl_session_new(&fwd, m, &so, &err) ||
         otl_session_run(fwd, (const otl_tensor *const *)&x, 1, &outs, &n_out, &err) ||
         otl_session_stats_get(fwd, &fs, &err))
@@ -73,6 +88,8 @@ int main(int argc, char **argv)
         goto fail;
     printf("forward:  arena %zu bytes, %d kernels\n", fs.arena_bytes, fs.n_steps);
     printf("training: arena %zu bytes, %d kernels\n", ts.arena_bytes, ts.n_steps);
+    if (vs_inference)
+        printf("inference: arena %zu bytes, %d kernels\n", is.arena_bytes, is.n_steps);
     /* the head's backward: a few kernels and buffers of the head's size */
     size_t head_bytes = 0;
     for (int i = 0; i < tg->n_params; i++)
@@ -83,6 +100,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "test_frozen: the training arena exceeds the forward arena by more than the head's gradients\n");
     if (!ok_steps)
         fprintf(stderr, "test_frozen: the training graph runs more than a few kernels beyond the forward pass\n");
+    if (vs_inference) {
+        int ok_imem = ts.arena_bytes <= is.arena_bytes + 4 * head_bytes + (1 << 16);
+        int ok_isteps = ts.n_steps <= is.n_steps + 12;
+        if (!ok_imem)
+            fprintf(stderr, "test_frozen: the training arena exceeds the inference arena by more than the head's gradients\n");
+        if (!ok_isteps)
+            fprintf(stderr, "test_frozen: the frozen backbone does not run as the inference kernels (%d vs %d)\n",
+                    ts.n_steps, is.n_steps);
+        ok_mem &= ok_imem;
+        ok_steps &= ok_isteps;
+    }
     status = ok_mem && ok_steps ? 0 : 1;
     goto done;
 fail:
@@ -91,6 +119,7 @@ done:
     for (int i = 0; i < n_out; i++)
         otl_tensor_free(outs[i]);
     free(outs);
+    otl_session_free(inf);
     otl_session_free(fwd);
     otl_session_free(trn);
     otl_train_graph_free(tg);

@@ -1,0 +1,39 @@
+# perf.cmake - cost tests (issue 4: frozen pruning is real), include()d from tests/CMakeLists.txt.
+#
+# Registers (both need the torchvision zoo: CTest fixture "zoo", tests/parity.cmake)
+#   perf.frozen_resnet18.input  a seeded 2x3x224x224 batch for the planner check
+#   perf.frozen_resnet18.plan   tests/unit/test_frozen.c on the zoo's resnet18 with every
+#                               parameter but the head frozen: the training plan's activation
+#                               arena and kernel count stay within the head's gradients and a
+#                               few kernels of the forward plans, in training mode and the
+#                               inference plan `onnx-tl run` executes (no gradient or saved
+#                               activation buffers for the frozen prefix, which runs as the same
+#                               fused kernels)
+#   perf.frozen_resnet18.cost   tests/perf/frozen_cost.py: `onnx-tl grad` of the head-only model
+#                               against `onnx-tl run` at batch 32, 3 alternating rounds: peak RSS
+#                               <= 1.15x, median CPU time <= 1.3x (wall-time ratio printed)
+
+set(_otl_perf_src ${CMAKE_CURRENT_LIST_DIR}/perf)
+if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
+  set(PYTHON /usr/bin/python3)
+endif()
+if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
+  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
+endif()
+if(NOT DEFINED OTL_ZOO_DIR)
+  set(OTL_ZOO_DIR ${CMAKE_BINARY_DIR}/zoo)
+endif()
+
+add_test(NAME perf.frozen_resnet18.input
+  COMMAND ${PYTHON} -c "import numpy as np; np.save('${CMAKE_CURRENT_BINARY_DIR}/frozen_r18_x.npy', np.random.RandomState(0).randn(2,3,224,224).astype(np.float32))")
+set_tests_properties(perf.frozen_resnet18.input PROPERTIES FIXTURES_SETUP frozen_r18_x LABELS "perf")
+# test_frozen is built by tests/unit.cmake
+add_test(NAME perf.frozen_resnet18.plan
+  COMMAND test_frozen ${OTL_ZOO_DIR}/resnet18.onnx ${CMAKE_CURRENT_BINARY_DIR}/frozen_r18_x.npy input inference)
+set_tests_properties(perf.frozen_resnet18.plan PROPERTIES FIXTURES_REQUIRED "zoo;frozen_r18_x"
+                     LABELS "perf;zoo" TIMEOUT 300)
+add_test(NAME perf.frozen_resnet18.cost
+  COMMAND ${PYTHON} ${_otl_perf_src}/frozen_cost.py ${ONNX_TL} ${OTL_ZOO_DIR}/resnet18.onnx
+          ${CMAKE_BINARY_DIR}/perf/frozen_resnet18 --batch 32 --rounds 3 --threads 2)
+set_tests_properties(perf.frozen_resnet18.cost PROPERTIES FIXTURES_REQUIRED zoo LABELS "perf;zoo"
+                     TIMEOUT 600 RUN_SERIAL ON)
