@@ -226,13 +226,39 @@ static int pil_coeffs(int in_size, int out_size, int **bounds_out, int32_t **kk_
     return ksize;
 }
 
-static inline uint8_t clip8(int64_t v)
+static inline uint8_t clip8(int32_t v)
 {
-    if (v >= ((int64_t)1 << PIL_PRECISION_BITS << 8))
-        return 255;
+    /* bilinear weights are positive and sum to ~2^22, so 255 * 2^22 + 2^21 fits an int32 */
     if (v <= 0)
         return 0;
-    return (uint8_t)(v >> PIL_PRECISION_BITS);
+    v >>= PIL_PRECISION_BITS;
+    return (uint8_t)(v > 255 ? 255 : v);
+}
+
+/* One row, horizontally: c channels interleaved. */
+static void resample_row(const uint8_t *row, int c, uint8_t *orow, int ow, const int *bd, const int32_t *kk, int ks)
+{
+    for (int xx = 0; xx < ow; xx++) {
+        int xmin = bd[2 * xx], xmax = bd[2 * xx + 1];
+        const int32_t *k = kk + (size_t)xx * ks;
+        const uint8_t *p = row + (size_t)xmin * c;
+        if (c == 3) {
+            int32_t s0 = 1 << (PIL_PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int x = 0; x < xmax; x++, p += 3) {
+                s0 += p[0] * k[x];
+                s1 += p[1] * k[x];
+                s2 += p[2] * k[x];
+            }
+            orow[3 * xx] = clip8(s0), orow[3 * xx + 1] = clip8(s1), orow[3 * xx + 2] = clip8(s2);
+        } else {
+            for (int ch = 0; ch < c; ch++) {
+                int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
+                for (int x = 0; x < xmax; x++)
+                    ss += p[(size_t)x * c + ch] * k[x];
+                orow[(size_t)xx * c + ch] = clip8(ss);
+            }
+        }
+    }
 }
 
 int otl_image_resize_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh)
@@ -243,8 +269,7 @@ int otl_image_resize_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, in
     }
     const uint8_t *src = in;
     uint8_t *tmp = NULL;
-    int sw = w;
-    if (ow != w) { /* horizontal pass into tmp (h x ow) */
+    if (ow != w) { /* horizontal pass (into out directly when there is no vertical one) */
         int *bd;
         int32_t *kk;
         int ks = pil_coeffs(w, ow, &bd, &kk);
@@ -256,46 +281,44 @@ int otl_image_resize_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, in
             free(kk);
             return -1;
         }
-        for (int y = 0; y < h; y++) {
-            const uint8_t *row = in + (size_t)y * w * c;
-            uint8_t *orow = dst + (size_t)y * ow * c;
-            for (int xx = 0; xx < ow; xx++) {
-                int xmin = bd[2 * xx], xmax = bd[2 * xx + 1];
-                const int32_t *k = kk + (size_t)xx * ks;
-                for (int ch = 0; ch < c; ch++) {
-                    int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
-                    for (int x = 0; x < xmax; x++)
-                        ss += (int64_t)row[(size_t)(x + xmin) * c + ch] * k[x];
-                    orow[(size_t)xx * c + ch] = clip8(ss);
-                }
-            }
-        }
+        for (int y = 0; y < h; y++)
+            resample_row(in + (size_t)y * w * c, c, dst + (size_t)y * ow * c, ow, bd, kk, ks);
         free(bd);
         free(kk);
         if (oh == h)
             return 0;
         src = tmp;
-        sw = ow;
     }
-    /* vertical pass (sw == ow here) */
+    /* vertical pass over rows of ow * c bytes: accumulate tap by tap across the row */
+    size_t rl = (size_t)ow * c;
     int *bd;
     int32_t *kk;
     int ks = pil_coeffs(h, oh, &bd, &kk);
-    if (ks < 0) {
+    int32_t *acc = ks < 0 ? NULL : malloc(rl * sizeof *acc);
+    if (!acc) {
+        if (ks >= 0) {
+            free(bd);
+            free(kk);
+        }
         free(tmp);
         return -1;
     }
     for (int yy = 0; yy < oh; yy++) {
         int ymin = bd[2 * yy], ymax = bd[2 * yy + 1];
         const int32_t *k = kk + (size_t)yy * ks;
-        uint8_t *orow = out + (size_t)yy * ow * c;
-        for (int q = 0; q < sw * c; q++) {
-            int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
-            for (int y = 0; y < ymax; y++)
-                ss += (int64_t)src[(size_t)(y + ymin) * sw * c + q] * k[y];
-            orow[q] = clip8(ss);
+        for (size_t q = 0; q < rl; q++)
+            acc[q] = 1 << (PIL_PRECISION_BITS - 1);
+        for (int y = 0; y < ymax; y++) {
+            const uint8_t *r = src + (size_t)(y + ymin) * rl;
+            int32_t kv = k[y];
+            for (size_t q = 0; q < rl; q++)
+                acc[q] += r[q] * kv;
         }
+        uint8_t *orow = out + (size_t)yy * rl;
+        for (size_t q = 0; q < rl; q++)
+            orow[q] = clip8(acc[q]);
     }
+    free(acc);
     free(bd);
     free(kk);
     free(tmp);
