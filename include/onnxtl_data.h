@@ -86,6 +86,9 @@ otl_status otl_image_decode_u8(const void *buf, size_t len, const char *name, co
  * in the file when want_c is 0 (1..4: gray, gray+alpha, RGB, RGBA); want_c 1 or 3 converts. */
 otl_status otl_image_decode(const void *buf, size_t len, const char *name, int want_c, uint8_t **pix, int *w, int *h,
                             int *c, otl_error *err);
+/* Header only (no pixel decoding): width, height and components of a PNG/JPEG; the checks of
+ * otl_image_decode that need no pixels (format, size limits, CMYK). */
+otl_status otl_image_probe(const void *buf, size_t len, const char *name, int *w, int *h, int *c, otl_error *err);
 /* PIL-exact bilinear resize (Image.resize(BILINEAR), any scale) of HWC uint8, c channels. Returns
  * 0, or -1 when out of memory. */
 int otl_image_resize_u8(const uint8_t *in, int w, int h, int c, uint8_t *out, int ow, int oh);
@@ -167,6 +170,9 @@ typedef struct otl_dataset_opts {
     int dtype;
     int rank;
     int64_t dims[OTL_DATASET_MAX_RANK];
+    int lazy;                 /* image folders: decode on first use instead of at open (open only
+                                 reads, hashes and checks the headers; a file corrupt past its
+                                 header then fails the batch that first uses it, skip_bad or not) */
     int threads;              /* OpenMP threads for decoding and batches (0: OpenMP's default) */
     int prefetch_threads;     /* OpenMP threads of a background prefetch (0: 1, leaving the cores to
                                  the training step it overlaps with) */

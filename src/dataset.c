@@ -10,6 +10,7 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +65,10 @@ struct otl_dataset {
     otl_preprocess pp;
     int nchan;
     size_t img_bytes;   /* H * W * nchan */
-    int64_t n_cached;   /* items [0, n_cached) are in cache */
+    int64_t n_cached;   /* items [0, n_cached) have a cache slot */
     uint8_t *cache;
+    atomic_uchar *cstate; /* per slot: 0 empty, 1 being filled, 2 filled */
+    int lazy;
     ds_prefetch pf;
 };
 
@@ -548,7 +551,8 @@ static otl_status open_folder(otl_dataset *d, const char *path, const otl_datase
     files.v = NULL;
     files.n = 0;
 
-    /* Decode every image once: checks them all, fills the cache, hashes the bytes. */
+    /* Decode every image once: checks them all, fills the cache, hashes the bytes. Lazy: read,
+       hash and check the headers only; the cache fills on first use. */
     int64_t budget = o->cache_mem == 0 ? DS_DEFAULT_CACHE : o->cache_mem;
     d->n_cached = budget <= 0 ? 0 : (int64_t)((uint64_t)budget / d->img_bytes);
     if (d->n_cached > n)
@@ -559,8 +563,9 @@ static otl_status open_folder(otl_dataset *d, const char *path, const otl_datase
             d->n_cached = 0;
     }
     d->hashes = calloc((size_t)n, sizeof *d->hashes);
+    d->cstate = calloc((size_t)(d->n_cached ? d->n_cached : 1), sizeof *d->cstate);
     item_status *ist = calloc((size_t)n, sizeof *ist);
-    if (!d->hashes || !ist) {
+    if (!d->hashes || !ist || !d->cstate) {
         free(ist);
         st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory for %lld items", path, (long long)n);
         goto done;
@@ -576,12 +581,15 @@ static otl_status open_folder(otl_dataset *d, const char *path, const otl_datase
             otl_status s = otl_read_file(d->files[i], DS_MAX_FILE, &buf, &len, &e);
             if (!s) {
                 d->hashes[i] = otl_hash64(buf, len, 0);
+                int pw, ph, pc;
                 uint8_t *dst = i < d->n_cached ? d->cache + (size_t)i * d->img_bytes : NULL;
-                if (!dst && !tmp)
+                if (!dst && !tmp && !d->lazy)
                     tmp = malloc(d->img_bytes);
                 if (!dst)
                     dst = tmp;
-                if (!dst)
+                if (d->lazy)
+                    s = otl_image_probe(buf, len, d->files[i], &pw, &ph, &pc, &e);
+                else if (!dst)
                     s = otl_error_set(&e, OTL_ERR_NOMEM, "%s: out of memory", d->files[i]);
                 else
                     s = otl_image_decode_u8(buf, len, d->files[i], &d->pp, dst, &e);
@@ -626,6 +634,8 @@ static otl_status open_folder(otl_dataset *d, const char *path, const otl_datase
         goto done;
     d->n = w;
     d->n_cached = kept_cached;
+    for (int64_t i = 0; i < d->n_cached; i++)
+        atomic_init(&d->cstate[i], d->lazy ? 0 : 2);
     /* a class emptied by skip_bad */
     for (int c = 0; c < d->n_classes; c++) {
         int64_t cnt = 0;
@@ -663,6 +673,7 @@ otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_datas
     }
     pthread_mutex_init(&d->names_mu, NULL);
     d->threads = o->threads;
+    d->lazy = o->lazy;
     d->prefetch_threads = o->prefetch_threads > 0 ? o->prefetch_threads : 1;
     d->aug_layout = o->pp ? (o->pp->nhwc ? 1 : 0) : -1;
     otl_status st;
@@ -726,6 +737,7 @@ void otl_dataset_free(otl_dataset *d)
     free(d->hashes);
     free(d->skipped);
     free(d->cache);
+    free(d->cstate);
     free(d->path);
     pthread_mutex_destroy(&d->names_mu);
     free(d);
@@ -987,9 +999,20 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
                 s = otl_augment_apply(&p, dst, gc, gh, gw, gnhwc, 0, 0, &e);
             } else {
                 const uint8_t *img = NULL;
-                if (i < d->n_cached)
-                    img = d->cache + (size_t)i * d->img_bytes;
-                else {
+                if (i < d->n_cached) {
+                    uint8_t *slot = d->cache + (size_t)i * d->img_bytes;
+                    unsigned char cs = atomic_load_explicit(&d->cstate[i], memory_order_acquire), zero = 0;
+                    if (cs == 2)
+                        img = slot;
+                    else if (cs == 0 && atomic_compare_exchange_strong(&d->cstate[i], &zero, 1)) {
+                        /* first use (lazy): decode into the slot; a concurrent user of the same
+                           item decodes its own copy meanwhile */
+                        s = otl_image_load_u8(d->files[i], &d->pp, slot, &e);
+                        atomic_store_explicit(&d->cstate[i], s ? 0 : 2, memory_order_release);
+                        img = slot;
+                    }
+                }
+                if (!img && !s) {
                     if (!tmp && !(tmp = malloc(d->img_bytes)))
                         s = otl_error_set(&e, OTL_ERR_NOMEM, "%s: out of memory", d->files[i]);
                     if (!s)

@@ -97,6 +97,49 @@ static otl_status decode_jpeg(const uint8_t *buf, size_t len, const char *name, 
     return OTL_OK;
 }
 
+/* Header only: size and components. */
+static otl_status probe_jpeg(const uint8_t *buf, size_t len, const char *name, int *w, int *h, int *c, otl_error *err)
+{
+    struct jpeg_decompress_struct ci;
+    jpeg_err je;
+    memset(&je, 0, sizeof je);
+    ci.err = jpeg_std_error(&je.pub);
+    je.pub.error_exit = jpeg_on_error;
+    je.pub.emit_message = jpeg_on_message;
+    if (setjmp(je.jb)) {
+        jpeg_destroy_decompress(&ci);
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: cannot decode JPEG: %s", name, je.msg);
+    }
+    jpeg_create_decompress(&ci);
+    jpeg_mem_src(&ci, (unsigned char *)buf, (unsigned long)len);
+    jpeg_read_header(&ci, TRUE);
+    int cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
+    *w = (int)ci.image_width, *h = (int)ci.image_height, *c = ci.num_components;
+    jpeg_destroy_decompress(&ci);
+    if (cmyk)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: CMYK JPEG images are not supported (convert to RGB)", name);
+    if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > IMG_MAX_PIXELS || (*c != 1 && *c != 3))
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: unsupported JPEG (%dx%d, %d components)", name, *w, *h, *c);
+    return OTL_OK;
+}
+
+otl_status otl_image_probe(const void *buf, size_t len, const char *name, int *w, int *h, int *c, otl_error *err)
+{
+    const uint8_t *b = buf;
+    *w = *h = *c = 0;
+    if (len == 0)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: empty file, not an image", name);
+    if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        return probe_jpeg(b, len, name, w, h, c, err);
+    if (len > (size_t)0x7fffffff)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: image file too large", name);
+    if (!stbi_info_from_memory(b, (int)len, w, h, c))
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: not a PNG or JPEG image (%s)", name, stbi_failure_reason());
+    if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > IMG_MAX_PIXELS)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: image size %dx%d not supported", name, *w, *h);
+    return OTL_OK;
+}
+
 /* ------------------------------------------------------------ decode + channels */
 
 static inline uint8_t rgb_to_l(const uint8_t *p)

@@ -587,6 +587,20 @@ static int test_folder(const char *dir)
     }
     otl_dataset_free(dn);
     otl_dataset_free(dp);
+    /* lazy decoding: the same batches (twice: filling the cache, then from it; partly cached) */
+    for (int part = 0; part < 2; part++) {
+        otl_dataset_opts ol = part ? op : o;
+        ol.lazy = 1;
+        st = otl_dataset_open(&dn, root, &ol, &err);
+        CHECK(!st, "lazy open: %s", err.msg);
+        for (int rep = 0; rep < 2 && !st; rep++) {
+            memset(xc, 0, (size_t)n * sb);
+            st = otl_dataset_batch(dn, idx, n, NULL, 0, xc, NULL, &err);
+            CHECK(!st && !memcmp(xc, xb, (size_t)n * sb), "lazy batch %d (partly cached %d) differs", rep, part);
+        }
+        CHECK(!strcmp(otl_dataset_hash(dn), otl_dataset_hash(d)), "lazy hash differs");
+        otl_dataset_free(dn);
+    }
     /* NHWC + gray */
     otl_preprocess pg = folder_pp(1, 1);
     otl_dataset_opts og = o;
@@ -646,6 +660,30 @@ static int test_folder(const char *dir)
             free(ii);
         }
         otl_dataset_free(d);
+    }
+    /* lazy: a file broken past its header opens and fails the batch that uses it, naming it;
+       a file that is no image at all fails at open */
+    {
+        otl_dataset_opts ol = o;
+        ol.lazy = 1;
+        otl_error e = {0};
+        st = otl_dataset_open(&d, pjoin(dir, "trunc_png"), &ol, &e);
+        CHECK(!st, "lazy trunc_png open: %s", e.msg);
+        if (!st) {
+            int64_t bad_i = -1, all[16];
+            for (int64_t i = 0; i < otl_dataset_len(d) && i < 16; i++) {
+                all[i] = i;
+                if (strstr(otl_dataset_item_name(d, i), "broken"))
+                    bad_i = i;
+            }
+            float *xx = malloc(otl_dataset_sample_bytes(d) * 16);
+            st = otl_dataset_batch(d, all, otl_dataset_len(d), NULL, 0, xx, NULL, &e);
+            CHECK(bad_i >= 0 && st == OTL_ERR_INPUT && strstr(e.msg, "bad/broken.png"), "lazy broken: %d '%s'", st,
+                  e.msg);
+            free(xx);
+        }
+        otl_dataset_free(d);
+        expect_open_error(pjoin(dir, "garbage"), &ol, OTL_ERR_INPUT, "garbage/ok/text.png", "not a PNG or JPEG");
     }
     /* an image folder needs a preprocessing */
     otl_dataset_opts o0;
