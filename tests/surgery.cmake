@@ -53,11 +53,16 @@ set_tests_properties(surgery.swap.tiny_resnet surgery.swap.tiny_mobilenet surger
                      PROPERTIES LABELS "surgery" TIMEOUT 300)
 
 # every zoo architecture at batch 1 (squeezenet: its 1x1-Conv classifier is replaced from its
-# input; bert: an encoder without head, cut at its output with the CLS token)
+# input; bert: an encoder without head, cut at its output with the CLS token). The backbone check
+# (one more ORT run) on one model per path: resnet18 (Gemm head), squeezenet (conv head), vit, bert.
 foreach(z resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 squeezenet1_1 shufflenet_v2_x0_5 vit)
+  set(_otl_surg_nb --no-backbone)
+  if(z MATCHES "^(resnet18|squeezenet1_1|vit)$")
+    set(_otl_surg_nb)
+  endif()
   add_test(NAME surgery.swap.zoo.${z}
     COMMAND ${_otl_surg_check} --model ${OTL_ZOO_DIR}/${z}.onnx --workdir ${_otl_surg_work}/zoo_${z}
-            --classes 7 --batch 1)
+            --classes 7 --batch 1 ${_otl_surg_nb})
   set_tests_properties(surgery.swap.zoo.${z} PROPERTIES LABELS "surgery;zoo" TIMEOUT 600 FIXTURES_REQUIRED zoo)
 endforeach()
 add_test(NAME surgery.swap.zoo.bert
