@@ -149,10 +149,11 @@ otl_status otl_augment_apply(const otl_augment_draw *p, float *img, int c, int h
 
 /* ------------------------------------------------------------ data sets (src/dataset.c)
  * A data set is opened once; reading items afterwards never fails except on I/O or memory
- * errors. Image folders are fully decoded at open (in parallel): every image is checked, and the
- * decoded, converted, resized uint8 images are cached in memory up to opts.cache_mem bytes, so
- * that epochs do not decode again (images beyond the budget are decoded again per batch). Samples
- * are float32 in the preprocessing's layout (1 or 3, H, W) / (H, W, 1 or 3).
+ * errors. Image folders are fully decoded at open (in parallel; opts.lazy defers it to first use):
+ * every image is checked, and the decoded, converted, resized uint8 images are cached in memory
+ * up to opts.cache_mem bytes (the first items in order), so that epochs do not decode again
+ * (images beyond the budget are decoded again per batch). Samples are float32 in the
+ * preprocessing's layout (1 or 3, H, W) / (H, W, 1 or 3). Batches: OpenMP over items.
  * .npz: x (N, ...) any numeric dtype, y (N,) int64 (int32/uint8/... integer y accepted and
  * widened), y >= 0; x is kept in memory as stored. */
 

@@ -818,10 +818,9 @@ otl_status otl_dataset_split(const otl_dataset *d, double frac, uint64_t seed, i
     int64_t *cls_cnt = calloc((size_t)d->n_classes, sizeof *cls_cnt);
     int64_t *cls_groups = calloc((size_t)d->n_classes + 1, sizeof *cls_groups); /* offsets */
     int64_t *order = malloc((size_t)n * sizeof *order);
-    char *is_val = calloc((size_t)n, 1);
     int64_t *tr = malloc((size_t)(n ? n : 1) * sizeof *tr), *va = malloc((size_t)(n ? n : 1) * sizeof *va);
     otl_status st = OTL_OK;
-    if (!hi || !group_of || !g_first || !g_size || !cls_cnt || !cls_groups || !order || !is_val || !tr || !va) {
+    if (!hi || !group_of || !g_first || !g_size || !cls_cnt || !cls_groups || !order || !tr || !va) {
         st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory splitting %lld items", d->path, (long long)n);
         goto done;
     }
@@ -925,7 +924,6 @@ done:
     free(cls_cnt);
     free(cls_groups);
     free(order);
-    free(is_val);
     free(tr);
     free(va);
     return st;
