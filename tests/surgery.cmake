@@ -47,6 +47,16 @@ add_test(NAME surgery.swap.tiny_encoder.cls
 add_test(NAME surgery.swap.tiny_encoder.mean
   COMMAND ${_otl_surg_check} --model ${_otl_surg_models}/tiny_encoder.onnx --workdir ${_otl_surg_work}/enc_mean
           --classes 3 -- --at hidden_states --pool mean)
+# hand-built models (tests/surgery/make_models.py): MatMul+Add head followed by Reshape + Softmax
+# with the logits as a second output (Reshape bypassed, both outputs [N, 3]); opset 11 with
+# initializers listed as inputs (Dropout ratio as attribute)
+add_test(NAME surgery.swap.mm_head
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_dir}/data/mm_head.onnx --workdir ${_otl_surg_work}/mm_head
+          --classes 3 --expect-softmax --expect-old-head out/kernel --seed-check)
+add_test(NAME surgery.swap.old_opset
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_dir}/data/old_opset.onnx --workdir ${_otl_surg_work}/old_opset
+          --classes 3 --expect-hidden 5 --expect-dropout 0.3 --expect-old-head fc2.weight -- --hidden 5 --dropout 0.3)
+set_tests_properties(surgery.swap.mm_head surgery.swap.old_opset PROPERTIES LABELS "surgery" TIMEOUT 300)
 set_tests_properties(surgery.swap.tiny_resnet surgery.swap.tiny_mobilenet surgery.swap.tiny_mlp.hidden
                      surgery.swap.tiny_mlp.dropout surgery.swap.tiny_resnet.at4 surgery.swap.tiny_encoder.cls
                      surgery.swap.tiny_encoder.mean

@@ -148,7 +148,7 @@ def main():
     if (args.expect_dropout is None) != (not drop):
         raise SystemExit(f"{name}: Dropout nodes {len(drop)}, expected dropout {args.expect_dropout}")
     if drop:
-        ratio = None
+        ratio = next((a.f for a in drop[0].attribute if a.name == "ratio"), None)  # opset < 12
         for n in new.graph.node:
             if len(drop[0].input) > 1 and drop[0].input[1] in n.output:
                 ratio = float(numpy_helper.to_array(n.attribute[0].t))
