@@ -26,9 +26,11 @@ set_tests_properties(eval.metrics PROPERTIES LABELS "eval;asan" TIMEOUT 60)
 #   eval.folder_labels         ImageFolder classes matched to stored labels; gray and resized PNGs
 #   eval.folder_nolabels       ImageFolder without stored labels
 #   eval.folder_preprocess     the model's stored preprocessing is applied
-#   eval.predict_images        predict on PNGs and .npy (one sample, a batch) vs ORT within 1e-5;
+#   eval.predict_images        predict on PNGs, a JPEG and .npy (one sample, a batch) vs ORT within 1e-5;
 #                              --top, --threshold, default top-5, text output
 #   eval.predict_softmax       predict on a Softmax model: the output itself is the confidence
+#   eval.workflow              swap-head (labels, preprocessing) -> train -> eval/predict: the
+#                              model train wrote gives ORT's predictions in eval and predict
 #   eval.errors                class not among the labels, too many classes, unreadable image,
 #                              empty data, wrong shapes, labels that do not fit, usage errors
 set(_otl_eval_data ${CMAKE_CURRENT_BINARY_DIR}/eval_data)
@@ -36,8 +38,8 @@ add_test(NAME eval.data
   COMMAND ${PYTHON} ${_otl_eval_src}/make_data.py ${CMAKE_SOURCE_DIR}/testdata/models ${_otl_eval_data})
 set_tests_properties(eval.data PROPERTIES FIXTURES_SETUP eval_data LABELS eval TIMEOUT 120)
 foreach(_c npz_softmax npz_logits folder_labels folder_nolabels folder_preprocess predict_images predict_softmax
-           errors)
-  if(_c MATCHES "^predict_" OR _c STREQUAL "errors")
+           workflow errors)
+  if(_c MATCHES "^predict_" OR _c STREQUAL "errors" OR _c STREQUAL "workflow")
     set(_case ${_c})
   else()
     set(_case eval_${_c})

@@ -212,9 +212,9 @@ def check_predict(args, x, scores, probs_out, names, files, items, k, threshold)
 
 
 def case_predict_images():
-    """PNG files (RGB, grayscale, 40x24) and .npy files (one sample, a batch) through the same
+    """PNG files (RGB, grayscale, 40x24), a JPEG and .npy files (one sample, a batch) through the same
     preprocessing as eval; labels, indices and confidences equal ONNX Runtime's softmax within 1e-5."""
-    pngs = ['folder/cat/cat0.png', 'folder/dog/gray.png', 'folder/frog/wide.png', 'folder/dog/dog1.png']
+    pngs = ['folder/cat/cat0.png', 'folder/dog/gray.png', 'folder/frog/wide.png', 'folder/cat/photo.jpg']
     xs = [preprocess(os.path.join(DATA, f), *IMAGENET) for f in pngs]
     files, items = list(pngs), [None] * len(pngs)
     xs.append(np.load(os.path.join(DATA, 'one.npy')))
@@ -256,6 +256,31 @@ def case_predict_softmax():
                   lambda k: 'abcde'[k], ['mlp_batch.npy'] * len(x), list(range(len(x))), 5, 0.3)
     check_predict(['predict', 'mlp_fixed.onnx', 'mlp_batch.npy', '--top', '2', '--threshold', '0.3'], x, p, True, str,
                   ['mlp_batch.npy'] * len(x), list(range(len(x))), 2, 0.3)
+
+
+def case_workflow():
+    """swap-head (3 classes with labels, stored preprocessing) -> train a few
+    epochs -> eval and predict on the trained model: the model train wrote runs in ONNX Runtime with
+    the same predictions and confidences as onnx-tl eval / predict."""
+    labels = ['cat', 'dog', 'frog']  # train requires the class directories in the labels' order
+    lf = os.path.join(WORK, 'labels.txt')
+    with open(lf, 'w') as f:
+        f.write('\n'.join(labels) + '\n')
+    sw, tr = os.path.join(WORK, 'swapped.onnx'), os.path.join(WORK, 'trained.onnx')
+    run(['swap-head', 'resnet.onnx', '-o', sw, '--classes', '3', '--labels', lf, '--seed', '3', '--mean',
+         '0.5,0.5,0.5', '--std', '0.25,0.25,0.25'])
+    run(['train', sw, '--data', 'folder_exact', '-o', tr, '--epochs', '4', '--batch', '4', '--lr', '0.01',
+         '--val-split', '0', '--seed', '1', '--threads', '2', '--quiet'])
+    classes, items = folder_items('folder')
+    x = np.stack([preprocess(f, [0.5] * 3, [0.25] * 3) for f, _ in items])
+    y = np.array([labels.index(classes[k]) for _, k in items], np.int64)
+    z = ort(tr, 'input', x, 'workflow')['logits']
+    r = check_eval(['eval', tr, '--data', 'folder'], z, z, y, 3, lambda k: labels[k],
+                   [labels.index(c) for c in classes], False)
+    print(f'workflow: accuracy after training {r["accuracy"]:.3f} on {r["n"]} images')
+    files = [os.path.relpath(f, DATA) for f, _ in items]
+    check_predict(['predict', tr] + files + ['--top', '2'], x, z, False, lambda k: labels[k], files,
+                  [None] * len(files), 2, 0.5)
 
 
 def expect_error(args, rc, words):

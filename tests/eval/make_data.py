@@ -13,8 +13,8 @@ Models (copies of testdata/models with metadata_props added by onnx):
     mlp_fixed.onnx       tiny_mlp with its batch axis fixed to 4 (eval pads the last batch)
 Data:
     folder/              ImageFolder: cat (5), dog (4), frog (3) 32x32 RGB PNGs, plus one
-                         grayscale PNG and one 40x24 PNG (resized: checked against ORT on the
-                         preprocessed tensor onnx-tl itself reports, see check_eval.py)
+                         grayscale PNG, one 40x24 PNG (resized) and one JPEG (PIL's decoding
+                         and bilinear resize are the reference, see check_eval.py)
     folder_exact/        the same classes, only 32x32 RGB images (numpy reference preprocessing)
     folder_unknown/      classes cat, unicorn (unicorn is not a stored label)
     folder_bad/          cat with one PNG whose bytes are garbage
@@ -87,6 +87,7 @@ def main():
             save_png(os.path.join(out, 'folder_exact', name, f'{name}{i}.png'), a)
     save_png(os.path.join(out, 'folder', 'dog', 'gray.png'), img(c=1))
     save_png(os.path.join(out, 'folder', 'frog', 'wide.png'), img(24, 40))
+    Image.fromarray(img()).save(os.path.join(out, 'folder', 'cat', 'photo.jpg'), quality=90)
     save_png(os.path.join(out, 'folder_unknown', 'cat', 'c0.png'), img())
     save_png(os.path.join(out, 'folder_unknown', 'unicorn', 'u0.png'), img())
     save_png(os.path.join(out, 'folder_bad', 'cat', 'c0.png'), img())
