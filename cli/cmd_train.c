@@ -149,7 +149,7 @@ int cmd_train(int argc, char **argv)
     if ((rc = get_num(&a, "step-size", 1, 1e6, 1, &v)))
         return rc;
     o.step_size = (int)v;
-    if ((rc = get_num(&a, "gamma", 0, 1e6, 0, &o.gamma)) || (rc = get_num(&a, "min-lr", 0, 1e30, 0, &o.min_lr)) ||
+    if ((rc = get_num(&a, "gamma", 0, 1e30, 0, &o.gamma)) || (rc = get_num(&a, "min-lr", 0, 1e30, 0, &o.min_lr)) ||
         (rc = get_num(&a, "plateau-factor", 0, 1, 0, &o.plateau_factor)) ||
         (rc = get_num(&a, "layer-lr-decay", 1e-12, 1e6, 0, &o.layer_lr_decay)) ||
         (rc = get_num(&a, "clip-norm", 0, 1e30, 0, &o.clip_norm)) ||

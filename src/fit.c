@@ -1085,9 +1085,9 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 else
                     snprintf(kept, sizeof kept, "no model was written to %s", f->h.out);
                 st = otl_error_set(err, OTL_ERR_INPUT,
-                                   "%s: non-finite loss (%g) at epoch %d, step %lld (batch %lld of %lld, lr %g): "
+                                   "%s: non-finite loss (%s) at epoch %d, step %lld (batch %lld of %lld, lr %g): "
                                    "training diverged; %s",
-                                   f->file, (double)loss, f->epoch + 1, (long long)f->step + 1,
+                                   f->file, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", f->epoch + 1, (long long)f->step + 1,
                                    (long long)f->batch_pos + 1, (long long)f->steps_per_epoch, lr, kept);
             }
             if (!st) {

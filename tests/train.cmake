@@ -11,3 +11,11 @@ add_executable(test_schedule ${CMAKE_CURRENT_LIST_DIR}/train/test_schedule.c)
 target_link_libraries(test_schedule PRIVATE onnxtl)
 add_test(NAME train.schedule COMMAND test_schedule ${CMAKE_CURRENT_LIST_DIR}/train/sched)
 set_tests_properties(train.schedule PROPERTIES LABELS "train" TIMEOUT 60)
+
+# End-to-end CLI cases (tests/train/check_train.py: one CTest entry per case).
+foreach(_otl_case basic determinism sigkill sigint nan classes early_stop unfreeze lr_mult bn schedule images usage)
+  add_test(NAME train.cli.${_otl_case}
+    COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/train/check_train.py ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}
+            ${CMAKE_CURRENT_LIST_DIR}/train ${_otl_case})
+  set_tests_properties(train.cli.${_otl_case} PROPERTIES LABELS "train" TIMEOUT 300)
+endforeach()
