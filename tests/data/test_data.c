@@ -680,6 +680,13 @@ static int test_folder(const char *dir)
             st = otl_dataset_batch(d, all, otl_dataset_len(d), NULL, 0, xx, NULL, &e);
             CHECK(bad_i >= 0 && st == OTL_ERR_INPUT && strstr(e.msg, "bad/broken.png"), "lazy broken: %d '%s'", st,
                   e.msg);
+            /* the same error through a background prefetch, reported by the batch that takes it */
+            otl_error e2 = {0};
+            st = otl_dataset_prefetch(d, all, otl_dataset_len(d), NULL, 0, &e2);
+            CHECK(!st, "prefetch start: %s", e2.msg);
+            st = otl_dataset_batch(d, all, otl_dataset_len(d), NULL, 0, xx, NULL, &e2);
+            CHECK(st == OTL_ERR_INPUT && strstr(e2.msg, "bad/broken.png"), "prefetched lazy broken: %d '%s'", st,
+                  e2.msg);
             free(xx);
         }
         otl_dataset_free(d);
