@@ -103,8 +103,9 @@ void otl_image_normalize_f32(const float *hwc, const otl_preprocess *pp, float *
  * and resampled once, bilinear, centres of pixels aligned; the border is filled with the nearest
  * edge pixel ("edge" / replicate). Order on the image: crop, zoom, rotate, hflip; then jitter.
  *   hflip      horizontal flip with p = 0.5
- *   rotate=D   rotation by a uniform angle in [-D, D] degrees about the centre (D in (0, 180])
- *   zoom=Z     scale about the centre, uniform in [1 - Z, 1 + Z] (> 1 magnifies; Z in (0, 1))
+ *   rotate=D   rotation by a uniform angle in [-D, D] degrees about the centre (D in (0, 180];
+ *              "rotate" alone: 15; likewise "zoom" alone: 0.1, "jitter" alone: 0.2)
+ *   zoom=Z     scale about the centre, uniform in [1 - Z, 1 + Z] (> 1 magnifies; Z in (0, 0.95])
  *   crop       random resized crop: area 80..100% of the image, aspect ratio log-uniform in
  *              [3/4, 4/3], position uniform, resized back to the full size
  *   jitter=J   brightness factor b and contrast factor k uniform in [1 - J, 1 + J] (J in (0, 1]):
@@ -134,7 +135,7 @@ char *otl_augment_to_string(const otl_augment *a);
 /* The random parameters of one sample. */
 typedef struct otl_augment_draw {
     int flip;                     /* 0/1 */
-    float angle;                  /* degrees, counter-clockwise */
+    float angle;                  /* degrees; positive turns the content clockwise as displayed */
     float scale;                  /* zoom factor (1: none) */
     int crop;                     /* 0/1 */
     float crop_area, crop_logratio, crop_u, crop_v; /* area fraction, log(w/h), position in [0, 1) */
