@@ -472,9 +472,18 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         if (otl_graph_find_init(g, F))
             return otl_error_set(err, OTL_ERR_INPUT, "%s: --at '%s' is an initializer (a constant), not a tensor the "
                                  "network computes", fname(m), F);
-        if (otl_graph_producer(g, F) < 0 && !is_graph_input(g, F))
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: --at '%s': no such tensor (not a graph input or a node output)",
-                                 fname(m), F);
+        if (otl_graph_producer(g, F) < 0 && !is_graph_input(g, F)) {
+            /* a node name stands for its (first) output */
+            const char *alias = NULL;
+            for (int i = 0; i < g->n_nodes && !alias; i++)
+                if (strcmp(g->nodes[i]->name, F) == 0 && g->nodes[i]->n_outputs >= 1 && *g->nodes[i]->outputs[0])
+                    alias = g->nodes[i]->outputs[0];
+            if (!alias)
+                return otl_error_set(err, OTL_ERR_INPUT,
+                                     "%s: --at '%s': no such tensor (not a graph input, node output or node name)",
+                                     fname(m), F);
+            F = alias;
+        }
         L->cut = otl_strdup(F);
         L->out_index = 0;
         if (h.found && chain_out == 0) {

@@ -230,6 +230,13 @@ def part_meta(args, wd):
     tl(args, "swap-head", out2, "-o", out3, "--classes", "2")
     d3 = info(args, out3)
     check(d3.get("preprocess") == d2.get("preprocess"), "preprocessing not kept")
+    # --at a node name: its output (rank 4 here: GlobalAveragePool + Flatten)
+    out5 = os.path.join(wd, "meta5.onnx")
+    tl(args, "swap-head", src, "-o", out5, "--classes", "2", "--at", "/layer4/layer4.0/relu_1/Relu")
+    m5 = onnx.load(out5)
+    ops5 = [n.op_type for n in m5.graph.node if n.name.startswith("/head/")]
+    check(ops5 == ["GlobalAveragePool", "Flatten", "Gemm"], f"--at node name: head ops {ops5}")
+    check(info(args, out5)["head"]["classes"] == 2, "--at node name: head classes")
     # --classes taken from --labels
     out4 = os.path.join(wd, "meta4.onnx")
     tl(args, "swap-head", src, "-o", out4, "--labels", labels)
