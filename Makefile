@@ -12,6 +12,7 @@ ONNX_TL    := $(BUILD)/onnx-tl
 # Debian 12 packages: to build, and additionally to test
 BUILD_PKGS := cmake make gcc pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev \
               libdnnl-dev libopenblas-dev zlib1g-dev libstb-dev libpng-dev libjpeg-dev
+DEMO_PKGS  := dataset-fashion-mnist
 TEST_PKGS  := clang libclang-rt-14-dev libonnx-testdata python3-onnx python3-torch \
               python3-torchvision python3-numpy dataset-fashion-mnist
 
@@ -37,6 +38,7 @@ ort: test-deps
 	  ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund --ignore-scripts; fi
 
 demo: build
+	@sh tools/ensure-packages.sh $(DEMO_PKGS)
 	sh tools/demo.sh $(ONNX_TL)
 
 # Main suite (release build), then the sanitizer build with the fuzz run and the

@@ -203,8 +203,12 @@ def check_info(c, exe, model_path, m, expect):
         c.eq(f"info --json '{key}'", got, w)
     if "frozen" in info and info["frozen"] not in ([], None):
         c.fail(f"info --json 'frozen' = {short(info['frozen'])}, expected nothing frozen")
-    if "preprocess" in info and info["preprocess"] is not None:
+    stored_pre = optional["metadata"].get("onnx_tl.preprocess")
+    if "preprocess" in info and stored_pre is None and info["preprocess"] is not None:
         c.fail(f"info --json 'preprocess' = {short(info['preprocess'])}, expected null")
+    if ("preprocess" in info and stored_pre is not None
+            and info["preprocess"] not in (stored_pre, json.loads(stored_pre))):
+        c.fail(f"info --json 'preprocess' = {short(info['preprocess'])}, expected the stored {short(stored_pre)}")
     if "layers" in info and not isinstance(info["layers"], list):
         c.fail(f"info --json 'layers' is {type(info['layers']).__name__}, expected a list")
 
