@@ -72,6 +72,8 @@ cases = [
     ("big_cover_c", "big", 14, 28, "shorter-side", "center", "rgb", "NCHW"),
     ("rgb_stretch_c", "rgb", 16, 16, "stretch", "center", "rgb", "NCHW"),
     ("pal_same", "pal", 14, 20, "stretch", "none", "rgb", "NHWC"),
+    ("big_tiny", "big", 4, 5, "stretch", "none", "rgb", "NCHW"),        # downscale x13 / x12
+    ("big_tiny_c", "big", 6, 6, "shorter-side", "center", "gray", "NCHW"),
 ]
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
