@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "onnxtl_data.h"
@@ -348,6 +349,7 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     }
     int nd = otl_dataset_n_classes(d);
+    int tty = n > b && isatty(STDERR_FILENO);
     for (int64_t start = 0; start < n; start += b) {
         int64_t nb = n - start < b ? n - start : b;
         for (int64_t i = 0; i < nb; i++)
@@ -394,7 +396,11 @@ int cmd_eval(int argc, char **argv)
         free(scores);
         free(logits);
         scores = logits = NULL;
+        if (tty) /* progress only on a terminal (CLI.md) */
+            fprintf(stderr, "\reval: %lld/%lld samples", (long long)(start + nb), (long long)n);
     }
+    if (tty)
+        fputs("\r\033[K", stderr);
     if (pick_classes(&r, c, d, map, &err))
         goto fail;
     if (as_json)
