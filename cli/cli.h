@@ -45,6 +45,8 @@ int cli_collect_inputs(const cli_args *a, const char *usage, const char **names,
 otl_status cli_load_inputs(otl_tensor **in, const char **names, const char **files, int n, otl_error *err);
 /* Write t as DIR/<name with characters outside [A-Za-z0-9._-] replaced>.npy, atomically. */
 otl_status cli_save_named(const char *dir, const char *name, const otl_tensor *t, otl_error *err);
+/* 0 (error recorded, naming `file`) when two names map to the same sanitized file name. */
+int cli_check_file_names(const char *file, const char *what, const char *const *names, int n, otl_error *err);
 
 int cmd_info(int argc, char **argv);
 int cmd_grad(int argc, char **argv);

@@ -127,6 +127,29 @@ otl_status cli_save_named(const char *dir, const char *name, const otl_tensor *t
     return st;
 }
 
+/* Fail when two of the names map to the same DIR/<sanitized name>.npy (one file would silently
+ * replace the other, e.g. outputs 'y:0' and 'y_0'). */
+int cli_check_file_names(const char *file, const char *what, const char *const *names, int n, otl_error *err)
+{
+    char **san = calloc((size_t)n + 1, sizeof *san);
+    int ok = san != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = (san[i] = otl_sanitize_filename(names[i])) != NULL;
+    if (!ok)
+        otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    for (int i = 0; ok && i < n; i++)
+        for (int j = 0; ok && j < i; j++)
+            if (strcmp(san[i], san[j]) == 0 && strcmp(names[i], names[j]) != 0) { /* one name twice: same data */
+                otl_error_set(err, OTL_ERR_INPUT, "%s: %s '%s' and '%s' would both be written to %s.npy", file, what,
+                              names[j], names[i], san[i]);
+                ok = 0;
+            }
+    for (int i = 0; san && i < n; i++)
+        free(san[i]);
+    free(san);
+    return ok;
+}
+
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
@@ -161,6 +184,17 @@ int cmd_run(int argc, char **argv)
     otl_tensor **outs = NULL;
     int n_out = 0, status = EXIT_OK;
     if (otl_model_load(&m, a.pos[0], NULL, &err))
+        goto fail;
+    const char **out_names = calloc((size_t)m->graph->n_outputs + 1, sizeof *out_names);
+    if (!out_names) {
+        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->graph->n_outputs; i++)
+        out_names[i] = m->graph->outputs[i]->name;
+    int names_ok = cli_check_file_names(a.pos[0], "graph outputs", out_names, m->graph->n_outputs, &err);
+    free(out_names);
+    if (!names_ok)
         goto fail;
     if (cli_load_inputs(in, names, files, n_in, &err))
         goto fail;

@@ -324,7 +324,8 @@ otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, cons
         if (!has_dy)
             continue;
         int64_t opset = otl_model_opset(m, n->domain);
-        const otl_op *op = otl_op_find(n->domain, n->op_type, opset, NULL);
+        const char *why = NULL;
+        const otl_op *op = otl_op_find(n->domain, n->op_type, opset, &why);
         int *need = calloc((size_t)n->n_inputs + 1, sizeof *need);
         const char **dy = calloc((size_t)n->n_outputs + 1, sizeof *dy);
         const char **dx = calloc((size_t)n->n_inputs + 1, sizeof *dx);
@@ -339,7 +340,13 @@ otl_status otl_autodiff(otl_graph *g, const otl_model *m, const char *loss, cons
             need[i] = *n->inputs[i] && otl_strmap_has(&rg, n->inputs[i]) && input_differentiable(op, i);
             needs |= need[i];
         }
-        if (needs && (!op || !op->grad)) {
+        if (needs && !op && opset < 0) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: node '%s' (%s): the model imports no opset for domain '%s'",
+                               file, n->name, n->op_type, *n->domain ? n->domain : "ai.onnx");
+        } else if (needs && !op && why) { /* known op, opset outside what is implemented: say so */
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: node '%s' (%s): op %s at opset %lld is not supported (%s)",
+                               file, n->name, n->op_type, n->op_type, (long long)opset, why);
+        } else if (needs && (!op || !op->grad)) {
             st = otl_error_set(err, OTL_ERR_UNSUPPORTED,
                                "%s: node '%s' (%s): no gradient rule for %s, and it lies between a trainable parameter and the loss",
                                file, n->name, n->op_type, n->op_type);

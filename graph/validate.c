@@ -401,5 +401,22 @@ otl_status otl_model_validate(const otl_model *m, otl_error *err)
         if (m->opsets[i].version <= 0)
             return otl_error_set(err, OTL_ERR_INPUT, "%s: opset import '%s' has invalid version %lld",
                                  f, m->opsets[i].domain, (long long)m->opsets[i].version);
+    /* two versions of one domain ('' and 'ai.onnx' are one): which one applies is ambiguous */
+    otl_strmap seen;
+    if (!otl_strmap_init(&seen, (size_t)m->n_opsets + 1))
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", f);
+    for (int i = 0; i < m->n_opsets; i++) {
+        const char *d = strcmp(m->opsets[i].domain, "ai.onnx") == 0 ? "" : m->opsets[i].domain;
+        int j = otl_strmap_get(&seen, d, -1);
+        if (j >= 0 || !otl_strmap_put(&seen, d, i)) {
+            otl_strmap_free(&seen);
+            if (j < 0)
+                return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", f);
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: opset import '%s' is given twice (versions %lld and %lld)",
+                                 f, m->opsets[i].domain, (long long)m->opsets[j].version,
+                                 (long long)m->opsets[i].version);
+        }
+    }
+    otl_strmap_free(&seen);
     return validate_graph(m->graph, NULL, m->path, err, 0);
 }

@@ -29,8 +29,8 @@ otl_status otl_rt_set(otl_kctx *k, otl_rt *v, int dtype, int rank, const int64_t
         if (dims[i] < 0)
             return otl_kfail(k, OTL_ERR_INPUT, "output '%s': negative dimension %lld", v->name,
                              (long long)dims[i]);
-        if (dims[i] && n > ((int64_t)1 << 40) / dims[i])
-            return otl_kfail(k, OTL_ERR_INPUT, "output '%s': more than 2^40 elements", v->name);
+        if (dims[i] && n > (((int64_t)1 << 40) - 1) / dims[i])
+            return otl_kfail(k, OTL_ERR_INPUT, "output '%s': 2^40 elements or more, refused", v->name);
         n *= dims[i];
         v->dims[i] = dims[i];
     }

@@ -16,7 +16,13 @@ Manifest entry keys (read by run_malformed.py):
   json   (exit 0 cases) key -> value expected in `info --json`
   ext    1 when the model uses external data (the runner re-loads exports with their data)
   compare  0: do not compare the export with python3-onnx (names it cannot decode)
+  checker  0: the export (like the input) is not for onnx.checker (opsets, attributes)
   export_contains  hex bytes the exported file must contain
+  cmds   per-command expectations for `run` and `grad` ({"run": {"exit": .., "must": [..]}}); without
+         an entry, error cases expect the same exit 1 and regexes from run and grad (the model is
+         loaded first) and valid cases are not run
+  inputs graph inputs for run/grad: name -> [numpy dtype, shape] (default X float32 [1,1,4,4]);
+         grad's target is int64 [1] (class 0, --loss ce)
 """
 import json
 import os
@@ -714,9 +720,156 @@ def build(out):
                  "100000 small initializers: valid, must be fast", exit=0,
                  json={"params_total": 100000})
 
+    build_execution_cases(C, nodes, tensors, inputs, outputs)
+
     with open(os.path.join(out, MARKER), "w") as f:
         json.dump({"cases": C.cases}, f, indent=1)
     return C.cases
+
+
+UNSUP = r"not supported|unsupported|not implemented"
+ANYNODE = r"conv1|relu1|flatten1|\bfc\b"
+
+
+def build_execution_cases(C, nodes, tensors, inputs, outputs):
+    """Models that load but must not execute (opsets, attributes, sizes decided at run time), and
+    load-time refusals of opset imports, duplicates and deeply nested subgraphs; run and grad too."""
+    def run_err(must, grad=True):
+        d = {"run": {"exit": 1, "must": must}}
+        d["grad"] = {"exit": 1, "must": must} if grad else None
+        return d
+
+    # ---------------------------------------------------------- opsets
+    for v in (1, 5):  # Relu (since 6) does not exist in the implementation at these opsets
+        m = make_model(nodes, tensors, inputs, outputs, opsets=(("", v),))
+        C.model_case("opset_%d" % v, m, [], "base model importing the default domain at opset %d: "
+                     "info/export work, run/grad name relu1 (Relu) as unsupported at opset %d" % (v, v),
+                     exit=0, checker=0, cmds=run_err([UNSUP, r"opset", r"\b%d\b" % v, esc("relu1"), r"\bRelu\b"]))
+    for name, v in (("opset_99", 99), ("opset_2_62", 1 << 62)):
+        m = make_model(nodes, tensors, inputs, outputs, opsets=(("", v),))
+        C.model_case(name, m, [], "base model at opset %d: run/grad refuse (never a wrong answer)" % v,
+                     exit=0, checker=0, cmds=run_err([UNSUP, r"opset", r"\b%d\b" % v, ANYNODE,
+                                           r"Conv|Relu|Flatten|Gemm"]))
+    C.model_case("opset_none", make_model(nodes, tensors, inputs, outputs, opsets=()), [],
+                 "no opset_import at all: run/grad say the default domain is not imported", exit=0, checker=0,
+                 cmds=run_err([r"opset", r"import", ANYNODE]))
+    for name, v in (("opset_0", 0), ("opset_negative", -5)):
+        C.model_case(name, make_model(nodes, tensors, inputs, outputs, opsets=(("", v),)),
+                     [r"opset", r"version|invalid"], "default domain imported at opset %d" % v)
+    C.model_case("opset_twice", make_model(nodes, tensors, inputs, outputs, opsets=(("", 13), ("", 7))),
+                 [r"opset", DUP], "default domain imported twice (13 and 7): ambiguous")
+    C.model_case("opset_twice_alias", make_model(nodes, tensors, inputs, outputs,
+                                                 opsets=(("", 13), ("ai.onnx", 13))),
+                 [r"opset", DUP], "default domain imported as '' and as 'ai.onnx'")
+
+    # ---------------------------------------------------------- attributes
+    def swap(i, node):
+        ns = list(nodes)
+        ns[i] = node
+        return ns
+    cat = [helper.make_node("Concat", ["relu_out", "relu_out"], ["cat"], name="cat1"),
+           helper.make_node("Flatten", ["cat"], ["flat"], name="flatten1", axis=1),
+           helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["Y"], name="fc", transB=1)]
+    C.model_case("attr_required_missing", make_model(nodes[:2] + cat, tensors, inputs, outputs), [],
+                 "Concat cat1 without its required 'axis': run/grad name node and attribute", exit=0, checker=0,
+                 cmds=run_err([r"required|missing", r"\baxis\b", esc("cat1")]))
+    fl = helper.make_node("Flatten", ["relu_out"], ["flat"], name="flatten1")
+    fl.attribute.append(helper.make_attribute("axis", 1.5))
+    C.model_case("attr_wrong_type", make_model(swap(2, fl), tensors, inputs, outputs), [],
+                 "Flatten axis given as a float", exit=0, checker=0,
+                 cmds=run_err([r"type|float|int", r"\baxis\b", esc("flatten1")]))
+    cv = helper.make_node("Conv", ["X", "conv.weight", "conv.bias"], ["conv_out"], name="conv1",
+                          kernel_shape=[3, 3, 3], strides=[1, 1])
+    C.model_case("attr_bad_value", make_model(swap(0, cv), tensors, inputs, outputs), [],
+                 "Conv kernel_shape of rank 3 on a 2-D convolution", exit=0, checker=0,
+                 cmds=run_err([r"kernel|shape|rank|spatial|dims", esc("conv1")]))
+
+    # ---------------------------------------------------------- duplicates
+    C.model_case("dup_graph_input", make_model(nodes, tensors, inputs + inputs, outputs),
+                 [DUP, esc("X")], "graph input X declared twice")
+    C.model_case("dup_initializer", make_model(nodes, tensors + tensors[:1], inputs, outputs),
+                 [DUP, esc("conv.weight")], "initializer conv.weight defined twice")
+    x14 = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])]
+    y12 = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2])]
+    sp = [helper.make_node("Split", ["X"], ["a", "a"], name="split1", axis=1, num_outputs=2),
+          helper.make_node("Identity", ["a"], ["Y"], name="id1")]
+    C.model_case("dup_output_same_node", make_model(sp, [], x14, y12, opsets=(("", 18),)),
+                 [DUP + r"|produc", esc("split1")], "Split split1 lists output 'a' twice")
+    C.model_case("dup_graph_output", make_model(nodes, tensors, inputs, outputs + outputs), [],
+                 "graph output Y listed twice (legal): run writes Y.npy once", exit=0,
+                 cmds={"run": {"exit": 0}, "grad": {"exit": 0}})
+    x12 = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2])]
+    col = [helper.make_node("Relu", ["X"], ["y:0"], name="r"), helper.make_node("Neg", ["X"], ["y_0"], name="n")]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("y:0", "y_0")]
+    C.model_case("output_file_collision", make_model(col, [], x12, outs), [],
+                 "outputs 'y:0' and 'y_0' both map to y_0.npy: run refuses instead of overwriting one",
+                 exit=0, inputs={"X": ["float32", [1, 2]]},
+                 cmds={"run": {"exit": 1, "must": [r"both|same|collid", esc("y:0"), esc("y_0")]},
+                       "grad": None})
+
+    # ---------------------------------------------------------- sizes decided at run time
+    x1 = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])]
+    y1 = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])]
+    for name, shape, about in (("run_constantofshape_2_40", [1 << 20, 1 << 20], "2^40 elements"),
+                               ("run_constantofshape_2_36", [1 << 18, 1 << 18], "2^36 floats (256 GiB)"),
+                               ("run_expand_2_40", [1 << 20, 1 << 20], "Expand to 2^40 elements")):
+        shp = numpy_helper.from_array(np.array(shape, np.int64), "big_shape")
+        first = (helper.make_node("Expand", ["X", "big_shape"], ["big"], name="big_node")
+                 if "expand" in name else
+                 helper.make_node("ConstantOfShape", ["big_shape"], ["big"], name="big_node"))
+        ns = [first, helper.make_node("ReduceSum", ["big"], ["s"], name="rs", keepdims=0),
+              helper.make_node("Add", ["X", "s"], ["Y"], name="addy")]
+        C.model_case(name, make_model(ns, [shp], x1, y1), [],
+                     "%s computed at run time: refused before allocation (memory stays bounded)" % about,
+                     exit=0, inputs={"X": ["float32", [1]]},
+                     cmds={"run": {"exit": 1, "must": [ABSURD + r"|memory|refus|limit", esc("big"),
+                                                       esc("big_node")]}, "grad": None})
+
+    # ---------------------------------------------------------- recursive subgraphs through run/grad
+    C.bytes_case("run_nested_if_3", deep_if(3), [], "If nested 3 deep: run and grad refuse If "
+                 "(not implemented) naming the node", exit=0, inputs={"X": ["float32", [1]]},
+                 cmds={"run": {"exit": 1, "must": [UNSUP + r"|cond", r"\bIf\b|cond", r"if_0|cond"]},
+                       "grad": None})
+    C.bytes_case("deep_loop_5000", deep_loop(5000), [DEPTH + "|" + PARSE],
+                 "Loop bodies nested 5000 deep: refused, no stack overflow")
+    C.bytes_case("deep_graphs_attr_3000", deep_loop(3000, graphs=True), [DEPTH + "|" + PARSE],
+                 "custom op whose GRAPHS attribute nests 3000 deep")
+    C.bytes_case("valid_nested_loop_4", deep_loop(4), [], "Loop nested 4 deep (valid)", exit=0)
+
+
+def deep_loop(depth, graphs=False):
+    """Loop whose body holds a Loop ... `depth` deep (graphs=True: a custom op with a GRAPHS
+    attribute instead). Bodies: (iter, cond, v) -> (cond, v)."""
+    def node(inputs, outputs, name, op, attrs=b"", domain=""):
+        b = (b"".join(f_bytes(1, i) for i in inputs) + b"".join(f_bytes(2, o) for o in outputs)
+             + f_bytes(3, name) + f_bytes(4, op) + attrs)
+        return b + (f_bytes(7, domain) if domain else b"")
+    i64 = f_bytes(1, f_varint(1, TensorProto.INT64) + f_bytes(2, b""))
+    bool_scalar = f_bytes(1, f_varint(1, TensorProto.BOOL) + f_bytes(2, b""))
+    opsets = f_bytes(8, opset_raw("", 13)) + (f_bytes(8, opset_raw("com.example", 1)) if graphs else b"")
+    wrappers = [(f_varint(1, 8) + f_bytes(2, "onnx-tl-malformed"), 7, opsets)]
+    op, dom, attr_field, attr_type = ("Nest", "com.example", 11, 10) if graphs else ("Loop", "", 6, 5)
+    for k in range(depth):
+        ins = ["", "cond"] + ["v_%d" % k] if not graphs else ["v_%d" % k]
+        outs = ["w_%d" % k]
+        if k == 0:
+            post_g = (f_bytes(2, "g_0") + f_bytes(12, vi_raw("w_0")) +
+                      f_bytes(11, vi_raw("cond", bool_scalar)) + f_bytes(11, vi_raw("v_0")))
+        else:  # a Loop body: (iteration, cond, v) -> (cond, w)
+            post_g = (f_bytes(1, node(["cond"], ["cond_o_%d" % k], "cid_%d" % k, "Identity")) +
+                      f_bytes(2, "g_%d" % k) + f_bytes(12, vi_raw("cond_o_%d" % k, bool_scalar)) +
+                      f_bytes(12, vi_raw("w_%d" % k)) + f_bytes(11, vi_raw("it_%d" % k, i64)) +
+                      f_bytes(11, vi_raw("cond", bool_scalar)) + f_bytes(11, vi_raw("v_%d" % k)))
+        wrappers.append((b"", 1, post_g))
+        wrappers.append((node(ins, outs, "loop_%d" % k, op, domain=dom), 5, b""))
+        wrappers.append((f_bytes(1, "body") + f_varint(20, attr_type), attr_field, b""))
+    d = depth
+    core = (f_bytes(1, node(["v_%d" % d], ["w_%d" % d], "id_%d" % d, "Identity")) +
+            f_bytes(1, node(["cond"], ["cond_o_%d" % d], "cid_%d" % d, "Identity")) +
+            f_bytes(2, "g_%d" % d) + f_bytes(11, vi_raw("it_%d" % d, i64)) +
+            f_bytes(11, vi_raw("cond", bool_scalar)) + f_bytes(11, vi_raw("v_%d" % d)) +
+            f_bytes(12, vi_raw("cond_o_%d" % d, bool_scalar)) + f_bytes(12, vi_raw("w_%d" % d)))
+    return nest(wrappers, core)
 
 
 def ext_model(location, offset=None, length=None, extra=None, dims=None):
