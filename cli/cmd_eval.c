@@ -15,7 +15,7 @@
 #include "src/util.h"
 
 static const char usage[] =
-    "usage: onnx-tl eval MODEL --data DATA [--json] [--batch B] [--threads N]\n"
+    "usage: onnx-tl eval MODEL --data DATA [--json] [--batch B] [--skip-bad] [--threads N]\n"
     "\n"
     "Evaluate a classifier: accuracy, macro F1, per-class precision/recall/F1/support (scikit-learn's\n"
     "definitions, 0 where undefined), confusion matrix (rows: true class, columns: predicted), mean\n"
@@ -28,6 +28,7 @@ static const char usage[] =
     "                index, precision, recall, f1, support}), confusion (rows true, columns predicted,\n"
     "                in the order of labels)\n"
     "  --batch B     samples per forward pass (default 32)\n"
+    "  --skip-bad    leave out unreadable images (listed on stderr) instead of failing\n"
     "  --threads N   compute threads (default: all cores)\n"
     "Class mapping: when the model stores labels (swap-head --labels), each class directory of an\n"
     "ImageFolder must be one of them and maps to its position; otherwise (and for .npz, whose y are\n"
@@ -35,7 +36,7 @@ static const char usage[] =
     "that was predicted; macro averages run over the classes that occur as truth or prediction.\n";
 
 static const cli_opt opts[] = {
-    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"skip-bad", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
 };
 
 static int is_dir(const char *p)
@@ -307,6 +308,7 @@ int cmd_eval(int argc, char **argv)
     otl_dataset_opts o;
     otl_dataset_opts_init(&o);
     o.threads = threads;
+    o.skip_bad = cli_flag(&a, "skip-bad");
     if (is_dir(data)) {
         if (otl_preprocess_get(m, &pp, &err))
             goto fail;
@@ -319,6 +321,8 @@ int cmd_eval(int argc, char **argv)
     }
     if (otl_dataset_open(&d, data, &o, &err))
         goto fail;
+    if (*otl_dataset_skipped(d))
+        fprintf(stderr, "onnx-tl: skipped unreadable items of %s:\n%s", data, otl_dataset_skipped(d));
     int64_t n = otl_dataset_len(d);
     if (n < 1) {
         otl_error_set(&err, OTL_ERR_INPUT, "%s: the data set holds no samples", data);

@@ -297,6 +297,10 @@ def case_errors():
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_many.npz'], 1, ['mlp_many.npz', '8 classes'])
     expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_bad', '--json'], 1, ['c1.png'])
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_empty.npz', '--json'], 1, ['mlp_empty.npz'])
+    # --skip-bad: the unreadable image is left out and named on stderr, the rest evaluated
+    p = run(['eval', 'resnet_labels.onnx', '--data', 'folder_bad', '--json', '--skip-bad'])
+    check(json.loads(p.stdout)['n'] == 1, f'--skip-bad: n is not 1: {p.stdout[:200]}')
+    check('c1.png' in p.stderr, f'--skip-bad: the skipped file is not named: {p.stderr!r}')
     os.makedirs(os.path.join(DATA, 'folder_empty'), exist_ok=True)
     expect_error(['eval', 'resnet.onnx', '--data', 'folder_empty'], 1, ['folder_empty'])
     expect_error(['eval', 'resnet.onnx', '--data', 'missing.npz'], 1, ['missing.npz'])
