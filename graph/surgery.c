@@ -1547,35 +1547,64 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
         goto done;
     for (int i = 0; i < g->n_nodes; i++)
         pos[order[i]] = i;
-    /* parameters and their first consumer (topological position) */
+    /* parameters and their first consumer (topological position), through Identity chains */
     int all_torch = 1;
+    otl_strmap pidx, prod;
+    int have_maps = otl_strmap_init(&pidx, (size_t)n_init + 8);
+    if (have_maps && !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
+        otl_strmap_free(&pidx);
+        have_maps = 0;
+    }
+    if (!have_maps) {
+        st = oom(err);
+        goto done;
+    }
     for (int i = 0; i < n_init; i++) {
         const otl_tensor *t = g->inits[i];
         if (!otl_graph_init_is_param(g, t))
             continue;
         int k = b->n_params++;
-        if (!(b->params[k] = otl_strdup(t->name))) {
+        if (!(b->params[k] = otl_strdup(t->name)) || !otl_strmap_put(&pidx, b->params[k], k)) {
             st = oom(err);
-            goto done;
+            break;
         }
         first[k] = g->n_nodes;
         owner[k] = -1;
-        for (int ni = 0; ni < g->n_nodes; ni++) {
-            const otl_node *nd = g->nodes[ni];
-            for (int q = 0; q < nd->n_inputs; q++) {
-                const otl_tensor *r = resolve_init(g, nd->inputs[q]);
-                if (r == t && strcmp(nd->op_type, "Identity") != 0 && pos[ni] < first[k]) {
-                    first[k] = pos[ni];
-                    owner[k] = ni;
-                }
-            }
-        }
         int is_head = 0;
         for (int h = 0; h < n_head; h++)
             is_head |= strcmp(head[h], t->name) == 0;
         if (!is_head && !torch_style(t->name))
             all_torch = 0;
     }
+    for (int ni = 0; !st && ni < g->n_nodes; ni++)
+        for (int q = 0; q < g->nodes[ni]->n_outputs; q++)
+            if (*g->nodes[ni]->outputs[q] && !otl_strmap_put(&prod, g->nodes[ni]->outputs[q], ni))
+                st = oom(err);
+    for (int ni = 0; !st && ni < g->n_nodes; ni++) {
+        const otl_node *nd = g->nodes[ni];
+        if (strcmp(nd->op_type, "Identity") == 0)
+            continue;
+        for (int q = 0; q < nd->n_inputs; q++) {
+            const char *name = nd->inputs[q];
+            int k = -1;
+            for (int hops = 0; hops < 16 && *name; hops++) {
+                if ((k = otl_strmap_get(&pidx, name, -1)) >= 0 || otl_graph_find_init(g, name))
+                    break;
+                int p = otl_strmap_get(&prod, name, -1);
+                if (p < 0 || strcmp(g->nodes[p]->op_type, "Identity") != 0 || g->nodes[p]->n_inputs < 1)
+                    break;
+                name = g->nodes[p]->inputs[0];
+            }
+            if (k >= 0 && pos[ni] < first[k]) {
+                first[k] = pos[ni];
+                owner[k] = ni;
+            }
+        }
+    }
+    otl_strmap_free(&pidx);
+    otl_strmap_free(&prod);
+    if (st)
+        goto done;
     b->by_names = all_torch;
     /* block key and its ordering position */
     for (int k = 0; k < b->n_params; k++) {
