@@ -49,3 +49,5 @@ foreach(_c npz_softmax npz_logits folder_labels folder_nolabels folder_preproces
             ${CMAKE_CURRENT_BINARY_DIR}/eval_work/${_c} ${_case})
   set_tests_properties(eval.${_c} PROPERTIES FIXTURES_REQUIRED eval_data LABELS eval TIMEOUT 300)
 endforeach()
+# error paths and both commands' main paths also run in the sanitizer build (make asan-test)
+set_tests_properties(eval.errors eval.predict_images eval.npz_softmax eval.folder_labels PROPERTIES LABELS "eval;asan")
