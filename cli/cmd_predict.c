@@ -222,7 +222,11 @@ int cmd_predict(int argc, char **argv)
         numel *= sdims[d];
     int64_t sb = otl_dtype_nbytes(c->dtype, numel);
     int64_t b = batch < n_items ? batch : n_items;
-    if (sb <= 0 || !(x = malloc((size_t)(b * sb)))) {
+    if (sb <= 0) {
+        otl_error_set(&err, OTL_ERR_INPUT, "%s: samples of input '%s' hold no elements", files[0], c->input);
+        goto fail;
+    }
+    if (!(x = malloc((size_t)(b * sb)))) {
         otl_error_set(&err, OTL_ERR_NOMEM, "out of memory for a batch of %lld", (long long)b);
         goto fail;
     }
