@@ -116,7 +116,8 @@ int cmd_train(int argc, char **argv)
         o.optim.weight_decay = o.optim.kind == OTL_OPT_ADAMW ? 0.01f : 0.0f;
     }
     if ((s = cli_get(&a, "schedule")) && (o.schedule = otl_schedule_parse(s)) < 0)
-        return cli_usage_error(usage, "train: --schedule must be constant, step, cosine, onecycle or plateau, got '%s'", s);
+        return cli_usage_error(usage, "train: --schedule must be constant, step, cosine, onecycle or plateau, got '%s'",
+                               s);
     if ((s = cli_get(&a, "bn"))) {
         if (strcmp(s, "train") != 0 && strcmp(s, "frozen") != 0)
             return cli_usage_error(usage, "train: --bn must be train or frozen, got '%s'", s);

@@ -16,7 +16,7 @@ static const char usage[] =
     "  swap-head replace the classifier head       (not yet implemented)\n"
     "  freeze    mark parameters frozen/trainable  (not yet implemented)\n"
     "  grad      one forward+backward pass: loss and parameter gradients as .npy\n"
-    "  train     fine-tune on a data set           (not yet implemented)\n"
+    "  train     fine-tune on a data set (epochs, schedules, validation, checkpoints)\n"
     "  eval      accuracy, F1, confusion matrix    (not yet implemented)\n"
     "  predict   classify images                   (not yet implemented)\n"
     "\n"

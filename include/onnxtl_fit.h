@@ -16,7 +16,13 @@ extern "C" {
 
 /* ------------------------------------------------------------ schedules (src/schedule.c) */
 
-enum { OTL_SCHED_CONSTANT = 0, OTL_SCHED_STEP = 1, OTL_SCHED_COSINE = 2, OTL_SCHED_ONECYCLE = 3, OTL_SCHED_PLATEAU = 4 };
+enum {
+    OTL_SCHED_CONSTANT = 0,
+    OTL_SCHED_STEP = 1,
+    OTL_SCHED_COSINE = 2,
+    OTL_SCHED_ONECYCLE = 3,
+    OTL_SCHED_PLATEAU = 4
+};
 
 typedef struct otl_schedule {
     int kind;                 /* OTL_SCHED_* */

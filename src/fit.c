@@ -809,7 +809,8 @@ static otl_status ckpt_read_optim(fit *f, const char *dir, const kv_list *l, otl
                     i = k;
             pos += (size_t)rec[0];
             if (i < 0 || o->numel[i] != rec[1]) {
-                st = otl_error_set(err, OTL_ERR_INPUT, "%s: parameter %lld does not match the model", opath, (long long)r);
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: parameter %lld does not match the model", opath,
+                                   (long long)r);
                 break;
             }
             o->steps[i] = rec[2];
@@ -928,12 +929,14 @@ static otl_status check_classes(fit *f, otl_error *err)
         if (bad) {
             char a[256] = "", b[256] = "";
             for (int c = 0; c < nd && strlen(a) < 200; c++)
-                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%s", c ? ", " : "", otl_dataset_class_name(f->dtrain, c));
+                snprintf(a + strlen(a), sizeof a - strlen(a), "%s%s", c ? ", " : "",
+                         otl_dataset_class_name(f->dtrain, c));
             for (int c = 0; c < n_labels && strlen(b) < 200; c++)
                 snprintf(b + strlen(b), sizeof b - strlen(b), "%s%s", c ? ", " : "", labels[c]);
             free(labels);
             return otl_error_set(err, OTL_ERR_INPUT,
-                                 "%s: class directories (%s) differ from the labels stored in %s (%s)", what, a, f->file, b);
+                                 "%s: class directories (%s) differ from the labels stored in %s (%s)", what, a,
+                                 f->file, b);
         }
     }
     free(labels);
@@ -1066,7 +1069,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             int64_t b0 = f->batch_pos * f->h.batch;
             int64_t n = f->n_tr - b0 < f->h.batch ? f->n_tr - b0 : f->h.batch;
             otl_tensor *x = NULL, *y = NULL;
-            if ((st = batch_tensors(f, f->dtrain, perm + b0, n, f->aug.enabled ? &f->aug : NULL, aug_seed, &x, &y, err)))
+            const otl_augment *aug = f->aug.enabled ? &f->aug : NULL;
+            if ((st = batch_tensors(f, f->dtrain, perm + b0, n, aug, aug_seed, &x, &y, err)))
                 break;
             lr = otl_schedule_lr(&f->sched, f->step);
             double mom = otl_schedule_momentum(&f->sched, f->step);
@@ -1087,7 +1091,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 st = otl_error_set(err, OTL_ERR_INPUT,
                                    "%s: non-finite loss (%s) at epoch %d, step %lld (batch %lld of %lld, lr %g): "
                                    "training diverged; %s",
-                                   f->file, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", f->epoch + 1, (long long)f->step + 1,
+                                   f->file, isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf", f->epoch + 1,
+                                   (long long)f->step + 1,
                                    (long long)f->batch_pos + 1, (long long)f->steps_per_epoch, lr, kept);
             }
             if (!st) {
@@ -1121,8 +1126,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 else if (!st)
                     st = otl_error_set(err, OTL_ERR_INPUT,
                                        "interrupted at epoch %d, step %lld (no --checkpoint: progress not saved)%s%s",
-                                       f->epoch + 1, (long long)f->step, f->out_written ? "; best model so far in " : "",
-                                       f->out_written ? f->h.out : "");
+                                       f->epoch + 1, (long long)f->step,
+                                       f->out_written ? "; best model so far in " : "", f->out_written ? f->h.out : "");
                 break;
             }
         }
@@ -1221,13 +1226,15 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         const char *ds = kv_get(&kv, "data_sha256"), *vs = kv_get(&kv, "val_sha256");
         if (!ds || strcmp(ds, otl_dataset_hash(f.dtrain)) != 0 ||
             (f.h.val && (!vs || strcmp(vs, otl_dataset_hash(f.dval)) != 0)) || (!f.h.val && vs)) {
-            st = otl_error_set(err, OTL_ERR_INPUT, "%s: the data (%s%s%s) differ from those the checkpoint was made with",
-                               o->resume, f.h.data, f.h.val ? ", " : "", f.h.val ? f.h.val : "");
+            st = otl_error_set(err, OTL_ERR_INPUT,
+                               "%s: the data (%s%s%s) differ from those the checkpoint was made with", o->resume,
+                               f.h.data, f.h.val ? ", " : "", f.h.val ? f.h.val : "");
             goto done;
         }
         int64_t n = otl_dataset_len(f.dtrain);
         if ((st = parse_split(&kv, "split_train", &f.tr_idx, &f.n_tr, n, o->resume, err)) ||
-            (st = parse_split(&kv, "split_val", &f.va_idx, &f.n_va, f.h.val ? otl_dataset_len(f.dval) : n, o->resume, err)))
+            (st = parse_split(&kv, "split_val", &f.va_idx, &f.n_va, f.h.val ? otl_dataset_len(f.dval) : n, o->resume,
+                              err)))
             goto done;
     } else if (f.h.val) {
         f.n_tr = otl_dataset_len(f.dtrain);
@@ -1242,8 +1249,10 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
             f.tr_idx[i] = i;
         for (int64_t i = 0; i < f.n_va; i++)
             f.va_idx[i] = i;
-    } else if ((st = otl_dataset_split(f.dtrain, f.h.val_frac, f.h.seed, &f.tr_idx, &f.n_tr, &f.va_idx, &f.n_va, err))) {
-        goto done;
+    } else {
+        st = otl_dataset_split(f.dtrain, f.h.val_frac, f.h.seed, &f.tr_idx, &f.n_tr, &f.va_idx, &f.n_va, err);
+        if (st)
+            goto done;
     }
     if (f.n_tr == 0) {
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: no training samples left after the validation split", f.h.data);
@@ -1272,6 +1281,15 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         kv_ll(&kv, "plateau_bad", &pb);
         f.sched.plateau_bad = (int)pb;
     }
+    /* fail before training when an output cannot be written */
+    char *od = otl_dirname(f.h.out);
+    int writable = od && access(od, W_OK) == 0;
+    free(od);
+    if (!writable) {
+        st = otl_error_set(err, OTL_ERR_IO, "%s: cannot write the output model there (directory missing or not "
+                           "writable)", f.h.out);
+        goto done;
+    }
     if ((st = open_log(&f, o->resume != NULL, err)))
         goto done;
     if (f.h.checkpoint && !o->resume) {
@@ -1283,10 +1301,11 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
     }
     if (f.h.msg && f.h.progress != OTL_FIT_QUIET) {
         if (o->resume)
-            fprintf(f.h.msg, "resuming from %s at epoch %d, step %lld (hyper-parameters from the checkpoint)\n", o->resume,
-                    f.epoch + 1, (long long)f.step);
-        fprintf(f.h.msg, "training %s: %lld training / %lld validation samples, %lld classes, %d trainable tensors, %s, "
-                         "lr %g (%s), batch %lld, %d epochs\n",
+            fprintf(f.h.msg, "resuming from %s at epoch %d, step %lld (hyper-parameters from the checkpoint)\n",
+                    o->resume, f.epoch + 1, (long long)f.step);
+        fprintf(f.h.msg,
+                "training %s: %lld training / %lld validation samples, %lld classes, %d trainable tensors, %s, "
+                "lr %g (%s), batch %lld, %d epochs\n",
                 f.file, (long long)f.n_tr, (long long)f.n_va, (long long)f.n_classes, otl_trainer_graph(f.tr)->n_params,
                 opt_names[f.h.optim.kind], f.h.lr, otl_schedule_name(f.h.schedule), (long long)f.h.batch, f.h.epochs);
     }

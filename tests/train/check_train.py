@@ -397,6 +397,11 @@ def case_usage(d):
     train(MLP, "--data", d + "/d.npz", "-o", MLP, expect=2)
     p = train(MLP, "--data", d + "/missing.npz", "-o", d + "/o.onnx", expect=1)
     check("missing.npz" in p.stderr, "missing data file named")
+    p = train(MLP, "--data", d + "/d.npz", "-o", d + "/no/such/dir/o.onnx", "--epochs", 50, expect=1)
+    check("no/such/dir/o.onnx" in p.stderr and "epoch 1/" not in p.stderr,
+          "unwritable output: error before training")
+    p = train(MLP, "--data", d + "/d.npz", "-o", d + "/o.onnx", "--resume", d + "/nockpt", expect=1)
+    check("nockpt" in p.stderr, "--resume of a missing checkpoint: error naming it")
 
 
 def main():
