@@ -1134,7 +1134,7 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
         if (st)
             break;
         if (f->h.msg && f->h.progress == OTL_FIT_BAR)
-            fputc('\n', f->h.msg);
+            fputs("\r\033[K", f->h.msg); /* the summary line replaces the bar */
         double mtr[4] = {f->sum_seen ? f->sum_loss / (double)f->sum_seen : NAN,
                          f->sum_seen ? (double)f->sum_correct / (double)f->sum_seen : NAN, NAN, NAN};
         double secs = now_s() - t0;
