@@ -9,6 +9,7 @@ synthetic data (made here with numpy/PIL in a temporary directory). One CASE per
                uninterrupted run's byte for byte (and the log has one line per epoch)
   sigint       SIGINT: stops after the current step with a clear message, exit 1, checkpoint;
                resumed: bit-identical OUT
+  sigint_dropout  the same with a Dropout head (swap-head --hidden --dropout)
   nan          --lr 1e30: clear message naming epoch and step, exit 1, no OUT; a run that diverges
                in epoch 2 (step schedule, huge gamma) keeps OUT from epoch 1
   classes      class-count mismatch (.npz labels beyond the output size; image folder with another
@@ -176,12 +177,12 @@ def wait_state(ck, proc, min_epoch, timeout=120):
     return False
 
 
-def resume_case(d, sig):
+def resume_case(d, sig, model=BN):
     img_data(d + "/i.npz", n=200)
     common = ["--data", d + "/i.npz", "--epochs", 3, "--batch", 8, "--threads", 1, "--seed", 5, "--lr", 3e-3,
               "--schedule", "cosine", "--warmup", 10]
-    train(BN, *common, "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl", "--quiet")
-    args = [ONNX_TL, "train", BN, *map(str, common), "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
+    train(model, *common, "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl", "--quiet")
+    args = [ONNX_TL, "train", model, *map(str, common), "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
             d + "/log.jsonl"]
     p = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     ok = wait_state(d + "/ck", p, 1)
@@ -198,7 +199,7 @@ def resume_case(d, sig):
         check("interrupted at epoch" in errtext and "--resume" in errtext, "SIGINT: clear message")
     st = open(d + "/ck/state.txt").read()
     print("checkpoint: " + " ".join(l for l in st.splitlines() if l.split(" ")[0] in ("epoch", "batch_pos", "step")))
-    train(BN, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--threads", 1, "--log",
+    train(model, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--threads", 1, "--log",
           d + "/log.jsonl")
     check(read(d + "/out.onnx") == read(d + "/ref.onnx"), "resumed OUT bit-identical to the uninterrupted run")
     ref, got = log_lines(d + "/ref.jsonl"), log_lines(d + "/log.jsonl")
@@ -215,6 +216,20 @@ def case_sigkill(d):
 
 def case_sigint(d):
     resume_case(d, signal.SIGINT)
+
+
+def case_sigint_dropout(d):
+    """A head with Dropout: the resumed run continues the same random masks."""
+    p = subprocess.run([ONNX_TL, "swap-head", BN, "-o", d + "/drop.onnx", "--classes", "4", "--hidden", "16",
+                        "--dropout", "0.5", "--seed", "1"], capture_output=True, text=True)
+    check(p.returncode == 0, "swap-head with Dropout: " + p.stderr.strip())
+    resume_case(d, signal.SIGINT, d + "/drop.onnx")
+    a = [ONNX_TL, "train", d + "/drop.onnx", "--data", d + "/i.npz", "--epochs", "1", "--threads", "1", "--quiet",
+         "--val-split", "0"]
+    subprocess.run(a + ["-o", d + "/s1.onnx", "--seed", "1"], check=True)
+    subprocess.run(a + ["-o", d + "/s2.onnx", "--seed", "2", "--no-shuffle"], check=True)
+    subprocess.run(a + ["-o", d + "/s3.onnx", "--seed", "3", "--no-shuffle"], check=True)
+    check(read(d + "/s2.onnx") != read(d + "/s3.onnx"), "the seed drives Dropout (same order, other masks)")
 
 
 def case_nan(d):
