@@ -284,6 +284,13 @@ def case_classes(d):
     p = train(d + "/labelled.onnx", "--data", d + "/f4", "-o", d + "/o.onnx", "--epochs", 1, expect=1)
     check("differ from the labels" in p.stderr, "folder names vs stored labels: clear error")
     check(not os.path.exists(d + "/o.onnx"), "no OUT on errors")
+    # an unreadable image: an error naming it, or with --skip-bad a note and training goes on
+    with open(d + "/f4/b/broken.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n garbage")
+    p = train(BN, "--data", d + "/f4", "-o", d + "/o.onnx", "--epochs", 1, expect=1)
+    check("broken.png" in p.stderr, "unreadable image named")
+    p = train(BN, "--data", d + "/f4", "-o", d + "/o.onnx", "--epochs", 1, "--skip-bad", "--threads", 1)
+    check("broken.png" in p.stderr and os.path.exists(d + "/o.onnx"), "--skip-bad: skipped image reported, OUT written")
 
 
 def case_early_stop(d):
