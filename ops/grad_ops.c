@@ -13,6 +13,8 @@ typedef struct reduce_to_state {
     int64_t out_dims[OTL_MAX_RANK]; /* target shape as given */
     int out_rank;
     int identity;                   /* nothing to reduce */
+    int64_t A, K, B;                /* fast path: plain float32 dY viewed as (A, K, B), summed over A, B */
+    int akb;
     dnnl_primitive_t prim;
     dnnl_memory_t src, dst;
 } reduce_to_state;
@@ -56,9 +58,80 @@ static otl_status reduce_to_infer(otl_kctx *k)
     return otl_rt_set(k, k->out[0], dy->dtype, n, s->out_dims);
 }
 
+/* Whether dY's reduction is (A, K, B) -> (K): summed axes only before and after one run of
+ * kept axes (axes of size 1 ignored). Bias gradients are all like that: (N, C) -> (C),
+ * (N, C, H, W) -> (1, C, 1, 1), (B, S, D) -> (D). */
+static int akb_shape(reduce_to_state *s, const otl_rt *dy)
+{
+    int64_t p[3] = {1, 1, 1};
+    int seg = 0; /* 0: leading summed axes, 1: kept, 2: trailing summed */
+    for (int d = 0; d < s->rank; d++) {
+        if (dy->dims[d] == 1)
+            continue;
+        int keep = s->tdims[d] == dy->dims[d];
+        if (keep && seg == 2)
+            return 0;
+        if (keep)
+            seg = 1;
+        else if (seg == 1)
+            seg = 2;
+        p[seg] *= dy->dims[d];
+    }
+    s->A = p[0];
+    s->K = p[1];
+    s->B = p[2];
+    return 1;
+}
+
+/* y[k] = sum over a, b of x[(a K + k) B + b], accumulated in double. */
+static void sum_akb_f32(float *y, const float *x, int64_t A, int64_t K, int64_t B)
+{
+    enum { BLK = 256 };
+    if (B == 1) { /* column sums: blocks of K accumulated across rows */
+        int64_t nblk = (K + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static) if (A * K > 32768 && nblk > 1)
+        for (int64_t t = 0; t < nblk; t++) {
+            int64_t k0 = t * BLK, n = K - k0 < BLK ? K - k0 : BLK;
+            double acc[BLK] = {0};
+            for (int64_t a = 0; a < A; a++) {
+                const float *r = x + a * K + k0;
+                for (int64_t i = 0; i < n; i++)
+                    acc[i] += r[i];
+            }
+            for (int64_t i = 0; i < n; i++)
+                y[k0 + i] = (float)acc[i];
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (A * K * B > 32768 && K > 1)
+    for (int64_t kk = 0; kk < K; kk++) {
+        double acc = 0;
+        for (int64_t a = 0; a < A; a++) {
+            const float *r = x + (a * K + kk) * B;
+            float part = 0; /* short float runs (vectorized), summed in double */
+            for (int64_t b = 0; b < B; b++) {
+                part += r[b];
+                if ((b & 255) == 255) {
+                    acc += part;
+                    part = 0;
+                }
+            }
+            acc += part;
+        }
+        y[kk] = (float)acc;
+    }
+}
+
 static otl_status reduce_to_prepare(otl_kctx *k)
 {
     reduce_to_state *s = k->state;
+    /* plain float32 bias-like reductions: a C column / channel sum (oneDNN's reduction falls to
+       its reference kernel at these shapes) */
+    if (!s->identity && !k->in[0]->blocked && k->in[0]->dtype == OTL_DTYPE_FLOAT && k->in[0]->numel > 0 &&
+        akb_shape(s, k->in[0])) {
+        s->akb = 1;
+        return OTL_OK;
+    }
     /* plain identity: a copy; blocked input (float32 only): oneDNN reduction, which also
        converts to the plain layout */
     if ((s->identity && !k->in[0]->blocked) || k->in[0]->dtype != OTL_DTYPE_FLOAT || k->in[0]->numel == 0)
@@ -92,6 +165,10 @@ static otl_status reduce_to_forward(otl_kctx *k)
     reduce_to_state *s = k->state;
     const otl_rt *dy = k->in[0];
     otl_rt *out = k->out[0];
+    if (s->akb) {
+        sum_akb_f32(out->data, dy->data, s->A, s->K, s->B);
+        return OTL_OK;
+    }
     if (s->prim) {
         dnnl_memory_set_data_handle(s->src, dy->data);
         dnnl_memory_set_data_handle(s->dst, out->data);

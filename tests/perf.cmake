@@ -1,6 +1,6 @@
 # perf.cmake - cost tests (issue 4: frozen pruning is real), include()d from tests/CMakeLists.txt.
 #
-# Registers (both need the torchvision zoo: CTest fixture "zoo", tests/parity.cmake)
+# Registers (the resnet18 ones need the torchvision zoo: CTest fixture "zoo", tests/parity.cmake)
 #   perf.frozen_resnet18.input  a seeded 2x3x224x224 batch for the planner check
 #   perf.frozen_resnet18.plan   tests/unit/test_frozen.c on the zoo's resnet18 with every
 #                               parameter but the head frozen: the training plan's activation
@@ -9,6 +9,7 @@
 #                               inference plan `onnx-tl run` executes (no gradient or saved
 #                               activation buffers for the frozen prefix, which runs as the same
 #                               fused kernels)
+#   perf.reduce_sum_to          tests/perf/check_reduce_sum_to.py: ReduceSumTo (bias gradients) vs NumPy
 #   perf.frozen_resnet18.cost   tests/perf/frozen_cost.py: `onnx-tl grad` of the head-only model
 #                               against `onnx-tl run` at batch 32, 3 alternating rounds: peak RSS
 #                               <= 1.15x, median CPU time <= 1.3x (wall-time ratio printed)
@@ -37,3 +38,9 @@ add_test(NAME perf.frozen_resnet18.cost
           ${CMAKE_BINARY_DIR}/perf/frozen_resnet18 --batch 32 --rounds 3 --threads 2)
 set_tests_properties(perf.frozen_resnet18.cost PROPERTIES FIXTURES_REQUIRED zoo LABELS "perf;zoo"
                      TIMEOUT 600 RUN_SERIAL ON)
+
+# ReduceSumTo's float32 fast path (C column / channel sums, ops/grad_ops.c) and its oneDNN path,
+# through `onnx-tl grad` of a broadcasting Add, against float64 NumPy.
+add_test(NAME perf.reduce_sum_to
+  COMMAND ${PYTHON} ${_otl_perf_src}/check_reduce_sum_to.py ${ONNX_TL} ${CMAKE_BINARY_DIR}/perf/reduce_sum_to)
+set_tests_properties(perf.reduce_sum_to PROPERTIES LABELS "perf" TIMEOUT 120)
