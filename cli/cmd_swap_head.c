@@ -183,6 +183,7 @@ int cmd_swap_head(int argc, char **argv)
     uint8_t *ppbuf = NULL;
     size_t pplen;
     otl_preprocess pp;
+    char pp_source[1200];
     if ((v = cli_get(&a, "labels"))) {
         if (otl_labels_read(v, &labels, &n_labels, &err))
             goto fail;
@@ -212,6 +213,9 @@ int cmd_swap_head(int argc, char **argv)
             }
         }
         so.pp = &pp;
+        snprintf(pp_source, sizeof pp_source, "%s%s%s", pp_file ? pp_file : "", pp_file && n_flags ? " with " : "",
+                 n_flags ? "the preprocessing flags" : "");
+        so.pp_source = pp_source;
     }
     otl_swap_head_info info;
     if (otl_swap_head(m, &so, &info, &err) || otl_model_save(m, out, NULL, &err))

@@ -1169,7 +1169,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
             st = oom(err);
             goto done;
         }
-        st = otl_preprocess_check(m, o->pp, "preprocessing", err) ? err->code
+        st = otl_preprocess_check(m, o->pp, o->pp_source ? o->pp_source : "preprocessing", err) ? err->code
                                                                     : otl_model_meta_set(m, "onnx_tl.preprocess", js, err);
         free(js);
         if (st)

@@ -33,6 +33,7 @@ typedef struct otl_swap_head_opts {
     const char *const *labels; /* n_labels == classes names, or NULL (stale labels removed) */
     int n_labels;
     const otl_preprocess *pp;  /* stored (checked against the input) when non-NULL; else kept */
+    const char *pp_source;     /* names pp's origin in errors (file name, flags); NULL: "preprocessing" */
     int threads;               /* for the shape probe run (0: all cores) */
 } otl_swap_head_opts;
 
