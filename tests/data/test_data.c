@@ -283,6 +283,9 @@ static int test_npz(const char *dir, const char *model)
               "augment on tokens: %d '%s'", st, e2.msg);
         st = otl_dataset_batch(d, &i0, 1, NULL, 1, row, NULL, &e2);
         CHECK(st == OTL_OK, "plain batch on tokens after an error");
+        /* no duplicates here: every class gets exactly its rounded share */
+        check_split(d, 0.15, 1);
+        check_split(d, 0.34, 1);
     }
     otl_dataset_free(d);
     /* HWC float images: guessed layout */
