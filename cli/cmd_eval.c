@@ -15,7 +15,7 @@
 #include "src/util.h"
 
 static const char usage[] =
-    "usage: onnx-tl eval MODEL --data DATA [--json] [--batch B] [--skip-bad] [--threads N]\n"
+    "usage: onnx-tl eval MODEL --data DATA [--json] [--batch B] [--by-index] [--skip-bad] [--threads N]\n"
     "\n"
     "Evaluate a classifier: accuracy, macro F1, per-class precision/recall/F1/support (scikit-learn's\n"
     "definitions, 0 where undefined), confusion matrix (rows: true class, columns: predicted), mean\n"
@@ -28,6 +28,7 @@ static const char usage[] =
     "                index, precision, recall, f1, support}), confusion (rows true, columns predicted,\n"
     "                in the order of labels)\n"
     "  --batch B     samples per forward pass (default 32)\n"
+    "  --by-index    class k (k-th sorted directory) is output k even when the model stores labels\n"
     "  --skip-bad    leave out unreadable images (listed on stderr) instead of failing\n"
     "  --threads N   compute threads (default: all cores)\n"
     "Class mapping: when the model stores labels (swap-head --labels), each class directory of an\n"
@@ -36,7 +37,7 @@ static const char usage[] =
     "that was predicted; macro averages run over the classes that occur as truth or prediction.\n";
 
 static const cli_opt opts[] = {
-    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"skip-bad", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"by-index", 0, 0}, {"skip-bad", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
 };
 
 static int is_dir(const char *p)
@@ -46,14 +47,14 @@ static int is_dir(const char *p)
 }
 
 /* Class mapping data class -> model output. Fails naming the class or the counts. */
-static otl_status map_classes(const otl_classifier *c, const otl_dataset *d, const char *data, int **map,
+static otl_status map_classes(const otl_classifier *c, const otl_dataset *d, const char *data, int by_index, int **map,
                               otl_error *err)
 {
     int nd = otl_dataset_n_classes(d);
     *map = malloc((size_t)(nd > 0 ? nd : 1) * sizeof **map);
     if (!*map)
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-    int by_name = c->labels && otl_dataset_is_images(d);
+    int by_name = c->labels && otl_dataset_is_images(d) && !by_index;
     for (int k = 0; k < nd; k++) {
         (*map)[k] = k;
         if (!by_name)
@@ -73,8 +74,9 @@ static otl_status map_classes(const otl_classifier *c, const otl_dataset *d, con
                 }
                 snprintf(list + l, sizeof list - l, "%s%s", j ? ", " : "", c->labels[j]);
             }
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: class '%s' is not among the labels stored in %s (%s)", data,
-                                 name, c->file, list);
+            return otl_error_set(err, OTL_ERR_INPUT,
+                                 "%s: class '%s' is not among the labels stored in %s (%s); --by-index maps class k "
+                                 "to output k instead", data, name, c->file, list);
         }
         (*map)[k] = found;
     }
@@ -328,7 +330,7 @@ int cmd_eval(int argc, char **argv)
         otl_error_set(&err, OTL_ERR_INPUT, "%s: the data set holds no samples", data);
         goto fail;
     }
-    if (map_classes(c, d, data, &map, &err))
+    if (map_classes(c, d, data, cli_flag(&a, "by-index"), &map, &err))
         goto fail;
     int sdtype, srank;
     int64_t sdims[OTL_DATASET_MAX_RANK];

@@ -157,7 +157,8 @@ def case_eval_npz_logits():
 
 def case_eval_folder_labels():
     """ImageFolder classes matched by name to the stored labels (cat, dog, frog -> 3, 5, 6), default
-    ImageNet normalization; `folder` also holds a grayscale and a 40x24 image (PIL conversions)."""
+    ImageNet normalization; `folder` also holds a grayscale, a 40x24 and a JPEG image (PIL
+    conversions); with --by-index class k is output k."""
     for folder in ('folder_exact', 'folder'):
         classes, items = folder_items(folder)
         x = np.stack([preprocess(f, *IMAGENET) for f, _ in items])
@@ -165,6 +166,10 @@ def case_eval_folder_labels():
         z = ort('resnet_labels.onnx', 'input', x, f'resnet_{folder}')['logits']
         check_eval(['eval', 'resnet_labels.onnx', '--data', folder, '--batch', '3'], z, z, y, 10,
                    lambda k: CIFAR[k], [CIFAR.index(c) for c in classes], False)
+    # --by-index: class k is output k (names still the stored labels)
+    y = np.array([k for _, k in items], np.int64)
+    check_eval(['eval', 'resnet_labels.onnx', '--data', 'folder', '--by-index'], z, z, y, 10, lambda k: CIFAR[k],
+               range(len(classes)), False)
 
 
 def case_eval_folder_nolabels():
@@ -293,7 +298,7 @@ def expect_error(args, rc, words):
 
 
 def case_errors():
-    expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_unknown'], 1, ['folder_unknown', "'unicorn'"])
+    expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_unknown'], 1, ['folder_unknown', "'unicorn'", '--by-index'])
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_many.npz'], 1, ['mlp_many.npz', '8 classes'])
     expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_bad', '--json'], 1, ['c1.png'])
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_empty.npz', '--json'], 1, ['mlp_empty.npz'])
