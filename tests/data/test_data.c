@@ -580,6 +580,15 @@ static int test_folder(const char *dir)
               err.msg);
         st = otl_dataset_batch(d, idx, n, &aug, 12, xc, NULL, &err);
         CHECK(!st && memcmp(xa, xc, (size_t)n * sb), "seed 12 gave seed 11's augmentation");
+        /* one thread or several: the same bytes */
+        otl_dataset_opts o1 = o;
+        o1.threads = 1;
+        otl_dataset *d1 = NULL;
+        st = otl_dataset_open(&d1, root, &o1, &err);
+        st = st ? st : otl_dataset_batch(d1, idx, n, &aug, 11, xc, NULL, &err);
+        CHECK(!st && !memcmp(xa, xc, (size_t)n * sb) && !strcmp(otl_dataset_hash(d1), otl_dataset_hash(d)),
+              "one-thread data set differs: %s", err.msg);
+        otl_dataset_free(d1);
         /* augmented values stay in the normalized range of 0..255 pixels */
         float lo = (0 - 0.5f) / 0.25f, hi = (1 - 0.5f) / 0.25f;
         int out_of_range = 0;
