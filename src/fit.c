@@ -1072,6 +1072,15 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             const otl_augment *aug = f->aug.enabled ? &f->aug : NULL;
             if ((st = batch_tensors(f, f->dtrain, perm + b0, n, aug, aug_seed, &x, &y, err)))
                 break;
+            if (f->batch_pos + 1 < f->steps_per_epoch) { /* the next batch is assembled during this step */
+                int64_t nb0 = b0 + f->h.batch;
+                int64_t nn = f->n_tr - nb0 < f->h.batch ? f->n_tr - nb0 : f->h.batch;
+                if ((st = otl_dataset_prefetch(f->dtrain, perm + nb0, nn, aug, aug_seed, err))) {
+                    otl_tensor_free(x);
+                    otl_tensor_free(y);
+                    break;
+                }
+            }
             lr = otl_schedule_lr(&f->sched, f->step);
             double mom = otl_schedule_momentum(&f->sched, f->step);
             otl_optim *opt = otl_trainer_optim(f->tr);
