@@ -8,8 +8,10 @@
  *   test_data folder FIXTURES       ImageFolder listing, errors, skip_bad, cache, augmentation
  *   test_data augment               augmentation parsing and transform properties
  *   test_data robust DATADIR        truncated and corrupted copies of the committed images
+ *   test_data hash                  SHA-256 (FIPS 180-4 vectors) and the 64-bit item hash
  * Exit status 0 only when every check passed; each failure is printed. */
 #include "onnxtl_data.h"
+#include "src/hash.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -922,6 +924,60 @@ static int test_robust(const char *dir)
     return 0;
 }
 
+/* ------------------------------------------------------------ hashes */
+
+/* SHA-256 against the FIPS 180-4 example vectors, fed in pieces of every size; the 64-bit item
+   hash is seed- and content-sensitive. */
+static int test_hash(void)
+{
+    static const struct {
+        const char *msg;
+        long repeat;
+        const char *hex;
+    } v[] = {
+        {"", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+    };
+    for (size_t t = 0; t < sizeof v / sizeof v[0]; t++) {
+        size_t ml = strlen(v[t].msg), total = ml * (size_t)v[t].repeat;
+        char *buf = malloc(total + 1);
+        for (long r = 0; r < v[t].repeat; r++)
+            memcpy(buf + (size_t)r * ml, v[t].msg, ml);
+        for (size_t piece = 1; piece <= 130; piece += (piece < 70 ? 1 : 29)) {
+            otl_sha256 s;
+            otl_sha256_init(&s);
+            for (size_t off = 0; off < total; off += piece)
+                otl_sha256_update(&s, buf + off, total - off < piece ? total - off : piece);
+            uint8_t dig[32];
+            char hex[65];
+            otl_sha256_final(&s, dig);
+            otl_sha256_hex(dig, hex);
+            CHECK(!strcmp(hex, v[t].hex), "sha256 vector %zu in pieces of %zu: %s", t, piece, hex);
+            if (total > 100000)
+                break; /* one pass is enough for the long vector */
+        }
+        free(buf);
+    }
+    uint8_t a[100];
+    for (int i = 0; i < 100; i++)
+        a[i] = (uint8_t)i;
+    uint64_t h = otl_hash64(a, 100, 0);
+    CHECK(h == otl_hash64(a, 100, 0), "hash64 not deterministic");
+    CHECK(h != otl_hash64(a, 100, 1), "hash64 ignores the seed");
+    CHECK(h != otl_hash64(a, 99, 0), "hash64 ignores the length");
+    int same = 0;
+    for (int i = 0; i < 100; i++) { /* every single-bit change shows */
+        a[i] ^= 1;
+        same += otl_hash64(a, 100, 0) == h;
+        a[i] ^= 1;
+    }
+    CHECK(!same, "%d one-bit changes kept the hash", same);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -937,6 +993,8 @@ int main(int argc, char **argv)
         r = test_folder(argv[2]);
     else if (!strcmp(argv[1], "robust") && argc == 3)
         r = test_robust(argv[2]);
+    else if (!strcmp(argv[1], "hash"))
+        r = test_hash();
     else if (!strcmp(argv[1], "augment"))
         r = test_augment();
     else {
