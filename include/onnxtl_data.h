@@ -72,7 +72,9 @@ otl_status otl_preprocess_check(const otl_model *m, const otl_preprocess *pp, co
  * Center crop offsets round((in - out) / 2) half-to-even like torchvision. Normalization:
  * (pixel / scale - mean[c]) / std[c] in float32, written in pp's layout (NCHW/NHWC) and channel
  * order (bgr swaps R and B). Corrupt, truncated, unreadable or unsupported files (CMYK JPEG,
- * zero size) fail with OTL_ERR_INPUT naming the file. */
+ * zero size) fail with OTL_ERR_INPUT naming the file. Known differences from PIL: 16-bit PNGs
+ * keep the high byte of each sample (PIL does so for RGB, but clips 16-bit gray at 255); EXIF
+ * orientation is ignored (as PIL and torchvision's ImageFolder do). */
 
 /* Decode, convert, resize/crop and normalize into out (otl_preprocess_nchan(pp) * height * width
  * floats in pp's layout). */
