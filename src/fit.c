@@ -1307,6 +1307,15 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
                                strerror(errno));
             goto done;
         }
+        /* an older checkpoint there: continue its numbering so that its files are replaced */
+        char *sp = path_join(f.h.checkpoint, "state.txt");
+        kv_list old = {0};
+        otl_error e2 = {0};
+        long long serial;
+        if (sp && kv_read(&old, sp, &e2) == OTL_OK && kv_ll(&old, "serial", &serial) && serial > 0 && serial < INT32_MAX)
+            f.serial = (int)serial;
+        kv_free(&old);
+        free(sp);
     }
     if (f.h.msg && f.h.progress != OTL_FIT_QUIET) {
         if (o->resume)

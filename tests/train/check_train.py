@@ -143,6 +143,11 @@ def case_basic(d):
     check(prov["train_samples"] == 300 and prov["val_samples"] == 60, "--val: all of DATA trains")
     train(MLP, "--data", d + "/d.npz", "--val-split", 0, "-o", d + "/out3.onnx", "--epochs", 2, "--log",
           d + "/log3.jsonl", "--threads", 1)
+    for _ in range(2):  # a fresh run into a used checkpoint directory replaces the old checkpoint
+        train(MLP, "--data", d + "/d.npz", "-o", d + "/out4.onnx", "--epochs", 2, "--checkpoint", d + "/ck",
+              "--threads", 1)
+    files = sorted(os.listdir(d + "/ck"))
+    check(len(files) == 3 and "state.txt" in files, "one checkpoint after two runs: %s" % files)
     lines = log_lines(d + "/log3.jsonl")
     check(lines[-1]["val_acc"] is None and json.loads(meta(d + "/out3.onnx")["onnx_tl.provenance"])["epoch"] == 2,
           "no validation: val_acc null, OUT is the last epoch")
