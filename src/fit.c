@@ -1267,6 +1267,16 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: no training samples left after the validation split", f.h.data);
         goto done;
     }
+    const otl_value *iv = otl_graph_find_value(f.cur->graph, f.input);
+    int64_t fixed = iv && iv->has_shape && iv->rank >= 1 ? iv->dims[0].value : -1;
+    if (fixed > 0 && (f.h.batch != fixed || f.n_tr % fixed != 0)) {
+        st = otl_error_set(err, OTL_ERR_INPUT,
+                           "%s: input '%s' has a fixed batch axis of %lld: training needs a dynamic batch axis "
+                           "(re-export with dynamic_axes), or --batch %lld and a training set of a multiple of %lld "
+                           "samples (%lld here)",
+                           f.file, f.input, (long long)fixed, (long long)fixed, (long long)fixed, (long long)f.n_tr);
+        goto done;
+    }
     if (f.h.unfreeze_every > 0 || f.h.layer_lr_decay > 0) {
         if ((st = otl_param_blocks_get(f.cur, &f.blocks, err)))
             goto done;

@@ -427,6 +427,11 @@ def case_usage(d):
     p = train(MLP, "--data", d + "/d.npz", "-o", d + "/no/such/dir/o.onnx", "--epochs", 50, expect=1)
     check("no/such/dir/o.onnx" in p.stderr and "epoch 1/" not in p.stderr,
           "unwritable output: error before training")
+    m = onnx.load(MLP)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    onnx.save(m, d + "/b4.onnx")
+    p = train(d + "/b4.onnx", "--data", d + "/d.npz", "-o", d + "/o.onnx", "--batch", 8, expect=1)
+    check("fixed batch axis of 4" in p.stderr, "fixed batch axis: clear error")
     p = train(MLP, "--data", d + "/d.npz", "-o", d + "/o.onnx", "--resume", d + "/nockpt", expect=1)
     check("nockpt" in p.stderr, "--resume of a missing checkpoint: error naming it")
 
