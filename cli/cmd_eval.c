@@ -37,7 +37,8 @@ static const char usage[] =
     "that was predicted; macro averages run over the classes that occur as truth or prediction.\n";
 
 static const cli_opt opts[] = {
-    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"by-index", 0, 0}, {"skip-bad", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"data", 1, 0}, {"json", 0, 0}, {"batch", 1, 0}, {"by-index", 0, 0}, {"skip-bad", 0, 0}, {"threads", 1, 0},
+    {NULL, 0, 0},
 };
 
 static int is_dir(const char *p)
@@ -341,7 +342,8 @@ int cmd_eval(int argc, char **argv)
         goto fail;
     }
     if (c->rank >= 1 && srank != c->rank - 1) {
-        otl_error_set(&err, OTL_ERR_INPUT, "%s: samples have rank %d, input '%s' of %s takes rank %d (with the batch axis)",
+        otl_error_set(&err, OTL_ERR_INPUT,
+                      "%s: samples have rank %d, input '%s' of %s takes rank %d (with the batch axis)",
                       data, srank, c->input, model, c->rank);
         goto fail;
     }
@@ -367,7 +369,8 @@ int cmd_eval(int argc, char **argv)
         if (!r.mt.confusion) {
             for (int k = 0; k < nd; k++)
                 if (map[k] >= nc) {
-                    otl_error_set(&err, OTL_ERR_INPUT, "%s: the data set has %d classes but output '%s' of %s has only %d",
+                    otl_error_set(&err, OTL_ERR_INPUT,
+                                  "%s: the data set has %d classes but output '%s' of %s has only %d",
                                   data, nd, c->output, model, nc);
                     goto fail;
                 }

@@ -94,7 +94,8 @@ static otl_status load_npy(const otl_classifier *c, const char *path, int64_t *s
         dims = t->dims + 1;
     } else {
         return otl_error_set(err, OTL_ERR_INPUT,
-                             "%s: has rank %d; input '%s' of %s takes one sample of rank %d or a batch of rank %d", path,
+                             "%s: has rank %d; input '%s' of %s takes one sample of rank %d or a batch of rank %d",
+                             path,
                              t->rank, c->input, c->file, srank, srank + 1);
     }
     if (pf->n < 1)
@@ -102,7 +103,8 @@ static otl_status load_npy(const otl_classifier *c, const char *path, int64_t *s
     for (int k = 0; k < srank; k++) {
         int64_t want = *have_sdims ? sdims[k] : c->dims[k + 1];
         if (want > 0 && dims[k] != want)
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: sample axis %d has size %lld, input '%s' of %s expects %lld", path,
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: sample axis %d has size %lld, input '%s' of %s expects %lld",
+                                 path,
                                  k, (long long)dims[k], c->input, c->file, (long long)want);
     }
     for (int k = 0; k < srank; k++)
@@ -184,7 +186,8 @@ int cmd_predict(int argc, char **argv)
         }
         int ch = otl_preprocess_nchan(&pp);
         if (c->rank != 4) {
-            otl_error_set(&err, OTL_ERR_INPUT, "%s: input '%s' has rank %d; images need a rank-4 input", model, c->input,
+            otl_error_set(&err, OTL_ERR_INPUT, "%s: input '%s' has rank %d; images need a rank-4 input", model,
+                          c->input,
                           c->rank);
             goto fail;
         }

@@ -301,14 +301,16 @@ otl_status otl_classifier_new(otl_classifier **out, const otl_model *m, int thre
         n_data++;
     }
     if (!in)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input (every input has an initializer)", file);
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input (every input has an initializer)",
+                             file);
     if (n_data > 1)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has %d data inputs (%s); a classifier takes one", file,
                              n_data, names);
     if (!in->has_type || !in->is_tensor)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' is not a tensor", file, in->name);
     if (in->has_shape && (in->rank < 1 || in->rank > 8))
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' has rank %d; expected a batch of samples (rank 1 to 8)",
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: input '%s' has rank %d; expected a batch of samples (rank 1 to 8)",
                              file, in->name, in->rank);
     const otl_value *ov = g->outputs[0];
     if (ov->has_type && (!ov->is_tensor || (ov->dtype && ov->dtype != OTL_DTYPE_FLOAT)))
@@ -332,7 +334,8 @@ otl_status otl_classifier_new(otl_classifier **out, const otl_model *m, int thre
     c->n_classes = ov->has_shape && ov->rank == 2 && ov->dims[1].value > 0 ? ov->dims[1].value : -1;
     otl_status st = otl_model_labels(m, &c->labels, &c->n_labels, err);
     if (!st && c->labels && c->n_classes > 0 && c->n_labels != c->n_classes)
-        st = otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld classes",
+        st = otl_error_set(err, OTL_ERR_INPUT,
+                           "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld classes",
                            file, c->n_labels, ov->name, (long long)c->n_classes);
     int logits_out = c->kind == OTL_SCORES_LOGITS;
     for (int i = 0; i < g->n_outputs; i++)
@@ -371,20 +374,22 @@ static otl_status take_rows(otl_classifier *c, const otl_tensor *t, int64_t b, i
                             float **dst, otl_error *err)
 {
     if (t->dtype != OTL_DTYPE_FLOAT)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' is %s, expected float32 class scores", c->file, t->name,
-                             otl_dtype_name(t->dtype));
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' is %s, expected float32 class scores", c->file,
+                             t->name, otl_dtype_name(t->dtype));
     if (t->rank < 1 || t->dims[0] != b || t->numel % b)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has no batch axis of %lld (rank %d, %lld elements)",
                              c->file, t->name, (long long)b, t->rank, (long long)t->numel);
     int64_t nc = t->numel / b;
     if (nc < 2)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has %lld score(s) per sample; a classifier needs one per "
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: output '%s' has %lld score(s) per sample; a classifier needs one per "
                              "class (at least 2)", c->file, t->name, (long long)nc);
     if (c->n_classes > 0 && nc != c->n_classes)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' has %lld scores per sample, expected %lld", c->file,
                              t->name, (long long)nc, (long long)c->n_classes);
     if (c->labels && c->n_labels != nc)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld "
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: metadata 'onnx_tl.labels' holds %d labels but output '%s' has %lld "
                              "classes", c->file, c->n_labels, t->name, (long long)nc);
     c->n_classes = nc;
     if (!*dst && !(*dst = malloc((size_t)(n * nc) * sizeof **dst)))

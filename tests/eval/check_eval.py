@@ -298,7 +298,8 @@ def expect_error(args, rc, words):
 
 
 def case_errors():
-    expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_unknown'], 1, ['folder_unknown', "'unicorn'", '--by-index'])
+    expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_unknown'], 1,
+                 ['folder_unknown', "'unicorn'", '--by-index'])
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_many.npz'], 1, ['mlp_many.npz', '8 classes'])
     expect_error(['eval', 'resnet_labels.onnx', '--data', 'folder_bad', '--json'], 1, ['c1.png'])
     expect_error(['eval', 'mlp_labels.onnx', '--data', 'mlp_empty.npz', '--json'], 1, ['mlp_empty.npz'])
@@ -327,7 +328,8 @@ def case_errors():
         if p.key == 'onnx_tl.labels':
             p.value = 'a\nb\nc'
     onnx.save(m, os.path.join(WORK, 'mlp_3labels.onnx'))
-    expect_error(['predict', os.path.join(WORK, 'mlp_3labels.onnx'), 'mlp_batch.npy'], 1, ['onnx_tl.labels', '3 labels'])
+    expect_error(['predict', os.path.join(WORK, 'mlp_3labels.onnx'), 'mlp_batch.npy'], 1,
+                 ['onnx_tl.labels', '3 labels'])
     expect_error(['eval', os.path.join(WORK, 'mlp_3labels.onnx'), '--data', 'mlp.npz'], 1, ['onnx_tl.labels'])
     for a in (['eval', '--help'], ['predict', '--help']):
         p = run(a)
