@@ -901,6 +901,11 @@ static otl_status check_classes(fit *f, otl_error *err)
     const otl_value *ov = g->outputs[0];
     if (C <= 0 && ov->has_shape && ov->rank == 2 && ov->dims[1].value > 0)
         C = ov->dims[1].value;
+    if (ov->has_type && ov->has_shape && ov->rank != 2)
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: output '%s' has rank %d; train needs class scores of shape (N, classes) (add a "
+                             "classifier with swap-head --classes N [--at TENSOR])",
+                             f->file, ov->name, ov->rank);
     f->n_classes = C;
     int nd = otl_dataset_n_classes(f->dtrain);
     const char *what = f->h.data;

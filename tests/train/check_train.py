@@ -427,6 +427,11 @@ def case_usage(d):
     p = train(MLP, "--data", d + "/d.npz", "-o", d + "/no/such/dir/o.onnx", "--epochs", 50, expect=1)
     check("no/such/dir/o.onnx" in p.stderr and "epoch 1/" not in p.stderr,
           "unwritable output: error before training")
+    enc = os.path.join(ROOT, "testdata", "models", "tiny_encoder.onnx")
+    r = np.random.RandomState(0)
+    np.savez(d + "/tok.npz", x=r.randint(0, 50, (20, 8)).astype(np.int64), y=r.randint(0, 3, 20).astype(np.int64))
+    p = train(enc, "--data", d + "/tok.npz", "-o", d + "/o.onnx", expect=1)
+    check("has rank 3" in p.stderr and "swap-head" in p.stderr, "not a classifier: clear error")
     m = onnx.load(MLP)
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
     onnx.save(m, d + "/b4.onnx")
