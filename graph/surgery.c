@@ -233,18 +233,22 @@ static void remove_node_at(otl_graph *g, int i)
 }
 
 /* Remove dead nodes, unused initializers (and their graph-input entries); counts removed. */
-static otl_status prune(otl_graph *g, int *n_nodes_removed, int *n_inits_removed, otl_error *err)
+static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_removed, int *n_inits_removed,
+                        otl_error *err)
 {
     char *live = calloc((size_t)g->n_nodes + 1, 1);
-    const char **outs = malloc(((size_t)g->n_outputs + 1) * sizeof *outs);
+    const char **outs = malloc(((size_t)g->n_outputs + 2) * sizeof *outs);
     if (!live || !outs) {
         free(live);
         free(outs);
         return oom(err);
     }
+    int n_roots = 0;
     for (int i = 0; i < g->n_outputs; i++)
-        outs[i] = g->outputs[i]->name;
-    otl_status st = mark_live(g, outs, g->n_outputs, live, err);
+        outs[n_roots++] = g->outputs[i]->name;
+    if (extra_root)
+        outs[n_roots++] = extra_root;
+    otl_status st = mark_live(g, outs, n_roots, live, err);
     free(outs);
     if (st) {
         free(live);
@@ -264,7 +268,7 @@ static otl_status prune(otl_graph *g, int *n_nodes_removed, int *n_inits_removed
     w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (is_read(g, t->name) || is_graph_output(g, t->name)) {
+        if (is_read(g, t->name) || is_graph_output(g, t->name) || (extra_root && strcmp(t->name, extra_root) == 0)) {
             g->inits[w++] = t;
             continue;
         }
@@ -756,7 +760,9 @@ static otl_status set_out_shape(otl_graph *g, otl_value *v, int64_t n, const cha
 {
     const char *params[2] = {batch_param ? batch_param : (batch_val >= 0 ? NULL : "batch"), NULL};
     int64_t dims[2] = {batch_val, n};
-    otl_value *nv = otl_value_new_tensor(v->name, OTL_DTYPE_FLOAT, 2, dims, params);
+    /* keep the declared element type (a Cast after the head), float32 otherwise */
+    int dtype = v->has_type && v->is_tensor && v->dtype != OTL_DTYPE_UNDEFINED ? v->dtype : OTL_DTYPE_FLOAT;
+    otl_value *nv = otl_value_new_tensor(v->name, dtype, 2, dims, params);
     if (!nv)
         return oom(err);
     for (int i = 0; i < g->n_outputs; i++)
@@ -992,6 +998,10 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
         }
     }
 
+    /* what only the old head used goes now (its names become free again) */
+    if ((st = prune(g, L.cut, &info->n_removed_nodes, &info->n_removed_params, err)))
+        goto done;
+
     /* 2. names: head<k>.fc.weight ... all unused */
     for (int k = 0;; k++) {
         free(prefix);
@@ -1126,7 +1136,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
 #undef NODE_OUT
 
     /* 4. clean up: dead nodes, unused initializers, value_info downstream of the new head */
-    if ((st = prune(g, &info->n_removed_nodes, &info->n_removed_params, err)) || (st = resort(m, err)))
+    if ((st = prune(g, NULL, &info->n_removed_nodes, &info->n_removed_params, err)) || (st = resort(m, err)))
         goto done;
     otl_strmap_put(&dirty, L.target, 1);
     for (int i = 0; i < g->n_nodes; i++) {

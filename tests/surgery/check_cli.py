@@ -195,6 +195,7 @@ def part_freeze(args, wd):
     got, m3 = frozen_of(again)
     check(got == {"onnx::Conv_117"}, f"after a second swap-head: frozen {sorted(got)}")
     check(all(t.name != "head.fc1.weight" for t in m3.graph.initializer), "old hidden layer still present")
+    check(any(t.name == "head.fc.weight" for t in m3.graph.initializer), "new head not named head.fc.*")
 
 
 def part_meta(args, wd):
