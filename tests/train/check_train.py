@@ -10,6 +10,7 @@ synthetic data (made here with numpy/PIL in a temporary directory). One CASE per
   sigint       SIGINT: stops after the current step with a clear message, exit 1, checkpoint;
                resumed: bit-identical OUT
   sigint_dropout  the same with a Dropout head (swap-head --hidden --dropout)
+  sigkill_unfreeze  the same with gradual unfreezing, layer-wise rates, SGD momentum, augmentation
   nan          --lr 1e30: clear message naming epoch and step, exit 1, no OUT; a run that diverges
                in epoch 2 (step schedule, huge gamma) keeps OUT from epoch 1
   classes      class-count mismatch (.npz labels beyond the output size; image folder with another
@@ -182,10 +183,10 @@ def wait_state(ck, proc, min_epoch, timeout=120):
     return False
 
 
-def resume_case(d, sig, model=BN):
+def resume_case(d, sig, model=BN, extra=()):
     img_data(d + "/i.npz", n=200)
     common = ["--data", d + "/i.npz", "--epochs", 3, "--batch", 8, "--threads", 1, "--seed", 5, "--lr", 3e-3,
-              "--schedule", "cosine", "--warmup", 10]
+              "--schedule", "cosine", "--warmup", 10, *extra]
     train(model, *common, "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl", "--quiet")
     args = [ONNX_TL, "train", model, *map(str, common), "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
             d + "/log.jsonl"]
@@ -235,6 +236,14 @@ def case_sigint_dropout(d):
     subprocess.run(a + ["-o", d + "/s2.onnx", "--seed", "2", "--no-shuffle"], check=True)
     subprocess.run(a + ["-o", d + "/s3.onnx", "--seed", "3", "--no-shuffle"], check=True)
     check(read(d + "/s2.onnx") != read(d + "/s3.onnx"), "the seed drives Dropout (same order, other masks)")
+
+
+def case_sigkill_unfreeze(d):
+    """Gradual unfreezing, layer-wise rates, SGD with momentum, augmentation: killed and resumed."""
+    strip_bn(BN, d + "/m.onnx", ["conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "conv2.weight",
+                                 "conv2.bias", "bn2.weight", "bn2.bias"])
+    resume_case(d, signal.SIGKILL, d + "/m.onnx", ["--unfreeze-every", 1, "--layer-lr-decay", 0.7, "--optimizer",
+                                                   "sgd", "--momentum", 0.9, "--augment", "hflip,jitter=0.2"])
 
 
 def case_nan(d):
