@@ -297,6 +297,9 @@ def case_classes(d):
     make_folder(d + "/f4", ["a", "b", "c", "d"])
     p = train(d + "/labelled.onnx", "--data", d + "/f4", "-o", d + "/o.onnx", "--epochs", 1, expect=1)
     check("differ from the labels" in p.stderr, "folder names vs stored labels: clear error")
+    make_folder(d + "/v4", ["a", "b", "c", "e"])
+    p = train(BN, "--data", d + "/f4", "--val", d + "/v4", "-o", d + "/o.onnx", "--epochs", 1, expect=1)
+    check("validation classes differ" in p.stderr, "--val folder with other class names: clear error")
     check(not os.path.exists(d + "/o.onnx"), "no OUT on errors")
     # an unreadable image: an error naming it, or with --skip-bad a note and training goes on
     with open(d + "/f4/b/broken.png", "wb") as f:
