@@ -4,6 +4,8 @@
 #   demo.folder   tests/demo/check_folder.py: tools/fashion_folder.c (Fashion-MNIST idx files ->
 #                 ImageFolder PNGs) against the idx files read with numpy and the PNGs read with
 #                 PIL: directory names, per-class counts, pixel identity, seeded choice, errors.
+#   demo.ort_predict  tests/demo/check_ort_predict.py: a model written by `train` on the demo data
+#                 (and its export) in ONNX Runtime agrees with `onnx-tl predict`.
 #
 # Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist): the tests fail
 # without it.
@@ -15,3 +17,12 @@ add_test(NAME demo.folder
   COMMAND ${PYTHON} ${_otl_demo_dir}/check_folder.py $<TARGET_FILE:fashion_folder>
           ${CMAKE_BINARY_DIR}/demo-folder --data-dir ${OTL_FASHION_DIR})
 set_tests_properties(demo.folder PROPERTIES LABELS "demo" TIMEOUT 120)
+
+# The model written by `train` (2 epochs on 100 demo images, BatchNormalization statistics updated)
+# and its `export`: ONNX Runtime on PIL/numpy-preprocessed PNGs gives the same top-5 ranking and
+# confidences (1e-4) as `onnx-tl predict --json` on the same files.
+add_test(NAME demo.ort_predict
+  COMMAND ${PYTHON} ${_otl_demo_dir}/check_ort_predict.py ${ONNX_TL} $<TARGET_FILE:fashion_folder>
+          ${CMAKE_BINARY_DIR}/demo-ort --node ${NODE} --ort-run ${OTL_ORT_DIR}/ort_run.js
+          --data-dir ${OTL_FASHION_DIR})
+set_tests_properties(demo.ort_predict PROPERTIES LABELS "demo" TIMEOUT 300)

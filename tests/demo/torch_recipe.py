@@ -3,7 +3,8 @@
 
 usage: torch_recipe.py MODEL.onnx --train DIR --val DIR [--test DIR] [--seed S]
            [--head-epochs E1] [--ft-epochs E2] [--batch B] [--optimizer adam|sgd]
-           [--lr-head LR] [--lr-ft LR] [--momentum M] [--scratch] [--json]
+           [--lr-head LR] [--lr-ft LR] [--momentum M] [--layer-lr-decay F] [--keep-head]
+           [--scratch] [--json]
 
 MODEL is testdata/models/fashion_cnn.onnx (or fashion_cnn_init.onnx): its initializers are
 loaded by name into make_fashion_cnn.FashionCNN (the network it was exported from). The images
@@ -12,11 +13,16 @@ names), preprocessed as the model's metadata says (gray, /255, mean 0.5, std 0.5
 "onnx_tl.preprocess", only that 28x28 stretch/no-crop case is supported here).
 
 Transfer recipe (what tools/demo.sh does with onnx-tl):
-  1. swap-head: a new Linear(96, classes) with nn.Linear's default initialization (seeded);
+  1. swap-head: a new Linear(96, classes) with nn.Linear's default initialization (seeded), or
+     with --keep-head the model's own head (MODEL was written by `onnx-tl swap-head`: its last
+     Gemm is the new head; the parity test starts both sides from that same file);
   2. head only: every other parameter frozen, BatchNormalization on its running statistics
      (onnx-tl --bn frozen), E1 epochs at --lr-head;
   3. everything trainable, BatchNormalization on batch statistics with running-statistics
-     updates (onnx-tl --bn train), E2 epochs at --lr-ft.
+     updates (onnx-tl --bn train), E2 epochs at --lr-ft; with --layer-lr-decay F each parameter
+     block further from the head gets F times the rate (blocks as `onnx-tl freeze --list` numbers
+     them: the head 0, then every layer with parameters, from the output back: features.9 1,
+     features.8 2, features.5 3, features.4 4, features.1 5, features.0 6).
   In each phase the model kept is the one with the best validation accuracy (first best on
   ties), as `onnx-tl train --val` keeps; phase 3 starts from phase 2's kept model.
 --scratch: the model as given (fashion_cnn_init.onnx: random weights) with a new head, every
@@ -72,6 +78,13 @@ def load_model(path):
     net = FashionCNN()
     state = net.state_dict()
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    head = [n for n in m.graph.node if n.op_type == "Gemm"][-1]
+    trans_b = any(at.name == "transB" and at.i == 1 for at in head.attribute)
+    if "fc.weight" not in inits:  # a head written by onnx-tl swap-head: the last Gemm's B and C
+        inits["fc.weight"] = inits[head.input[1]] if trans_b else inits[head.input[1]].T
+        inits["fc.bias"] = inits[head.input[2]]
+        net.fc = nn.Linear(inits["fc.weight"].shape[1], inits["fc.weight"].shape[0])
+        state = net.state_dict()
     for k in state:
         if k.endswith("num_batches_tracked"):
             continue
@@ -99,12 +112,25 @@ def set_bn_train(net, train_bn):
                 mod.eval()
 
 
-def run_phase(net, params, epochs, lr, a, data, gen, train_bn, log, phase):
+def param_groups(net, lr, decay):
+    """Parameters grouped by block, lr * decay**depth (depth 0 = the head)."""
+    if not decay:
+        return [{"params": [p for p in net.parameters() if p.requires_grad], "lr": lr}]
+    mods = [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
+    groups = []
+    for depth, m in enumerate(reversed(mods)):
+        ps = [p for p in m.parameters(recurse=False) if p.requires_grad]
+        if ps:
+            groups.append({"params": ps, "lr": lr * decay ** depth})
+    return groups
+
+
+def run_phase(net, groups, epochs, a, data, gen, train_bn, log, phase):
     xtr, ytr, xva, yva = data
     if a.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(groups)
     else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=a.momentum)
+        opt = torch.optim.SGD(groups, momentum=a.momentum)
     best_acc, best_state = -1.0, None
     for e in range(epochs):
         set_bn_train(net, train_bn)
@@ -144,6 +170,8 @@ def main():
     ap.add_argument("--lr-head", type=float, default=1e-2)
     ap.add_argument("--lr-ft", type=float, default=1e-3)
     ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--layer-lr-decay", type=float, default=0.0)
+    ap.add_argument("--keep-head", action="store_true")
     ap.add_argument("--scratch", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
@@ -157,21 +185,26 @@ def main():
     xva, yva, vclasses = load_folder(a.val, pre)
     if vclasses != classes:
         raise SystemExit(f"{a.val}: classes {vclasses} differ from {a.train}'s {classes}")
-    net.fc = nn.Linear(net.fc.in_features, len(classes))  # swap-head
+    if a.keep_head:
+        if net.fc.out_features != len(classes):
+            raise SystemExit(f"{a.model}: {net.fc.out_features} outputs for {len(classes)} classes")
+    else:
+        net.fc = nn.Linear(net.fc.in_features, len(classes))  # swap-head
     data = (xtr, ytr, xva, yva)
     log = []
     if a.scratch:
-        val = run_phase(net, list(net.parameters()), a.head_epochs + a.ft_epochs, a.lr_head, a, data, gen, True,
+        val = run_phase(net, param_groups(net, a.lr_head, 0), a.head_epochs + a.ft_epochs, a, data, gen, True,
                         log, "scratch")
     else:
         for p in net.parameters():
             p.requires_grad_(False)
         for p in net.fc.parameters():
             p.requires_grad_(True)
-        run_phase(net, list(net.fc.parameters()), a.head_epochs, a.lr_head, a, data, gen, False, log, "head")
+        run_phase(net, param_groups(net, a.lr_head, 0), a.head_epochs, a, data, gen, False, log, "head")
         for p in net.parameters():
             p.requires_grad_(True)
-        val = run_phase(net, list(net.parameters()), a.ft_epochs, a.lr_ft, a, data, gen, True, log, "finetune")
+        val = run_phase(net, param_groups(net, a.lr_ft, a.layer_lr_decay), a.ft_epochs, a, data, gen, True, log,
+                        "finetune")
     res = {"val_acc": val, "epochs": log}
     if a.test:
         xte, yte, tclasses = load_folder(a.test, pre)
