@@ -105,6 +105,7 @@ typedef struct fit {
     size_t s_bytes;
     int64_t n_classes;
     char base_sha[65];
+    char *prov_data;            /* the data path the run was started with (from the checkpoint on resume) */
     otl_schedule sched;
     int64_t steps_per_epoch;
     /* position and accumulators (checkpointed) */
@@ -392,7 +393,7 @@ static char *provenance(fit *f, int epoch, const double *mtr)
     otl_json_key(&j, "base_model_sha256");
     otl_json_str(&j, f->base_sha);
     otl_json_key(&j, "data");
-    otl_json_str(&j, f->h.data);
+    otl_json_str(&j, f->prov_data ? f->prov_data : f->h.data); /* as the run was started */
     otl_json_key(&j, "data_sha256");
     otl_json_str(&j, otl_dataset_hash(f->dtrain));
     otl_json_key(&j, "val_data_sha256");
@@ -510,6 +511,8 @@ static otl_status ckpt_write(fit *f, otl_error *err)
     }
     fprintf(fp, "onnx_tl_checkpoint 1\nserial %d\nmodel %s\noptim %s\n", serial, name, oname);
     fprintf(fp, "base_sha256 %s\ndata_sha256 %s\n", f->base_sha, otl_dataset_hash(f->dtrain));
+    if (!strchr(f->prov_data ? f->prov_data : f->h.data, '\n'))
+        fprintf(fp, "data_path %s\n", f->prov_data ? f->prov_data : f->h.data);
     if (f->h.val)
         fprintf(fp, "val_sha256 %s\n", otl_dataset_hash(f->dval));
     fprintf(fp, "epoch %d\nbatch_pos %lld\nstep %lld\nsum_correct %lld\nsum_seen %lld\n", f->epoch,
@@ -761,8 +764,10 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
                 f->out_metrics[i] = NAN;
         }
         snprintf(f->base_sha, sizeof f->base_sha, "%s", kv_get(l, "base_sha256"));
+        if (kv_get(l, "data_path") && !(f->prov_data = otl_strdup(kv_get(l, "data_path"))))
+            st = nomem(err);
         *model = path_join(dir, kv_get(l, "model"));
-        if (!*model)
+        if (!st && !*model)
             st = nomem(err);
     }
     free(spath);
@@ -1364,6 +1369,7 @@ done:
     free(f.tr_idx);
     free(f.va_idx);
     free(f.h_augment);
+    free(f.prov_data);
     otl_model_free(f.cur);
     return st;
 }
