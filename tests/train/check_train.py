@@ -11,6 +11,8 @@ synthetic data (made here with numpy/PIL in a temporary directory). One CASE per
                resumed: bit-identical OUT
   sigint_dropout  the same with a Dropout head (swap-head --hidden --dropout)
   sigkill_unfreeze  the same with gradual unfreezing, layer-wise rates, SGD momentum, augmentation
+  flags        every optimizer, Nesterov, weight decay, label smoothing, clipping change the result;
+               --clip-norm bounds one SGD step
   nan          --lr 1e30: clear message naming epoch and step, exit 1, no OUT; a run that diverges
                in epoch 2 (step schedule, huge gamma) keeps OUT from epoch 1
   classes      class-count mismatch (.npz labels beyond the output size; image folder with another
@@ -245,6 +247,32 @@ def case_sigkill_unfreeze(d):
                                  "conv2.bias", "bn2.weight", "bn2.bias"])
     resume_case(d, signal.SIGKILL, d + "/m.onnx", ["--unfreeze-every", 1, "--layer-lr-decay", 0.7, "--optimizer",
                                                    "sgd", "--momentum", 0.9, "--augment", "hflip,jitter=0.2"])
+
+
+def case_flags(d):
+    """Optimizers, momentum/Nesterov, weight decay, label smoothing, gradient clipping."""
+    mlp_data(d + "/d.npz", n=64)
+    base = ["--data", d + "/d.npz", "--epochs", 1, "--batch", 16, "--threads", 1, "--val-split", 0, "--lr", 0.05]
+    outs = {}
+    for name, extra in [("adamw", []), ("adam", ["--optimizer", "adam"]), ("sgd", ["--optimizer", "sgd"]),
+                        ("sgd_nesterov", ["--optimizer", "sgd", "--nesterov"]),
+                        ("sgd_m0", ["--optimizer", "sgd", "--momentum", 0]),
+                        ("adamw_wd", ["--weight-decay", 0.5]), ("ls", ["--label-smoothing", 0.2]),
+                        ("clip", ["--clip-norm", 0.01])]:
+        train(MLP, *base, *extra, "-o", d + "/%s.onnx" % name)
+        outs[name] = read(d + "/%s.onnx" % name)
+        hp = json.loads(meta(d + "/%s.onnx" % name)["onnx_tl.provenance"])["hyperparameters"]
+        if name == "ls":
+            check(abs(hp["label_smoothing"] - 0.2) < 1e-6, "label smoothing recorded")
+        if name == "clip":
+            check(hp["clip_norm"] == 0.01, "clip norm recorded")
+    check(len(set(outs.values())) == len(outs), "every option changes the result")
+    # clipping: one full-batch SGD step of lr 1 moves the parameters by at most the clip norm
+    train(MLP, "--data", d + "/d.npz", "--epochs", 1, "--batch", 64, "--threads", 1, "--val-split", 0, "--lr", 1,
+          "--optimizer", "sgd", "--momentum", 0, "--clip-norm", 1e-3, "-o", d + "/c.onnx")
+    a, b = inits(MLP), inits(d + "/c.onnx")
+    moved = np.sqrt(sum(float(((a[k].astype(np.float64) - b[k]) ** 2).sum()) for k in a if a[k].dtype == np.float32))
+    check(0 < moved <= 1e-3 * 1.001, "clip-norm 1e-3: parameters moved by %.6g" % moved)
 
 
 def case_nan(d):
