@@ -13,6 +13,7 @@ synthetic data (made here with numpy/PIL in a temporary directory). One CASE per
   sigkill_unfreeze  the same with gradual unfreezing, layer-wise rates, SGD momentum, augmentation
   flags        every optimizer, Nesterov, weight decay, label smoothing, clipping change the result;
                --clip-norm bounds one SGD step
+  torch_loop   a whole run against PyTorch: final weights and running statistics within 1e-5
   nan          --lr 1e30: clear message naming epoch and step, exit 1, no OUT; a run that diverges
                in epoch 2 (step schedule, huge gamma) keeps OUT from epoch 1
   classes      class-count mismatch (.npz labels beyond the output size; image folder with another
@@ -273,6 +274,22 @@ def case_flags(d):
     a, b = inits(MLP), inits(d + "/c.onnx")
     moved = np.sqrt(sum(float(((a[k].astype(np.float64) - b[k]) ** 2).sum()) for k in a if a[k].dtype == np.float32))
     check(0 < moved <= 1e-3 * 1.001, "clip-norm 1e-3: parameters moved by %.6g" % moved)
+
+
+def case_torch_loop(d):
+    """A whole run (2 epochs, last partial batch, SGD momentum + weight decay, cosine with warmup
+    per step, BatchNormalization running statistics) against PyTorch (tests/train/loop, made by
+    make_loop_golden.py)."""
+    loop = os.path.join(SRC, "loop")
+    train(BN, "--data", loop + "/data.npz", "-o", d + "/o.onnx", "--epochs", 2, "--batch", 12, "--no-shuffle",
+          "--val-split", 0, "--optimizer", "sgd", "--momentum", 0.9, "--weight-decay", 1e-4, "--lr", 0.05,
+          "--schedule", "cosine", "--warmup", 5, "--threads", 1)
+    w, e = inits(d + "/o.onnx"), np.load(loop + "/expected.npz")
+    worst = 0.0
+    for k in e.files:
+        diff = float(np.abs(w[k] - e[k]).max())
+        worst = max(worst, diff / max(1.0, float(np.abs(e[k]).max())))
+    check(len(e.files) == 14 and worst < 1e-5, "final weights and running statistics match PyTorch (%.2g)" % worst)
 
 
 def case_nan(d):
