@@ -425,8 +425,19 @@ int cmd_info(int argc, char **argv)
         } else {
             printf("head:      none detected (no Gemm/MatMul feeding an output)\n");
         }
-        if (labels)
-            printf("labels:    %s\n", labels);
+        if (labels) {
+            int n = 1;
+            for (const char *c = labels; *c; c++)
+                n += *c == '\n' && c[1];
+            printf("labels:    %d: ", n);
+            for (const char *c = labels; *c; c++) {
+                if (*c != '\n')
+                    putchar(*c);
+                else if (c[1])
+                    fputs(", ", stdout);
+            }
+            putchar('\n');
+        }
         printf("preprocessing: %s\n", pre ? pre : "(none stored)");
     }
     otl_strmap_free(&op_idx);

@@ -216,6 +216,8 @@ def part_meta(args, wd):
     check(p == {"size": [32, 32], "resize": "stretch", "crop": "none", "channels": "rgb", "scale": 255,
                 "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "layout": "NCHW"}, f"preprocess {p}")
     check(d["head"] and d["head"]["classes"] == 3, f"info head {d['head']}")
+    text, _ = tl(args, "info", out)
+    check("labels:    3: cat, dog, bird\n" in text and '"std":[0.25,0.25,0.25]' in text, "info text: labels/preprocess")
     out2 = os.path.join(wd, "meta2.onnx")
     # single-key flags over the stored preprocessing; no --labels: stale labels removed
     tl(args, "swap-head", out, "-o", out2, "--classes", "5", "--channels", "bgr", "--scale", "1", "--size", "32,32")
