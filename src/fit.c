@@ -1347,6 +1347,8 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
                 f.file, (long long)f.n_tr, (long long)f.n_va, (long long)f.n_classes, otl_trainer_graph(f.tr)->n_params,
                 opt_names[f.h.optim.kind], f.h.lr, otl_schedule_name(f.h.schedule), (long long)f.h.batch, f.h.epochs);
     }
+    if (f.h.msg && f.h.early_stop > 0 && f.n_va == 0)
+        fprintf(f.h.msg, "note: --early-stop needs validation data; it is ignored\n");
     st = run_epochs(&f, r, err);
     r->best_epoch = f.n_va ? f.best_epoch : f.out_written;
     r->best_val_acc = f.n_va && f.best_epoch ? f.best_acc : NAN;
