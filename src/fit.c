@@ -1226,6 +1226,14 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         f.h.out = o->out;
         f.h.log = o->log;
         f.h.checkpoint = o->checkpoint ? o->checkpoint : o->resume;
+        char sha[65];
+        if ((st = file_sha256(model_path, sha, err)))
+            goto done;
+        if (strcmp(sha, f.base_sha) != 0) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: not the model the checkpoint in %s was started from", model_path,
+                               o->resume);
+            goto done;
+        }
         st = otl_model_load(&f.cur, ck_model, NULL, err);
     } else {
         if (!(st = file_sha256(model_path, f.base_sha, err)))

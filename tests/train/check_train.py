@@ -208,6 +208,11 @@ def resume_case(d, sig, model=BN, extra=()):
         check("interrupted at epoch" in errtext and "--resume" in errtext, "SIGINT: clear message")
     st = open(d + "/ck/state.txt").read()
     print("checkpoint: " + " ".join(l for l in st.splitlines() if l.split(" ")[0] in ("epoch", "batch_pos", "step")))
+    p = train(MLP, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", expect=1)
+    check("not the model the checkpoint" in p.stderr, "--resume with another MODEL: clear error")
+    img_data(d + "/other.npz", n=200, seed=9)
+    p = train(model, "--data", d + "/other.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", expect=1)
+    check("differ from those the checkpoint" in p.stderr, "--resume with other data: clear error")
     os.symlink(d + "/i.npz", d + "/same.npz")  # the same data under another name
     train(model, "--data", d + "/same.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--threads", 1, "--log",
           d + "/log.jsonl")
