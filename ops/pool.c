@@ -516,8 +516,20 @@ static dnnl_status_t pool_bwd_pd(otl_kctx *k, pool_state *s, const otl_rt *x, co
     dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
                           : s->count_include_pad ? dnnl_pooling_avg_include_padding
                                                  : dnnl_pooling_avg_exclude_padding;
+    static const dnnl_format_tag_t blk16[] = {dnnl_aBc16b, dnnl_aBcd16b, dnnl_aBcde16b};
     if (s->kind == POOL_MAX) {
         if (otl_rt_md(k, x, &src_md) || nn_md_dst(k, dy->rank, dy->dims, 1, &dy_md))
+            return dnnl_runtime_error;
+    } else if (s->global && !dy->blocked && dy->dtype == OTL_DTYPE_FLOAT && x->rank >= 3 && x->rank <= 5 &&
+               x->dims[1] % 16 == 0) {
+        /* a CNN's global average pool: dY comes plain from the head, while the ops before the
+           pool run blocked; dX in the channel-blocked layout keeps the backward blocked (dY,
+           one value per channel, is reordered on the way in) */
+        dnnl_dims_t xd = {0}, yd = {0};
+        memcpy(xd, x->dims, (size_t)x->rank * sizeof *xd);
+        memcpy(yd, dy->dims, (size_t)dy->rank * sizeof *yd);
+        if (dnnl_memory_desc_init_by_tag(&src_md, x->rank, xd, dnnl_f32, blk16[x->rank - 3]) != dnnl_success ||
+            dnnl_memory_desc_init_by_tag(&dy_md, dy->rank, yd, dnnl_f32, blk16[dy->rank - 3]) != dnnl_success)
             return dnnl_runtime_error;
     } else if (nn_md_like(k, dy, x->rank, x->dims, &src_md) || otl_rt_md(k, dy, &dy_md)) {
         return dnnl_runtime_error;
