@@ -864,6 +864,11 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
     char names[12][96];
     if (st || (st = cut_shape(m, &L, o->threads, &rank, &F, err)))
         goto done;
+    if (o->pool != OTL_POOL_AUTO && rank != 3) {
+        st = otl_error_set(err, OTL_ERR_USAGE, "%s: --pool applies to rank-3 (N, T, D) features; '%s' has rank %d", f,
+                           L.cut, rank);
+        goto done;
+    }
     snprintf(info->cut, sizeof info->cut, "%s", L.cut);
     snprintf(info->old_head, sizeof info->old_head, "%s", L.old_head);
     info->cut_rank = rank;

@@ -282,6 +282,7 @@ def part_errors(args, wd):
     bad(2, "--channels", *sw, "--classes", "3", "--channels", "rgba")
     bad(1, "not an image", "swap-head", enc, "-o", out, "--classes", "3", "--at", "hidden_states", "--size", "8,8")
     bad(2, "--pool", *sw, "--classes", "3", "--pool", "max")
+    bad(2, "--pool applies to rank-3", *sw, "--classes", "3", "--at", "/conv1/Conv_output_0", "--pool", "mean")
     bad(2, "--hidden", *sw, "--classes", "3", "--hidden", "0")
     bad(2, "--dropout", *sw, "--classes", "3", "--dropout", "1.5")
     bad(2, "--seed", *sw, "--classes", "3", "--seed", "-1")
