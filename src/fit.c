@@ -426,12 +426,47 @@ static char *provenance(fit *f, int epoch, const double *mtr)
     return text;
 }
 
+/* OUT is an inference model: drop BatchNormalization's training outputs (running and saved
+ * statistics, 1..4) when nothing reads them. ONNX Runtime runs a BatchNormalization that has them
+ * in training mode (batch statistics) before opset 14. */
+static void drop_bn_training_outputs(otl_model *m)
+{
+    otl_graph *g = m->graph;
+    for (int i = 0; i < g->n_nodes; i++) {
+        otl_node *n = g->nodes[i];
+        if (strcmp(n->op_type, "BatchNormalization") != 0 || *n->domain || n->n_outputs < 2)
+            continue;
+        int used = 0;
+        for (int k = 1; k < n->n_outputs && !used; k++) {
+            if (!*n->outputs[k])
+                continue;
+            for (int j = 0; j < g->n_outputs && !used; j++)
+                used = strcmp(g->outputs[j]->name, n->outputs[k]) == 0;
+            for (int j = 0; j < g->n_nodes && !used; j++)
+                for (int q = 0; q < g->nodes[j]->n_inputs && !used; q++)
+                    used = strcmp(g->nodes[j]->inputs[q], n->outputs[k]) == 0;
+        }
+        if (used)
+            continue;
+        for (int k = 1; k < n->n_outputs; k++) {
+            for (int j = 0; j < g->n_value_info; j++)
+                if (*n->outputs[k] && strcmp(g->value_info[j]->name, n->outputs[k]) == 0) {
+                    otl_value_free(g->value_info[j]);
+                    g->value_info[j--] = g->value_info[--g->n_value_info];
+                }
+            free(n->outputs[k]);
+        }
+        n->n_outputs = 1;
+    }
+}
+
 static otl_status write_out(fit *f, int epoch, const double *mtr, otl_error *err)
 {
     otl_model *m = NULL;
     otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
     if (st || (st = otl_model_clone(f->cur, &m, err)))
         return st;
+    drop_bn_training_outputs(m);
     char *prov = provenance(f, epoch, mtr);
     if (!prov)
         st = nomem(err);
