@@ -14,7 +14,7 @@ BUILD_PKGS := cmake make gcc pkg-config libprotobuf-c-dev protobuf-c-compiler li
               libdnnl-dev libopenblas-dev zlib1g-dev libstb-dev libpng-dev libjpeg-dev
 DEMO_PKGS  := dataset-fashion-mnist
 TEST_PKGS  := clang libclang-rt-14-dev libonnx-testdata python3-onnx python3-torch \
-              python3-torchvision python3-numpy dataset-fashion-mnist
+              python3-torchvision python3-numpy dataset-fashion-mnist valgrind
 
 .PHONY: all build demo test deps test-deps ort asan-test fuzz clean distclean
 
@@ -52,6 +52,18 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 asan-test: test-deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) -L asan
+
+# Longer fuzzing (opt-in): every libFuzzer target for FUZZ_SECONDS each (make test runs 15 s each);
+# findings are written to $(FUZZ_BUILD)/fuzz_long_<target>/artifacts.
+FUZZ_SECONDS ?= 300
+FUZZ_SEEDS   := tests/fuzz/seed_run:tests/fuzz/seed:tests/fuzz/found
+fuzz: test-deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+	for t in load info run; do \
+	  OMP_NUM_THREADS=1 ASAN_OPTIONS=allocator_may_return_null=1 cmake -DFUZZER=$(FUZZ_BUILD)/tests/fuzz_$$t \
+	    -DSEEDS=$(FUZZ_SEEDS) -DDICT=tests/fuzz/onnx.dict -DWORK=$(FUZZ_BUILD)/fuzz_long_$$t \
+	    -DSECONDS=$(FUZZ_SECONDS) -P tests/fuzz/run_fuzz.cmake || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)

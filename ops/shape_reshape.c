@@ -65,6 +65,9 @@ static otl_status reshape_infer(otl_kctx *k)
                 shape[i] = x->dims[i];
             }
         }
+        if (shape[i] && known > (((int64_t)1 << 62) / shape[i])) /* no signed overflow on hostile shapes */
+            return otl_kfail(k, OTL_ERR_INPUT, "shape[%d] = %lld: the shape has more than 2^62 elements", i,
+                             (long long)shape[i]);
         known *= shape[i];
     }
     if (allowzero && has_zero && infer_at >= 0)

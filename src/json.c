@@ -45,6 +45,23 @@ void otl_json_obj_end(otl_json *j) { close_(j, '}'); }
 void otl_json_arr(otl_json *j) { open_(j, '['); }
 void otl_json_arr_end(otl_json *j) { close_(j, ']'); }
 
+/* Length of the valid UTF-8 sequence starting at s (at most n bytes), 0 if there is none
+ * (no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k = c >= 0xC2 && c <= 0xDF ? 2 : (c & 0xF0) == 0xE0 ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!k || k > n)
+        return 0;
+    for (size_t j = 1; j < k; j++)
+        if ((s[j] & 0xC0) != 0x80)
+            return 0;
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0) || (c == 0xF0 && s[1] < 0x90) ||
+        (c == 0xF4 && s[1] >= 0x90))
+        return 0;
+    return k;
+}
+
 static void put_str(FILE *fp, const char *s, size_t n)
 {
     fputc('"', fp);
@@ -57,10 +74,19 @@ static void put_str(FILE *fp, const char *s, size_t n)
         case '\r': fputs("\\r", fp); break;
         case '\t': fputs("\\t", fp); break;
         default:
-            if (c < 0x20)
+            if (c < 0x20) {
                 fprintf(fp, "\\u%04x", c);
-            else
+            } else if (c < 0x80) {
                 fputc(c, fp);
+            } else { /* a whole valid UTF-8 sequence, or U+FFFD for each byte that is not one */
+                size_t k = utf8_len((const unsigned char *)s + i, n - i);
+                if (k) {
+                    fwrite(s + i, 1, k, fp);
+                    i += k - 1;
+                } else {
+                    fputs("\\ufffd", fp);
+                }
+            }
         }
     }
     fputc('"', fp);

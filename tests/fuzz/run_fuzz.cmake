@@ -1,7 +1,8 @@
 # run_fuzz.cmake - CTest driver for a libFuzzer target (cmake -P).
 #
-#   cmake -DFUZZER=path -DSEEDS=dir -DWORK=dir [-DDICT=file] [-DSECONDS=15] -P run_fuzz.cmake
+#   cmake -DFUZZER=path -DSEEDS=dir[:dir...] -DWORK=dir [-DDICT=file] [-DSECONDS=15] -P run_fuzz.cmake
 #
+# OTL_FUZZ_SECONDS in the environment overrides SECONDS (make fuzz: longer runs).
 # Copies the seed corpus into WORK/corpus (the source tree is never written), runs the fuzzer for a
 # bounded time with crash artifacts in WORK/artifacts, and fails if it reports anything (crash,
 # leak, timeout, out-of-memory, sanitizer report): libFuzzer then exits non-zero.
@@ -13,12 +14,18 @@ endforeach()
 if(NOT DEFINED SECONDS)
   set(SECONDS 15)
 endif()
+if(DEFINED ENV{OTL_FUZZ_SECONDS} AND NOT "$ENV{OTL_FUZZ_SECONDS}" STREQUAL "")
+  set(SECONDS $ENV{OTL_FUZZ_SECONDS})
+endif()
 
 file(REMOVE_RECURSE ${WORK}/corpus)
 file(MAKE_DIRECTORY ${WORK}/corpus ${WORK}/artifacts)
 file(GLOB _old ${WORK}/artifacts/*)
-file(GLOB _seeds ${SEEDS}/*)
-file(COPY ${_seeds} DESTINATION ${WORK}/corpus)
+string(REPLACE ":" ";" _seed_dirs "${SEEDS}")
+foreach(_d ${_seed_dirs})
+  file(GLOB _seeds ${_d}/*)
+  file(COPY ${_seeds} DESTINATION ${WORK}/corpus)
+endforeach()
 
 set(_args -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=10 -max_len=65536
           -print_final_stats=1 -artifact_prefix=${WORK}/artifacts/)

@@ -692,6 +692,14 @@ def build(out):
     relu_raw = (f_bytes(1, "conv_out") + f_bytes(2, "relu_out") + f_bytes(3, bad_name) +
                 f_bytes(4, "Relu"))
     g = graph_raw([nodes[0], relu_raw] + nodes[2:], tensors, inputs, outputs)
+    # ... and in an op type (a custom domain's op): the op histogram of info --json is valid UTF-8
+    # (found by fuzz.info: tests/fuzz/found/info_json_bad_utf8_op_type.onnx)
+    odd_raw = (f_bytes(1, "X") + f_bytes(2, "Y") + f_bytes(3, "odd_node") + f_bytes(4, b"Op\xd6\xff\xed\xa0\x80x") +
+               f_bytes(7, "com.example"))
+    g_odd = f_bytes(1, odd_raw) + f_bytes(2, "odd") + f_bytes(11, vi_raw("X")) + f_bytes(12, vi_raw("Y"))
+    C.bytes_case("valid_bad_utf8_op_type", model_raw(g_odd, opsets=(("", 13), ("com.example", 1))), [],
+                 "op type with invalid UTF-8 (a surrogate too): info --json must still print valid JSON",
+                 exit=0, json={"params_total": 0}, compare=0)
     C.bytes_case("valid_bad_utf8_name", model_raw(g), [],
                  "node name with invalid UTF-8: info --json must still print valid JSON", exit=0,
                  json={"params_total": 47}, compare=0, export_contains=bad_name.hex())
