@@ -236,17 +236,18 @@ static int unfreeze_next(fit *f, otl_error *err, otl_status *st)
         const char *e = strchr(p, '\n');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         char name[4096];
+        int thaw = 0;
         if (l < sizeof name) {
             memcpy(name, p, l);
             name[l] = 0;
-            if (otl_param_blocks_depth(f->blocks, name) == best)
-                n_thawed++;
-            else if (l) {
-                memcpy(keep + len, p, l);
-                len += l;
-                keep[len++] = '\n';
-                keep[len] = 0;
-            }
+            thaw = otl_param_blocks_depth(f->blocks, name) == best;
+        }
+        n_thawed += thaw;
+        if (!thaw && l) {
+            memcpy(keep + len, p, l);
+            len += l;
+            keep[len++] = '\n';
+            keep[len] = 0;
         }
         p += l;
         if (*p == '\n')
