@@ -370,7 +370,12 @@ static void json_hparams(fit *f, otl_json *j)
         case HP_I64: otl_json_int(j, *(const int64_t *)p); break;
         case HP_U64: otl_json_int(j, (int64_t) * (const uint64_t *)p); break;
         case HP_DBL: otl_json_num(j, *(const double *)p); break;
-        case HP_FLT: otl_json_num(j, *(const float *)p); break;
+        case HP_FLT: { /* the float's shortest decimal (0.9, not 0.899999976) */
+            char buf[32];
+            snprintf(buf, sizeof buf, "%.7g", (double)*(const float *)p);
+            otl_json_num(j, strtod(buf, NULL));
+            break;
+        }
         default: otl_json_str(j, *(const char *const *)p); break;
         }
     }
