@@ -471,8 +471,11 @@ static otl_status plan_node(plan *p, int ki, int all_const)
     if (st)
         return st;
     for (int i = 0; i < k->n_out; i++)
-        if (k->out[i] && !k->out[i]->shape_known)
-            return otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
+        if (k->out[i] && !k->out[i]->shape_known) /* beyond output 0: the model lists more outputs than we produce */
+            return i ? otl_kfail(k, OTL_ERR_INPUT, "output %d '%s' is not produced by %s (more outputs than the op "
+                                 "has, or an optional output that is not implemented)", i, k->out[i]->name,
+                                 k->node->op_type)
+                     : otl_kfail(k, OTL_ERR_INTERNAL, "output %d '%s' got no shape", i, k->out[i]->name);
     unsigned fl = k->op->flags;
     if ((fl & OTL_OPF_ALIAS) || k->alias) {
         k->alias = 1;
