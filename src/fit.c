@@ -1195,6 +1195,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             break;
         if (f->h.msg && f->h.progress == OTL_FIT_BAR)
             fputs("\r\033[K", f->h.msg); /* the summary line replaces the bar */
+        lr = otl_schedule_lr(&f->sched, f->step > 0 ? f->step - 1 : 0); /* the epoch's last step (also after a
+                                                                           resume at the end of an epoch) */
         double mtr[4] = {f->sum_seen ? f->sum_loss / (double)f->sum_seen : NAN,
                          f->sum_seen ? (double)f->sum_correct / (double)f->sum_seen : NAN, NAN, NAN};
         double secs = now_s() - t0;
