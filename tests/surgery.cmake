@@ -94,3 +94,10 @@ add_executable(test_blocks ${_otl_surg_dir}/test_blocks.c)
 target_link_libraries(test_blocks PRIVATE onnxtl)
 add_test(NAME surgery.blocks COMMAND test_blocks)
 set_tests_properties(surgery.blocks PROPERTIES LABELS "surgery;unit;asan" TIMEOUT 60)
+
+# swap-head / freeze through the library on the small models (every surgery path, seeds ->
+# identical bytes, error returns): the sanitizer build runs it (label asan)
+add_executable(test_swap ${_otl_surg_dir}/test_swap.c)
+target_link_libraries(test_swap PRIVATE onnxtl)
+add_test(NAME surgery.library COMMAND test_swap ${_otl_surg_models} ${_otl_surg_dir}/data)
+set_tests_properties(surgery.library PROPERTIES LABELS "surgery;unit;asan" TIMEOUT 120)
