@@ -9,6 +9,7 @@ synthetic data (made here with numpy/PIL in a temporary directory). One CASE per
                uninterrupted run's byte for byte (and the log has one line per epoch)
   sigint       SIGINT: stops after the current step with a clear message, exit 1, checkpoint;
                resumed: bit-identical OUT
+  sigint_epoch_end  one step per epoch: the checkpoint is taken after an epoch's last step
   sigint_dropout  the same with a Dropout head (swap-head --hidden --dropout)
   sigkill_unfreeze  the same with gradual unfreezing, layer-wise rates, SGD momentum, augmentation
   flags        every optimizer, Nesterov, weight decay, label smoothing, clipping change the result;
@@ -186,9 +187,9 @@ def wait_state(ck, proc, min_epoch, timeout=120):
     return False
 
 
-def resume_case(d, sig, model=BN, extra=()):
+def resume_case(d, sig, model=BN, extra=(), epochs=3, batch=8):
     img_data(d + "/i.npz", n=200)
-    common = ["--data", d + "/i.npz", "--epochs", 3, "--batch", 8, "--threads", 1, "--seed", 5, "--lr", 3e-3,
+    common = ["--data", d + "/i.npz", "--epochs", epochs, "--batch", batch, "--threads", 1, "--seed", 5, "--lr", 3e-3,
               "--schedule", "cosine", "--warmup", 10, *extra]
     train(model, *common, "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl", "--quiet")
     args = [ONNX_TL, "train", model, *map(str, common), "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
@@ -220,7 +221,7 @@ def resume_case(d, sig, model=BN, extra=()):
     ref, got = log_lines(d + "/ref.jsonl"), log_lines(d + "/log.jsonl")
     strip = lambda ls: [{k: v for k, v in l.items() if k not in ("seconds", "images_per_s")} for l in ls]
     check(strip(ref) == strip(got), "resumed log equals the uninterrupted log (%d lines)" % len(got))
-    check(len(got) == 3, "3 epochs logged")
+    check(len(got) == epochs, "%d epochs logged" % epochs)
     files = sorted(os.listdir(d + "/ck"))
     check(len(files) == 3 and "state.txt" in files, "checkpoint holds one model, one optimizer state: %s" % files)
 
@@ -231,6 +232,11 @@ def case_sigkill(d):
 
 def case_sigint(d):
     resume_case(d, signal.SIGINT)
+
+
+def case_sigint_epoch_end(d):
+    """One step per epoch: the interrupt lands after an epoch's last step (resume at an epoch's end)."""
+    resume_case(d, signal.SIGINT, epochs=6, batch=256)
 
 
 def case_sigint_dropout(d):
