@@ -1273,8 +1273,8 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         if ((st = file_sha256(model_path, sha, err)))
             goto done;
         if (strcmp(sha, f.base_sha) != 0) {
-            st = otl_error_set(err, OTL_ERR_INPUT, "%s: not the model the checkpoint in %s was started from", model_path,
-                               o->resume);
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: not the model the checkpoint in %s was started from",
+                               model_path, o->resume);
             goto done;
         }
         st = otl_model_load(&f.cur, ck_model, NULL, err);
@@ -1383,7 +1383,8 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         kv_list old = {0};
         otl_error e2 = {0};
         long long serial;
-        if (sp && kv_read(&old, sp, &e2) == OTL_OK && kv_ll(&old, "serial", &serial) && serial > 0 && serial < INT32_MAX)
+        if (sp && kv_read(&old, sp, &e2) == OTL_OK && kv_ll(&old, "serial", &serial) && serial > 0 &&
+            serial < INT32_MAX)
             f.serial = (int)serial;
         kv_free(&old);
         free(sp);

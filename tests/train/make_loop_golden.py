@@ -31,7 +31,8 @@ def main(out):
     x = (rng.randn(40, 3, 10, 10) + y[:, None, None, None] * 0.5).astype(np.float32)
     np.savez(os.path.join(out, "data.npz"), x=x, y=y)
     net = Net()
-    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(os.path.join(here, "bn", "model.onnx")).graph.initializer}
+    model = onnx.load(os.path.join(here, "bn", "model.onnx"))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     sd = net.state_dict()
     for k in sd:
         if k in init:
@@ -40,7 +41,8 @@ def main(out):
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     steps_per_epoch = 4
-    sched = S.ChainedScheduler([S.LinearLR(opt, 1 / 5, total_iters=4), S.CosineAnnealingLR(opt, T_max=2 * steps_per_epoch)])
+    sched = S.ChainedScheduler([S.LinearLR(opt, 1 / 5, total_iters=4),
+                                S.CosineAnnealingLR(opt, T_max=2 * steps_per_epoch)])
     for _ in range(2):
         for b in range(0, 40, 12):
             opt.zero_grad()
