@@ -46,7 +46,8 @@ static const char usage[] =
     "                        val_acc, seconds, images_per_s\n"
     "  --checkpoint DIR      checkpoint after every epoch (and on Ctrl-C)\n"
     "  --resume DIR          continue a checkpointed run exactly where it stopped (hyper-parameters\n"
-    "                        from the checkpoint; the same DATA is required)\n";
+    "                        from the checkpoint; the same MODEL and DATA are required); with --epochs E\n"
+    "                        it trains up to E epochs instead (schedules then span the new total)\n";
 
 static const cli_opt opts[] = {
     {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
@@ -186,6 +187,8 @@ int cmd_train(int argc, char **argv)
     o.log = cli_get(&a, "log");
     o.checkpoint = cli_get(&a, "checkpoint");
     o.resume = cli_get(&a, "resume");
+    if (o.resume && cli_get(&a, "epochs"))
+        o.resume_epochs = o.epochs;
     o.msg = stderr;
     o.progress = cli_flag(&a, "quiet") ? OTL_FIT_QUIET : isatty(fileno(stderr)) ? OTL_FIT_BAR : OTL_FIT_LINES;
     o.interrupt = &interrupted;

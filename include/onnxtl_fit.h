@@ -87,7 +87,9 @@ typedef struct otl_fit_opts {
     int skip_bad;               /* unreadable images skipped (listed) */
     const char *log;            /* JSONL, one object per epoch */
     const char *checkpoint;     /* directory written after every epoch (and on interrupt) */
-    const char *resume;         /* directory to continue from */
+    const char *resume;         /* directory to continue from (hyper-parameters from its state) */
+    int resume_epochs;          /* > 0: with resume, train up to this many epochs instead of the stored
+                                   number (schedules then span the new total: not bit-identical) */
     int progress;               /* OTL_FIT_* on msg */
     FILE *msg;                  /* progress and notes (stderr); NULL: none */
     volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */

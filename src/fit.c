@@ -1269,6 +1269,12 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         f.h.out = o->out;
         f.h.log = o->log;
         f.h.checkpoint = o->checkpoint ? o->checkpoint : o->resume;
+        if (o->resume_epochs > 0 && o->resume_epochs != f.h.epochs) {
+            if (o->msg)
+                fprintf(o->msg, "note: --epochs %d instead of the checkpoint's %d (schedules span the new total)\n",
+                        o->resume_epochs, f.h.epochs);
+            f.h.epochs = o->resume_epochs;
+        }
         char sha[65];
         if ((st = file_sha256(model_path, sha, err)))
             goto done;

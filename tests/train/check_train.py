@@ -224,6 +224,11 @@ def resume_case(d, sig, model=BN, extra=(), epochs=3, batch=8):
     check(len(got) == epochs, "%d epochs logged" % epochs)
     files = sorted(os.listdir(d + "/ck"))
     check(len(files) == 3 and "state.txt" in files, "checkpoint holds one model, one optimizer state: %s" % files)
+    if sig == signal.SIGKILL and not extra:  # a finished run extended by 2 epochs
+        p = train(model, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--threads", 1,
+                  "--log", d + "/log.jsonl", "--epochs", epochs + 2)
+        check("instead of the checkpoint's" in p.stderr and len(log_lines(d + "/log.jsonl")) == epochs + 2,
+              "--resume --epochs E extends a finished run")
 
 
 def case_sigkill(d):
