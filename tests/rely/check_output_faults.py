@@ -11,8 +11,16 @@ implemented"), after one successful run into the output location:
   path is dir    export -o an existing directory; run/grad: an output .npy path is a directory;
                  run --outdir / grad -o an existing regular file
 Each must give exit 1 and exactly one stderr line "onnx-tl: ..." naming the output file or
-directory, leave the previous outputs byte for byte intact, and leave no temporary file behind
-(the directory listing is unchanged). The model file is never modified.
+directory, and leave no temporary file behind (the directory listing is unchanged). The failing
+attempt uses other inputs (another model copy, other input values) than the run it would replace,
+so that a partial overwrite shows: a single output file must be byte for byte the previous one;
+in a multi-file output (run with several outputs, grad) every file must be entirely the previous
+or entirely the new version (files are written atomically one by one, not as a set). The model
+file is never modified.
+
+RLIMIT_FSIZE is at least 1100 bytes: LLVM's OpenMP runtime (clang/ASan builds) creates a 1 KiB
+shared-memory registration file at startup and aborts when it cannot; outputs are made larger
+than the limit instead (batch 64).
 """
 import hashlib
 import json
@@ -94,23 +102,33 @@ def main():
     rc, out, err = run(exe, ["info", model, "--json"])
     info = json.loads(out)
     inp = info["inputs"][0]
-    shape = [1 if not isinstance(d, int) else d for d in inp["shape"]]
-    x = os.path.join(work, "x.npy")
-    np.save(x, np.linspace(-1, 1, int(np.prod(shape))).astype(np.float32).reshape(shape))
+    shape = [64] + [1 if not isinstance(d, int) else d for d in inp["shape"][1:]]
+    feeds = {}
+    for v, scale in (("a", 1.0), ("b", -0.5)):
+        x = os.path.join(work, "x_%s.npy" % v)
+        np.save(x, (scale * np.linspace(-1, 1, int(np.prod(shape)))).astype(np.float32).reshape(shape))
+        os.chmod(x, 0o644)
+        feeds[v] = ["--input", "%s=%s" % (inp["name"], x)]
     y = os.path.join(work, "y.npy")
-    np.save(y, np.array([1], np.int64))
-    for p in (x, y):
-        os.chmod(p, 0o644)
-    feed = ["--input", "%s=%s" % (inp["name"], x)]
+    np.save(y, np.arange(64, dtype=np.int64) % 5)
+    os.chmod(y, 0o644)
+    # model "b": the same model with another producer name (other bytes when exported)
+    import onnx
+    mb = onnx.load(model)
+    mb.producer_name = "check_output_faults"
+    models_ab = {"a": model, "b": os.path.join(work, "model_b.onnx")}
+    onnx.save(mb, models_ab["b"])
+    os.chmod(models_ab["b"], 0o644)
 
     cmds = {
         # name: (args given the output path, output is a file (else a directory))
-        "export": (lambda o: ["export", model, "-o", o], True),
-        "run": (lambda o: ["run", model] + feed + ["--outdir", o], False),
-        "grad": (lambda o: ["grad", model] + feed + ["--target", y, "-o", o], False),
+        "export": (lambda o, v="b": ["export", models_ab[v], "-o", o], True),
+        "run": (lambda o, v="b": ["run", model] + feeds[v] + ["--outdir", o], False),
+        "grad": (lambda o, v="b": ["grad", model] + feeds[v] + ["--target", y, "-o", o], False),
     }
-    for extra, args in (("swap-head", lambda o: ["swap-head", model, "-o", o, "--classes", "3", "--seed", "1"]),
-                        ("freeze", lambda o: ["freeze", model, "-o", o, "--all-but-head"])):
+    for extra, args in (("swap-head", lambda o, v="b": ["swap-head", models_ab[v], "-o", o, "--classes", "3",
+                                                         "--seed", "1"]),
+                        ("freeze", lambda o, v="b": ["freeze", models_ab[v], "-o", o, "--all-but-head"])):
         rc, out, err = run(exe, [extra, "--help"])
         if "not yet implemented" in (out + err).lower() or rc != 0:
             print("note %s is not implemented yet: not checked" % extra)
@@ -122,22 +140,34 @@ def main():
         os.makedirs(d)
         os.chmod(d, 0o777)
         target = os.path.join(d, "out.onnx" if is_file else "out")
-        rc, out, err = run(exe, mk(target), nobody=True)
+        rc, out, err = run(exe, mk(target, "a"), nobody=True)
         if rc != 0:
             fail("%s: the baseline run failed: %s" % (name, err.strip()))
             continue
         before = tree(d)
+        # what a successful attempt with the "b" arguments writes (relative to d)
+        rd = os.path.join(work, name + "_new")
+        os.makedirs(rd)
+        rc, out, err = run(exe, mk(os.path.join(rd, os.path.basename(target))))
+        new = tree(rd)
+        if rc != 0 or (is_file and new == {k: v for k, v in before.items()}):
+            fail("%s: the reference run failed or writes the same bytes as the baseline: %s" % (name, err.strip()))
         sizes = [os.path.getsize(os.path.join(d, p)) for p, h in before.items() if h != "dir"]
         names = [target, os.path.basename(target)]
 
         def same(label):
             after = tree(d)
-            if after != before:
-                changed = sorted(k for k in set(after) | set(before) if after.get(k) != before.get(k))
-                fail("%s: the output directory changed: %s" % (label, changed))
+            if set(after) != set(before):
+                fail("%s: files appeared or vanished: %s" % (label, sorted(set(after) ^ set(before))))
+            for k in sorted(set(after) & set(before)):
+                if after[k] == before[k] or (not is_file and after[k] == new.get(k)):
+                    continue
+                fail("%s: %s is neither the previous nor the new version (partially written?)" % (label, k))
 
-        # disk full: the limit is below the smallest output file, so the first write fails
-        lim = max(16, min(sizes) // 2)
+        # disk full: the limit is below the largest output file, so some write fails
+        lim = max(1100, max(sizes) // 2)
+        if lim >= max(sizes):
+            fail("%s: outputs too small (%d bytes) for a disk-full test" % (name, max(sizes)))
         rc, out, err = run(exe, mk(target), fsize=lim, nobody=True)
         check_error("%s disk full (RLIMIT_FSIZE %d)" % (name, lim), rc, err, names)
         same("%s disk full" % name)
