@@ -479,8 +479,10 @@ static otl_status plan_node(plan *p, int ki, int all_const)
     unsigned fl = k->op->flags;
     if ((fl & OTL_OPF_ALIAS) || k->alias) {
         k->alias = 1;
-        otl_rt *src = k->in[0], *dst = k->out[0];
-        if (!src || !dst || dst->nbytes != src->nbytes || src->blocked != dst->blocked ||
+        otl_rt *src = k->n_in ? k->in[0] : NULL, *dst = k->n_out ? k->out[0] : NULL;
+        if (!src || !dst) /* e.g. an Identity listing no output: nothing to alias */
+            return otl_kfail(k, OTL_ERR_INPUT, "%s needs input 0 and output 0", k->node->op_type);
+        if (dst->nbytes != src->nbytes || src->blocked != dst->blocked ||
             (src->blocked && !dnnl_memory_desc_equal(&src->md, &dst->md)))
             return otl_kfail(k, OTL_ERR_INTERNAL, "alias output differs from its input");
         if (src->is_const) {
