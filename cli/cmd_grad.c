@@ -82,6 +82,8 @@ int cmd_grad(int argc, char **argv)
     int n_out = 0, status = EXIT_OK;
     if (otl_model_load(&m, a.pos[0], NULL, &err) || otl_train_graph_build(&tg, m, &spec, &err))
         goto fail;
+    if (!cli_check_file_names(a.pos[0], "parameters", (const char *const *)tg->params, tg->n_params, &err))
+        goto fail; /* two gradients would go to one DIR/grad/<name>.npy */
     otl_model_free(m); /* the training graph holds its own copy: one copy of the weights, not two */
     m = NULL;
     names[n_in] = NULL;

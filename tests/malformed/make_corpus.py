@@ -815,6 +815,13 @@ def build_execution_cases(C, nodes, tensors, inputs, outputs):
                  cmds={"run": {"exit": 1, "must": [r"both|same|collid", esc("y:0"), esc("y_0")]},
                        "grad": None})
 
+    pw = [numpy_helper.from_array(np.ones((2,), np.float32), n) for n in ("w/a", "w_a")]
+    pn = [helper.make_node("Mul", ["X", "w/a"], ["t"], name="m1"), helper.make_node("Add", ["t", "w_a"], ["Y"], name="a1")]
+    C.model_case("grad_file_collision", make_model(pn, pw, x12, y12), [],
+                 "parameters 'w/a' and 'w_a' both map to grad/w_a.npy: grad refuses, run works", exit=0,
+                 inputs={"X": ["float32", [1, 2]]},
+                 cmds={"run": {"exit": 0}, "grad": {"exit": 1, "must": [r"both|same|collid", esc("w/a"), esc("w_a")]}})
+
     # ---------------------------------------------------------- sizes decided at run time
     x1 = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])]
     y1 = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])]
