@@ -27,14 +27,15 @@ add_test(NAME demo.ort_predict
   COMMAND ${PYTHON} ${_otl_demo_dir}/check_ort_predict.py ${ONNX_TL} $<TARGET_FILE:fashion_folder>
           ${CMAKE_BINARY_DIR}/demo-ort --node ${NODE} --ort-run ${OTL_ORT_DIR}/ort_run.js
           --data-dir ${OTL_FASHION_DIR})
-set_tests_properties(demo.ort_predict PROPERTIES LABELS "demo" TIMEOUT 300)
+set_tests_properties(demo.ort_predict PROPERTIES LABELS "demo" TIMEOUT 600)
 
 # Accuracy parity (issue 5): the demo's fine-tuning recipe (head only, then everything with
 # --layer-lr-decay) in onnx-tl and in PyTorch (tests/demo/torch_recipe.py) from the same swapped
 # model, on the same 250 training / 1000 validation images: mean validation accuracy over two
-# seeds within 1.5 points. About 2.5 minutes of CPU (both recipes, two seeds).
+# seeds within 1.5 points. About 2.5 minutes of CPU (both recipes, two seeds); 20 minutes of
+# wall time were measured on a machine loaded 6x over its 2 cores, hence the timeout.
 add_test(NAME demo.parity
   COMMAND ${PYTHON} ${_otl_demo_dir}/check_parity.py ${ONNX_TL} $<TARGET_FILE:fashion_folder>
           ${CMAKE_BINARY_DIR}/demo-parity --seeds 1,2 --tolerance 1.5 --python ${PYTHON}
           --data-dir ${OTL_FASHION_DIR})
-set_tests_properties(demo.parity PROPERTIES LABELS "demo" TIMEOUT 1800)
+set_tests_properties(demo.parity PROPERTIES LABELS "demo" TIMEOUT 3600)
