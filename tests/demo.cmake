@@ -7,7 +7,7 @@
 #   demo.ort_predict  tests/demo/check_ort_predict.py: a model written by `train` on the demo data
 #                 (and its export) in ONNX Runtime agrees with `onnx-tl predict`.
 #   demo.parity   tests/demo/check_parity.py: the demo's recipe in onnx-tl and in PyTorch reaches
-#                 the same validation accuracy (mean over seeds, within 1.5 points).
+#                 the same validation accuracy (within 1.5 points).
 #
 # Needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist): the tests fail
 # without it.
@@ -31,11 +31,13 @@ set_tests_properties(demo.ort_predict PROPERTIES LABELS "demo" TIMEOUT 600)
 
 # Accuracy parity (issue 5): the demo's fine-tuning recipe (head only, then everything with
 # --layer-lr-decay) in onnx-tl and in PyTorch (tests/demo/torch_recipe.py) from the same swapped
-# model, on the same 250 training / 1000 validation images: mean validation accuracy over two
-# seeds within 1.5 points. About 2.5 minutes of CPU (both recipes, two seeds); 20 minutes of
+# model, on the same 250 training / 1000 validation images: validation accuracies within 1.5
+# points. One seed: over seeds 1, 2, 3 the two sides differed by +0.2, -0.3, +0.4 points (onnx-tl
+# 93.0/92.9/93.2 %, PyTorch 92.8/93.2/92.8 %), so single-seed noise is well inside the tolerance
+# (check_parity.py --seeds 1,2,3 averages when wanted). About 2 minutes of CPU; 10-15 minutes of
 # wall time were measured on a machine loaded 6x over its 2 cores, hence the timeout.
 add_test(NAME demo.parity
   COMMAND ${PYTHON} ${_otl_demo_dir}/check_parity.py ${ONNX_TL} $<TARGET_FILE:fashion_folder>
-          ${CMAKE_BINARY_DIR}/demo-parity --seeds 1,2 --tolerance 1.5 --python ${PYTHON}
+          ${CMAKE_BINARY_DIR}/demo-parity --seeds 1 --tolerance 1.5 --python ${PYTHON}
           --data-dir ${OTL_FASHION_DIR})
 set_tests_properties(demo.parity PROPERTIES LABELS "demo" TIMEOUT 3600)
