@@ -54,8 +54,8 @@ run freeze "$out/head_trained.onnx" -o "$out/unfrozen.onnx" --unfreeze '*'
 # shellcheck disable=SC2086
 run train "$out/unfrozen.onnx" $data -o "$out/finetuned.onnx" --epochs $ft_epochs --lr $ft_lr \
   --layer-lr-decay $decay --bn train --log "$out/finetune.jsonl"
-run eval "$out/finetuned.onnx" --data "$out/data/test" > "$out/transfer_eval.txt"
-cat "$out/transfer_eval.txt"
+run eval "$out/finetuned.onnx" --data "$out/data/test"
+"$tl" eval "$out/finetuned.onnx" --data "$out/data/test" --json > "$out/transfer_eval.json"
 echo
 
 echo "== from scratch: the same network with random weights, the same 250 images and budget"
@@ -64,8 +64,7 @@ run swap-head testdata/models/fashion_cnn_init.onnx -o "$out/scratch_init.onnx" 
 # shellcheck disable=SC2086
 run train "$out/scratch_init.onnx" $data -o "$out/scratch.onnx" --epochs $((head_epochs + ft_epochs)) \
   --lr $head_lr --bn train --log "$out/scratch.jsonl"
-run eval "$out/scratch.onnx" --data "$out/data/test" > "$out/scratch_eval.txt"
-sed -n '1,3p' "$out/scratch_eval.txt"
+run eval "$out/scratch.onnx" --data "$out/data/test" --json > "$out/scratch_eval.json"
 echo
 
 echo "== the fine-tuned model as a clean inference model, and two predictions with it"
@@ -73,10 +72,11 @@ run export "$out/finetuned.onnx" -o "$out/fashion_5_9.onnx"
 run predict "$out/fashion_5_9.onnx" --top 2 "$out"/data/test/5-Sandal/test-00011.png "$out"/data/test/8-Bag/test-00018.png
 echo
 
-acc() { sed -n 's/^accuracy  *\([0-9.]*\).*/\1/p' "$1"; }
-t=$(acc "$out/transfer_eval.txt") s=$(acc "$out/scratch_eval.txt")
+# "accuracy" is a top-level key of `eval --json` (../shared/CLI.md); no other key has that name
+acc() { grep -o '"accuracy": *[0-9.eE+-]*' "$1" | head -n 1 | sed 's/.*: *//'; }
+t=$(acc "$out/transfer_eval.json") s=$(acc "$out/scratch_eval.json")
 if [ -z "$t" ] || [ -z "$s" ]; then
-  echo "demo: no accuracy line in $out/transfer_eval.txt or $out/scratch_eval.txt" >&2
+  echo "demo: no accuracy in $out/transfer_eval.json or $out/scratch_eval.json" >&2
   exit 1
 fi
 echo "== summary: Fashion-MNIST classes 5-9, 50 training images per class, 5000 test images"
