@@ -325,6 +325,18 @@ double otl_get_f(const void *data, int dtype, int64_t i)
     }
 }
 
+/* double -> int64 without undefined behaviour: NaN gives 0, out-of-range values saturate. */
+static int64_t sat_i64(double f)
+{
+    if (f != f)
+        return 0;
+    if (f >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (f <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)f;
+}
+
 int64_t otl_get_i(const void *data, int dtype, int64_t i)
 {
     switch (dtype) {
@@ -337,7 +349,7 @@ int64_t otl_get_i(const void *data, int dtype, int64_t i)
     case OTL_DTYPE_UINT32: return ((const uint32_t *)data)[i];
     case OTL_DTYPE_UINT64: return (int64_t)((const uint64_t *)data)[i];
     case OTL_DTYPE_BOOL: return ((const uint8_t *)data)[i] != 0;
-    default: return (int64_t)otl_get_f(data, dtype, i);
+    default: return sat_i64(otl_get_f(data, dtype, i));
     }
 }
 
@@ -359,7 +371,7 @@ void otl_set_f(void *data, int dtype, int64_t i, double v)
         break;
     }
     case OTL_DTYPE_BOOL: ((uint8_t *)data)[i] = v != 0; break;
-    default: otl_set_i(data, dtype, i, (int64_t)v);
+    default: otl_set_i(data, dtype, i, sat_i64(v));
     }
 }
 
