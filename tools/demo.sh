@@ -64,7 +64,8 @@ run swap-head testdata/models/fashion_cnn_init.onnx -o "$out/scratch_init.onnx" 
 # shellcheck disable=SC2086
 run train "$out/scratch_init.onnx" $data -o "$out/scratch.onnx" --epochs $((head_epochs + ft_epochs)) \
   --lr $head_lr --bn train --log "$out/scratch.jsonl"
-run eval "$out/scratch.onnx" --data "$out/data/test" --json > "$out/scratch_eval.json"
+echo "\$ onnx-tl eval $out/scratch.onnx --data $out/data/test --json > $out/scratch_eval.json"
+"$tl" eval "$out/scratch.onnx" --data "$out/data/test" --json > "$out/scratch_eval.json"
 echo
 
 echo "== the fine-tuned model as a clean inference model, and two predictions with it"
