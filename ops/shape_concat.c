@@ -246,6 +246,11 @@ static otl_status split_infer(otl_kctx *k)
                 st = otl_kfail(k, OTL_ERR_INPUT, "split[%d] = %lld is negative", i, (long long)split[i]);
                 break;
             }
+            if (split[i] > D - sum) { /* larger than what is left: also keeps the sum from overflowing */
+                st = otl_kfail(k, OTL_ERR_INPUT, "split sums to more than the size %lld of axis %d", (long long)D,
+                               s->axis);
+                break;
+            }
             sum += split[i];
         }
         if (!st && n != n_out)
