@@ -1,16 +1,25 @@
-/* cmd_export.c - `onnx-tl export MODEL -o OUT`: write a clean copy of the model.
- * Without options the model is re-serialized unchanged in meaning; quantization and pruning
- * come with later versions. */
+/* cmd_export.c - `onnx-tl export MODEL -o OUT`: write a clean inference model
+ * (otl_export_clean, include/onnxtl_export.h); `--keep` re-serializes the model unchanged.
+ * Quantization and pruning come with later versions. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "onnxtl_export.h"
+#include "src/util.h"
 
 static const char usage[] =
-    "usage: onnx-tl export MODEL -o OUT [--external-data] [--embed-data]\n"
+    "usage: onnx-tl export MODEL -o OUT [--fold-bn | --no-fold-bn | --keep] [--external-data] [--embed-data]\n"
     "\n"
-    "Write a copy of MODEL that ONNX Runtime and other ONNX consumers load.\n"
+    "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
+    "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
+    "BatchNormalization in inference form (training_mode and running-statistic outputs\n"
+    "dropped) and folded into the preceding Conv/Gemm, unused nodes and initializers removed.\n"
+    "Graph input/output names, opsets, labels, preprocessing and provenance are kept.\n"
     "  -o, --output OUT    output file (must differ from MODEL); written atomically\n"
+    "  --fold-bn           fold BatchNormalization into the preceding Conv/Gemm (default)\n"
+    "  --no-fold-bn        keep BatchNormalization nodes (inference form, trained statistics)\n"
+    "  --keep              no clean-up: re-serialize MODEL unchanged in meaning\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
@@ -18,7 +27,7 @@ static const char usage[] =
 
 static const cli_opt opts[] = {
     {"o", 1, 0}, {"output", 1, 0}, {"external-data", 0, 0}, {"embed-data", 0, 0},
-    {"threads", 1, 0}, {NULL, 0, 0},
+    {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
 };
 
 int cmd_export(int argc, char **argv)
@@ -32,15 +41,26 @@ int cmd_export(int argc, char **argv)
     const char *out = cli_get(&a, "o") ? cli_get(&a, "o") : cli_get(&a, "output");
     if (!out || !*out)
         return cli_usage_error(usage, "export: -o OUT is required");
-    if (strcmp(out, a.pos[0]) == 0)
+    if (strcmp(out, a.pos[0]) == 0 || otl_same_file(out, a.pos[0]))
         return cli_usage_error(usage, "export: -o must differ from the input model");
     if (cli_flag(&a, "external-data") && cli_flag(&a, "embed-data"))
         return cli_usage_error(usage, "export: --external-data and --embed-data exclude each other");
+    if (cli_flag(&a, "fold-bn") && cli_flag(&a, "no-fold-bn"))
+        return cli_usage_error(usage, "export: --fold-bn and --no-fold-bn exclude each other");
+    if (cli_flag(&a, "keep") && (cli_flag(&a, "fold-bn") || cli_flag(&a, "no-fold-bn")))
+        return cli_usage_error(usage, "export: --keep excludes --fold-bn and --no-fold-bn");
 
     otl_error err = {0};
     otl_model *m = NULL;
     if (otl_model_load(&m, a.pos[0], NULL, &err))
         return cli_fail(&err);
+    if (!cli_flag(&a, "keep")) {
+        otl_export_opts eo = {.fold_bn = !cli_flag(&a, "no-fold-bn")};
+        if (otl_export_clean(m, &eo, NULL, &err)) {
+            otl_model_free(m);
+            return cli_fail(&err);
+        }
+    }
     otl_save_opts so = {0};
     if (cli_flag(&a, "external-data"))
         so.external = OTL_EXTERNAL_ALWAYS;

@@ -221,7 +221,7 @@ def run_case(r, case, outroot):
     out = os.path.join(outdir, "out.onnx")
     runs = [("info", ["info", rel], cwd, False),
             ("info --json", ["info", rel, "--json"], cwd, True),
-            ("export", ["export", rel, "-o", out], cwd, False),
+            ("export", ["export", rel, "-o", out, "--keep"], cwd, False),
             ("info ABSPATH", ["info", model_abs], "/", False)]
     # run and grad: inputs live next to the outputs (outside the corpus)
     expect = {}

@@ -45,7 +45,7 @@ def main():
     for f in (ext, ext + ".data"):
         if os.path.exists(f):
             os.remove(f)
-    run([a.onnx_tl, "export", a.model, "-o", ext, "--external-data"])
+    run([a.onnx_tl, "export", a.model, "-o", ext, "--external-data", "--keep"])
     if not os.path.isfile(ext + ".data"):
         sys.exit("check_external: no ext.onnx.data written")
     m0 = onnx.load(a.model)
@@ -63,12 +63,12 @@ def main():
     # info reads it; export keeps the layout
     run([a.onnx_tl, "info", ext, "--json"])
     ext2 = os.path.join(a.workdir, "ext2.onnx")
-    run([a.onnx_tl, "export", ext, "-o", ext2])
+    run([a.onnx_tl, "export", ext, "-o", ext2, "--keep"])
     if not os.path.isfile(ext2 + ".data"):
         sys.exit("check_external: re-export lost the external data layout")
     same_weights(m0, onnx.load(ext2))
     emb = os.path.join(a.workdir, "embedded.onnx")
-    run([a.onnx_tl, "export", ext, "-o", emb, "--embed-data"])
+    run([a.onnx_tl, "export", ext, "-o", emb, "--embed-data", "--keep"])
     if os.path.exists(emb + ".data"):
         sys.exit("check_external: --embed-data wrote a data file")
     same_weights(m0, onnx.load(emb))

@@ -9,7 +9,7 @@
     keys of the documented format; the detected classifier head agrees with the expectations
     in FILE (default: expect.json next to MODEL, as written by testdata/make_models.py or
     tests/zoo/make_zoo.py). `ONNX_TL info MODEL` (text) exits 0 and mentions the head.
-(b) `ONNX_TL export MODEL -o WORKDIR/out.onnx` exits 0; the output passes
+(b) `ONNX_TL export MODEL -o WORKDIR/out.onnx --keep` exits 0; the output passes
     onnx.checker.check_model(full_check=True) and is lossless: model fields, graph
     inputs/outputs/value_info, every node (attributes decoded) and every initializer
     (decoded values, bit-identical) equal the original's. Encodings may differ.
@@ -431,7 +431,7 @@ def check_export(c, exe, model_path, ma, workdir):
     out = os.path.join(workdir, "out.onnx")
     if os.path.exists(out):
         os.remove(out)
-    cmd = [exe, "export", model_path, "-o", out]
+    cmd = [exe, "export", model_path, "-o", out, "--keep"]
     p = run(cmd)
     if p.returncode != 0:
         c.fail(f"`{fmt_cmd(cmd)}` exited {p.returncode}: {tail(p.stderr)}")

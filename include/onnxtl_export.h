@@ -1,0 +1,43 @@
+/* onnxtl_export.h - clean inference export (`onnx-tl export`). Implemented in graph/export.c.
+ *
+ * otl_export_clean rewrites a model in place for deployment:
+ *   - metadata_props onnx_tl.frozen and onnx_tl.head (training-only) removed; onnx_tl.labels,
+ *     onnx_tl.preprocess, onnx_tl.provenance and every other key kept;
+ *   - Dropout removed (its consumers read its input; a Dropout whose output is a graph output
+ *     or is read inside a subgraph becomes an Identity, so output names never change);
+ *   - BatchNormalization: training_mode dropped and the optional running-statistic outputs
+ *     removed (an error when something reads them); with fold_bn, a BN that is the only reader
+ *     of a Conv's or Gemm's output (and whose parameters are float initializers) is folded into
+ *     that node's weight and bias;
+ *   - nodes no graph output needs and initializers nothing reads removed (with their IR < 4
+ *     graph-input entries), and value_info of names that no longer exist.
+ * Graph input/output names, opsets and the rest of the model are kept. On failure the model
+ * may be partly modified: work on a clone. */
+#ifndef ONNXTL_EXPORT_H
+#define ONNXTL_EXPORT_H
+
+#include "onnxtl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct otl_export_opts {
+    int fold_bn;            /* fold BatchNormalization into the preceding Conv/Gemm */
+} otl_export_opts;
+
+typedef struct otl_export_info {
+    int n_meta_removed;     /* metadata keys removed */
+    int n_dropout_removed;  /* Dropout nodes removed or turned into Identity */
+    int n_bn_folded;        /* BatchNormalization nodes folded away */
+    int n_bn_kept;          /* BatchNormalization nodes left as inference BN */
+    int n_nodes_removed;    /* dead nodes removed */
+    int n_inits_removed;    /* unused initializers removed */
+} otl_export_info;
+
+otl_status otl_export_clean(otl_model *m, const otl_export_opts *o, otl_export_info *info, otl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""check_export.py - `onnx-tl export` (clean inference export), one CTest entry per case.
+
+usage: check_export.py ONNX_TL NODE ORT_DIR SRC WORKDIR CASE
+
+For every exported model: exit 0; onnx.checker.check_model(full_check=True); graph input/output
+names and opset_import equal to the input's; no Dropout; no BatchNormalization when folded (else
+as many BN nodes as the input, each with one output and no training_mode); metadata: onnx_tl.frozen
+and onnx_tl.head removed, every other key (labels, preprocess, provenance) kept verbatim; ONNX
+Runtime (tests/ort/ort_run.js) on the export and `onnx-tl run` on the export both match
+`onnx-tl run` of the INPUT model within 1e-5 relative (max |diff| / max |reference|) on random
+inputs at batch 3.
+
+Cases:
+  resnet        testdata tiny_resnet (no BN/Dropout to remove: nodes kept as they are)
+  mobilenet     testdata tiny_mobilenet, BN folded (default)
+  mobilenet_bn  testdata tiny_mobilenet --no-fold-bn: inference BN kept
+  fashion       testdata fashion_cnn (Conv+BN, labels and preprocessing in metadata) --fold-bn
+  trained       tests/train/bn/model.onnx (BN with training outputs) -> swap-head --hidden 16
+                --dropout 0.3 --labels -> freeze --all-but-head -> `onnx-tl train` 1 epoch on tiny
+                data -> export: frozen/head gone, labels/provenance kept, no Dropout/BN left;
+                also --no-fold-bn, and --no-fold-bn on the source model (BN training outputs)
+  gemm_bn       a generated Gemm -> BatchNormalization -> Relu model (transB 0 and 1, shared
+                weight): BN folded into the Gemm
+  keep          --keep re-serializes unchanged (same nodes, initializers and metadata)
+  errors        bad flags (exit 2), -o naming the input (exit 2, input unchanged), unwritable or
+                directory output (exit 1), unreadable model (exit 1), Dropout whose mask is used
+                and BN whose running mean is a graph output (exit 1): nothing written
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ONNX_TL, NODE, ORT_DIR, SRC, WORK, CASE = sys.argv[1:7]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
+MODELS = os.path.join(ROOT, "testdata", "models")
+BN_MODEL = os.path.join(ROOT, "tests", "train", "bn", "model.onnx")
+ORT_RUN = os.path.join(ORT_DIR, "ort_run.js")
+TRAINING_KEYS = ("onnx_tl.frozen", "onnx_tl.head")
+FAILED = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        FAILED.append(what)
+    return cond
+
+
+def run(args, expect=0, cwd=None):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    if p.returncode != expect:
+        print(p.stdout[-2000:] + p.stderr[-2000:])
+    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args[1:]))))
+    return p
+
+
+def tl(*args, expect=0):
+    return run([ONNX_TL, *args], expect=expect)
+
+
+def meta(m):
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def random_inputs(m, d, batch=3):
+    inits = {t.name for t in m.graph.initializer}
+    r = np.random.RandomState(7)
+    files = []
+    for i in m.graph.input:
+        if i.name in inits:
+            continue
+        shape = [x.dim_value if x.HasField("dim_value") and x.dim_value > 0 else batch
+                 for x in i.type.tensor_type.shape.dim]
+        path = os.path.join(d, "in_%d.npy" % len(files))
+        np.save(path, r.randn(*shape).astype(np.float32))
+        files.append((i.name, path))
+    return files
+
+
+def outputs_of(cmd_prefix, m, outdir, files):
+    os.makedirs(outdir, exist_ok=True)
+    args = list(cmd_prefix) + [outdir] if cmd_prefix[0] == NODE else list(cmd_prefix) + ["--outdir", outdir]
+    for name, path in files:
+        args += ["--input", "%s=%s" % (name, path)]
+    if not run(args).returncode == 0:
+        return None
+    res = {}
+    for o in m.graph.output:
+        f = os.path.join(outdir, "".join(c if c.isalnum() or c in "._-" else "_" for c in o.name) + ".npy")
+        res[o.name] = np.load(f) if os.path.exists(f) else None
+    return res
+
+
+def close(what, got, ref):
+    ok = True
+    for k, r in ref.items():
+        g = got.get(k) if got else None
+        if g is None or r is None or g.shape != r.shape:
+            ok = check(False, "%s: output %s present with shape %s" % (what, k, None if r is None else r.shape)) and ok
+            continue
+        scale = max(float(np.abs(r).max()), 1e-12)
+        err = float(np.abs(g.astype(np.float64) - r).max()) / scale
+        ok = check(err <= 1e-5, "%s: output %s within 1e-5 relative (got %.3g)" % (what, k, err)) and ok
+    return ok
+
+
+def check_export(src, d, flags=(), folded=True):
+    """Export src into d/out.onnx with flags and run every common check; returns the exported model."""
+    os.makedirs(d, exist_ok=True)
+    out = os.path.join(d, "out.onnx")
+    if os.path.exists(out):
+        os.remove(out)
+    before = open(src, "rb").read()
+    if tl("export", src, "-o", out, *flags).returncode != 0:
+        return None
+    check(open(src, "rb").read() == before, "input model unchanged")
+    a, b = onnx.load(src), onnx.load(out)
+    try:
+        onnx.checker.check_model(out, full_check=True)
+        check(True, "onnx.checker full_check")
+    except Exception as e:  # noqa: BLE001
+        check(False, "onnx.checker full_check: %s" % e)
+    check([i.name for i in b.graph.input] == [i.name for i in a.graph.input
+                                              if i.name not in {t.name for t in a.graph.initializer}]
+          or [i.name for i in b.graph.input] == [i.name for i in a.graph.input], "graph input names kept")
+    check([o.name for o in b.graph.output] == [o.name for o in a.graph.output], "graph output names kept")
+    check([(o.domain, o.version) for o in b.opset_import] == [(o.domain, o.version) for o in a.opset_import],
+          "opset_import kept")
+    ops_b = [n.op_type for n in b.graph.node]
+    check("Dropout" not in ops_b, "no Dropout left")
+    n_bn_a = sum(n.op_type == "BatchNormalization" for n in a.graph.node)
+    bns = [n for n in b.graph.node if n.op_type == "BatchNormalization"]
+    if folded:
+        check(not bns, "no BatchNormalization left (folded %d)" % n_bn_a)
+    else:
+        check(len(bns) == n_bn_a, "BatchNormalization kept (%d of %d)" % (len(bns), n_bn_a))
+        check(all(len(n.output) == 1 and not any(x.name == "training_mode" for x in n.attribute) for n in bns),
+              "kept BN: one output, no training_mode")
+    ma, mb = meta(a), meta(b)
+    check(not any(k in mb for k in TRAINING_KEYS), "training metadata removed")
+    check(mb == {k: v for k, v in ma.items() if k not in TRAINING_KEYS}, "other metadata kept verbatim")
+    used = {i for n in b.graph.node for i in n.input}
+    check(all(t.name in used for t in b.graph.initializer), "no unused initializer left")
+    # numbers: onnx-tl run on the input is the reference
+    files = random_inputs(a, d)
+    ref = outputs_of([ONNX_TL, "run", src], a, os.path.join(d, "ref"), files)
+    if ref is None:
+        return b
+    close("ORT on export", outputs_of([NODE, ORT_RUN, out], b, os.path.join(d, "ort"), files), ref)
+    close("onnx-tl run on export", outputs_of([ONNX_TL, "run", out], b, os.path.join(d, "run"), files), ref)
+    return b
+
+
+def case_resnet(d):
+    b = check_export(os.path.join(MODELS, "tiny_resnet.onnx"), d)
+    a = onnx.load(os.path.join(MODELS, "tiny_resnet.onnx"))
+    if b is not None:
+        check([n.op_type for n in b.graph.node] == [n.op_type for n in a.graph.node], "nothing to remove: same nodes")
+
+
+def case_mobilenet(d):
+    check_export(os.path.join(MODELS, "tiny_mobilenet.onnx"), d)
+
+
+def case_mobilenet_bn(d):
+    check_export(os.path.join(MODELS, "tiny_mobilenet.onnx"), d, ["--no-fold-bn"], folded=False)
+
+
+def case_fashion(d):
+    check_export(os.path.join(MODELS, "fashion_cnn.onnx"), d, ["--fold-bn"])
+
+
+def case_trained(d):
+    r = np.random.RandomState(0)
+    y = r.randint(0, 4, 48).astype(np.int64)
+    x = (r.randn(48, 3, 10, 10) * 0.6 + y[:, None, None, None] * 0.4).astype(np.float32)
+    np.savez(d + "/data.npz", x=x, y=y)
+    with open(d + "/labels.txt", "w") as f:
+        f.write("a\nb\nc\nd\n")
+    tl("swap-head", BN_MODEL, "-o", d + "/head.onnx", "--classes", 4, "--hidden", 16, "--dropout", 0.3,
+       "--seed", 1, "--labels", d + "/labels.txt")
+    tl("freeze", d + "/head.onnx", "-o", d + "/frozen.onnx", "--all-but-head")
+    tl("train", d + "/frozen.onnx", "--data", d + "/data.npz", "-o", d + "/trained.onnx", "--epochs", 1,
+       "--batch", 16, "--threads", 1, "--val-split", 0, "--quiet")
+    m = onnx.load(d + "/trained.onnx")
+    keys = meta(m)
+    check(all(k in keys for k in ("onnx_tl.frozen", "onnx_tl.head", "onnx_tl.labels", "onnx_tl.provenance")),
+          "trained model has frozen/head/labels/provenance metadata (%s)" % sorted(keys))
+    check(any(n.op_type == "Dropout" for n in m.graph.node), "trained model has a Dropout")
+    check(any(n.op_type == "BatchNormalization" for n in m.graph.node), "trained model has BN")
+    check_export(d + "/trained.onnx", d + "/fold")
+    check_export(d + "/trained.onnx", d + "/keepbn", ["--no-fold-bn"], folded=False)
+    # the untrained model as PyTorch exported it: BN with its three training outputs
+    check(any(n.op_type == "BatchNormalization" and len(n.output) == 5 for n in onnx.load(BN_MODEL).graph.node),
+          "source model has BN with training outputs")
+    check_export(BN_MODEL, d + "/raw_keepbn", ["--no-fold-bn"], folded=False)
+
+
+def case_gemm_bn(d):
+    r = np.random.RandomState(3)
+    f = lambda *s: r.randn(*s).astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(f(6, 8), "w0"), numpy_helper.from_array(f(6), "b0"),
+             numpy_helper.from_array(f(6, 5), "w1"),  # transB 0: (K, N)
+             numpy_helper.from_array(f(5, 5), "w2")]  # shared by two Gemms
+    for k in ("1", "2", "3"):
+        c = 6 if k == "1" else 5
+        inits += [numpy_helper.from_array(f(c) * 0.5 + 1, "g" + k), numpy_helper.from_array(f(c), "be" + k),
+                  numpy_helper.from_array(f(c), "mu" + k), numpy_helper.from_array(np.abs(f(c)) + 0.5, "va" + k)]
+    nodes = [helper.make_node("Gemm", ["x", "w0", "b0"], ["y0"], "gemm0", transB=1),
+             helper.make_node("BatchNormalization", ["y0", "g1", "be1", "mu1", "va1"], ["z0"], "bn1", epsilon=1e-3),
+             helper.make_node("Relu", ["z0"], ["r0"], "relu0"),
+             helper.make_node("Gemm", ["r0", "w1"], ["y1"], "gemm1"),
+             helper.make_node("BatchNormalization", ["y1", "g2", "be2", "mu2", "va2"], ["z1"], "bn2"),
+             helper.make_node("Gemm", ["z1", "w2"], ["y2"], "gemm2", transB=1),
+             helper.make_node("Gemm", ["z1", "w2"], ["y3"], "gemm3", transB=1),
+             helper.make_node("BatchNormalization", ["y3", "g3", "be3", "mu3", "va3"], ["z3"], "bn3"),
+             helper.make_node("Add", ["y2", "z3"], ["out"], "add")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(m, d + "/gemm_bn.onnx")
+    b = check_export(d + "/gemm_bn.onnx", d + "/out")
+    if b is not None:
+        check(sorted(n.name for n in b.graph.node) == ["add", "gemm0", "gemm1", "gemm2", "gemm3", "relu0"],
+              "Gemm nodes kept, BN folded into them")
+        names = {t.name for t in b.graph.initializer}
+        check("w2" in names and len(names) == 7, "shared weight kept for gemm2, a folded copy for gemm3 (%s)"
+              % sorted(names))
+
+
+def case_keep(d):
+    src = os.path.join(MODELS, "fashion_cnn.onnx")
+    tl("export", src, "-o", d + "/k.onnx", "--keep")
+    a, b = onnx.load(src), onnx.load(d + "/k.onnx")
+    def nodes(m):
+        return [(n.name, n.op_type, n.domain, list(n.input), list(n.output), [str(x) for x in n.attribute])
+                for n in m.graph.node]
+    check(nodes(a) == nodes(b),
+          "--keep: nodes unchanged")
+    check([t.name for t in a.graph.initializer] == [t.name for t in b.graph.initializer], "--keep: initializers kept")
+    check(meta(a) == meta(b), "--keep: metadata kept")
+
+
+def case_errors(d):
+    src = os.path.join(MODELS, "fashion_cnn.onnx")
+    out = d + "/o.onnx"
+    for flags in (["--bogus"], ["--fold-bn", "--no-fold-bn"], ["--keep", "--no-fold-bn"], ["--keep", "--fold-bn"],
+                  ["--quantize", "int8"]):
+        tl("export", src, "-o", out, *flags, expect=2)
+    tl("export", src, expect=2)
+    check(not os.path.exists(out), "usage errors write nothing")
+    shutil.copy(src, d + "/in.onnx")
+    before = open(d + "/in.onnx", "rb").read()
+    tl("export", d + "/in.onnx", "-o", d + "/in.onnx", expect=2)
+    os.makedirs(d + "/sub", exist_ok=True)
+    tl("export", d + "/in.onnx", "-o", d + "/sub/../in.onnx", expect=2)
+    check(open(d + "/in.onnx", "rb").read() == before, "-o naming the input: input unchanged")
+    tl("export", src, "-o", d + "/missing_dir/o.onnx", expect=1)
+    check(not os.path.exists(d + "/missing_dir"), "unwritable output: nothing written")
+    tl("export", src, "-o", d + "/sub", expect=1)
+    check(os.listdir(d + "/sub") == [], "directory output: nothing written inside")
+    with open(d + "/bad.onnx", "wb") as f:
+        f.write(b"\x08\x07\x12garbage")
+    tl("export", d + "/bad.onnx", "-o", out, expect=1)
+    tl("export", d + "/nope.onnx", "-o", out, expect=1)
+    # a Dropout whose mask is a graph output; a BN whose running mean is one
+    nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], "drop")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+                           helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 3])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), d + "/mask.onnx")
+    p = tl("export", d + "/mask.onnx", "-o", out, expect=1)
+    check("drop" in p.stderr and "mask" in p.stderr and p.stderr.startswith("onnx-tl: "),
+          "mask error names node and tensor: " + p.stderr.strip())
+    c = [numpy_helper.from_array(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")]
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], "bn",
+                              training_mode=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+                           helper.make_tensor_value_info("rm", TensorProto.FLOAT, [3])], c)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)]), d + "/bnout.onnx")
+    p = tl("export", d + "/bnout.onnx", "-o", out, expect=1)
+    check("'bn'" in p.stderr and "rm" in p.stderr, "BN error names node and tensor: " + p.stderr.strip())
+    check(not os.path.exists(out), "failed exports write nothing")
+    check(not [f for f in os.listdir(d) if f.startswith(".") or "tmp" in f], "no temporary files left")
+
+
+def main():
+    fn = globals().get("case_" + CASE)
+    if not fn:
+        sys.stderr.write("check_export.py: unknown case %s\n" % CASE)
+        return 2
+    if not os.path.exists(os.path.join(ORT_DIR, "node_modules", "onnxruntime-node")):
+        check(False, "onnxruntime-node installed in %s (run `npm ci` there)" % ORT_DIR)
+    d = os.path.join(WORK, CASE)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    fn(d)
+    if FAILED:
+        print("%s: %d check(s) failed" % (CASE, len(FAILED)))
+        return 1
+    print("%s: OK" % CASE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
