@@ -22,6 +22,7 @@ Cases:
                 also --no-fold-bn, and --no-fold-bn on the source model (BN training outputs)
   gemm_bn       a generated Gemm -> BatchNormalization -> Relu model (transB 0 and 1, shared
                 weight): BN folded into the Gemm
+  external      fashion_cnn with external data -> clean export keeps external data (OUT.data)
   keep          --keep re-serializes unchanged (same nodes, initializers and metadata)
   errors        bad flags (exit 2), -o naming the input (exit 2, input unchanged), unwritable or
                 directory output (exit 1), unreadable model (exit 1), Dropout whose mask is used
@@ -232,6 +233,17 @@ def case_gemm_bn(d):
         names = {t.name for t in b.graph.initializer}
         check("w2" in names and len(names) == 7, "shared weight kept for gemm2, a folded copy for gemm3 (%s)"
               % sorted(names))
+
+
+def case_external(d):
+    src = os.path.join(MODELS, "fashion_cnn.onnx")
+    tl("export", src, "-o", d + "/ext.onnx", "--keep", "--external-data")
+    check(os.path.isfile(d + "/ext.onnx.data"), "--keep --external-data wrote ext.onnx.data")
+    b = check_export(d + "/ext.onnx", d + "/out")
+    if b is not None:
+        locs = {e.value for t in onnx.load(d + "/out/out.onnx", load_external_data=False).graph.initializer
+                for e in t.external_data if e.key == "location"}
+        check(locs == {"out.onnx.data"}, "clean export keeps external data (%s)" % sorted(locs))
 
 
 def case_keep(d):
