@@ -1,6 +1,7 @@
 /* args.c - option parsing and error reporting shared by all commands. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -17,15 +18,23 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* Positional arguments of the (one) command line being parsed: as many as argv has. */
+static const char **pos_store;
+
 int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli_args *a)
 {
     memset(a, 0, sizeof *a);
+    const char **ps = realloc(pos_store, ((size_t)argc + 1) * sizeof *ps);
+    if (!ps) {
+        fprintf(stderr, "onnx-tl: out of memory\n");
+        return EXIT_INPUT;
+    }
+    pos_store = ps;
+    a->pos = ps;
     int only_pos = 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (only_pos || arg[0] != '-' || arg[1] == 0) {
-            if (a->n_pos >= 64)
-                return cli_usage_error(usage, "too many arguments");
             a->pos[a->n_pos++] = arg;
             continue;
         }

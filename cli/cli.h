@@ -16,7 +16,7 @@ typedef struct cli_opt {
 
 typedef struct cli_args {
     int n_pos;
-    const char *pos[64];
+    const char **pos;     /* (n_pos) argv entries; storage lives until exit */
     int n_set;
     struct { const char *name; const char *value; } set[128];
 } cli_args;
