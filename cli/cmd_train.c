@@ -20,7 +20,7 @@ static const char usage[] =
     "                     [--unfreeze-every EPOCHS] [--augment LIST] [--bn train|frozen] [--seed S]\n"
     "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
     "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
-    "                     [--threads N] [--quiet]\n"
+    "                     [--no-cache] [--cache-mem BYTES|auto] [--threads N] [--quiet]\n"
     "\n"
     "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
     "OUT is the model with the best validation accuracy (the last one without validation data).\n"
@@ -47,7 +47,12 @@ static const char usage[] =
     "  --checkpoint DIR      checkpoint after every epoch (and on Ctrl-C)\n"
     "  --resume DIR          continue a checkpointed run exactly where it stopped (hyper-parameters\n"
     "                        from the checkpoint; the same MODEL and DATA are required); with --epochs E\n"
-    "                        it trains up to E epochs instead (schedules then span the new total)\n";
+    "                        it trains up to E epochs instead (schedules then span the new total)\n"
+    "  --no-cache            always run the whole model; by default, when the trainable part reads one\n"
+    "                        frozen tensor and nothing before it changes between epochs (no --augment,\n"
+    "                        no Dropout, BatchNormalization frozen there), that tensor is computed once\n"
+    "                        per sample and kept in memory (fp32), and the epochs train from it\n"
+    "  --cache-mem BYTES     bound of that cache (2G; suffixes K, M, G; auto: half the free memory)\n";
 
 static const cli_opt opts[] = {
     {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
@@ -56,7 +61,7 @@ static const cli_opt opts[] = {
     {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
     {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
     {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
-    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -183,6 +188,22 @@ int cmd_train(int argc, char **argv)
         return rc;
     o.augment = cli_get(&a, "augment");
     o.no_shuffle = cli_flag(&a, "no-shuffle");
+    o.no_cache = cli_flag(&a, "no-cache");
+    if ((s = cli_get(&a, "cache-mem"))) {
+        char *e;
+        double b = strtod(s, &e);
+        double mul = *e == 'K' || *e == 'k' ? 1024.0 : *e == 'M' || *e == 'm' ? 1048576.0
+                     : *e == 'G' || *e == 'g' ? 1073741824.0 : 1.0;
+        if (mul > 1)
+            e++;
+        if (strcmp(s, "auto") == 0)
+            o.cache_mem = -1;
+        else if (!*s || *e || !(b >= 0) || b * mul > 9e18)
+            return cli_usage_error(usage, "train: --cache-mem must be a byte count (suffix K, M or G) or auto, got "
+                                   "'%s'", s);
+        else
+            o.cache_mem = b * mul < 1 ? 1 : (int64_t)(b * mul); /* 0 means the default: --cache-mem 0 refuses */
+    }
     o.skip_bad = cli_flag(&a, "skip-bad");
     o.log = cli_get(&a, "log");
     o.checkpoint = cli_get(&a, "checkpoint");

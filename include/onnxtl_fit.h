@@ -90,6 +90,8 @@ typedef struct otl_fit_opts {
     const char *resume;         /* directory to continue from (hyper-parameters from its state) */
     int resume_epochs;          /* > 0: with resume, train up to this many epochs instead of the stored
                                    number (schedules then span the new total: not bit-identical) */
+    int no_cache;               /* no frozen-prefix feature cache (src/feature_cache.c) */
+    int64_t cache_mem;          /* feature cache bound in bytes; 0: 2 GiB; < 0: half the available memory */
     int progress;               /* OTL_FIT_* on msg */
     FILE *msg;                  /* progress and notes (stderr); NULL: none */
     volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */

@@ -24,6 +24,7 @@
 #include "onnxtl_data.h"
 #include "onnxtl_fit.h"
 #include "onnxtl_surgery.h"
+#include "src/feature_cache.h"
 #include "src/hash.h"
 #include "src/json.h"
 #include "src/util.h"
@@ -117,6 +118,15 @@ typedef struct fit {
     double best_acc;
     int best_epoch, bad_epochs, n_unfrozen, serial, out_written;
     double out_metrics[4];
+    /* frozen-prefix feature cache (src/feature_cache.c): the trainer runs `cut` on cached rows */
+    otl_model *cut;             /* frontier -> outputs, or NULL without a cache */
+    char *frontier;
+    int f_rank;
+    int64_t f_dims[OTL_DATASET_MAX_RANK];
+    size_t f_bytes;             /* per sample */
+    float *c_tr, *c_va;         /* rows in tr_idx / va_idx order */
+    int64_t *l_tr, *l_va;       /* their labels */
+    int64_t *row_tr;            /* training data index -> row of c_tr */
     /* output */
     FILE *log;
 } fit;
@@ -183,7 +193,7 @@ static otl_status trainer_build(fit *f, otl_error *err)
     to.seed = f->h.seed;
     to.clip_norm = f->h.clip_norm;
     otl_trainer *t = NULL;
-    otl_status st = otl_trainer_new(&t, f->cur, &to, err);
+    otl_status st = otl_trainer_new(&t, f->cut ? f->cut : f->cur, &to, err);
     if (st)
         return st;
     otl_trainer *old = f->tr;
@@ -306,13 +316,213 @@ static int64_t argmax_row(const float *v, int64_t n)
     return b;
 }
 
+/* ------------------------------------------------------------ frozen-prefix feature cache */
+
+static void cache_free(fit *f)
+{
+    otl_model_free(f->cut);
+    f->cut = NULL;
+    free(f->frontier);
+    free(f->c_tr);
+    free(f->c_va);
+    free(f->l_tr);
+    free(f->l_va);
+    free(f->row_tr);
+    f->frontier = NULL;
+    f->c_tr = f->c_va = NULL;
+    f->l_tr = f->l_va = f->row_tr = NULL;
+}
+
+static int64_t cache_limit(const fit *f)
+{
+    if (f->h.cache_mem > 0)
+        return f->h.cache_mem;
+    if (f->h.cache_mem == 0)
+        return (int64_t)2 << 30;
+    long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (int64_t)pages * psz / 2 : (int64_t)2 << 30;
+}
+
+/* Run the prefix over n_idx samples of d into rows (allocated at the first batch, once the
+ * feature shape is known: *over set when the cache would exceed the bound). */
+static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64_t *idx, int64_t n_idx, float **rows,
+                             int64_t **labels, int *over, otl_error *err)
+{
+    otl_status st = OTL_OK;
+    for (int64_t b = 0; b < n_idx && !st && !*over; b += f->h.batch) {
+        int64_t n = n_idx - b < f->h.batch ? n_idx - b : f->h.batch;
+        otl_tensor *x = NULL, *y = NULL, **outs = NULL;
+        int n_out = 0;
+        if ((st = batch_tensors(f, d, idx + b, n, NULL, 0, &x, &y, err)))
+            break;
+        if (b + n < n_idx) {
+            int64_t nn = n_idx - b - n < f->h.batch ? n_idx - b - n : f->h.batch;
+            st = otl_dataset_prefetch(d, idx + b + n, nn, NULL, 0, err);
+        }
+        const otl_tensor *in[1] = {x};
+        if (!st)
+            st = otl_session_run(s, in, 1, &outs, &n_out, err);
+        const otl_tensor *t = !st && n_out >= 1 ? outs[0] : NULL;
+        if (!st && (!t || t->dtype != OTL_DTYPE_FLOAT || t->rank < 1 || t->rank > OTL_DATASET_MAX_RANK + 1 ||
+                    t->dims[0] != n))
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: tensor '%s' is not a float32 tensor with the batch axis first",
+                               f->file, f->frontier);
+        if (!st && f->f_rank < 0) { /* the first batch: the feature shape and the memory bound */
+            f->f_rank = t->rank - 1;
+            memcpy(f->f_dims, t->dims + 1, (size_t)f->f_rank * sizeof *f->f_dims);
+            f->f_bytes = t->nbytes / (size_t)n;
+            double total = (double)f->f_bytes * (double)(f->n_tr + f->n_va);
+            if (total > (double)cache_limit(f)) {
+                *over = 1;
+                if (f->h.msg)
+                    fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.1f MB, more than "
+                            "--cache-mem (%.1f MB)\n", f->frontier, (long long)(f->n_tr + f->n_va), total / 1048576.0,
+                            (double)cache_limit(f) / 1048576.0);
+            }
+        }
+        if (!st && !*over && t->nbytes != (size_t)n * f->f_bytes)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: tensor '%s' changes shape between batches", f->file,
+                               f->frontier);
+        if (!st && !*over && !*rows) {
+            *rows = malloc((size_t)n_idx * f->f_bytes + 1);
+            *labels = malloc((size_t)n_idx * sizeof **labels + 1);
+            if (!*rows || !*labels)
+                st = nomem(err);
+        }
+        if (!st && !*over) {
+            memcpy((char *)*rows + (size_t)b * f->f_bytes, t->data, t->nbytes);
+            memcpy(*labels + b, y->data, (size_t)n * sizeof **labels);
+        }
+        for (int i = 0; i < n_out; i++)
+            otl_tensor_free(outs[i]);
+        free(outs);
+        otl_tensor_free(x);
+        otl_tensor_free(y);
+    }
+    return st;
+}
+
+/* Decide whether the cache applies and fill it: training rows with a training-mode session over
+ * the prefix (the kernels the full training graph runs), validation rows with an inference
+ * session (those of evaluate() without a cache). Then the trainer is rebuilt on the cut model. */
+static otl_status cache_setup(fit *f, otl_error *err)
+{
+    if (f->h.no_cache)
+        return OTL_OK;
+    char why[768];
+    why[0] = 0;
+    const otl_value *iv = otl_graph_find_value(f->cur->graph, f->input);
+    if (f->aug.enabled)
+        snprintf(why, sizeof why, "--augment changes the data every epoch");
+    else if (f->h.unfreeze_every > 0)
+        snprintf(why, sizeof why, "--unfreeze-every moves the start of the trainable part");
+    else if (iv && iv->has_shape && iv->rank >= 1 && iv->dims[0].value > 0)
+        snprintf(why, sizeof why, "input '%s' has a fixed batch axis", f->input);
+    otl_model *prefix = NULL;
+    otl_status st = OTL_OK;
+    if (!why[0] && (st = otl_fcache_plan(f->cur, f->input, otl_trainer_graph(f->tr), f->h.bn_frozen, &prefix,
+                                         &f->cut, &f->frontier, why, sizeof why, err)))
+        return st;
+    if (!f->cut) {
+        if (f->h.msg)
+            fprintf(f->h.msg, "note: no feature cache: %s\n", why);
+        return OTL_OK;
+    }
+    double t0 = now_s();
+    otl_session *s_tr = NULL, *s_va = NULL;
+    otl_session_opts so_tr = {.threads = f->h.threads, .training = 1, .bn_frozen = 1, .seed = f->h.seed};
+    otl_session_opts so_va = {.threads = f->h.threads};
+    int over = 0;
+    f->f_rank = -1;
+    st = otl_session_new(&s_tr, prefix, &so_tr, err);
+    if (!st)
+        st = otl_session_new(&s_va, prefix, &so_va, err);
+    if (!st)
+        st = cache_fill(f, s_tr, f->dtrain, f->tr_idx, f->n_tr, &f->c_tr, &f->l_tr, &over, err);
+    if (!st && !over)
+        st = cache_fill(f, s_va, f->dval, f->va_idx, f->n_va, &f->c_va, &f->l_va, &over, err);
+    otl_session_free(s_tr);
+    otl_session_free(s_va);
+    otl_model_free(prefix);
+    if (!st && !over) {
+        int64_t nd = otl_dataset_len(f->dtrain);
+        if (!(f->row_tr = malloc(((size_t)nd + 1) * sizeof *f->row_tr)))
+            st = nomem(err);
+        for (int64_t i = 0; !st && i < nd; i++)
+            f->row_tr[i] = -1;
+        for (int64_t i = 0; !st && i < f->n_tr; i++)
+            f->row_tr[f->tr_idx[i]] = i;
+    }
+    if (!st && !over) { /* the cut model's input: the feature shape, a dynamic batch axis */
+        otl_graph *cg = f->cut->graph;
+        int64_t dims[OTL_DATASET_MAX_RANK + 1];
+        dims[0] = -1;
+        memcpy(dims + 1, f->f_dims, (size_t)f->f_rank * sizeof *dims);
+        for (int i = 0; !st && i < cg->n_inputs; i++)
+            if (strcmp(cg->inputs[i]->name, f->frontier) == 0) {
+                otl_value *v = otl_value_new_tensor(f->frontier, OTL_DTYPE_FLOAT, f->f_rank + 1, dims, NULL);
+                if (!v) {
+                    st = nomem(err);
+                    break;
+                }
+                otl_value_free(cg->inputs[i]);
+                cg->inputs[i] = v;
+            }
+    }
+    if (!st && !over)
+        st = trainer_build(f, err);
+    if (st || over) {
+        cache_free(f);
+        return st;
+    }
+    if (f->h.msg) {
+        int64_t per = (int64_t)(f->f_bytes / sizeof(float));
+        int n_nodes = 0;
+        for (int i = 0; i < f->cut->graph->n_nodes; i++) /* without the Constant placeholders */
+            n_nodes += strncmp(f->cut->graph->nodes[i]->name, "otl_cache_pad_", 14) != 0;
+        fprintf(f->h.msg, "note: feature cache: '%s' (%lld floats per sample) of %lld samples, %.1f MB, computed in "
+                "%.1fs; the epochs train the %d nodes after it (--no-cache: the whole model)\n", f->frontier,
+                (long long)per, (long long)(f->n_tr + f->n_va),
+                (double)f->f_bytes * (double)(f->n_tr + f->n_va) / 1048576.0, now_s() - t0, n_nodes);
+    }
+    return OTL_OK;
+}
+
+/* A training batch from the cache: rows of the samples idx (training data indices). */
+static otl_status cache_batch(fit *f, const int64_t *idx, int64_t n, otl_tensor **xt, otl_tensor **yt, otl_error *err)
+{
+    int64_t dims[OTL_DATASET_MAX_RANK + 1];
+    dims[0] = n;
+    memcpy(dims + 1, f->f_dims, (size_t)f->f_rank * sizeof *dims);
+    otl_tensor *x = otl_tensor_new(f->frontier, OTL_DTYPE_FLOAT, f->f_rank + 1, dims);
+    otl_tensor *y = otl_tensor_new("y", OTL_DTYPE_INT64, 1, &n);
+    if (!x || !y || !(x->data = malloc((size_t)n * f->f_bytes + 1)) ||
+        !(y->data = malloc((size_t)n * sizeof(int64_t) + 1))) {
+        otl_tensor_free(x);
+        otl_tensor_free(y);
+        return nomem(err);
+    }
+    x->nbytes = (size_t)n * f->f_bytes;
+    y->nbytes = (size_t)n * sizeof(int64_t);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t r = f->row_tr[idx[i]];
+        memcpy((char *)x->data + (size_t)i * f->f_bytes, (const char *)f->c_tr + (size_t)r * f->f_bytes, f->f_bytes);
+        ((int64_t *)y->data)[i] = f->l_tr[r];
+    }
+    *xt = x;
+    *yt = y;
+    return OTL_OK;
+}
+
 /* Validation: an inference session over the current weights (BatchNormalization with the
  * running statistics). */
 static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
 {
     otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    if (!st && f->cut)
+        st = otl_trainer_write_params(f->tr, f->cut, err);
     otl_classifier *c = NULL;
-    if (st || (st = otl_classifier_new(&c, f->cur, f->h.threads, err)))
+    if (st || (st = otl_classifier_new(&c, f->cut ? f->cut : f->cur, f->h.threads, err)))
         return st;
     double sl = 0;
     int64_t correct = 0;
@@ -320,12 +530,16 @@ static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
         int64_t n = f->n_va - b < f->h.batch ? f->n_va - b : f->h.batch;
         otl_tensor *x = NULL, *y = NULL;
         float *scores = NULL, *logits = NULL;
-        st = batch_tensors(f, f->dval, f->va_idx + b, n, NULL, 0, &x, &y, err);
-        if (!st)
+        if (!f->cut)
+            st = batch_tensors(f, f->dval, f->va_idx + b, n, NULL, 0, &x, &y, err);
+        if (!st && f->cut)
+            st = otl_classifier_run(c, (const char *)f->c_va + (size_t)b * f->f_bytes, n, f->f_dims, &scores, &logits,
+                                    err);
+        else if (!st)
             st = otl_classifier_run(c, x->data, n, f->s_dims, &scores, &logits, err);
         if (!st) {
             int64_t C = c->n_classes;
-            const int64_t *yy = y->data;
+            const int64_t *yy = f->cut ? f->l_va + b : y->data;
             for (int64_t i = 0; i < n; i++) {
                 if (yy[i] >= C) {
                     st = otl_error_set(err, OTL_ERR_INPUT, "%s: label %lld of %s is out of range for %lld classes",
@@ -1121,9 +1335,13 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             int64_t n = f->n_tr - b0 < f->h.batch ? f->n_tr - b0 : f->h.batch;
             otl_tensor *x = NULL, *y = NULL;
             const otl_augment *aug = f->aug.enabled ? &f->aug : NULL;
-            if ((st = batch_tensors(f, f->dtrain, perm + b0, n, aug, aug_seed, &x, &y, err)))
+            if (f->cut)
+                st = cache_batch(f, perm + b0, n, &x, &y, err);
+            else
+                st = batch_tensors(f, f->dtrain, perm + b0, n, aug, aug_seed, &x, &y, err);
+            if (st)
                 break;
-            if (f->batch_pos + 1 < f->steps_per_epoch) { /* the next batch is assembled during this step */
+            if (!f->cut && f->batch_pos + 1 < f->steps_per_epoch) { /* the next batch is assembled during this step */
                 int64_t nb0 = b0 + f->h.batch;
                 int64_t nn = f->n_tr - nb0 < f->h.batch ? f->n_tr - nb0 : f->h.batch;
                 if ((st = otl_dataset_prefetch(f->dtrain, perm + nb0, nn, aug, aug_seed, err))) {
@@ -1348,7 +1566,7 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         if ((st = otl_param_blocks_get(f.cur, &f.blocks, err)))
             goto done;
     }
-    if ((st = trainer_build(&f, err)))
+    if ((st = trainer_build(&f, err)) || (st = cache_setup(&f, err)))
         goto done;
     if (o->resume && (st = ckpt_read_optim(&f, o->resume, &kv, err)))
         goto done;
@@ -1423,6 +1641,7 @@ done:
     free(ck_model);
     otl_param_blocks_free(f.blocks);
     otl_trainer_free(f.tr);
+    cache_free(&f);
     if (f.dval != f.dtrain)
         otl_dataset_free(f.dval);
     otl_dataset_free(f.dtrain);
