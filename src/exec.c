@@ -467,6 +467,9 @@ static void rt_from_tensor(otl_rt *v, const otl_tensor *t)
 static otl_status plan_node(plan *p, int ki, int all_const)
 {
     otl_kctx *k = &p->kc[ki];
+    const char *dom = k->node->domain;
+    if ((!*dom || strcmp(dom, "ai.onnx") == 0) && (k->n_out == 0 || !k->out[0])) /* every ONNX op has output 0 */
+        return otl_kfail(k, OTL_ERR_INPUT, "%s lists no output 0", k->node->op_type);
     otl_status st = k->op->infer(k);
     if (st)
         return st;
