@@ -2,6 +2,7 @@
  * (otl_export_clean, include/onnxtl_export.h); `--keep` re-serializes the model unchanged.
  * Quantization and pruning come with later versions. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -10,6 +11,7 @@
 
 static const char usage[] =
     "usage: onnx-tl export MODEL -o OUT [--fold-bn | --no-fold-bn | --keep] [--external-data] [--embed-data]\n"
+    "                      [--quantize int8 --calib DATA [--calib-samples N]]\n"
     "\n"
     "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
     "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
@@ -20,6 +22,12 @@ static const char usage[] =
     "  --fold-bn           fold BatchNormalization into the preceding Conv/Gemm (default)\n"
     "  --no-fold-bn        keep BatchNormalization nodes (inference form, trained statistics)\n"
     "  --keep              no clean-up: re-serialize MODEL unchanged in meaning\n"
+    "  --quantize int8     static INT8 quantization in QDQ form (QuantizeLinear/DequantizeLinear)\n"
+    "                      of the inputs of Conv, Gemm and MatMul: int8 weights, symmetric, per\n"
+    "                      output channel (per tensor below opset 13); uint8 activations, per\n"
+    "                      tensor, from the min/max over DATA; biases stay float\n"
+    "  --calib DATA        calibration data: image folder or .npz (as train/eval)\n"
+    "  --calib-samples N   use the first N items of DATA (default: all)\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
@@ -27,7 +35,8 @@ static const char usage[] =
 
 static const cli_opt opts[] = {
     {"o", 1, 0}, {"output", 1, 0}, {"external-data", 0, 0}, {"embed-data", 0, 0},
-    {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0},
+    {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"threads", 1, 0}, {NULL, 0, 0},
 };
 
 int cmd_export(int argc, char **argv)
@@ -50,13 +59,35 @@ int cmd_export(int argc, char **argv)
     if (cli_flag(&a, "keep") && (cli_flag(&a, "fold-bn") || cli_flag(&a, "no-fold-bn")))
         return cli_usage_error(usage, "export: --keep excludes --fold-bn and --no-fold-bn");
 
+    const char *quant = cli_get(&a, "quantize"), *calib = cli_get(&a, "calib"), *ns = cli_get(&a, "calib-samples");
+    long long samples = 0;
+    if (quant && strcmp(quant, "int8") != 0)
+        return cli_usage_error(usage, "export: --quantize takes int8 (got '%s')", quant);
+    if (quant && (!calib || !*calib))
+        return cli_usage_error(usage, "export: --quantize int8 needs --calib DATA");
+    if (!quant && (calib || ns))
+        return cli_usage_error(usage, "export: --calib and --calib-samples go with --quantize int8");
+    if (quant && cli_flag(&a, "keep"))
+        return cli_usage_error(usage, "export: --keep excludes --quantize");
+    if (ns) {
+        char *end;
+        samples = strtoll(ns, &end, 10);
+        if (!*ns || *end || samples < 1)
+            return cli_usage_error(usage, "export: --calib-samples takes a positive integer (got '%s')", ns);
+    }
+    int threads = 0;
+    rc = cli_threads(&a, usage, &threads);
+    if (rc)
+        return rc;
+
     otl_error err = {0};
     otl_model *m = NULL;
     if (otl_model_load(&m, a.pos[0], NULL, &err))
         return cli_fail(&err);
     if (!cli_flag(&a, "keep")) {
         otl_export_opts eo = {.fold_bn = !cli_flag(&a, "no-fold-bn")};
-        if (otl_export_clean(m, &eo, NULL, &err)) {
+        otl_quant_opts qo = {.calib = calib, .calib_samples = samples, .threads = threads};
+        if (otl_export_clean(m, &eo, NULL, &err) || (quant && otl_export_quantize(m, &qo, NULL, &err))) {
             otl_model_free(m);
             return cli_fail(&err);
         }

@@ -37,6 +37,33 @@ typedef struct otl_export_info {
 
 otl_status otl_export_clean(otl_model *m, const otl_export_opts *o, otl_export_info *info, otl_error *err);
 
+/* Static post-training INT8 quantization in QDQ form, on a model otl_export_clean has cleaned.
+ * For every Conv, Gemm and MatMul (standard domain): each activation input gets a
+ * QuantizeLinear -> DequantizeLinear pair (uint8, per tensor, asymmetric: scale and zero point
+ * from the min/max over the calibration data, range widened to include 0), shared by all readers
+ * of the tensor; each float initializer weight (Conv W, Gemm B, MatMul's second input of rank 2)
+ * is stored as int8 with symmetric scales (zero point 0, range -127..127) per output channel
+ * (Conv axis 0, Gemm axis 0 with transB else 1, MatMul axis 1) and read through a
+ * DequantizeLinear. Per-channel needs opset 13; at opsets 10-12 weights are quantized per tensor.
+ * Biases stay float. Calibration runs the model (inference session) over the first
+ * calib_samples items of calib (an image folder or .npz: otl_dataset_*). */
+typedef struct otl_quant_opts {
+    const char *calib;      /* calibration data set */
+    int64_t calib_samples;  /* 0: every item */
+    int batch;              /* 0: 16 */
+    int threads;            /* 0: all cores */
+} otl_quant_opts;
+
+typedef struct otl_quant_info {
+    int n_nodes;            /* Conv/Gemm/MatMul nodes quantized */
+    int n_activations;      /* tensors given a QuantizeLinear/DequantizeLinear pair */
+    int n_weights;          /* weights stored as int8 */
+    int per_channel;        /* 1: weights per output channel; 0: per tensor (opset < 13) */
+    int64_t samples;        /* calibration samples used */
+} otl_quant_info;
+
+otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_info *info, otl_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,11 +22,20 @@ Cases:
                 also --no-fold-bn, and --no-fold-bn on the source model (BN training outputs)
   gemm_bn       a generated Gemm -> BatchNormalization -> Relu model (transB 0 and 1, shared
                 weight): BN folded into the Gemm
+  quant_fashion   --quantize int8 --calib (random .npz, --calib-samples): onnx.checker, every
+                Conv/Gemm input through DequantizeLinear (int8 weights per output channel,
+                uint8 activations), no float weight left, file <= 0.35x the float export, ORT
+                (optimizations off and all) within 5% relative of the float export
+  quant_mobilenet opset 12: weights per tensor; ORT within 10%
+  quant_encoder   MatMul (weights, activation x activation) with int64 token ids as calibration
+  quant_trained   tests/train/bn model trained 3 epochs by onnx-tl: int8 accuracy on held-out
+                data within 5 points of the float export's (ORT)
   external      fashion_cnn with external data -> clean export keeps external data (OUT.data)
   keep          --keep re-serializes unchanged (same nodes, initializers and metadata)
   errors        bad flags (exit 2), -o naming the input (exit 2, input unchanged), unwritable or
                 directory output (exit 1), unreadable model (exit 1), Dropout whose mask is used
-                and BN whose running mean is a graph output (exit 1): nothing written
+                and BN whose running mean is a graph output (exit 1), quantize flags (exit 2), missing or
+                mismatched calibration data (exit 1): nothing written
 """
 import os
 import shutil
@@ -246,6 +255,126 @@ def case_external(d):
         check(locs == {"out.onnx.data"}, "clean export keeps external data (%s)" % sorted(locs))
 
 
+def ort(model, outdir, feeds, opt="disabled"):
+    args = [NODE, ORT_RUN, model, outdir, "--opt", opt]
+    for name, path in feeds:
+        args += ["--input", "%s=%s" % (name, path)]
+    if run(args).returncode != 0:
+        return None
+    m = onnx.load(model, load_external_data=False)
+    return [np.load(os.path.join(outdir, o.name + ".npy")) for o in m.graph.output]
+
+
+def check_quant(src, d, calib, feeds, per_channel, max_rel, labels=None, max_ratio=None, flags=()):
+    """--quantize int8: checker, QDQ structure, ORT (no and all optimizations) close to the float
+    export; with labels, accuracy within 5 points of the float export's."""
+    os.makedirs(d, exist_ok=True)
+    fl, q = d + "/float.onnx", d + "/int8.onnx"
+    tl("export", src, "-o", fl)
+    if tl("export", src, "-o", q, "--quantize", "int8", "--calib", calib, *flags).returncode != 0:
+        return
+    try:
+        onnx.checker.check_model(q, full_check=True)
+        check(True, "int8: onnx.checker full_check")
+    except Exception as e:  # noqa: BLE001
+        check(False, "int8: onnx.checker full_check: %s" % e)
+    a, b = onnx.load(fl), onnx.load(q)
+    check([i.name for i in b.graph.input] == [i.name for i in a.graph.input], "int8: graph input names kept")
+    check([o.name for o in b.graph.output] == [o.name for o in a.graph.output], "int8: graph output names kept")
+    check([(o.domain, o.version) for o in b.opset_import] == [(o.domain, o.version) for o in a.opset_import],
+          "int8: opset_import kept")
+    check(meta(a) == meta(b), "int8: metadata kept")
+    inits = {t.name: t for t in b.graph.initializer}
+    prod = {o: n for n in b.graph.node for o in n.output}
+    targets = [n for n in b.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    n_float_targets = sum(n.op_type in ("Conv", "Gemm", "MatMul") for n in a.graph.node)
+    check(len(targets) == n_float_targets and targets, "int8: %d Conv/Gemm/MatMul kept" % len(targets))
+    ok_struct, ok_axis = True, True
+    for n in targets:
+        for k, x in enumerate(n.input[:1] if n.op_type == "Conv" else n.input[:2]):
+            p = prod.get(x)
+            if p is None or p.op_type != "DequantizeLinear":
+                ok_struct = False
+                print("  %s input %s is not dequantized" % (n.name, x))
+                continue
+            qt = inits.get(p.input[0])
+            if qt is not None:  # a weight
+                scale = numpy_helper.to_array(inits[p.input[1]])
+                zp = numpy_helper.to_array(inits[p.input[2]])
+                ok_struct &= qt.data_type == TensorProto.INT8 and not zp.any()
+                if per_channel:
+                    axis = [x.i for x in p.attribute if x.name == "axis"]
+                    ok_axis &= bool(axis) and scale.shape == (qt.dims[axis[0]],)
+                else:
+                    ok_axis &= scale.shape == ()
+            else:
+                qn = prod.get(p.input[0])
+                ok_struct &= qn is not None and qn.op_type == "QuantizeLinear" and \
+                    inits[qn.input[2]].data_type == TensorProto.UINT8
+    check(ok_struct, "int8: every Conv/Gemm/MatMul input comes through DequantizeLinear (int8 weights, "
+          "uint8 activations)")
+    check(ok_axis, "int8: weight scales %s" % ("per output channel" if per_channel else "per tensor"))
+    check(not any(t.data_type == TensorProto.FLOAT and len(t.dims) >= 2 and t.name in
+                  {n.input[1] for n in targets} for t in b.graph.initializer), "int8: no float weight left")
+    if max_ratio:
+        ratio = os.path.getsize(q) / os.path.getsize(fl)
+        check(ratio <= max_ratio, "int8: file %.2fx the float export (<= %.2f)" % (ratio, max_ratio))
+    ref = ort(fl, d + "/ort_float", feeds)
+    for opt in ("disabled", "all"):
+        got = ort(q, d + "/ort_int8_" + opt, feeds, opt)
+        if ref is None or got is None:
+            continue
+        rel = float(np.abs(got[0] - ref[0]).max() / np.abs(ref[0]).max())
+        check(rel <= max_rel, "int8 (ORT opt %s): first output within %.2g relative of float (got %.3g)"
+              % (opt, max_rel, rel))
+        if labels is not None:
+            acc_f = float((ref[0].argmax(1) == labels).mean())
+            acc_q = float((got[0].argmax(1) == labels).mean())
+            check(abs(acc_f - acc_q) <= 0.05, "int8 (ORT opt %s): accuracy %.3f vs float %.3f" % (opt, acc_q, acc_f))
+
+
+def npz_inputs(d, name, x):
+    path = os.path.join(d, name + ".npy")
+    np.save(path, x)
+    return [(name, path)]
+
+
+def case_quant_fashion(d):
+    r = np.random.RandomState(11)
+    np.savez(d + "/cal.npz", x=r.randn(48, 1, 28, 28).astype(np.float32), y=r.randint(0, 10, 48).astype(np.int64))
+    feeds = npz_inputs(d, "input", r.randn(32, 1, 28, 28).astype(np.float32))
+    check_quant(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/q", d + "/cal.npz", feeds, True, 0.05,
+                max_ratio=0.35, flags=["--calib-samples", 32])
+
+
+def case_quant_mobilenet(d):
+    # opset 12: weights per tensor
+    r = np.random.RandomState(12)
+    np.savez(d + "/cal.npz", x=r.randn(24, 3, 32, 32).astype(np.float32), y=r.randint(0, 10, 24).astype(np.int64))
+    feeds = npz_inputs(d, "input", r.randn(8, 3, 32, 32).astype(np.float32))
+    check_quant(os.path.join(MODELS, "tiny_mobilenet.onnx"), d + "/q", d + "/cal.npz", feeds, False, 0.1)
+
+
+def case_quant_encoder(d):
+    # MatMul (weights and activation x activation), int64 token ids as calibration data
+    r = np.random.RandomState(13)
+    np.savez(d + "/cal.npz", x=r.randint(0, 100, (24, 16)).astype(np.int64), y=np.zeros(24, np.int64))
+    feeds = npz_inputs(d, "input_ids", r.randint(0, 100, (4, 16)).astype(np.int64))
+    check_quant(os.path.join(MODELS, "tiny_encoder.onnx"), d + "/q", d + "/cal.npz", feeds, True, 0.05)
+
+
+def case_quant_trained(d):
+    # a model trained by onnx-tl on separable data: int8 accuracy stays within 5 points
+    r = np.random.RandomState(0)
+    y = r.randint(0, 4, 160).astype(np.int64)
+    x = (r.randn(160, 3, 10, 10) * 0.6 + y[:, None, None, None] * 0.4).astype(np.float32)
+    np.savez(d + "/data.npz", x=x[:96], y=y[:96])
+    tl("train", BN_MODEL, "--data", d + "/data.npz", "-o", d + "/trained.onnx", "--epochs", 3, "--batch", 16,
+       "--threads", 1, "--val-split", 0, "--quiet", "--lr", 0.01)
+    feeds = npz_inputs(d, "input", x[96:])
+    check_quant(d + "/trained.onnx", d + "/q", d + "/data.npz", feeds, True, 0.05, labels=y[96:])
+
+
 def case_keep(d):
     src = os.path.join(MODELS, "fashion_cnn.onnx")
     tl("export", src, "-o", d + "/k.onnx", "--keep")
@@ -263,7 +392,9 @@ def case_errors(d):
     src = os.path.join(MODELS, "fashion_cnn.onnx")
     out = d + "/o.onnx"
     for flags in (["--bogus"], ["--fold-bn", "--no-fold-bn"], ["--keep", "--no-fold-bn"], ["--keep", "--fold-bn"],
-                  ["--quantize", "int8"]):
+                  ["--quantize", "int8"], ["--quantize", "int4", "--calib", src], ["--calib", src],
+                  ["--calib-samples", "3"], ["--quantize", "int8", "--calib", src, "--calib-samples", "0"],
+                  ["--quantize", "int8", "--calib", src, "--keep"]):
         tl("export", src, "-o", out, *flags, expect=2)
     tl("export", src, expect=2)
     check(not os.path.exists(out), "usage errors write nothing")
@@ -281,6 +412,9 @@ def case_errors(d):
         f.write(b"\x08\x07\x12garbage")
     tl("export", d + "/bad.onnx", "-o", out, expect=1)
     tl("export", d + "/nope.onnx", "-o", out, expect=1)
+    tl("export", src, "-o", out, "--quantize", "int8", "--calib", d + "/nope.npz", expect=1)
+    np.savez(d + "/wrong.npz", x=np.zeros((4, 3, 5, 5), np.float32), y=np.zeros(4, np.int64))
+    tl("export", src, "-o", out, "--quantize", "int8", "--calib", d + "/wrong.npz", expect=1)
     # a Dropout whose mask is a graph output; a BN whose running mean is one
     nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"], "drop")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
