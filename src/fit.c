@@ -376,9 +376,9 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
             if (total > (double)cache_limit(f)) {
                 *over = 1;
                 if (f->h.msg)
-                    fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.1f MB, more than "
-                            "--cache-mem (%.1f MB)\n", f->frontier, (long long)(f->n_tr + f->n_va), total / 1048576.0,
-                            (double)cache_limit(f) / 1048576.0);
+                    fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.0f bytes, more than "
+                            "--cache-mem (%lld bytes)\n", f->frontier, (long long)(f->n_tr + f->n_va), total,
+                            (long long)cache_limit(f));
             }
         }
         if (!st && !*over && t->nbytes != (size_t)n * f->f_bytes)
