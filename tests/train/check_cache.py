@@ -5,7 +5,8 @@
   same     a frozen backbone (conv/BN, --bn frozen) under a swap-head head with a hidden layer and
            Dropout (--all-but-head frozen): the stderr note says the cache is used; OUT weights and
            every logged metric equal those of --no-cache within 1e-6 (absolute, weights also 1e-5
-           relative; observed: bit-identical bytes, printed); --no-cache prints no cache note
+           relative; observed: bit-identical bytes, printed); --no-cache prints no cache note; the same
+           with tiny_resnet (residual backbone, --threads 2)
   resume   a cached run of 1 epoch with a checkpoint, resumed with --epochs 3 (constant schedule; the
            cache is rebuilt): OUT and log bit-identical to an uninterrupted 3-epoch run; a --no-cache
            checkpoint resumed with the cache: weights within 1e-6
@@ -24,6 +25,7 @@ import onnx
 from onnx import numpy_helper
 
 ONNX_TL, SRC, CASE = sys.argv[1:4]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
 BN = os.path.join(SRC, "bn", "model.onnx")  # conv1 bn1 conv2 bn2 fc, input (N, 3, 10, 10), 4 classes
 FAILED = []
 NOTE = "note: feature cache: '"
@@ -98,6 +100,21 @@ def case_same(d):
     check(len(lc) == len(ln) == 3 and all(abs(x[k] - y[k]) <= 1e-6 for x, y in zip(lc, ln) for k in keys),
           "every logged metric equals --no-cache's within 1e-6")
     print("OUT bytes identical to --no-cache: %s" % (read(d + "/c.onnx") == read(d + "/n.onnx")))
+    # a residual network (tiny_resnet, 32x32): the cache at the head's input after pooling
+    r = np.random.RandomState(1)
+    y = r.randint(0, 10, 96).astype(np.int64)
+    np.savez(d + "/r.npz", x=(r.randn(96, 3, 32, 32) * 0.5 + y[:, None, None, None] * 0.1).astype(np.float32), y=y)
+    run("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
+    rargs = ["train", d + "/rz.onnx", "--data", d + "/r.npz", "--epochs", 2, "--batch", 16, "--threads", 2, "--bn",
+             "frozen", "--lr", 0.01]
+    a = run(*rargs, "-o", d + "/rc.onnx", "--log", d + "/rc.jsonl")
+    run(*rargs, "-o", d + "/rn.onnx", "--log", d + "/rn.jsonl", "--no-cache")
+    check(NOTE in a.stderr, "tiny_resnet: the cache is used")
+    wc, wn = inits(d + "/rc.onnx"), inits(d + "/rn.onnx")
+    check(all(np.allclose(wc[k], wn[k], rtol=1e-5, atol=1e-6) for k in wc), "tiny_resnet: OUT weights within 1e-6")
+    lc, ln = log_lines(d + "/rc.jsonl"), log_lines(d + "/rn.jsonl")
+    check(all(abs(x[k] - y[k]) <= 1e-6 for x, y in zip(lc, ln) for k in keys), "tiny_resnet: metrics within 1e-6")
+    print("tiny_resnet OUT bytes identical to --no-cache: %s" % (read(d + "/rc.onnx") == read(d + "/rn.onnx")))
 
 
 def case_resume(d):
