@@ -26,6 +26,7 @@ Cases:
                 Conv/Gemm input through DequantizeLinear (int8 weights per output channel,
                 uint8 activations), no float weight left, file <= 0.35x the float export, ORT
                 (optimizations off and all) within 5% relative of the float export
+                also with an image folder as calibration data (evaluated on those images)
   quant_mobilenet opset 12: weights per tensor; ORT within 10%
   quant_encoder   MatMul (weights, activation x activation) with int64 token ids as calibration
   quant_trained   tests/train/bn model trained 3 epochs by onnx-tl: int8 accuracy on held-out
@@ -345,6 +346,19 @@ def case_quant_fashion(d):
     feeds = npz_inputs(d, "input", r.randn(32, 1, 28, 28).astype(np.float32))
     check_quant(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/q", d + "/cal.npz", feeds, True, 0.05,
                 max_ratio=0.35, flags=["--calib-samples", 32])
+    # an image folder as calibration data (the model's stored preprocessing)
+    img = os.path.join(ROOT, "tests", "data", "img")
+    os.makedirs(d + "/imgs/c0")
+    for f in sorted(os.listdir(img)):
+        if f.lower().endswith((".png", ".jpg")):
+            shutil.copy(os.path.join(img, f), d + "/imgs/c0/" + f)
+    # evaluated on the same images, preprocessed with PIL as the stored preprocessing says
+    from PIL import Image
+    xs = [(np.asarray(Image.open(d + "/imgs/c0/" + f).convert("L").resize((28, 28), Image.BILINEAR),
+                      np.float32) / 255 - 0.5) / 0.5 for f in sorted(os.listdir(d + "/imgs/c0"))]
+    feeds = npz_inputs(d, "input_img", np.stack(xs)[:, None].astype(np.float32))
+    feeds = [("input", feeds[0][1])]
+    check_quant(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/qi", d + "/imgs", feeds, True, 0.05)
 
 
 def case_quant_mobilenet(d):
