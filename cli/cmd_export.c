@@ -11,7 +11,7 @@
 
 static const char usage[] =
     "usage: onnx-tl export MODEL -o OUT [--fold-bn | --no-fold-bn | --keep] [--external-data] [--embed-data]\n"
-    "                      [--quantize int8 --calib DATA [--calib-samples N]]\n"
+    "                      [--quantize int8 --calib DATA [--calib-samples N] [--exclude GLOBS]]\n"
     "\n"
     "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
     "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
@@ -28,6 +28,7 @@ static const char usage[] =
     "                      tensor, from the min/max over DATA; biases stay float\n"
     "  --calib DATA        calibration data: image folder or .npz (as train/eval)\n"
     "  --calib-samples N   use the first N items of DATA (default: all)\n"
+    "  --exclude GLOBS     comma-separated globs on node names kept in float\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
@@ -36,7 +37,8 @@ static const char usage[] =
 static const cli_opt opts[] = {
     {"o", 1, 0}, {"output", 1, 0}, {"external-data", 0, 0}, {"embed-data", 0, 0},
     {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0},
-    {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"threads", 1, 0}, {NULL, 0, 0},
+    {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"exclude", 1, 0},
+    {"threads", 1, 0}, {NULL, 0, 0},
 };
 
 int cmd_export(int argc, char **argv)
@@ -65,8 +67,8 @@ int cmd_export(int argc, char **argv)
         return cli_usage_error(usage, "export: --quantize takes int8 (got '%s')", quant);
     if (quant && (!calib || !*calib))
         return cli_usage_error(usage, "export: --quantize int8 needs --calib DATA");
-    if (!quant && (calib || ns))
-        return cli_usage_error(usage, "export: --calib and --calib-samples go with --quantize int8");
+    if (!quant && (calib || ns || cli_get(&a, "exclude")))
+        return cli_usage_error(usage, "export: --calib, --calib-samples and --exclude go with --quantize int8");
     if (quant && cli_flag(&a, "keep"))
         return cli_usage_error(usage, "export: --keep excludes --quantize");
     if (ns) {
@@ -86,7 +88,8 @@ int cmd_export(int argc, char **argv)
         return cli_fail(&err);
     if (!cli_flag(&a, "keep")) {
         otl_export_opts eo = {.fold_bn = !cli_flag(&a, "no-fold-bn")};
-        otl_quant_opts qo = {.calib = calib, .calib_samples = samples, .threads = threads};
+        otl_quant_opts qo = {.calib = calib, .calib_samples = samples, .threads = threads,
+                              .exclude = cli_get(&a, "exclude")};
         if (otl_export_clean(m, &eo, NULL, &err) || (quant && otl_export_quantize(m, &qo, NULL, &err))) {
             otl_model_free(m);
             return cli_fail(&err);

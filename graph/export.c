@@ -6,6 +6,7 @@
  * agree to rounding): s = gamma / sqrt(var + eps); W'[o] = W[o] * s[o]; b'[o] = (b[o] - mean[o]) *
  * s[o] + beta[o]. A weight or bias that only this node reads is rewritten in place (its name and
  * external-data placement kept); a shared one gets a new initializer "<name>_bnfold". */
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -556,6 +557,46 @@ static otl_tensor *weight_of(const otl_graph *g, const otl_node *n, int *axis)
     return w;
 }
 
+/* Whether n's name matches one of the comma-separated globs in list (NULL: none). */
+static int excluded(const char *list, const otl_node *n)
+{
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char glob[512];
+        if (len && len < sizeof glob) {
+            memcpy(glob, p, len);
+            glob[len] = 0;
+            if (fnmatch(glob, n->name, 0) == 0)
+                return 1;
+        }
+        p = e ? e + 1 : p + len;
+    }
+    return 0;
+}
+
+/* Every glob of list matches a Conv/Gemm/MatMul node of g. */
+static otl_status check_excludes(const otl_model *m, const char *list, otl_error *err)
+{
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char glob[512];
+        if (!len || len >= sizeof glob)
+            return otl_error_set(err, OTL_ERR_USAGE, "--exclude: empty or too long glob in '%s'", list);
+        memcpy(glob, p, len);
+        glob[len] = 0;
+        int hit = 0;
+        for (int i = 0; i < m->graph->n_nodes && !hit; i++)
+            hit = is_qtarget(m->graph->nodes[i]) && fnmatch(glob, m->graph->nodes[i]->name, 0) == 0;
+        if (!hit)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: --exclude '%s' matches no Conv, Gemm or MatMul node",
+                                 fname(m), glob);
+        p = e ? e + 1 : p + len;
+    }
+    return OTL_OK;
+}
+
 static int find_act(const qact *a, int na, const char *name)
 {
     for (int i = 0; i < na; i++)
@@ -853,6 +894,8 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
                              "%s: opset %lld has no QuantizeLinear/DequantizeLinear (needs 10 or later)", fname(m),
                              (long long)opset);
     info->per_channel = opset >= 13;
+    if (check_excludes(m, q->exclude, err))
+        return err->code;
     /* the activations to calibrate */
     int n_orig = g->n_nodes, na = 0;
     qact *acts = calloc((size_t)n_orig * 2 + 1, sizeof *acts);
@@ -862,7 +905,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
     for (int i = 0; i < n_orig; i++) {
         const otl_node *n = g->nodes[i];
         int slots[2];
-        if (!is_qtarget(n))
+        if (!is_qtarget(n) || excluded(q->exclude, n))
             continue;
         int k = act_slots(g, n, slots);
         for (int j = 0; j < k; j++)
@@ -893,7 +936,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
     for (int i = 0; i < n_orig && !st; i++) {
         otl_node *n = g->nodes[i];
         int slots[2], axis;
-        if (!is_qtarget(n))
+        if (!is_qtarget(n) || excluded(q->exclude, n))
             continue;
         info->n_nodes++;
         int k = act_slots(g, n, slots);

@@ -52,6 +52,8 @@ typedef struct otl_quant_opts {
     int64_t calib_samples;  /* 0: every item */
     int batch;              /* 0: 16 */
     int threads;            /* 0: all cores */
+    const char *exclude;    /* comma-separated fnmatch globs on node names kept in float (each must
+                               match a Conv/Gemm/MatMul node); NULL: none */
 } otl_quant_opts;
 
 typedef struct otl_quant_info {

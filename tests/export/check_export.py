@@ -26,7 +26,8 @@ Cases:
                 Conv/Gemm input through DequantizeLinear (int8 weights per output channel,
                 uint8 activations), no float weight left, file <= 0.35x the float export, ORT
                 (optimizations off and all) within 5% relative of the float export
-                also with an image folder as calibration data (evaluated on those images)
+                also with an image folder as calibration data (evaluated on those images), and
+                --exclude '*Gemm*' (the head stays float)
   quant_mobilenet opset 12: weights per tensor; ORT within 10%
   quant_encoder   MatMul (weights, activation x activation) with int64 token ids as calibration
   quant_trained   tests/train/bn model trained 3 epochs by onnx-tl: int8 accuracy on held-out
@@ -36,7 +37,7 @@ Cases:
   errors        bad flags (exit 2), -o naming the input (exit 2, input unchanged), unwritable or
                 directory output (exit 1), unreadable model (exit 1), Dropout whose mask is used
                 and BN whose running mean is a graph output (exit 1), quantize flags (exit 2), missing or
-                mismatched calibration data (exit 1): nothing written
+                mismatched calibration data, --exclude matching nothing (exit 1): nothing written
 """
 import os
 import shutil
@@ -346,6 +347,23 @@ def case_quant_fashion(d):
     feeds = npz_inputs(d, "input", r.randn(32, 1, 28, 28).astype(np.float32))
     check_quant(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/q", d + "/cal.npz", feeds, True, 0.05,
                 max_ratio=0.35, flags=["--calib-samples", 32])
+    # --exclude keeps the head in float
+    src = os.path.join(MODELS, "fashion_cnn.onnx")
+    tl("export", src, "-o", d + "/ex.onnx", "--quantize", "int8", "--calib", d + "/cal.npz", "--exclude", "*Gemm*")
+    m = onnx.load(d + "/ex.onnx")
+    prod = {o: n.op_type for n in m.graph.node for o in n.output}
+    inits = {t.name: t for t in m.graph.initializer}
+    gemm = [n for n in m.graph.node if n.op_type == "Gemm"]
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    check(len(gemm) == 1 and gemm[0].input[1] in inits and inits[gemm[0].input[1]].data_type == TensorProto.FLOAT
+          and prod.get(gemm[0].input[0]) != "DequantizeLinear", "--exclude: the Gemm stays float")
+    check(convs and all(prod.get(n.input[0]) == "DequantizeLinear" and prod.get(n.input[1]) == "DequantizeLinear"
+                        for n in convs), "--exclude: the Convs are quantized")
+    ref = ort(src, d + "/ex_f", feeds)
+    got = ort(d + "/ex.onnx", d + "/ex_q", feeds)
+    if ref and got:
+        rel = float(np.abs(got[0] - ref[0]).max() / np.abs(ref[0]).max())
+        check(rel <= 0.05, "--exclude: ORT within 5%% of float (got %.3g)" % rel)
     # an image folder as calibration data (the model's stored preprocessing)
     img = os.path.join(ROOT, "tests", "data", "img")
     os.makedirs(d + "/imgs/c0")
@@ -408,7 +426,7 @@ def case_errors(d):
     for flags in (["--bogus"], ["--fold-bn", "--no-fold-bn"], ["--keep", "--no-fold-bn"], ["--keep", "--fold-bn"],
                   ["--quantize", "int8"], ["--quantize", "int4", "--calib", src], ["--calib", src],
                   ["--calib-samples", "3"], ["--quantize", "int8", "--calib", src, "--calib-samples", "0"],
-                  ["--quantize", "int8", "--calib", src, "--keep"]):
+                  ["--quantize", "int8", "--calib", src, "--keep"], ["--exclude", "*"]):
         tl("export", src, "-o", out, *flags, expect=2)
     tl("export", src, expect=2)
     check(not os.path.exists(out), "usage errors write nothing")
@@ -427,6 +445,10 @@ def case_errors(d):
     tl("export", d + "/bad.onnx", "-o", out, expect=1)
     tl("export", d + "/nope.onnx", "-o", out, expect=1)
     tl("export", src, "-o", out, "--quantize", "int8", "--calib", d + "/nope.npz", expect=1)
+    np.savez(d + "/cal.npz", x=np.zeros((4, 1, 28, 28), np.float32), y=np.zeros(4, np.int64))
+    p = tl("export", src, "-o", out, "--quantize", "int8", "--calib", d + "/cal.npz", "--exclude", "*Conv*,nomatch*",
+           expect=1)
+    check("nomatch*" in p.stderr, "--exclude glob matching nothing is named: " + p.stderr.strip())
     np.savez(d + "/wrong.npz", x=np.zeros((4, 3, 5, 5), np.float32), y=np.zeros(4, np.int64))
     tl("export", src, "-o", out, "--quantize", "int8", "--calib", d + "/wrong.npz", expect=1)
     # a Dropout whose mask is a graph output; a BN whose running mean is one
