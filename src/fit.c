@@ -425,7 +425,12 @@ static otl_status cache_setup(fit *f, otl_error *err)
                                          &f->cut, &f->frontier, why, sizeof why, err)))
         return st;
     if (!f->cut) {
-        if (f->h.msg)
+        /* only worth a note when something is frozen (feature extraction expected a cache) */
+        int frozen = 0;
+        const otl_graph *g = f->cur->graph;
+        for (int i = 0; i < g->n_inits && !frozen; i++)
+            frozen = otl_graph_init_is_param(g, g->inits[i]) && otl_model_is_frozen(f->cur, g->inits[i]->name);
+        if (f->h.msg && frozen)
             fprintf(f->h.msg, "note: no feature cache: %s\n", why);
         return OTL_OK;
     }
@@ -1593,6 +1598,11 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
     char *od = otl_dirname(f.h.out);
     int writable = od && access(od, W_OK) == 0;
     free(od);
+    struct stat ost;
+    if (stat(f.h.out, &ost) == 0 && S_ISDIR(ost.st_mode)) {
+        st = otl_error_set(err, OTL_ERR_IO, "%s: the output model path is a directory", f.h.out);
+        goto done;
+    }
     if (!writable) {
         st = otl_error_set(err, OTL_ERR_IO, "%s: cannot write the output model there (directory missing or not "
                            "writable)", f.h.out);

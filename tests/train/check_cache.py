@@ -153,13 +153,15 @@ def case_refused(d):
         ([m, "--bn", "train"], "BatchNormalization '/bn1/BatchNormalization'"),
         ([m, "--bn", "frozen", "--cache-mem", "1K"], "more than --cache-mem"),
         ([m, "--bn", "frozen", "--unfreeze-every", 1], "--unfreeze-every"),
-        ([BN, "--bn", "frozen"], "applied to the data input"),
     ]
     for args, why in cases:
         p = run("train", *args, *base)
         note = next((l for l in p.stderr.splitlines() if "feature cache" in l), "(no note)")
         check(NOTE not in p.stderr and "note: no feature cache:" in note and why in note,
               "%s: no cache, the note says why: %s" % (" ".join(map(str, args[1:])), note))
+    # nothing frozen (full fine-tune): no cache, and no note about it either
+    p = run("train", BN, "--bn", "frozen", *base)
+    check("feature cache" not in p.stderr, "nothing frozen: no feature-cache note (stderr: %r)" % p.stderr[-300:])
     p = run("train", m, "--bn", "frozen", "--cache-mem", "8M", *base)
     check(NOTE in p.stderr, "--cache-mem 8M is enough")
     p = run("train", m, "--cache-mem", "lots", *base, expect=2)
