@@ -108,6 +108,14 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error(usage, "train: -o OUT is required");
     if (otl_same_file(a.pos[0], o.out) || strcmp(a.pos[0], o.out) == 0)
         return cli_usage_error(usage, "train: -o must differ from the input model");
+    const char *logf = cli_get(&a, "log");
+    if (logf) { /* the log is opened for writing: never over an input or OUT */
+        const char *others[] = {a.pos[0], o.out, o.data, o.val};
+        for (int i = 0; i < 4; i++)
+            if (others[i] && (strcmp(logf, others[i]) == 0 || otl_same_file(logf, others[i])))
+                return cli_usage_error(usage, "train: --log %s would overwrite %s", logf,
+                                       i == 0 ? "the input model" : i == 1 ? "OUT" : "the data");
+    }
     double v;
     const char *s;
     if ((s = cli_get(&a, "optimizer"))) {

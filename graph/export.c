@@ -720,7 +720,7 @@ static otl_status calibrate(const otl_model *m, qact *acts, int na, const otl_qu
         for (int i = 0; i < na; i++) {
             if (out_idx[i] == -2 && sdtype == OTL_DTYPE_FLOAT)
                 minmax(&acts[i], x, (int64_t)(nb * sb / sizeof(float)));
-            else if (out_idx[i] < n_outs && outs[out_idx[i]]->dtype == OTL_DTYPE_FLOAT && outs[out_idx[i]]->data)
+            else if (out_idx[i] >= 0 && out_idx[i] < n_outs && outs[out_idx[i]]->dtype == OTL_DTYPE_FLOAT && outs[out_idx[i]]->data)
                 minmax(&acts[i], outs[out_idx[i]]->data, outs[out_idx[i]]->numel);
         }
         for (int k = 0; k < n_outs; k++)

@@ -419,8 +419,9 @@ static void fuse_dw(fctx *c, otl_node **slot, int n)
             stride = 1;
         else if (sa->type == OTL_ATTR_INTS && sa->n_ints == 2 && sa->ints[0] == sa->ints[1])
             stride = sa->ints[0];
+        const otl_attr *pa = otl_node_attr(f2, "pads"); /* absent means 0: FusedConvDw pads by 1 */
         if (!w2 || w2->dims[0] != m || w2->dims[1] != 1 || !attr_int_is(f2, "group", 1, m) ||
-            (stride != 1 && stride != 2) || !attr_ints_are(f2, "pads", 1, 4))
+            (stride != 1 && stride != 2) || !pa || !attr_ints_are(f2, "pads", 1, 4))
             continue;
         char name[600];
         snprintf(name, sizeof name, "%s::dw", f1->name);

@@ -823,6 +823,11 @@ static otl_status ckpt_write(fit *f, otl_error *err)
         if (p)
             unlink(p);
         free(p);
+        snprintf(old, sizeof old, "model.%d.onnx.data", f->serial); /* external data, when saved with it */
+        p = path_join(dir, old);
+        if (p)
+            unlink(p);
+        free(p);
         snprintf(old, sizeof old, "optim.%d.bin", f->serial);
         p = path_join(dir, old);
         if (p)
@@ -1007,6 +1012,11 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
                  kv_dbl(l, "plateau_lr", &d[2]) && kv_dbl(l, "plateau_best", &d[3]) &&
                  kv_get(l, "plateau_bad") && kv_get(l, "model") && kv_get(l, "optim") && kv_get(l, "base_sha256")))
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: incomplete checkpoint state", spath);
+    if (!st && (v[0] < 0 || v[0] > 1000000000 || v[1] < 0 || v[1] > 1000000000 || v[2] < 0 || v[3] < 0 || v[4] < 0 ||
+                v[5] < 0 || v[6] < 0 || v[7] < 0 || v[8] < 0 || v[8] > 1000000000 ||
+                f->h.optim.kind < OTL_OPT_SGD || f->h.optim.kind > OTL_OPT_ADAMW || f->h.schedule < OTL_SCHED_CONSTANT ||
+                f->h.schedule > OTL_SCHED_PLATEAU))
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: checkpoint state out of range (corrupt?)", spath);
     if (!st) {
         f->serial = (int)v[0];
         f->epoch = (int)v[1];

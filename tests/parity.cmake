@@ -55,6 +55,15 @@ add_test(NAME parity.tiny_mobilenet.dw_split
           ${CMAKE_BINARY_DIR}/parity/tiny_mobilenet_dw_split --batches 1,8 ${_otl_par_common})
 set_tests_properties(parity.tiny_mobilenet.dw_split PROPERTIES LABELS "parity" TIMEOUT 300
                      ENVIRONMENT OTL_DW_SPLIT=1)
+# 1x1 + 3x3 depthwise pairs with and without padding / stride (a depthwise conv without `pads`
+# has no padding and must not be fused): generated models against ONNX Runtime
+foreach(_c nopad pad1 pad1_s2 pad0_s2)
+  add_test(NAME parity.dw_${_c}
+    COMMAND sh -c "\"$1\" \"$2\" \"$3\" && \"$1\" \"$4\" \"$5\" \"$3/dw_${_c}.onnx\" \"$3/out_${_c}\" --batches 1,3 --node \"$6\" --ort-run \"$7\" --threads 2"
+            sh ${PYTHON} ${_otl_par_src}/tests/parity/make_dw_cases.py ${CMAKE_BINARY_DIR}/parity/dw
+            ${_otl_par_check} ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}/ort_run.js)
+  set_tests_properties(parity.dw_${_c} PROPERTIES LABELS "parity" TIMEOUT 300 RESOURCE_LOCK parity_dw)
+endforeach()
 
 # ---------------------------------------------------------------- torchvision zoo
 set(OTL_ZOO_DIR ${CMAKE_BINARY_DIR}/zoo)
