@@ -48,13 +48,18 @@ foreach(_m ${_otl_par_models})
             --batches 1,8 ${_otl_par_common})
   set_tests_properties(parity.${_name} PROPERTIES LABELS "parity" TIMEOUT 300)
 endforeach()
-# onnx_tl.FusedConvDw (1x1 + depthwise fusion) when oneDNN has no fused kernel: its
-# two-primitive path, forced by OTL_DW_SPLIT=1 (tiny_mobilenet has 16 such pairs)
+# onnx_tl.FusedConvDw (1x1 + depthwise fusion, opt-in with OTL_DW_FUSE=1): oneDNN's fused
+# primitive, and the two-primitive path forced by OTL_DW_SPLIT=1 (tiny_mobilenet has 16 pairs)
 add_test(NAME parity.tiny_mobilenet.dw_split
   COMMAND ${PYTHON} ${_otl_par_check} ${ONNX_TL} ${_otl_par_src}/testdata/models/tiny_mobilenet.onnx
           ${CMAKE_BINARY_DIR}/parity/tiny_mobilenet_dw_split --batches 1,8 ${_otl_par_common})
 set_tests_properties(parity.tiny_mobilenet.dw_split PROPERTIES LABELS "parity" TIMEOUT 300
-                     ENVIRONMENT OTL_DW_SPLIT=1)
+                     ENVIRONMENT "OTL_DW_FUSE=1;OTL_DW_SPLIT=1")
+add_test(NAME parity.tiny_mobilenet.dw_fuse
+  COMMAND ${PYTHON} ${_otl_par_check} ${ONNX_TL} ${_otl_par_src}/testdata/models/tiny_mobilenet.onnx
+          ${CMAKE_BINARY_DIR}/parity/tiny_mobilenet_dw_fuse --batches 1,8 ${_otl_par_common})
+set_tests_properties(parity.tiny_mobilenet.dw_fuse PROPERTIES LABELS "parity" TIMEOUT 300
+                     ENVIRONMENT OTL_DW_FUSE=1)
 # 1x1 + 3x3 depthwise pairs with and without padding / stride (a depthwise conv without `pads`
 # has no padding and must not be fused): generated models against ONNX Runtime
 foreach(_c nopad pad1 pad1_s2 pad0_s2)
@@ -62,7 +67,8 @@ foreach(_c nopad pad1 pad1_s2 pad0_s2)
     COMMAND sh -c "\"$1\" \"$2\" \"$3\" && \"$1\" \"$4\" \"$5\" \"$3/dw_${_c}.onnx\" \"$3/out_${_c}\" --batches 1,3 --node \"$6\" --ort-run \"$7\" --threads 2"
             sh ${PYTHON} ${_otl_par_src}/tests/parity/make_dw_cases.py ${CMAKE_BINARY_DIR}/parity/dw
             ${_otl_par_check} ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}/ort_run.js)
-  set_tests_properties(parity.dw_${_c} PROPERTIES LABELS "parity" TIMEOUT 300 RESOURCE_LOCK parity_dw)
+  set_tests_properties(parity.dw_${_c} PROPERTIES LABELS "parity" TIMEOUT 300 RESOURCE_LOCK parity_dw
+                       ENVIRONMENT OTL_DW_FUSE=1)
 endforeach()
 
 # ---------------------------------------------------------------- torchvision zoo
