@@ -107,6 +107,37 @@ def main():
             feed, tgt, loss = prep(model)
             args = ["grad", model] + feed + ["--target", tgt, "--loss", loss, "-o", os.path.join(work, "o"),
                                              "--threads", "1"]
+        elif cmd in ("swap_head", "freeze", "train", "train_head", "eval", "predict"):
+            # the workflow commands on a tiny .npz data set (16 samples, class ids < 3)
+            p = subprocess.run([exe, "info", model, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            inp = json.loads(p.stdout)["inputs"][0]
+            shape = [16] + [d if isinstance(d, int) and d > 0 else 8 for d in inp["shape"][1:]]
+            rng = np.random.default_rng(5)
+            npz = os.path.join(work, "data.npz")
+            np.savez(npz, x=rng.standard_normal(shape).astype(np.float32), y=np.arange(16, dtype=np.int64) % 3)
+            sw = os.path.join(work, "swapped.onnx")
+            fz = os.path.join(work, "frozen.onnx")
+            if cmd != "swap_head":  # the model the other commands read: a 3-class head, backbone frozen
+                for a in (["swap-head", model, "-o", sw, "--classes", "3", "--seed", "1"],
+                          ["freeze", sw, "-o", fz, "--all-but-head"]):
+                    subprocess.run([exe] + a, check=True, stdout=subprocess.PIPE, env=env)
+            if cmd == "swap_head":
+                args = ["swap-head", model, "-o", sw, "--classes", "3", "--hidden", "4", "--dropout", "0.1",
+                        "--seed", "1"]
+            elif cmd == "freeze":
+                args = ["freeze", sw, "-o", os.path.join(work, "f2.onnx"), "--params", "*", "--unfreeze", "head*"]
+            elif cmd == "train":  # everything trainable: the full training graph
+                args = ["train", sw, "--data", npz, "-o", os.path.join(work, "t.onnx"), "--epochs", "2", "--batch", "8",
+                        "--threads", "1", "--quiet", "--checkpoint", os.path.join(work, "ck")]
+            elif cmd == "train_head":  # frozen backbone: the feature cache
+                args = ["train", fz, "--data", npz, "-o", os.path.join(work, "t.onnx"), "--epochs", "2", "--batch", "8",
+                        "--threads", "1", "--quiet"]
+            elif cmd == "eval":
+                args = ["eval", sw, "--data", npz, "--json", "--threads", "1"]
+            else:
+                x1 = os.path.join(work, "x1.npy")
+                np.save(x1, rng.standard_normal(shape[1:]).astype(np.float32))
+                args = ["predict", sw, x1, "--json", "--threads", "1"]
         else:
             print("run_valgrind.py: unknown command %s" % cmd)
             return 1
