@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "onnxtl_surgery.h"
+#include "src/hash.h"
 #include "src/strmap.h"
 #include "src/util.h"
 
@@ -40,18 +41,10 @@ static otl_status oom(otl_error *err)
 
 /* ---------------------------------------------------------------- random numbers */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [-bound, bound). */
 static float uniform(uint64_t *s, float bound)
 {
-    float u = (float)(splitmix64(s) >> 40) * (1.0f / 16777216.0f);
+    float u = (float)(otl_splitmix64(s) >> 40) * (1.0f / 16777216.0f);
     return (2.0f * u - 1.0f) * bound;
 }
 
