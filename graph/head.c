@@ -16,7 +16,7 @@ static int passes_through(const char *op)
 }
 
 /* Follow Identity chains back to an initializer. */
-static const otl_tensor *resolve_init(const otl_graph *g, const char *name)
+const otl_tensor *otl_graph_resolve_init(const otl_graph *g, const char *name)
 {
     for (int hops = 0; hops < 16 && name && *name; hops++) {
         const otl_tensor *t = otl_graph_find_init(g, name);
@@ -40,7 +40,7 @@ static int try_matmul(const otl_graph *g, int idx, otl_head *h)
     const otl_node *n = g->nodes[idx];
     if (strcmp(n->op_type, "MatMul") != 0 || n->n_inputs < 2)
         return 0;
-    const otl_tensor *w = resolve_init(g, n->inputs[1]);
+    const otl_tensor *w = otl_graph_resolve_init(g, n->inputs[1]);
     if (!w || w->rank != 2)
         return 0;
     h->found = 1;
@@ -67,7 +67,7 @@ void otl_find_head(const otl_graph *g, otl_head *h)
             if (!is_default_domain(n))
                 break;
             if (strcmp(n->op_type, "Gemm") == 0 && n->n_inputs >= 2) {
-                const otl_tensor *w = resolve_init(g, n->inputs[1]);
+                const otl_tensor *w = otl_graph_resolve_init(g, n->inputs[1]);
                 const otl_attr *tb = otl_node_attr(n, "transB");
                 int transB = tb && tb->i;
                 h->found = 1;
@@ -85,7 +85,7 @@ void otl_find_head(const otl_graph *g, otl_head *h)
             if (strcmp(n->op_type, "Add") == 0 && n->n_inputs == 2) {
                 /* MatMul + bias */
                 for (int side = 0; side < 2; side++) {
-                    const otl_tensor *b = resolve_init(g, n->inputs[1 - side]);
+                    const otl_tensor *b = otl_graph_resolve_init(g, n->inputs[1 - side]);
                     int mm = otl_graph_producer(g, n->inputs[side]);
                     if (b && mm >= 0 && try_matmul(g, mm, h)) {
                         h->bias_node = p;

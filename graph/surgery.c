@@ -301,21 +301,6 @@ static otl_status resort(otl_model *m, otl_error *err)
     return OTL_OK;
 }
 
-/* Follow Identity chains back to an initializer (as graph/head.c). */
-static const otl_tensor *resolve_init(const otl_graph *g, const char *name)
-{
-    for (int hops = 0; hops < 16 && name && *name; hops++) {
-        const otl_tensor *t = otl_graph_find_init(g, name);
-        if (t)
-            return t;
-        int p = otl_graph_producer(g, name);
-        if (p < 0 || strcmp(g->nodes[p]->op_type, "Identity") != 0 || g->nodes[p]->n_inputs < 1)
-            return NULL;
-        name = g->nodes[p]->inputs[0];
-    }
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- head location */
 
 typedef struct located {
@@ -361,7 +346,7 @@ static int find_conv_head(const otl_graph *g, int o)
             return -1;
         const otl_node *n = g->nodes[p];
         if (strcmp(n->op_type, "Conv") == 0) {
-            const otl_tensor *w = n->n_inputs >= 2 ? resolve_init(g, n->inputs[1]) : NULL;
+            const otl_tensor *w = n->n_inputs >= 2 ? otl_graph_resolve_init(g, n->inputs[1]) : NULL;
             if (w && w->rank == 4 && w->dims[2] == 1 && w->dims[3] == 1)
                 return p;
             return -1;
@@ -535,7 +520,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         L->cut = otl_strdup(cn->inputs[0]);
         L->target = otl_strdup(g->outputs[oi]->name);
         L->out_index = oi;
-        L->old_classes = resolve_init(g, cn->inputs[1])->dims[0];
+        L->old_classes = otl_graph_resolve_init(g, cn->inputs[1])->dims[0];
         snprintf(L->old_head, sizeof L->old_head, "%s", cn->name);
         if (!L->cut || !L->target)
             return oom(err);
@@ -1310,14 +1295,14 @@ otl_status otl_head_params(const otl_model *m, const char ***names, int *n, otl_
         return OTL_OK;
     const otl_node *hn = g->nodes[h.node];
     for (int k = 1; k < hn->n_inputs; k++) {
-        const otl_tensor *t = resolve_init(g, hn->inputs[k]);
+        const otl_tensor *t = otl_graph_resolve_init(g, hn->inputs[k]);
         if (t && otl_graph_init_is_param(g, t))
             (*names)[(*n)++] = t->name;
     }
     if (h.bias_node >= 0) {
         const otl_node *bn = g->nodes[h.bias_node];
         for (int k = 0; k < bn->n_inputs; k++) {
-            const otl_tensor *t = resolve_init(g, bn->inputs[k]);
+            const otl_tensor *t = otl_graph_resolve_init(g, bn->inputs[k]);
             if (t && otl_graph_init_is_param(g, t))
                 (*names)[(*n)++] = t->name;
         }
@@ -1332,7 +1317,7 @@ static void mark_params_of(const otl_graph *g, const char *live, char *sel, cons
         if (!live[i])
             continue;
         for (int k = 0; k < g->nodes[i]->n_inputs; k++) {
-            const otl_tensor *t = resolve_init(g, g->nodes[i]->inputs[k]);
+            const otl_tensor *t = otl_graph_resolve_init(g, g->nodes[i]->inputs[k]);
             if (t)
                 sel[otl_strmap_get(init_idx, t->name, 0)] = 1;
         }
@@ -1636,8 +1621,8 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
                         if (p >= 0 && is_weight_op(g->nodes[p]->op_type)) {
                             int has_w = 0;
                             for (int r = 1; r < g->nodes[p]->n_inputs; r++)
-                                has_w |= resolve_init(g, g->nodes[p]->inputs[r]) != NULL;
-                            has_w |= resolve_init(g, g->nodes[p]->inputs[0]) != NULL;
+                                has_w |= otl_graph_resolve_init(g, g->nodes[p]->inputs[r]) != NULL;
+                            has_w |= otl_graph_resolve_init(g, g->nodes[p]->inputs[0]) != NULL;
                             if (has_w) {
                                 ni = p;
                                 break;

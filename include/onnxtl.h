@@ -524,6 +524,9 @@ otl_status otl_model_meta_set(otl_model *m, const char *key, const char *value, 
 int64_t otl_model_opset(const otl_model *m, const char *domain); /* -1 if not imported */
 
 otl_tensor *otl_graph_find_init(const otl_graph *g, const char *name);
+/* The initializer behind `name`, following up to 16 Identity nodes (exporters' Identity
+ * initializer aliases); NULL if there is none. */
+const otl_tensor *otl_graph_resolve_init(const otl_graph *g, const char *name);
 otl_value *otl_graph_find_value(const otl_graph *g, const char *name); /* input/output/value_info */
 const otl_attr *otl_node_attr(const otl_node *n, const char *name);
 /* Index of the node producing `name`, or -1. */
