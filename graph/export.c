@@ -15,6 +15,7 @@
 
 #include "onnxtl_data.h"
 #include "onnxtl_export.h"
+#include "graph/graph_edit.h"
 #include "src/strmap.h"
 #include "src/util.h"
 
@@ -95,46 +96,6 @@ static int n_reads(const otl_graph *g, const char *name)
     return c;
 }
 
-static int name_used(const otl_graph *g, const char *name)
-{
-    if (otl_graph_find_init(g, name) || otl_graph_find_value(g, name))
-        return 1;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const otl_node *n = g->nodes[i];
-        if (strcmp(n->name, name) == 0)
-            return 1;
-        for (int k = 0; k < n->n_outputs; k++)
-            if (strcmp(n->outputs[k], name) == 0)
-                return 1;
-        for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], name) == 0)
-                return 1;
-    }
-    return 0;
-}
-
-/* "<base>" or "<base>_<k>", unused in g; malloc'd. */
-static char *fresh_name(const otl_graph *g, const char *base)
-{
-    size_t len = strlen(base) + 24;
-    char *s = malloc(len);
-    if (!s)
-        return NULL;
-    snprintf(s, len, "%s", base);
-    for (int k = 1; name_used(g, s); k++)
-        snprintf(s, len, "%s_%d", base, k);
-    return s;
-}
-
-static int set_str(char **slot, const char *v)
-{
-    char *c = otl_strdup(v);
-    if (!c)
-        return 0;
-    free(*slot);
-    *slot = c;
-    return 1;
-}
 
 static void remove_node_at(otl_graph *g, int i)
 {
@@ -190,7 +151,7 @@ static otl_status drop_dropouts(otl_model *m, otl_export_info *info, otl_error *
         }
         for (int j = 0; j < g->n_nodes; j++)
             for (int k = 0; k < g->nodes[j]->n_inputs; k++)
-                if (j != i && strcmp(g->nodes[j]->inputs[k], y) == 0 && !set_str(&g->nodes[j]->inputs[k], x))
+                if (j != i && strcmp(g->nodes[j]->inputs[k], y) == 0 && !otl_set_str(&g->nodes[j]->inputs[k], x))
                     return oom(err);
         remove_node_at(g, i);
         i--;
@@ -241,7 +202,7 @@ static otl_tensor *writable(otl_graph *g, otl_node *n, int slot, otl_tensor *t, 
         return t;
     char base[600];
     snprintf(base, sizeof base, "%s_bnfold", t->name);
-    char *name = fresh_name(g, base);
+    char *name = otl_graph_fresh_name(g, base);
     otl_tensor *c = name ? otl_tensor_new(name, t->dtype, t->rank, t->dims) : NULL;
     free(name);
     if (!c || !(c->data = otl_memdup(t->data, t->nbytes ? t->nbytes : 1)) ||
@@ -256,7 +217,7 @@ static otl_tensor *writable(otl_graph *g, otl_node *n, int slot, otl_tensor *t, 
         oom(err);
         return NULL;
     }
-    if (!set_str(&n->inputs[slot], c->name)) {
+    if (!otl_set_str(&n->inputs[slot], c->name)) {
         oom(err);
         return NULL;
     }
@@ -326,7 +287,7 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
     } else {
         char base[600];
         snprintf(base, sizeof base, "%s_bias", *p->name ? p->name : bn->name);
-        char *name = fresh_name(g, base);
+        char *name = otl_graph_fresh_name(g, base);
         nb = name ? otl_tensor_new(name, OTL_DTYPE_FLOAT, 1, &oc) : NULL;
         free(name);
         if (!nb || !(nb->data = calloc((size_t)oc + 1, sizeof(float))) ||
@@ -363,7 +324,7 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
             }
         B[o] = (float)((B[o] - mean[o]) * s + bet[o]);
     }
-    if (!set_str(&p->outputs[0], bn->outputs[0]))
+    if (!otl_set_str(&p->outputs[0], bn->outputs[0]))
         return oom(err), -1;
     remove_node_at(g, bi);
     return 1;
@@ -742,7 +703,7 @@ done:
 static otl_tensor *add_init(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
                             const void *data, size_t nbytes, const char *ext, otl_error *err)
 {
-    char *name = fresh_name(g, base);
+    char *name = otl_graph_fresh_name(g, base);
     otl_tensor *t = name ? otl_tensor_new(name, dtype, rank, dims) : NULL;
     free(name);
     if (!t || !(t->data = malloc(nbytes ? nbytes : 1)) || (ext && !(t->ext_location = otl_strdup(ext))) ||
@@ -762,9 +723,9 @@ static otl_status add_q_node(otl_graph *g, const char *op, const char *const *in
 {
     char nb[600];
     snprintf(nb, sizeof nb, "%s_%s", base, op);
-    char *nname = fresh_name(g, nb);
+    char *nname = otl_graph_fresh_name(g, nb);
     snprintf(nb, sizeof nb, "%s_%s", base, strcmp(op, "QuantizeLinear") == 0 ? "quantized" : "dequantized");
-    char *oname = nname ? fresh_name(g, nb) : NULL;
+    char *oname = nname ? otl_graph_fresh_name(g, nb) : NULL;
     otl_node *n = oname ? otl_node_new(nname, op, "") : NULL;
     const char *outs[1] = {oname};
     otl_attr *a;
@@ -942,7 +903,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         int k = act_slots(g, n, slots);
         for (int j = 0; j < k && !st; j++) {
             int a = find_act(acts, na, n->inputs[slots[j]]);
-            if (a >= 0 && !set_str(&n->inputs[slots[j]], acts[a].dq))
+            if (a >= 0 && !otl_set_str(&n->inputs[slots[j]], acts[a].dq))
                 st = oom(err);
         }
         otl_tensor *w = st ? NULL : weight_of(g, n, &axis);
@@ -961,7 +922,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
             found = nw++;
             info->n_weights++;
         }
-        if (!set_str(&n->inputs[1], wdq[found]))
+        if (!otl_set_str(&n->inputs[1], wdq[found]))
             st = oom(err);
     }
     free(wname);

@@ -26,6 +26,7 @@
 
 #include "onnxtl_surgery.h"
 #include "src/hash.h"
+#include "graph/graph_edit.h"
 #include "src/strmap.h"
 #include "src/util.h"
 
@@ -84,46 +85,6 @@ static int is_graph_input(const otl_graph *g, const char *name)
 }
 
 /* Any use of `name` as a tensor name or node name in g. */
-static int name_used(const otl_graph *g, const char *name)
-{
-    if (otl_graph_find_init(g, name) || otl_graph_find_value(g, name))
-        return 1;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const otl_node *n = g->nodes[i];
-        if (strcmp(n->name, name) == 0)
-            return 1;
-        for (int k = 0; k < n->n_outputs; k++)
-            if (strcmp(n->outputs[k], name) == 0)
-                return 1;
-        for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], name) == 0)
-                return 1;
-    }
-    return 0;
-}
-
-/* A fresh name "<base>" or "<base>_<k>"; malloc'd. */
-static char *fresh_name(const otl_graph *g, const char *base)
-{
-    size_t len = strlen(base) + 24;
-    char *s = malloc(len);
-    if (!s)
-        return NULL;
-    snprintf(s, len, "%s", base);
-    for (int k = 1; name_used(g, s); k++)
-        snprintf(s, len, "%s_%d", base, k);
-    return s;
-}
-
-static int set_str(char **slot, const char *v)
-{
-    char *c = otl_strdup(v);
-    if (!c)
-        return 0;
-    free(*slot);
-    *slot = c;
-    return 1;
-}
 
 /* Replace every use of `from` as a node input by `to` (subgraphs included). */
 static int rename_uses(otl_graph *g, const char *from, const char *to)
@@ -131,7 +92,7 @@ static int rename_uses(otl_graph *g, const char *from, const char *to)
     for (int i = 0; i < g->n_nodes; i++) {
         otl_node *n = g->nodes[i];
         for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], from) == 0 && !set_str(&n->inputs[k], to))
+            if (strcmp(n->inputs[k], from) == 0 && !otl_set_str(&n->inputs[k], to))
                 return 0;
         for (int a = 0; a < n->n_attrs; a++) {
             otl_attr *at = &n->attrs[a];
@@ -926,10 +887,10 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
                             p--;
                         for (int k = 0; k < g->nodes[p]->n_outputs; k++)
                             if (strcmp(g->nodes[p]->outputs[k], in) == 0)
-                                ok = ok && set_str(&g->nodes[p]->outputs[k], out);
+                                ok = ok && otl_set_str(&g->nodes[p]->outputs[k], out);
                     }
                     if (ok && strcmp(L.target, in) == 0)
-                        ok = set_str(&L.target, out);
+                        ok = otl_set_str(&L.target, out);
                 } else if (ok) {
                     remove_node_at(g, i);
                     ok = rename_uses(g, out, in);
@@ -959,14 +920,14 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
         }
         char base[600];
         snprintf(base, sizeof base, "%s_backbone", O);
-        if (!(renamed = fresh_name(g, base))) {
+        if (!(renamed = otl_graph_fresh_name(g, base))) {
             st = oom(err);
             goto done;
         }
         int p = otl_graph_producer(g, O);
         if (p >= 0) {
             for (int k = 0; k < g->nodes[p]->n_outputs; k++)
-                if (strcmp(g->nodes[p]->outputs[k], O) == 0 && !set_str(&g->nodes[p]->outputs[k], renamed)) {
+                if (strcmp(g->nodes[p]->outputs[k], O) == 0 && !otl_set_str(&g->nodes[p]->outputs[k], renamed)) {
                     st = oom(err);
                     goto done;
                 }
@@ -975,7 +936,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
                 goto done;
             }
         }
-        if (strcmp(L.cut, O) == 0 && !set_str(&L.cut, renamed)) {
+        if (strcmp(L.cut, O) == 0 && !otl_set_str(&L.cut, renamed)) {
             st = oom(err);
             goto done;
         }
@@ -1013,12 +974,12 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
         snprintf(names[11], sizeof names[11], "/%s/dropout_ratio", prefix);
         int clash = 0;
         for (int i = 0; i < 12 && !clash; i++) {
-            clash = name_used(g, names[i]);
+            clash = otl_graph_name_used(g, names[i]);
             char buf[sizeof names[0] + 16];
             size_t l = strlen(names[i]);
             memcpy(buf, names[i], l);
             memcpy(buf + l, "_output_0", 10);
-            clash = clash || name_used(g, buf);
+            clash = clash || otl_graph_name_used(g, buf);
         }
         if (!clash)
             break;
