@@ -503,8 +503,11 @@ static int feature_axis(int rank)
     return rank == 3 ? 2 : 1;
 }
 
-static otl_status probe_shape(const otl_model *m, const char *name, int threads, int *rank, int64_t *dims,
-                              otl_error *err)
+/* A probe run feeds zeros; symbolic axes of the data input get: 1 for the batch, the image size of
+ * `pp` (the preprocessing given to swap-head, else the model's stored or default one) for the spatial
+ * axes of a rank-4 input, 8 otherwise (token axes). */
+static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, const char *name, int threads, int *rank,
+                              int64_t *dims, otl_error *err)
 {
     otl_model *c = NULL;
     otl_session *s = NULL;
@@ -538,8 +541,16 @@ static otl_status probe_shape(const otl_model *m, const char *name, int threads,
             st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: input '%s' has rank %d", fname(m), v->name, v->rank);
             goto done;
         }
-        for (int k = 0; k < v->rank; k++)
-            d[k] = v->dims[k].value >= 0 ? v->dims[k].value : k == 0 ? 1 : v->rank == 4 ? 224 : 8;
+        for (int k = 0; k < v->rank; k++) {
+            d[k] = v->dims[k].value >= 0 ? v->dims[k].value : k == 0 ? 1 : 8;
+            if (v->dims[k].value < 0 && v->rank == 4 && pp) {
+                int hk = pp->nhwc ? 1 : 2;
+                if (k == hk || k == hk + 1)
+                    d[k] = k == hk ? pp->height : pp->width;
+                else if (k == (pp->nhwc ? 3 : 1))
+                    d[k] = otl_preprocess_nchan(pp);
+            }
+        }
         if (v->rank > 0 && v->dims[0].value < 0)
             d[0] = 1;
         otl_tensor *t = otl_tensor_new(v->name, v->dtype, v->rank, d);
@@ -594,8 +605,8 @@ done:
     return st;
 }
 
-static otl_status cut_shape(const otl_model *m, const located *L, int threads, int *rank, int64_t *features,
-                            otl_error *err)
+static otl_status cut_shape(const otl_model *m, const located *L, const otl_preprocess *given, int threads, int *rank,
+                            int64_t *features, otl_error *err)
 {
     if (L->features > 0) {
         *rank = 2;
@@ -613,7 +624,11 @@ static otl_status cut_shape(const otl_model *m, const located *L, int threads, i
         return OTL_OK;
     }
     int64_t dims[8];
-    if (probe_shape(m, L->cut, threads, rank, dims, err))
+    otl_preprocess stored;
+    otl_error ignored = {0};
+    const otl_preprocess *pp = given ? given : otl_preprocess_get(m, &stored, &ignored) ? NULL : &stored;
+    otl_error_clear(&ignored);
+    if (probe_shape(m, pp, L->cut, threads, rank, dims, err))
         return err->code;
     if (*rank < 2 || *rank > 4)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has rank %d; a head needs rank 2 (N, F), 3 "
@@ -801,7 +816,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
     int have_dirty = 0;
     char *prefix = NULL, *pooled = NULL, *renamed = NULL;
     char names[12][96];
-    if (st || (st = cut_shape(m, &L, o->threads, &rank, &F, err)))
+    if (st || (st = cut_shape(m, &L, o->pp, o->threads, &rank, &F, err)))
         goto done;
     if (o->pool != OTL_POOL_AUTO && rank != 3) {
         st = otl_error_set(err, OTL_ERR_USAGE, "%s: --pool applies to rank-3 (N, T, D) features; '%s' has rank %d", f,

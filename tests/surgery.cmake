@@ -56,7 +56,11 @@ add_test(NAME surgery.swap.mm_head
 add_test(NAME surgery.swap.old_opset
   COMMAND ${_otl_surg_check} --model ${_otl_surg_dir}/data/old_opset.onnx --workdir ${_otl_surg_work}/old_opset
           --classes 3 --expect-hidden 5 --expect-dropout 0.3 --expect-old-head fc2.weight -- --hidden 5 --dropout 0.3)
-set_tests_properties(surgery.swap.mm_head surgery.swap.old_opset PROPERTIES LABELS "surgery" TIMEOUT 300)
+# symbolic H, W: the cut after Flatten is sized by a probe at the stored preprocessing size (32)
+add_test(NAME surgery.swap.flat_probe
+  COMMAND ${_otl_surg_check} --model ${_otl_surg_dir}/data/flat_head.onnx --workdir ${_otl_surg_work}/flat_probe
+          --classes 3 --image-size 32 -- --at flat)
+set_tests_properties(surgery.swap.mm_head surgery.swap.old_opset surgery.swap.flat_probe PROPERTIES LABELS "surgery" TIMEOUT 300)
 set_tests_properties(surgery.swap.tiny_resnet surgery.swap.tiny_mobilenet surgery.swap.tiny_mlp.hidden
                      surgery.swap.tiny_mlp.dropout surgery.swap.tiny_resnet.at4 surgery.swap.tiny_encoder.cls
                      surgery.swap.tiny_encoder.mean

@@ -48,7 +48,7 @@ def run(cmd, what):
     return p
 
 
-def make_inputs(model, batch, workdir):
+def make_inputs(model, batch, workdir, image_size=224):
     g = model.graph
     init = {t.name for t in g.initializer}
     rng = np.random.default_rng(1234)
@@ -64,7 +64,7 @@ def make_inputs(model, batch, workdir):
             elif i == 0:
                 dims.append(batch)
             else:
-                dims.append(224 if len(tt.shape.dim) == 4 else 16)
+                dims.append(image_size if len(tt.shape.dim) == 4 else 16)
         if tt.elem_type == onnx.TensorProto.FLOAT:
             x = rng.standard_normal(dims).astype(np.float32)
         elif tt.elem_type == onnx.TensorProto.INT64:
@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--classes", type=int, required=True)
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=224, help="symbolic H and W of rank-4 inputs")
     ap.add_argument("--seed-check", action="store_true")
     ap.add_argument("--no-backbone", action="store_true", help="skip step 4 (one ORT run less)")
     ap.add_argument("--expect-hidden", type=int, default=0)
@@ -161,7 +162,7 @@ def main():
         raise SystemExit(f"{name}: old head weight '{args.expect_old_head}' still present")
 
     # 3. ORT vs onnx-tl run, output shape
-    inputs = make_inputs(new, args.batch, wd)
+    inputs = make_inputs(new, args.batch, wd, args.image_size)
     # one ORT run of the new model, with the new head's last Gemm output exposed too
     last_gemm = gemms[-1].output[0]
     with_outputs(new, [last_gemm], os.path.join(wd, "new_g.onnx"))

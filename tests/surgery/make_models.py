@@ -9,6 +9,10 @@ mm_head.onnx    TF/Keras style: x (N, 8) -> MatMul+Add -> Relu -> MatMul+Add ("l
 old_opset.onnx  opset 11, IR 6, initializers also listed as graph inputs: x (N, 6) -> Gemm ->
                 Relu -> Gemm -> y (N, 4). Dropout of the new head takes its ratio as an attribute
                 at this opset; the old head's graph-input entries must go with its initializers.
+flat_head.onnx  x (N, 3, H, W) with symbolic H, W -> Conv(3->4, 3x3, stride 2) -> Relu -> Flatten -> Gemm
+                (1024 -> 5): only 32x32 images fit, which the stored preprocessing (onnx_tl.preprocess,
+                size 32) says. swap-head --at the Flatten output must size the new head from a probe at
+                32x32 (not a guessed 224x224: 50176 features).
 """
 import os
 import sys
@@ -69,11 +73,32 @@ def old_opset(path):
     onnx.save(m, path)
 
 
+def flat_head(path):
+    rng = np.random.default_rng(7)
+    inits = [init("conv.weight", rng.standard_normal((4, 3, 3, 3)) * 0.3), init("conv.bias", rng.standard_normal(4) * 0.1),
+             init("fc.weight", rng.standard_normal((5, 1024)) * 0.05), init("fc.bias", rng.standard_normal(5) * 0.1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="conv", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["y"], name="fc", transB=1),
+    ]
+    g = helper.make_graph(nodes, "flat_head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="make_models.py")
+    m.ir_version = 7
+    helper.set_model_props(m, {"onnx_tl.preprocess": '{"size": [32, 32], "resize": "stretch", "crop": "none"}'})
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, path)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
     os.makedirs(out, exist_ok=True)
     mm_head(os.path.join(out, "mm_head.onnx"))
     old_opset(os.path.join(out, "old_opset.onnx"))
+    flat_head(os.path.join(out, "flat_head.onnx"))
     return 0
 
 
