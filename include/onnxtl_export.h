@@ -1,4 +1,5 @@
-/* onnxtl_export.h - clean inference export (`onnx-tl export`). Implemented in graph/export.c.
+/* onnxtl_export.h - clean inference export (`onnx-tl export`). Implemented in graph/export.c
+ * (clean-up) and graph/quantize.c (static INT8 quantization).
  *
  * otl_export_clean rewrites a model in place for deployment:
  *   - metadata_props onnx_tl.frozen and onnx_tl.head (training-only) removed; onnx_tl.labels,
@@ -15,6 +16,8 @@
  * may be partly modified: work on a clone. */
 #ifndef ONNXTL_EXPORT_H
 #define ONNXTL_EXPORT_H
+
+#include <stdio.h>
 
 #include "onnxtl.h"
 
@@ -65,6 +68,59 @@ typedef struct otl_quant_info {
 } otl_quant_info;
 
 otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_info *info, otl_error *err);
+
+/* Pruning (graph/prune.c), on a model otl_export_clean has cleaned with fold_bn 0 (so that
+ * magnitudes are those of the Conv weights before BatchNormalization, as in PyTorch); ends with
+ * otl_export_clean(fold_bn) itself.
+ *   channels > 0: per Conv layer (group 1, not excluded), round(channels * C) of its C output
+ *     channels with the smallest L1 norm of the weight (at least one kept) are removed, with the
+ *     matching entries of its bias, of the BatchNormalization that follows, of depthwise Convs
+ *     (group reduced) and the input channels of the next Conv or the input rows of a Gemm/MatMul
+ *     after Flatten. Channels pass through element-wise ops with f(0) = 0 (Relu, Clip, ...) and
+ *     pooling. A Conv whose output reaches anything else (Add, Concat, Mul, a graph output, ...)
+ *     keeps its channels (reported on msg). The result equals the input with those channels'
+ *     weights, bias and BatchNormalization scale/shift set to zero.
+ *   sparsity > 0 (after channel pruning): global unstructured magnitude pruning as
+ *     torch.nn.utils.prune.global_unstructured(L1Unstructured): the round(sparsity * N) weights of
+ *     smallest |w| over every Conv/Gemm/MatMul weight initializer (N elements; biases,
+ *     BatchNormalization and weights of excluded nodes untouched; ties in node order) become 0.
+ *     The pruned tensors are listed in metadata onnx_tl.pruned (one name per line): `train` keeps
+ *     their zeros at zero (otl_prune_masks_get, otl_trainer_set_mask); otl_export_clean drops
+ *     the key (the zeros stay). */
+typedef struct otl_prune_opts {
+    double sparsity;        /* [0, 1): fraction of weights set to zero (0: none) */
+    double channels;        /* [0, 1): fraction of output channels removed per Conv (0: none) */
+    const char *exclude;    /* comma-separated globs on node names left alone (each must match a
+                               Conv/Gemm/MatMul node); NULL: none */
+    int fold_bn;            /* the final otl_export_clean folds BatchNormalization */
+    FILE *msg;              /* per-layer notes (Convs kept whole and why); NULL: none */
+} otl_prune_opts;
+
+typedef struct otl_prune_info {
+    int n_tensors;          /* weight tensors pruned (unstructured) */
+    int64_t n_weights;      /* their elements */
+    float threshold;        /* |w| below it went (ties at it in node order) */
+    int64_t n_masked, n_zero; /* elements of the tensors in onnx_tl.pruned (after folding) and zeros */
+    int n_convs;            /* Conv layers considered for channel pruning */
+    int n_convs_pruned;     /* of those, layers that lost channels */
+    int n_convs_skipped;    /* layers kept whole */
+    int64_t channels_before, channels_removed; /* output channels of the pruned layers */
+    int64_t params_before, params_after; /* float initializer elements before and after (folding included) */
+} otl_prune_info;
+
+otl_status otl_export_prune(otl_model *m, const otl_prune_opts *o, otl_prune_info *info, otl_error *err);
+
+/* The zero masks of a pruned model: for every initializer listed in onnx_tl.pruned, where it is
+ * exactly 0. *out is NULL when the model has no such key. Free with otl_prune_masks_free. */
+typedef struct otl_prune_masks {
+    int n;
+    char **names;           /* (n) */
+    int64_t *numel;         /* (n) */
+    uint8_t **zero;         /* (n) numel[i] flags: 1 where the weight stays 0 */
+} otl_prune_masks;
+
+otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_error *err);
+void otl_prune_masks_free(otl_prune_masks *pm);
 
 #ifdef __cplusplus
 }
