@@ -33,6 +33,40 @@ static int cmp_count(const void *a, const void *b)
     return strcmp(x->op, y->op);
 }
 
+/* Text mode prints names from the file: control bytes (and DEL) are shown as \xNN so that a crafted
+ * name cannot move the cursor or clear the terminal. JSON mode escapes them itself. */
+static const char *vis_char(char c)
+{
+    static char buf[8];
+    unsigned char u = (unsigned char)c;
+    if (u >= 0x20 && u != 0x7f) {
+        buf[0] = c;
+        buf[1] = 0;
+    } else {
+        snprintf(buf, sizeof buf, "\\x%02x", u);
+    }
+    return buf;
+}
+
+/* Printable copy of s in one of 8 rotating buffers (enough for one printf call), cut at 1000 bytes. */
+static const char *vis(const char *s)
+{
+    static char ring[8][1024];
+    static int next;
+    char *b = ring[next++ & 7];
+    size_t o = 0;
+    for (; *s && o + 8 < sizeof ring[0]; s++) {
+        const char *e = vis_char(*s);
+        size_t k = strlen(e);
+        memcpy(b + o, e, k);
+        o += k;
+    }
+    if (*s)
+        memcpy(b + o, "...", 3), o += 3;
+    b[o] = 0;
+    return b;
+}
+
 static void shape_text(const otl_value *v, char *buf, size_t n)
 {
     size_t o = 0;
@@ -53,7 +87,7 @@ static void shape_text(const otl_value *v, char *buf, size_t n)
     for (int i = 0; i < v->rank && o < n - 32; i++) {
         const otl_dim *d = &v->dims[i];
         if (d->param)
-            o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", d->param);
+            o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", vis(d->param));
         else if (d->value >= 0)
             o += (size_t)snprintf(buf + o, n - o, "%s%" PRId64, i ? ", " : "", d->value);
         else
@@ -373,25 +407,25 @@ int cmd_info(int argc, char **argv)
         otl_json_obj_end(&j);
     } else {
         char shape[1024];
-        printf("model:     %s\n", a.pos[0]);
+        printf("model:     %s\n", vis(a.pos[0]));
         printf("format:    ir_version %" PRId64 ", opset", m->ir_version);
         for (int i = 0; i < m->n_opsets; i++)
-            printf("%s %s %" PRId64, i ? "," : "", *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
+            printf("%s %s %" PRId64, i ? "," : "", *m->opsets[i].domain ? vis(m->opsets[i].domain) : "ai.onnx",
                    m->opsets[i].version);
-        printf("\nproducer:  %s\n", *producer ? producer : "(unknown)");
+        printf("\nproducer:  %s\n", *producer ? vis(producer) : "(unknown)");
         printf("inputs:\n");
         for (int i = 0; i < g->n_inputs; i++) {
             const otl_value *v = g->inputs[i];
             if (otl_strmap_has(&init_idx, v->name))
                 continue;
             shape_text(v, shape, sizeof shape);
-            printf("  %-24s %-8s %s\n", v->name, v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
+            printf("  %-24s %-8s %s\n", vis(v->name), v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
         }
         printf("outputs:\n");
         for (int i = 0; i < g->n_outputs; i++) {
             const otl_value *v = g->outputs[i];
             shape_text(v, shape, sizeof shape);
-            printf("  %-24s %-8s %s\n", v->name, v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
+            printf("  %-24s %-8s %s\n", vis(v->name), v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
         }
         printf("parameters: ");
         print_num(stdout, total);
@@ -403,7 +437,7 @@ int cmd_info(int argc, char **argv)
         printf("ops (%d nodes):", g->n_nodes);
         qsort(ops, (size_t)n_ops, sizeof *ops, cmp_count);
         for (int k = 0; k < n_ops; k++)
-            printf("%s %s %d", k ? "," : "", ops[k].op, ops[k].count);
+            printf("%s %s %d", k ? "," : "", vis(ops[k].op), ops[k].count);
         printf("\nlayers with parameters:\n");
         printf("  %-40s %-20s %12s  %s\n", "node", "op", "params", "state");
         for (int i = 0; i < g->n_nodes; i++) {
@@ -412,13 +446,13 @@ int cmd_info(int argc, char **argv)
             int any_frozen;
             if (!layer_params(m, &init_idx, &alias, i, &np, &any_frozen))
                 continue;
-            printf("  %-40s %-20s %12" PRId64 "  %s\n", *nd->name ? nd->name : "(unnamed)", nd->op_type,
+            printf("  %-40s %-20s %12" PRId64 "  %s\n", *nd->name ? vis(nd->name) : "(unnamed)", vis(nd->op_type),
                    np, any_frozen ? "frozen" : "trainable");
         }
         if (head.found) {
             const otl_node *hn = g->nodes[head.node];
-            printf("head:      node '%s' (%s%s) reads '%s'", hn->name, hn->op_type,
-                   head.bias_node >= 0 ? "+Add" : "", head.input_tensor);
+            printf("head:      node '%s' (%s%s) reads '%s'", vis(hn->name), vis(hn->op_type),
+                   head.bias_node >= 0 ? "+Add" : "", vis(head.input_tensor));
             if (head.classes >= 0)
                 printf(", %" PRId64 " features -> %" PRId64 " classes", head.features, head.classes);
             printf("\n");
@@ -432,13 +466,13 @@ int cmd_info(int argc, char **argv)
             printf("labels:    %d: ", n);
             for (const char *c = labels; *c; c++) {
                 if (*c != '\n')
-                    putchar(*c);
+                    fputs(vis_char(*c), stdout);
                 else if (c[1])
                     fputs(", ", stdout);
             }
             putchar('\n');
         }
-        printf("preprocessing: %s\n", pre ? pre : "(none stored)");
+        printf("preprocessing: %s\n", pre ? vis(pre) : "(none stored)");
     }
     otl_strmap_free(&op_idx);
     otl_strmap_free(&alias);

@@ -2,7 +2,7 @@
  * parameter counts, op histogram, head detection, layer table, JSON writer). It calls the CLI's
  * own cmd_info (cli/cmd_info.c is compiled in) on the input written to a file, with stdout and
  * stderr captured, in text mode and with --json, and checks the contract:
- *   exit 0: text mode printed something; --json printed exactly one JSON object (checked by a
+ *   exit 0: text mode printed something, with no control byte but newlines; --json printed exactly one JSON object (checked by a
  *           strict RFC 8259 parser below), in valid UTF-8, with the contract's keys;
  *   exit 1: nothing on stdout with --json, and stderr is exactly one line "onnx-tl: ..." that
  *           names the file;
@@ -265,6 +265,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == 0) {
             if (!json && ol == 0)
                 fail("info exit 0 printed nothing", err, el);
+            for (size_t i = 0; !json && i < ol; i++)
+                if (((unsigned char)out[i] < 0x20 && out[i] != '\n') || out[i] == 0x7f)
+                    fail("info printed a control byte in text mode", out, ol);
             if (json) {
                 jp p = {out, ol, 0, 0};
                 if (!value(&p) || (ws(&p), p.i != p.n) || out[0] != '{')
