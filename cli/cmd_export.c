@@ -12,6 +12,7 @@
 static const char usage[] =
     "usage: onnx-tl export MODEL -o OUT [--fold-bn | --no-fold-bn | --keep] [--external-data] [--embed-data]\n"
     "                      [--quantize int8 --calib DATA [--calib-samples N] [--exclude GLOBS]]\n"
+    "                      [--quantize int8-dynamic [--exclude GLOBS]]\n"
     "\n"
     "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
     "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
@@ -26,6 +27,9 @@ static const char usage[] =
     "                      of the inputs of Conv, Gemm and MatMul: int8 weights, symmetric, per\n"
     "                      output channel (per tensor below opset 13); uint8 activations, per\n"
     "                      tensor, from the min/max over DATA; biases stay float\n"
+    "  --quantize int8-dynamic  dynamic INT8 quantization for MatMul/Gemm-heavy models (as ONNX\n"
+    "                      Runtime's quantize_dynamic): int8 weights per output column, activations\n"
+    "                      quantized at run time (DynamicQuantizeLinear -> MatMulInteger); no --calib\n"
     "  --calib DATA        calibration data: image folder or .npz (as train/eval)\n"
     "  --calib-samples N   use the first N items of DATA (default: all)\n"
     "  --exclude GLOBS     comma-separated globs on node names kept in float\n"
@@ -63,9 +67,12 @@ int cmd_export(int argc, char **argv)
 
     const char *quant = cli_get(&a, "quantize"), *calib = cli_get(&a, "calib"), *ns = cli_get(&a, "calib-samples");
     long long samples = 0;
-    if (quant && strcmp(quant, "int8") != 0)
-        return cli_usage_error(usage, "export: --quantize takes int8 (got '%s')", quant);
-    if (quant && (!calib || !*calib))
+    int dynamic = quant && strcmp(quant, "int8-dynamic") == 0;
+    if (quant && !dynamic && strcmp(quant, "int8") != 0)
+        return cli_usage_error(usage, "export: --quantize takes int8 or int8-dynamic (got '%s')", quant);
+    if (dynamic && (calib || ns))
+        return cli_usage_error(usage, "export: --quantize int8-dynamic takes no --calib or --calib-samples");
+    if (quant && !dynamic && (!calib || !*calib))
         return cli_usage_error(usage, "export: --quantize int8 needs --calib DATA");
     if (!quant && (calib || ns || cli_get(&a, "exclude")))
         return cli_usage_error(usage, "export: --calib, --calib-samples and --exclude go with --quantize int8");
@@ -90,7 +97,9 @@ int cmd_export(int argc, char **argv)
         otl_export_opts eo = {.fold_bn = !cli_flag(&a, "no-fold-bn")};
         otl_quant_opts qo = {.calib = calib, .calib_samples = samples, .threads = threads,
                               .exclude = cli_get(&a, "exclude")};
-        if (otl_export_clean(m, &eo, NULL, &err) || (quant && otl_export_quantize(m, &qo, NULL, &err))) {
+        otl_quant_dynamic_opts qdo = {.exclude = cli_get(&a, "exclude")};
+        if (otl_export_clean(m, &eo, NULL, &err) || (quant && !dynamic && otl_export_quantize(m, &qo, NULL, &err)) ||
+            (dynamic && otl_export_quantize_dynamic(m, &qdo, NULL, &err))) {
             otl_model_free(m);
             return cli_fail(&err);
         }

@@ -122,6 +122,31 @@ typedef struct otl_prune_masks {
 otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_error *err);
 void otl_prune_masks_free(otl_prune_masks *pm);
 
+/* Dynamic INT8 quantization (`export --quantize int8-dynamic`, graph/quantize_dynamic.c), as ONNX
+ * Runtime's quantize_dynamic, for MatMul/Gemm-heavy (transformer) models; no calibration data.
+ * Every MatMul(X, W) and Gemm(X, W[, C]) (transA 0) whose W is a float (K, N) initializer ((N, K)
+ * with transB) and C absent or a float initializer becomes DynamicQuantizeLinear(X) (one per
+ * activation, shared by its readers) -> MatMulInteger(X uint8, W int8, X's zero point) -> Cast ->
+ * Mul by X's scale times W's scales (symmetric, zero point 0, range -127..127, per output column
+ * or per tensor; Gemm's alpha folded in) -> Add C (times beta) for a Gemm, under the node's
+ * output name. Other nodes (Conv included) stay float. Needs opset 11. On a model cleaned by
+ * otl_export_clean; on failure the model may be partly modified: work on a clone. */
+typedef struct otl_quant_dynamic_opts {
+    int per_tensor;         /* one scale per weight instead of one per output column */
+    const char *exclude;    /* comma-separated fnmatch globs on node names kept in float (each must
+                               match a node the pass would quantize); NULL: none */
+} otl_quant_dynamic_opts;
+
+typedef struct otl_quant_dynamic_info {
+    int n_nodes;            /* MatMul/Gemm nodes quantized */
+    int n_activations;      /* DynamicQuantizeLinear nodes added */
+    int n_weights;          /* int8 weights written (a weight shared by two nodes counts twice) */
+    int per_channel;
+} otl_quant_dynamic_info;
+
+otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opts *o, otl_quant_dynamic_info *info,
+                                       otl_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,9 +6,14 @@
 #                   and `predict` on 1000 Fashion-MNIST test images, against ONNX Runtime (without
 #                   optimizations: dequantizing like onnx-tl; with all: its integer kernels).
 #                   Needs Debian's dataset-fashion-mnist (fails without it).
+#   qexec.dynamic   `export --quantize int8-dynamic` (graph/quantize_dynamic.c) of the transformer
+#                   encoder testdata/models/tiny_encoder.onnx and of a generated MatMul/Gemm model:
+#                   checker, structure, file size, ORT and onnx-tl close to the float model and to
+#                   each other; --exclude.
+#   qexec.dynamic_errors  int8-dynamic usage and input errors.
 # (see the script's docstring for the checks and tolerances)
 set(OTL_QEXEC_FASHION_DIR /usr/share/datasets/fashion-mnist)
-foreach(_otl_case fashion)
+foreach(_otl_case fashion dynamic dynamic_errors)
   add_test(NAME qexec.${_otl_case}
     COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/qexec/check_qexec.py ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}
             ${CMAKE_BINARY_DIR}/qexec-work ${_otl_case} --fashion-dir ${OTL_QEXEC_FASHION_DIR})

@@ -163,12 +163,122 @@ def case_fashion(d):
               % (got_top, [labels[i] for i in ort_top]))
 
 
+def check_dynamic(src, d, feeds, max_rel, max_ratio=None, flags=()):
+    """--quantize int8-dynamic: checker, structure, ORT and onnx-tl close to the float model."""
+    os.makedirs(d, exist_ok=True)
+    fl, q = d + "/float.onnx", d + "/dyn.onnx"
+    tl("export", src, "-o", fl)
+    if tl("export", src, "-o", q, "--quantize", "int8-dynamic", *flags).returncode != 0:
+        return None
+    ratio = os.path.getsize(q) / os.path.getsize(fl)  # before the checker: given a path, onnx 1.12's
+    size = (os.path.getsize(fl), os.path.getsize(q))  # full_check writes inferred value_info into the file
+    try:
+        onnx.checker.check_model(q, full_check=True)
+        check(True, "int8-dynamic: onnx.checker full_check")
+    except Exception as e:  # noqa: BLE001
+        check(False, "int8-dynamic: onnx.checker full_check: %s" % e)
+    a, b = onnx.load(fl), onnx.load(q)
+    check([i.name for i in b.graph.input] == [i.name for i in a.graph.input] and
+          [o.name for o in b.graph.output] == [o.name for o in a.graph.output], "int8-dynamic: graph input/output names kept")
+    inits = {t.name: t for t in b.graph.initializer}
+    prod = {o: n for n in b.graph.node for o in n.output}
+    mmi = [n for n in b.graph.node if n.op_type == "MatMulInteger"]
+    ok = bool(mmi)
+    for n in mmi:
+        w = inits.get(n.input[1])
+        p = prod.get(n.input[0])
+        ok &= w is not None and w.data_type == onnx.TensorProto.INT8 and p is not None and \
+            p.op_type == "DynamicQuantizeLinear" and n.input[2] == p.output[2]
+    check(ok, "int8-dynamic: %d MatMulInteger, each with an int8 weight initializer and a DynamicQuantizeLinear input"
+          % len(mmi))
+    float_w = [n.name for n in b.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and
+               n.input[1] in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT]
+    if "--exclude" not in flags:
+        check(not float_w, "int8-dynamic: no MatMul/Gemm with a float weight left (%s)" % float_w)
+    print("     file %d -> %d bytes (%.2fx)" % (size[0], size[1], ratio))
+    if max_ratio:
+        check(ratio <= max_ratio, "int8-dynamic: file %.2fx the float export (<= %.2f)" % (ratio, max_ratio))
+    ref = outputs(fl, d + "/ort_float", feeds, "disabled")
+    got = outputs(q, d + "/tl_dyn", feeds)
+    ort_plain = outputs(q, d + "/ort_dyn", feeds, "disabled")
+    ort_all = outputs(q, d + "/ort_dyn_all", feeds, "all")
+    if ref is None or got is None or ort_plain is None or ort_all is None:
+        return None
+    big = float(np.abs(ref).max())
+    for what, o in (("onnx-tl", got), ("ORT", ort_plain), ("ORT (all optimizations)", ort_all)):
+        rel = float(np.abs(o - ref).max()) / big
+        check(rel <= max_rel, "int8-dynamic: %s within %.2g of the float model (max abs / max |y|: %.3g)"
+              % (what, max_rel, rel))
+    rel = float(np.abs(got - ort_plain).max()) / big
+    check(rel <= 1e-4, "int8-dynamic: onnx-tl vs ORT (no optimizations) %.3g <= 1e-4" % rel)
+    return b
+
+
 def case_dynamic(d):
-    pass
+    # the transformer encoder (MatMul weights and Gemm), int64 token ids
+    r = np.random.RandomState(5)
+    np.save(d + "/ids.npy", r.randint(0, 100, (4, 16)).astype(np.int64))
+    check_dynamic(os.path.join(MODELS, "tiny_encoder.onnx"), d + "/enc", [("input_ids", d + "/ids.npy")], 0.05,
+                  max_ratio=0.8)
+    # Gemm with alpha, beta, transB and a bias; two MatMuls sharing an activation (one
+    # DynamicQuantizeLinear), a batched (3-D) activation, and a MatMul of two activations (stays float)
+    from onnx import TensorProto, helper, numpy_helper
+    w1 = r.randn(16, 24).astype(np.float32)
+    w2 = r.randn(16, 8).astype(np.float32)
+    wg = r.randn(6, 24).astype(np.float32)
+    cg = r.randn(6).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+             helper.make_node("MatMul", ["x", "w2"], ["h2"], name="mm2"),
+             helper.make_node("Relu", ["h1"], ["r1"], name="relu"),
+             helper.make_node("Reshape", ["r1", "shape"], ["flat"], name="flat"),
+             helper.make_node("Gemm", ["flat", "wg", "cg"], ["y"], name="gemm", alpha=0.5, beta=2.0, transB=1),
+             helper.make_node("Transpose", ["h2"], ["h2t"], name="tr", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["h2", "h2t"], ["z"], name="act_act")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10, 6]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 5, 5])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+                           numpy_helper.from_array(wg, "wg"), numpy_helper.from_array(cg, "cg"),
+                           numpy_helper.from_array(np.array([10, 24], np.int64), "shape")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), d + "/mix.onnx")
+    np.save(d + "/x.npy", r.randn(2, 5, 16).astype(np.float32))
+    b = check_dynamic(d + "/mix.onnx", d + "/mix", [("x", d + "/x.npy")], 0.05)
+    if b is not None:
+        ops = [n.op_type for n in b.graph.node]
+        check(ops.count("DynamicQuantizeLinear") == 2 and ops.count("MatMulInteger") == 3 and ops.count("MatMul") == 1,
+              "int8-dynamic: x quantized once for mm1 and mm2, the Gemm's input once; activation x activation "
+              "MatMul stays float (%s)" % ops)
+    # --exclude keeps a node in float
+    b = check_dynamic(d + "/mix.onnx", d + "/ex", [("x", d + "/x.npy")], 0.05, flags=["--exclude", "gemm"])
+    if b is not None:
+        ops = [n.op_type for n in b.graph.node]
+        check("Gemm" in ops and ops.count("MatMulInteger") == 2, "int8-dynamic --exclude gemm: the Gemm stays float")
 
 
 def case_dynamic_errors(d):
-    pass
+    src = os.path.join(MODELS, "tiny_encoder.onnx")
+    out = d + "/out.onnx"
+    tl("export", src, "-o", out, "--quantize", "int8-dynamic", "--calib", src, expect=2)
+    tl("export", src, "-o", out, "--quantize", "int8-dynamic", "--calib-samples", "3", expect=2)
+    p = tl("export", src, "-o", out, "--quantize", "int8-dynamic", "--exclude", "nomatch*", expect=1)
+    check("nomatch*" in p.stderr, "--exclude matching nothing is named: " + p.stderr.strip())
+    # no MatMul/Gemm with a weight: an input error
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), d + "/relu.onnx")
+    p = tl("export", d + "/relu.onnx", "-o", out, "--quantize", "int8-dynamic", expect=1)
+    check(p.stderr.startswith("onnx-tl: ") and "MatMul" in p.stderr, "no target: one-line error: " + p.stderr.strip())
+    # opset 10 has no DynamicQuantizeLinear
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [0.1] * 6)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 10)]), d + "/old.onnx")
+    p = tl("export", d + "/old.onnx", "-o", out, "--quantize", "int8-dynamic", expect=1)
+    check("opset" in p.stderr, "opset 10: refused: " + p.stderr.strip())
+    check(not os.path.exists(out), "failed exports write nothing")
 
 
 def main():
