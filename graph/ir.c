@@ -483,18 +483,283 @@ otl_value *otl_value_new_tensor(const char *name, int dtype, int rank, const int
     return v;
 }
 
+/* ------------------------------------------------------------ deep copy */
+
+/* Each copier returns 0 when out of memory; the destination is then freed by its owner's
+ * destructor (all pointers start NULL and counts only cover what was copied). */
+
+static int cp_str(char **d, const char *s)
+{
+    *d = NULL;
+    return !s || (*d = otl_strdup(s)) != NULL;
+}
+
+static int cp_mem(void **d, const void *s, size_t n)
+{
+    *d = NULL;
+    if (!s)
+        return 1;
+    if (!(*d = malloc(n ? n : 1)))
+        return 0;
+    if (n)
+        memcpy(*d, s, n);
+    return 1;
+}
+
+static int cp_blob(otl_blob *d, const otl_blob *s)
+{
+    d->len = s->len;
+    return cp_mem((void **)&d->data, s->data, s->len);
+}
+
+static int cp_blobs(otl_blob **d, const otl_blob *s, size_t n)
+{
+    *d = NULL;
+    if (!s)
+        return 1;
+    if (!(*d = calloc(n ? n : 1, sizeof **d)))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!cp_blob(&(*d)[i], &s[i]))
+            return 0;
+    return 1;
+}
+
+static int cp_unknown(otl_unknown *d, const otl_unknown *s)
+{
+    d->n = 0;
+    d->f = NULL;
+    if (!s->f)
+        return 1;
+    if (!(d->f = calloc(s->n ? s->n : 1, sizeof *d->f)))
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        d->f[i] = s->f[i];
+        d->f[i].data = NULL;
+        d->n = i + 1;
+        if (!cp_mem((void **)&d->f[i].data, s->f[i].data, s->f[i].len))
+            return 0;
+    }
+    return 1;
+}
+
+static otl_tensor *cp_tensor(const otl_tensor *s)
+{
+    otl_tensor *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->dtype = s->dtype;
+    d->rank = s->rank;
+    d->numel = s->numel;
+    d->nbytes = s->nbytes;
+    d->has_segment = s->has_segment;
+    d->seg_begin = s->seg_begin;
+    d->seg_end = s->seg_end;
+    int ok = cp_str(&d->name, s->name) && cp_str(&d->doc, s->doc) &&
+             cp_mem((void **)&d->dims, s->dims, (size_t)(s->rank > 0 ? s->rank : 0) * sizeof *s->dims) &&
+             cp_mem(&d->data, s->data, s->nbytes) && cp_str(&d->ext_location, s->ext_location) &&
+             cp_unknown(&d->unknown, &s->unknown);
+    if (ok && s->strs) { /* otl_tensor_free releases numel entries */
+        size_t n = (size_t)(s->numel > 0 ? s->numel : 0);
+        ok = (d->strs = calloc(n ? n : 1, sizeof *d->strs)) != NULL;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = cp_blob(&d->strs[i], &s->strs[i]);
+    }
+    if (ok && s->ext_extra) {
+        ok = (d->ext_extra = calloc((size_t)s->n_ext_extra + 1, sizeof *d->ext_extra)) != NULL;
+        for (int i = 0; ok && i < s->n_ext_extra; i++) {
+            d->n_ext_extra = i + 1;
+            ok = cp_str(&d->ext_extra[i].key, s->ext_extra[i].key) &&
+                 cp_str(&d->ext_extra[i].value, s->ext_extra[i].value);
+        }
+    }
+    if (!ok) {
+        otl_tensor_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static otl_value *cp_value(const otl_value *s)
+{
+    otl_value *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->has_type = s->has_type;
+    d->is_tensor = s->is_tensor;
+    d->dtype = s->dtype;
+    d->has_shape = s->has_shape;
+    int ok = cp_str(&d->name, s->name) && cp_str(&d->doc, s->doc) && cp_str(&d->denotation, s->denotation) &&
+             cp_blob(&d->type_blob, &s->type_blob) && cp_unknown(&d->unknown, &s->unknown);
+    if (ok && s->dims) { /* otl_value_free releases rank entries */
+        ok = (d->dims = calloc((size_t)(s->rank > 0 ? s->rank : 0) + 1, sizeof *d->dims)) != NULL;
+        for (int i = 0; ok && i < s->rank; i++) {
+            d->rank = i + 1;
+            d->dims[i].value = s->dims[i].value;
+            ok = cp_str(&d->dims[i].param, s->dims[i].param) && cp_str(&d->dims[i].denotation, s->dims[i].denotation);
+        }
+    }
+    d->rank = s->rank;
+    if (!ok) {
+        if (!d->dims)
+            d->rank = 0;
+        otl_value_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static otl_graph *cp_graph(const otl_graph *s);
+
+static int cp_attr(otl_attr *d, const otl_attr *s)
+{
+    memset(d, 0, sizeof *d);
+    d->type = s->type;
+    d->f = s->f;
+    d->i = s->i;
+    if (!cp_str(&d->name, s->name) || !cp_str(&d->doc, s->doc) || !cp_str(&d->ref_attr_name, s->ref_attr_name) ||
+        !cp_blob(&d->s, &s->s) || !cp_blob(&d->sparse_tensor, &s->sparse_tensor) || !cp_blob(&d->tp, &s->tp) ||
+        !cp_unknown(&d->unknown, &s->unknown))
+        return 0;
+    if ((s->t && !(d->t = cp_tensor(s->t))) || (s->g && !(d->g = cp_graph(s->g))))
+        return 0;
+    d->n_floats = s->n_floats;
+    d->n_ints = s->n_ints;
+    if (!cp_mem((void **)&d->floats, s->floats, s->n_floats * sizeof *s->floats) ||
+        !cp_mem((void **)&d->ints, s->ints, s->n_ints * sizeof *s->ints))
+        return 0;
+    if (!cp_blobs(&d->strings, s->strings, s->n_strings))
+        return 0;
+    d->n_strings = d->strings ? s->n_strings : 0;
+    if (!cp_blobs(&d->sparse_tensors, s->sparse_tensors, s->n_sparse_tensors))
+        return 0;
+    d->n_sparse_tensors = d->sparse_tensors ? s->n_sparse_tensors : 0;
+    if (!cp_blobs(&d->type_protos, s->type_protos, s->n_type_protos))
+        return 0;
+    d->n_type_protos = d->type_protos ? s->n_type_protos : 0;
+    if (s->tensors) {
+        if (!(d->tensors = calloc(s->n_tensors + 1, sizeof *d->tensors)))
+            return 0;
+        for (size_t i = 0; i < s->n_tensors; i++) {
+            if (!(d->tensors[i] = cp_tensor(s->tensors[i])))
+                return 0;
+            d->n_tensors = i + 1;
+        }
+    }
+    if (s->graphs) {
+        if (!(d->graphs = calloc(s->n_graphs + 1, sizeof *d->graphs)))
+            return 0;
+        for (size_t i = 0; i < s->n_graphs; i++) {
+            if (!(d->graphs[i] = cp_graph(s->graphs[i])))
+                return 0;
+            d->n_graphs = i + 1;
+        }
+    }
+    return 1;
+}
+
+static otl_node *cp_node(const otl_node *s)
+{
+    otl_node *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    int ok = cp_str(&d->name, s->name) && cp_str(&d->op_type, s->op_type) && cp_str(&d->domain, s->domain) &&
+             cp_str(&d->doc, s->doc) && cp_unknown(&d->unknown, &s->unknown);
+    if (ok && s->inputs) {
+        ok = (d->inputs = strs_dup(s->n_inputs, (const char *const *)s->inputs)) != NULL;
+        d->n_inputs = ok ? s->n_inputs : 0;
+    }
+    if (ok && s->outputs) {
+        ok = (d->outputs = strs_dup(s->n_outputs, (const char *const *)s->outputs)) != NULL;
+        d->n_outputs = ok ? s->n_outputs : 0;
+    }
+    if (ok && s->attrs) {
+        ok = (d->attrs = calloc((size_t)s->n_attrs + 1, sizeof *d->attrs)) != NULL;
+        for (int i = 0; ok && i < s->n_attrs; i++) {
+            d->n_attrs = i + 1;
+            ok = cp_attr(&d->attrs[i], &s->attrs[i]);
+        }
+    }
+    if (!ok) {
+        otl_node_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+#define CP_ARRAY(dst, ndst, src, nsrc, fn)                                         \
+    do {                                                                          \
+        if ((src) && ok) {                                                        \
+            ok = ((dst) = calloc((size_t)(nsrc) + 1, sizeof *(dst))) != NULL;     \
+            for (int i_ = 0; ok && i_ < (nsrc); i_++) {                           \
+                ok = ((dst)[i_] = fn((src)[i_])) != NULL;                         \
+                (ndst) = ok ? i_ + 1 : i_;                                        \
+            }                                                                     \
+        }                                                                         \
+    } while (0)
+
+static otl_graph *cp_graph(const otl_graph *s)
+{
+    otl_graph *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    int ok = cp_str(&d->name, s->name) && cp_str(&d->doc, s->doc) && cp_unknown(&d->unknown, &s->unknown) &&
+             cp_blobs(&d->sparse_inits, s->sparse_inits, s->n_sparse_inits) &&
+             cp_blobs(&d->quant_annot, s->quant_annot, s->n_quant_annot);
+    d->n_sparse_inits = d->sparse_inits ? s->n_sparse_inits : 0;
+    d->n_quant_annot = d->quant_annot ? s->n_quant_annot : 0;
+    CP_ARRAY(d->nodes, d->n_nodes, s->nodes, s->n_nodes, cp_node);
+    CP_ARRAY(d->inits, d->n_inits, s->inits, s->n_inits, cp_tensor);
+    CP_ARRAY(d->inputs, d->n_inputs, s->inputs, s->n_inputs, cp_value);
+    CP_ARRAY(d->outputs, d->n_outputs, s->outputs, s->n_outputs, cp_value);
+    CP_ARRAY(d->value_info, d->n_value_info, s->value_info, s->n_value_info, cp_value);
+    if (!ok) {
+        otl_graph_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* A direct deep copy of the IR (no protobuf round trip: resnet18 in milliseconds instead of
+ * ~0.6 s). Serializing the copy gives the bytes of the original (tests/cache/test_clone.c). */
 otl_status otl_model_clone(const otl_model *m, otl_model **out, otl_error *err)
 {
-    uint8_t *buf;
-    size_t len;
+    otl_model *d = calloc(1, sizeof *d);
     *out = NULL;
-    otl_status st = otl_model_serialize(m, &buf, &len, err);
-    if (st)
-        return st;
-    otl_load_opts lo = {.skip_validate = 1};
-    st = otl_model_load_buffer(out, buf, len, m->path, NULL, &lo, err);
-    free(buf);
-    if (!st)
-        (*out)->had_external_data = m->had_external_data;
-    return st;
+    if (!d)
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory copying the model", m->path ? m->path : "(model)");
+    d->ir_version = m->ir_version;
+    d->model_version = m->model_version;
+    d->has_model_version = m->has_model_version;
+    d->had_external_data = m->had_external_data;
+    int ok = cp_str(&d->producer_name, m->producer_name) && cp_str(&d->producer_version, m->producer_version) &&
+             cp_str(&d->domain, m->domain) && cp_str(&d->doc, m->doc) && cp_str(&d->path, m->path) &&
+             cp_unknown(&d->unknown, &m->unknown) &&
+             cp_blobs(&d->training_info, m->training_info, m->n_training_info) &&
+             cp_blobs(&d->functions, m->functions, m->n_functions);
+    d->n_training_info = d->training_info ? m->n_training_info : 0;
+    d->n_functions = d->functions ? m->n_functions : 0;
+    if (ok && m->opsets) {
+        ok = (d->opsets = calloc((size_t)m->n_opsets + 1, sizeof *d->opsets)) != NULL;
+        for (int i = 0; ok && i < m->n_opsets; i++) {
+            d->n_opsets = i + 1;
+            d->opsets[i].version = m->opsets[i].version;
+            ok = cp_str(&d->opsets[i].domain, m->opsets[i].domain);
+        }
+    }
+    if (ok && m->meta) {
+        ok = (d->meta = calloc((size_t)m->n_meta + 1, sizeof *d->meta)) != NULL;
+        for (int i = 0; ok && i < m->n_meta; i++) {
+            d->n_meta = i + 1;
+            ok = cp_str(&d->meta[i].key, m->meta[i].key) && cp_str(&d->meta[i].value, m->meta[i].value);
+        }
+    }
+    if (ok && m->graph)
+        ok = (d->graph = cp_graph(m->graph)) != NULL;
+    if (!ok) {
+        otl_model_free(d);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory copying the model", m->path ? m->path : "(model)");
+    }
+    *out = d;
+    return OTL_OK;
 }

@@ -516,7 +516,7 @@ otl_status otl_graph_add_output(otl_graph *g, otl_value *v);       /* takes owne
  * unknown, and `params` (may be NULL) give symbolic names per axis. */
 otl_value *otl_value_new_tensor(const char *name, int dtype, int rank, const int64_t *dims,
                                 const char *const *params);
-/* Deep copy (through serialization: lossless by construction). */
+/* Deep copy of the IR (a direct copy, no protobuf round trip: serializes to the bytes of m). */
 otl_status otl_model_clone(const otl_model *m, otl_model **out, otl_error *err);
 
 const char *otl_model_meta_get(const otl_model *m, const char *key);

@@ -76,20 +76,35 @@ static otl_status pad_nodes(otl_graph *g, const unsigned char *drop)
     return OTL_OK;
 }
 
-/* Drop initializers (and their graph inputs) that no node reads any more: an unread float
- * initializer would count as a trainable parameter of the cut model. */
+int otl_fcache_reads(const otl_graph *g, const char *name)
+{
+    for (int j = 0; j < g->n_outputs; j++)
+        if (strcmp(g->outputs[j]->name, name) == 0)
+            return 1;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const otl_node *n = g->nodes[j];
+        for (int q = 0; q < n->n_inputs; q++)
+            if (strcmp(n->inputs[q], name) == 0)
+                return 1;
+        for (int a = 0; a < n->n_attrs; a++) {
+            if (n->attrs[a].g && otl_fcache_reads(n->attrs[a].g, name))
+                return 1;
+            for (size_t k = 0; k < n->attrs[a].n_graphs; k++)
+                if (n->attrs[a].graphs[k] && otl_fcache_reads(n->attrs[a].graphs[k], name))
+                    return 1;
+        }
+    }
+    return 0;
+}
+
+/* Drop initializers (and their graph inputs) that no node reads any more (also inside If/Loop
+ * bodies): an unread float initializer would count as a trainable parameter of the cut model. */
 static void drop_unread_inits(otl_graph *g)
 {
     int k = 0;
     for (int i = 0; i < g->n_inits; i++) {
         const char *name = g->inits[i]->name;
-        int used = 0;
-        for (int j = 0; j < g->n_nodes && !used; j++)
-            for (int q = 0; q < g->nodes[j]->n_inputs && !used; q++)
-                used = strcmp(g->nodes[j]->inputs[q], name) == 0;
-        for (int j = 0; j < g->n_outputs && !used; j++)
-            used = strcmp(g->outputs[j]->name, name) == 0;
-        if (used) {
+        if (otl_fcache_reads(g, name)) {
             g->inits[k++] = g->inits[i];
             continue;
         }

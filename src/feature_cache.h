@@ -15,4 +15,9 @@ otl_status otl_fcache_plan(const otl_model *m, const char *input, const otl_trai
                            otl_model **prefix, otl_model **cut, char **frontier, char *why, size_t nwhy,
                            otl_error *err);
 
+/* 1 when `name` is read by a node of g or of any subgraph nested in its nodes (an outer-scope
+ * reference of an If/Loop/Scan body), or is an output of g or of such a subgraph. Conservative:
+ * a subgraph's own tensor shadowing `name` counts as a read. */
+int otl_fcache_reads(const otl_graph *g, const char *name);
+
 #endif

@@ -655,8 +655,8 @@ static char *provenance(fit *f, int epoch, const double *mtr)
 }
 
 /* OUT is an inference model: drop BatchNormalization's training outputs (running and saved
- * statistics, 1..4) when nothing reads them. ONNX Runtime runs a BatchNormalization that has them
- * in training mode (batch statistics) before opset 14. */
+ * statistics, 1..4) when nothing reads them (also not inside a subgraph). ONNX Runtime runs a
+ * BatchNormalization that has them in training mode (batch statistics) before opset 14. */
 static void drop_bn_training_outputs(otl_model *m)
 {
     otl_graph *g = m->graph;
@@ -665,15 +665,8 @@ static void drop_bn_training_outputs(otl_model *m)
         if (strcmp(n->op_type, "BatchNormalization") != 0 || *n->domain || n->n_outputs < 2)
             continue;
         int used = 0;
-        for (int k = 1; k < n->n_outputs && !used; k++) {
-            if (!*n->outputs[k])
-                continue;
-            for (int j = 0; j < g->n_outputs && !used; j++)
-                used = strcmp(g->outputs[j]->name, n->outputs[k]) == 0;
-            for (int j = 0; j < g->n_nodes && !used; j++)
-                for (int q = 0; q < g->nodes[j]->n_inputs && !used; q++)
-                    used = strcmp(g->nodes[j]->inputs[q], n->outputs[k]) == 0;
-        }
+        for (int k = 1; k < n->n_outputs && !used; k++) /* read by a node, an If/Loop body or an output */
+            used = *n->outputs[k] && otl_fcache_reads(g, n->outputs[k]);
         if (used)
             continue;
         for (int k = 1; k < n->n_outputs; k++) {
