@@ -40,31 +40,93 @@ typedef struct otl_export_info {
 
 otl_status otl_export_clean(otl_model *m, const otl_export_opts *o, otl_export_info *info, otl_error *err);
 
-/* Static post-training INT8 quantization in QDQ form, on a model otl_export_clean has cleaned.
- * For every Conv, Gemm and MatMul (standard domain): each activation input gets a
- * QuantizeLinear -> DequantizeLinear pair (uint8, per tensor, asymmetric: scale and zero point
- * from the min/max over the calibration data, range widened to include 0), shared by all readers
- * of the tensor; each float initializer weight (Conv W, Gemm B, MatMul's second input of rank 2)
- * is stored as int8 with symmetric scales (zero point 0, range -127..127) per output channel
- * (Conv axis 0, Gemm axis 0 with transB else 1, MatMul axis 1) and read through a
- * DequantizeLinear. Per-channel needs opset 13; at opsets 10-12 weights are quantized per tensor.
- * Biases stay float. Calibration runs the model (inference session) over the first
- * calib_samples items of calib (an image folder or .npz: otl_dataset_*). */
+/* Static post-training INT8 quantization in QDQ form (graph/quantize.c), on a model
+ * otl_export_clean has cleaned, placed the way ONNX Runtime's quantizer (QDQ format) places it so
+ * that ORT's QDQ selectors fuse the groups into integer kernels (QLinearConv, QGemm,
+ * QLinearMatMul/MatMulIntegerToFloat, QLinearAdd, QLinearConcat, QLinearGlobalAveragePool, ...):
+ *   - Conv, Gemm, MatMul (standard domain, not excluded): every float activation input and the
+ *     output get a QuantizeLinear -> DequantizeLinear pair (uint8, per tensor, asymmetric, range
+ *     widened to include 0), except the output of a Gemm/MatMul that is a graph output (ORT fuses
+ *     it with a float output); the weight (Conv W, Gemm B, MatMul's rank-2 second input) is int8,
+ *     symmetric (zero point 0, -127..127), per output channel (Conv axis 0, Gemm axis 0 with transB
+ *     else 1, MatMul axis 1; per tensor below opset 13); a 1-D float bias becomes int32 with scale
+ *     x_scale * w_scale and zero point 0 (Gemm: only with beta 1, written explicitly);
+ *   - a Relu (or a Clip whose range the quantized range lies in) that is the only reader of such an
+ *     output is folded away: the output's range is the activation's (zero point 0 for Relu);
+ *   - Add, Concat, GlobalAveragePool, AveragePool with float activation inputs: inputs and output
+ *     quantized (own calibrated output range);
+ *   - MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze whose data input is quantized: the
+ *     output gets a pair with the input's scale and zero point (ORT drops both pairs);
+ *   - a quantized tensor shared by several readers has one pair that every reader reads; a
+ *     quantized graph output keeps its name (it becomes the DequantizeLinear output).
+ * Calibration runs the float model (inference session exposing the tensors) over calib (image
+ * folder or .npz), or over a seeded random subset of calib_samples items, and derives each range
+ * by calib_method: MINMAX (min/max), PERCENTILE (ORT's: a 2048-bin histogram over [-t, t] grown by
+ * doubling, (100 - percentile) / 2 % cut on each side, clipped to min/max), ENTROPY (the
+ * symmetric threshold minimizing the KL divergence between the histogram and its 128-level
+ * quantization, as ORT/TensorRT, clipped to min/max). */
+enum { OTL_CALIB_MINMAX = 0, OTL_CALIB_PERCENTILE = 1, OTL_CALIB_ENTROPY = 2 };
+
 typedef struct otl_quant_opts {
     const char *calib;      /* calibration data set */
-    int64_t calib_samples;  /* 0: every item */
+    int64_t calib_samples;  /* 0: every item (in order); else a seeded random subset of that many */
+    uint64_t seed;          /* subset draw */
+    int calib_method;       /* OTL_CALIB_* */
+    double percentile;      /* PERCENTILE: 0 means 99.999 */
     int batch;              /* 0: 16 */
     int threads;            /* 0: all cores */
-    const char *exclude;    /* comma-separated fnmatch globs on node names kept in float (each must
-                               match a Conv/Gemm/MatMul node); NULL: none */
+    const char *exclude;    /* comma-separated fnmatch globs on node names kept in float (spaces
+                               around a glob ignored; each must match a node the pass quantizes:
+                               Conv/Gemm/MatMul/Add/Concat/GlobalAveragePool/AveragePool); NULL: none */
+    int report;             /* fill info->report: per tensor scale, zero point and SQNR (one more
+                               pass over at most 256 calibration samples) */
 } otl_quant_opts;
 
+enum { OTL_QT_ACTIVATION = 0, OTL_QT_WEIGHT = 1, OTL_QT_BIAS = 2 };
+
+typedef struct otl_quant_tensor {
+    char *name;             /* float tensor (activation) or initializer (weight, bias) */
+    int kind;               /* OTL_QT_* */
+    char *node;             /* activation: producing node ("" for a graph input); else the reader */
+    char *shared_with;      /* activation reusing that tensor's scale/zero point, else NULL */
+    int64_t n_scales;       /* 1: per tensor; else per channel */
+    float *scale;           /* (n_scales) */
+    int64_t zero_point;     /* activations: uint8 zero point; weights and biases: 0 */
+    double lo, hi;          /* activations: calibrated range (before widening to include 0) */
+    double sqnr_db;         /* 10 log10(sum x^2 / sum (x - x~)^2); INFINITY when exact, NAN unmeasured */
+    double rel_err;         /* sqrt(sum (x - x~)^2 / sum x^2) */
+} otl_quant_tensor;
+
+typedef struct otl_quant_report {
+    char *model, *calib;
+    int calib_method;
+    double percentile;
+    int64_t calib_samples;  /* used */
+    uint64_t seed;
+    int subset;             /* 1: seeded random subset; 0: every item */
+    int per_channel;
+    int sqnr_model;         /* 1: activations of the quantized model run by onnx-tl against the float
+                               model's; 0: the float model's values quantized alone (onnx-tl could
+                               not run the QDQ model) */
+    int64_t sqnr_samples;
+    int n;
+    otl_quant_tensor *t;    /* (n): activations, then weights and biases */
+} otl_quant_report;
+
+void otl_quant_report_free(otl_quant_report *r);
+/* The report as one JSON object (written atomically), and as a short table. */
+otl_status otl_quant_report_write_json(const otl_quant_report *r, const char *path, otl_error *err);
+void otl_quant_report_print(const otl_quant_report *r, FILE *fp);
+
 typedef struct otl_quant_info {
-    int n_nodes;            /* Conv/Gemm/MatMul nodes quantized */
+    int n_nodes;            /* nodes quantized (Conv/Gemm/MatMul and the other kinds above) */
     int n_activations;      /* tensors given a QuantizeLinear/DequantizeLinear pair */
     int n_weights;          /* weights stored as int8 */
+    int n_biases;           /* biases stored as int32 */
+    int n_folded;           /* Relu/Clip nodes folded into the preceding node's output range */
     int per_channel;        /* 1: weights per output channel; 0: per tensor (opset < 13) */
     int64_t samples;        /* calibration samples used */
+    otl_quant_report *report; /* with opts.report: owned by the caller (otl_quant_report_free) */
 } otl_quant_info;
 
 otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_info *info, otl_error *err);
@@ -105,7 +167,7 @@ typedef struct otl_prune_info {
     int n_convs_pruned;     /* of those, layers that lost channels */
     int n_convs_skipped;    /* layers kept whole */
     int64_t channels_before, channels_removed; /* output channels of the pruned layers */
-    int64_t params_before, params_after; /* float initializer elements before and after (folding included) */
+    int64_t params_before, params_after; /* float initializer elements before and after (BN not yet folded) */
 } otl_prune_info;
 
 otl_status otl_export_prune(otl_model *m, const otl_prune_opts *o, otl_prune_info *info, otl_error *err);
