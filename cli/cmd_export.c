@@ -15,6 +15,7 @@ static const char usage[] =
     "                      [--quantize int8 --calib DATA [--calib-samples N] [--seed S] [--exclude GLOBS]\n"
     "                                       [--calib-method minmax|percentile|entropy] [--report FILE.json] [-v]]\n"
     "                      [--quantize int8-dynamic [--exclude GLOBS]]\n"
+    "                      [--prune SPARSITY] [--prune-channels FRACTION] [--exclude GLOBS]\n"
     "\n"
     "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
     "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
@@ -40,7 +41,15 @@ static const char usage[] =
     "  --report FILE.json  per quantized tensor: scale, zero point, calibrated range and SQNR (dB;\n"
     "                      the quantized model against the float one over up to 256 samples)\n"
     "  -v, --verbose       the same report as a table on stderr\n"
-    "  --exclude GLOBS     comma-separated globs on node names kept in float\n"
+    "  --exclude GLOBS     comma-separated globs on node names kept in float (or not pruned)\n"
+    "  --prune SPARSITY    global unstructured magnitude pruning (0 < SPARSITY < 1): the fraction\n"
+    "                      SPARSITY of all Conv/Gemm/MatMul weights with the smallest |w| become 0\n"
+    "                      (biases and BatchNormalization untouched); the pruned tensors are listed\n"
+    "                      in metadata onnx_tl.pruned so that `train OUT` keeps their zeros at zero\n"
+    "  --prune-channels F  remove the fraction F (0 < F < 1) of output channels with the smallest L1\n"
+    "                      norm from every Conv whose output reaches only BatchNormalization,\n"
+    "                      activations, pooling and the next Conv/Gemm (others are kept whole)\n"
+    "                      with BatchNormalization and every consumer rewired\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
@@ -51,7 +60,7 @@ static const cli_opt opts[] = {
     {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0},
     {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"exclude", 1, 0},
     {"calib-method", 1, 0}, {"seed", 1, 0}, {"report", 1, 0}, {"verbose", 0, 0}, {"v", 0, 0},
-    {"threads", 1, 0}, {NULL, 0, 0},
+    {"threads", 1, 0}, {"prune", 1, 0}, {"prune-channels", 1, 0}, {NULL, 0, 0},
 };
 
 int cmd_export(int argc, char **argv)
@@ -83,8 +92,29 @@ int cmd_export(int argc, char **argv)
         return cli_usage_error(usage, "export: --quantize int8-dynamic takes no --calib or --calib-samples");
     if (quant && !dynamic && (!calib || !*calib))
         return cli_usage_error(usage, "export: --quantize int8 needs --calib DATA");
-    if (!quant && (calib || ns || cli_get(&a, "exclude")))
-        return cli_usage_error(usage, "export: --calib, --calib-samples and --exclude go with --quantize int8");
+    const char *ps = cli_get(&a, "prune"), *pc = cli_get(&a, "prune-channels");
+    double sparsity = 0, channels = 0;
+    for (int k = 0; k < 2; k++) {
+        const char *v = k ? pc : ps;
+        char *end;
+        double x = v ? strtod(v, &end) : 0;
+        if (v && (!*v || *end || !(x > 0 && x < 1)))
+            return cli_usage_error(usage, "export: %s takes a fraction between 0 and 1, exclusive (got '%s')",
+                                   k ? "--prune-channels" : "--prune", v);
+        *(k ? &channels : &sparsity) = x;
+    }
+    int pruning = ps || pc;
+    if (pruning && quant)
+        return cli_usage_error(usage, "export: --prune/--prune-channels and --quantize are separate steps: prune, "
+                               "fine-tune with train, then export --quantize");
+    if (pruning && cli_flag(&a, "keep"))
+        return cli_usage_error(usage, "export: --keep excludes --prune and --prune-channels");
+    if (!quant && (calib || ns))
+        return cli_usage_error(usage, "export: --calib and --calib-samples go with --quantize int8");
+    if (cli_get(&a, "exclude") && !*cli_get(&a, "exclude"))
+        return cli_usage_error(usage, "export: --exclude needs at least one glob");
+    if (!quant && !pruning && cli_get(&a, "exclude"))
+        return cli_usage_error(usage, "export: --exclude goes with --quantize int8, --prune or --prune-channels");
     if (quant && cli_flag(&a, "keep"))
         return cli_usage_error(usage, "export: --keep excludes --quantize");
     if (ns) {
@@ -132,11 +162,29 @@ int cmd_export(int argc, char **argv)
                               .exclude = cli_get(&a, "exclude"), .calib_method = method, .seed = seed,
                               .report = report || verbose};
         otl_quant_dynamic_opts qdo = {.exclude = cli_get(&a, "exclude")};
+        otl_prune_opts po = {.sparsity = sparsity, .channels = channels, .exclude = cli_get(&a, "exclude"),
+                             .fold_bn = eo.fold_bn, .msg = stderr};
+        otl_prune_info pi;
+        if (pruning)
+            eo.fold_bn = 0; /* magnitudes of the weights before BatchNormalization; folded after pruning */
         if (otl_export_clean(m, &eo, NULL, &err) || (quant && !dynamic && otl_export_quantize(m, &qo, &qi, &err)) ||
-            (dynamic && otl_export_quantize_dynamic(m, &qdo, NULL, &err))) {
+            (dynamic && otl_export_quantize_dynamic(m, &qdo, NULL, &err)) ||
+            (pruning && otl_export_prune(m, &po, &pi, &err))) {
             otl_model_free(m);
             return cli_fail(&err);
         }
+        if (pc)
+            fprintf(stderr, "export: removed %lld of %lld output channels from %d of %d Conv layers (%d kept whole); "
+                    "parameters %lld -> %lld (%.1f%% fewer)\n",
+                    (long long)pi.channels_removed, (long long)pi.channels_before, pi.n_convs_pruned, pi.n_convs,
+                    pi.n_convs_skipped, (long long)pi.params_before, (long long)pi.params_after,
+                    pi.params_before ? 100.0 * (double)(pi.params_before - pi.params_after) / (double)pi.params_before
+                                     : 0.0);
+        if (ps)
+            fprintf(stderr, "export: pruned %d weight tensors (%lld weights, global |w| threshold %.6g): sparsity "
+                    "%.2f%% (%lld zeros; listed in onnx_tl.pruned, which train keeps at zero)\n",
+                    pi.n_tensors, (long long)pi.n_masked, (double)pi.threshold,
+                    pi.n_masked ? 100.0 * (double)pi.n_zero / (double)pi.n_masked : 0.0, (long long)pi.n_zero);
     }
     otl_save_opts so = {0};
     if (cli_flag(&a, "external-data"))

@@ -478,6 +478,11 @@ void otl_trainer_set_runs(otl_trainer *t, uint64_t runs);
 otl_status otl_trainer_write_params(const otl_trainer *t, otl_model *m, otl_error *err);
 otl_optim *otl_trainer_optim(otl_trainer *t);
 const otl_train_graph *otl_trainer_graph(const otl_trainer *t);
+/* Pruning mask: trainable parameter `name` (n elements) stays exactly 0 where zero[k] is set: its
+ * gradient there is dropped before clipping and the update, and the value and optimizer state are
+ * reset to 0 after every step (so momentum/Adam moments cannot bring it back). A name the trainer
+ * does not train is ignored. Values there are zeroed at once. */
+otl_status otl_trainer_set_mask(otl_trainer *t, const char *name, const uint8_t *zero, int64_t n, otl_error *err);
 
 /* ------------------------------------------------------------ validation */
 

@@ -22,6 +22,7 @@
 
 #include "onnxtl.h"
 #include "onnxtl_data.h"
+#include "onnxtl_export.h"
 #include "onnxtl_fit.h"
 #include "onnxtl_surgery.h"
 #include "src/feature_cache.h"
@@ -130,6 +131,7 @@ typedef struct fit {
     double cache_secs;          /* time spent filling the cache, counted in the first epoch run */
     /* output */
     FILE *log;
+    otl_prune_masks *masks;     /* zeros of the base model's pruned weights (onnx_tl.pruned), or NULL */
 } fit;
 
 static double now_s(void)
@@ -219,6 +221,10 @@ static otl_status trainer_build(fit *f, otl_error *err)
             }
         otl_trainer_free(old);
     }
+    /* pruned weights (export --prune) stay exactly zero */
+    for (int i = 0; f->masks && i < f->masks->n; i++)
+        if ((st = otl_trainer_set_mask(t, f->masks->names[i], f->masks->zero[i], f->masks->numel[i], err)))
+            return st;
     return OTL_OK;
 }
 
@@ -1518,6 +1524,17 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         if (!(st = file_sha256(model_path, f.base_sha, err)))
             st = otl_model_load(&f.cur, model_path, NULL, err);
     }
+    if (!st && otl_model_meta_get(f.cur, "onnx_tl.pruned")) {
+        /* the masks are the zeros of the base model (on resume too: a weight that training brought to
+           exactly 0 is no pruned weight) */
+        otl_model *base = NULL;
+        if (!o->resume || !(st = otl_model_load(&base, model_path, NULL, err)))
+            st = otl_prune_masks_get(base ? base : f.cur, &f.masks, err);
+        otl_model_free(base);
+        if (!st && f.masks && o->msg && o->progress != OTL_FIT_QUIET)
+            fprintf(o->msg, "note: %d pruned weight tensor%s (onnx_tl.pruned): their zeros stay zero\n", f.masks->n,
+                    f.masks->n == 1 ? "" : "s");
+    }
     if (st)
         goto done;
     if (f.h.epochs < 1 || f.h.batch < 1 || !(f.h.lr > 0) || !(f.h.val_frac >= 0 && f.h.val_frac < 1)) {
@@ -1667,5 +1684,6 @@ done:
     free(f.h_augment);
     free(f.prov_data);
     otl_model_free(f.cur);
+    otl_prune_masks_free(f.masks);
     return st;
 }

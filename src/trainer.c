@@ -19,6 +19,7 @@ struct otl_trainer {
     otl_tensor *stats;     /* (n_stats) BatchNormalization running statistics (own data) */
     int *stat_out;         /* (n_stats) output index of each updated statistic */
     otl_tensor *pred;      /* the model's first output at the last step */
+    uint8_t *zero;         /* (opt->total) pruning mask: 1 where a parameter stays 0, or NULL */
 };
 
 void otl_trainer_free(otl_trainer *t)
@@ -36,6 +37,7 @@ void otl_trainer_free(otl_trainer *t)
     free(t->stats);
     free(t->stat_out);
     otl_tensor_free(t->pred);
+    free(t->zero);
     otl_session_free(t->s);
     otl_optim_free(t->opt);
     otl_train_graph_free(t->tg);
@@ -43,6 +45,36 @@ void otl_trainer_free(otl_trainer *t)
 }
 
 otl_optim *otl_trainer_optim(otl_trainer *t) { return t->opt; }
+
+/* Zero the masked parameters and their optimizer state. */
+static void mask_apply(otl_trainer *t)
+{
+    otl_optim *o = t->opt;
+    for (int64_t j = 0; j < o->total; j++)
+        if (t->zero[j]) {
+            o->param[j] = 0.0f;
+            if (o->m)
+                o->m[j] = 0.0f;
+            if (o->v)
+                o->v[j] = 0.0f;
+        }
+}
+
+otl_status otl_trainer_set_mask(otl_trainer *t, const char *name, const uint8_t *zero, int64_t n, otl_error *err)
+{
+    for (int i = 0; i < t->tg->n_params; i++) {
+        if (strcmp(t->tg->params[i], name) != 0)
+            continue;
+        if (n != t->opt->numel[i])
+            return otl_error_set(err, OTL_ERR_INPUT, "pruning mask of '%s': %lld elements for a parameter of %lld",
+                                 name, (long long)n, (long long)t->opt->numel[i]);
+        if (!t->zero && !(t->zero = calloc((size_t)t->opt->total + 1, 1)))
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        memcpy(t->zero + t->opt->offset[i], zero, (size_t)n);
+        mask_apply(t);
+    }
+    return OTL_OK;
+}
 const otl_train_graph *otl_trainer_graph(const otl_trainer *t) { return t->tg; }
 
 otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trainer_opts *o, otl_error *err)
@@ -186,9 +218,15 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
         *loss = t->loss_out >= 0 ? *(const float *)outs[t->loss_out]->data : 0.0f;
         /* a non-finite loss leaves the parameters and statistics as they were (the caller stops) */
         if (isfinite(*loss)) {
+            if (t->zero) /* pruned weights get no gradient (PyTorch's prune: grad * mask) */
+                for (int64_t j = 0; j < t->opt->total; j++)
+                    if (t->zero[j])
+                        t->opt->grad[j] = 0.0f;
             if (t->o.clip_norm > 0)
                 otl_optim_clip(t->opt, t->o.clip_norm);
             otl_optim_step(t->opt, lr);
+            if (t->zero)
+                mask_apply(t);
             for (int p = 0; p < ns; p++)
                 memcpy(t->stats[p].data, outs[t->stat_out[p]]->data, t->stats[p].nbytes);
         }
