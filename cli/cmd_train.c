@@ -20,7 +20,8 @@ static const char usage[] =
     "                     [--unfreeze-every EPOCHS] [--augment LIST] [--bn train|frozen] [--seed S]\n"
     "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
     "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
-    "                     [--no-cache] [--cache-mem BYTES|auto] [--threads N] [--quiet]\n"
+    "                     [--no-cache] [--cache-mem BYTES|auto] [--cache-dtype fp32|bf16] [--threads N]\n"
+    "                     [--quiet]\n"
     "\n"
     "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
     "OUT is the model with the best validation accuracy (the last one without validation data).\n"
@@ -52,7 +53,9 @@ static const char usage[] =
     "                        frozen tensor and nothing before it changes between epochs (no --augment,\n"
     "                        no Dropout, BatchNormalization frozen there), that tensor is computed once\n"
     "                        per sample and kept in memory (fp32), and the epochs train from it\n"
-    "  --cache-mem BYTES     bound of that cache (2G; suffixes K, M, G; auto: half the free memory)\n";
+    "  --cache-mem BYTES     bound of that cache (2G; suffixes K, M, G; auto: half the free memory)\n"
+    "  --cache-dtype T       fp32 (default) or bf16: the cached features rounded to bfloat16 (half the\n"
+    "                        memory; the results then differ slightly from --no-cache)\n";
 
 static const cli_opt opts[] = {
     {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
@@ -61,7 +64,7 @@ static const cli_opt opts[] = {
     {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
     {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
     {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
-    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -197,6 +200,9 @@ int cmd_train(int argc, char **argv)
     o.augment = cli_get(&a, "augment");
     o.no_shuffle = cli_flag(&a, "no-shuffle");
     o.no_cache = cli_flag(&a, "no-cache");
+    if ((s = cli_get(&a, "cache-dtype")) && strcmp(s, "fp32") != 0 && strcmp(s, "bf16") != 0)
+        return cli_usage_error(usage, "train: --cache-dtype must be fp32 or bf16, got '%s'", s);
+    o.cache_dtype = s && strcmp(s, "bf16") == 0 ? OTL_CACHE_BF16 : OTL_CACHE_FP32;
     if ((s = cli_get(&a, "cache-mem"))) {
         char *e;
         double b = strtod(s, &e);

@@ -57,6 +57,7 @@ void otl_schedule_epoch_end(otl_schedule *s, double metric);
 /* ------------------------------------------------------------ the training loop (src/fit.c) */
 
 enum { OTL_FIT_QUIET = 0, OTL_FIT_LINES = 1, OTL_FIT_BAR = 2 };
+enum { OTL_CACHE_FP32 = 0, OTL_CACHE_BF16 = 1 }; /* otl_fit_opts.cache_dtype */
 
 typedef struct otl_fit_opts {
     const char *data;           /* ImageFolder directory or .npz */
@@ -92,6 +93,8 @@ typedef struct otl_fit_opts {
                                    number (schedules then span the new total: not bit-identical) */
     int no_cache;               /* no frozen-prefix feature cache (src/feature_cache.c) */
     int64_t cache_mem;          /* feature cache bound in bytes; 0: 2 GiB; < 0: half the available memory */
+    int cache_dtype;            /* OTL_CACHE_FP32 (default) or OTL_CACHE_BF16: cached rows in bfloat16 (half
+                                   the memory; features rounded to 8 significant bits) */
     int progress;               /* OTL_FIT_* on msg */
     FILE *msg;                  /* progress and notes (stderr); NULL: none */
     volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */

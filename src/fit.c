@@ -124,11 +124,15 @@ typedef struct fit {
     char *frontier;
     int f_rank;
     int64_t f_dims[OTL_DATASET_MAX_RANK];
-    size_t f_bytes;             /* per sample */
-    float *c_tr, *c_va;         /* rows in tr_idx / va_idx order */
+    size_t f_bytes;             /* per sample, as float32 */
+    int c_bf16;                 /* rows stored as bfloat16 (--cache-dtype bf16) */
+    size_t c_row;               /* bytes per stored row: f_bytes, or f_bytes / 2 in bf16 */
+    void *c_tr, *c_va;          /* rows in tr_idx / va_idx order */
     int64_t *l_tr, *l_va;       /* their labels */
     int64_t *row_tr;            /* training data index -> row of c_tr */
     double cache_secs;          /* time spent filling the cache, counted in the first epoch run */
+    int64_t cur_synced, cut_synced; /* step + 1 at which the trainer's parameters were last written into cur /
+                                       cut (0: never): evaluation, OUT and checkpoints share one write */
     /* output */
     FILE *log;
     otl_prune_masks *masks;     /* zeros of the base model's pruned weights (onnx_tl.pruned), or NULL */
@@ -144,6 +148,18 @@ static double now_s(void)
 static otl_status nomem(otl_error *err)
 {
     return otl_error_set(err, OTL_ERR_NOMEM, "out of memory during training");
+}
+
+/* Write the trainer's parameters (and running statistics) into m (f->cur or f->cut) unless that
+ * was done since the last step. */
+static otl_status sync_params(fit *f, otl_model *m, otl_error *err)
+{
+    int64_t *at = m == f->cut ? &f->cut_synced : &f->cur_synced;
+    if (*at == f->step + 1)
+        return OTL_OK;
+    otl_status st = otl_trainer_write_params(f->tr, m, err);
+    *at = st ? 0 : f->step + 1;
+    return st;
 }
 
 static char *path_join(const char *dir, const char *name)
@@ -277,7 +293,7 @@ static int unfreeze_next(fit *f, otl_error *err, otl_status *st)
     if (!*st && f->h.msg)
         fprintf(f->h.msg, "epoch %d: unfreezing block %d '%s' (%d parameter%s)\n", f->epoch + 1, best,
                 best < f->blocks->n_blocks ? f->blocks->block_names[best] : "?", n_thawed, n_thawed == 1 ? "" : "s");
-    if (!*st && (*st = otl_trainer_write_params(f->tr, f->cur, err)) == OTL_OK)
+    if (!*st && (*st = sync_params(f, f->cur, err)) == OTL_OK)
         *st = trainer_build(f, err);
     return 1;
 }
@@ -325,6 +341,36 @@ static int64_t argmax_row(const float *v, int64_t n)
 
 /* ------------------------------------------------------------ frozen-prefix feature cache */
 
+/* float32 -> bfloat16, round to nearest even (NaN stays NaN) */
+static void to_bf16(uint16_t *d, const float *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &s[i], 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u)
+            d[i] = (uint16_t)((u >> 16) | 0x40);
+        else
+            d[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+    }
+}
+
+static void from_bf16(float *d, const uint16_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)s[i] << 16;
+        memcpy(&d[i], &u, 4);
+    }
+}
+
+/* Rows [r0, r0 + n) of a cache as float32 into dst. */
+static void cache_rows(const fit *f, const void *rows, int64_t r0, int64_t n, float *dst)
+{
+    if (f->c_bf16)
+        from_bf16(dst, (const uint16_t *)rows + (size_t)r0 * (f->c_row / 2), (size_t)n * (f->c_row / 2));
+    else
+        memcpy(dst, (const char *)rows + (size_t)r0 * f->c_row, (size_t)n * f->c_row);
+}
+
 static void cache_free(fit *f)
 {
     otl_model_free(f->cut);
@@ -352,7 +398,7 @@ static int64_t cache_limit(const fit *f)
 
 /* Run the prefix over n_idx samples of d into rows (allocated at the first batch, once the
  * feature shape is known: *over set when the cache would exceed the bound). */
-static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64_t *idx, int64_t n_idx, float **rows,
+static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64_t *idx, int64_t n_idx, void **rows,
                              int64_t **labels, int *over, otl_error *err)
 {
     otl_status st = OTL_OK;
@@ -378,7 +424,8 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
             f->f_rank = t->rank - 1;
             memcpy(f->f_dims, t->dims + 1, (size_t)f->f_rank * sizeof *f->f_dims);
             f->f_bytes = t->nbytes / (size_t)n;
-            double total = (double)f->f_bytes * (double)(f->n_tr + f->n_va);
+            f->c_row = f->c_bf16 ? f->f_bytes / 2 : f->f_bytes;
+            double total = (double)f->c_row * (double)(f->n_tr + f->n_va);
             if (total > (double)cache_limit(f)) {
                 *over = 1;
                 if (f->h.msg)
@@ -391,13 +438,16 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: tensor '%s' changes shape between batches", f->file,
                                f->frontier);
         if (!st && !*over && !*rows) {
-            *rows = malloc((size_t)n_idx * f->f_bytes + 1);
+            *rows = malloc((size_t)n_idx * f->c_row + 1);
             *labels = malloc((size_t)n_idx * sizeof **labels + 1);
             if (!*rows || !*labels)
                 st = nomem(err);
         }
         if (!st && !*over) {
-            memcpy((char *)*rows + (size_t)b * f->f_bytes, t->data, t->nbytes);
+            if (f->c_bf16)
+                to_bf16((uint16_t *)*rows + (size_t)b * (f->c_row / 2), t->data, t->nbytes / sizeof(float));
+            else
+                memcpy((char *)*rows + (size_t)b * f->c_row, t->data, t->nbytes);
             memcpy(*labels + b, y->data, (size_t)n * sizeof **labels);
         }
         for (int i = 0; i < n_out; i++)
@@ -416,6 +466,7 @@ static otl_status cache_setup(fit *f, otl_error *err)
 {
     if (f->h.no_cache)
         return OTL_OK;
+    f->c_bf16 = f->h.cache_dtype == OTL_CACHE_BF16;
     char why[768];
     why[0] = 0;
     const otl_value *iv = otl_graph_find_value(f->cur->graph, f->input);
@@ -493,11 +544,12 @@ static otl_status cache_setup(fit *f, otl_error *err)
         int n_nodes = 0;
         for (int i = 0; i < f->cut->graph->n_nodes; i++) /* without the Constant placeholders */
             n_nodes += strncmp(f->cut->graph->nodes[i]->name, "otl_cache_pad_", 14) != 0;
-        fprintf(f->h.msg, "note: feature cache: '%s' (%lld floats per sample) of %lld samples, %.1f MB, computed in "
-                "%.1fs (counted in the first epoch); the epochs train the %d node%s after it (--no-cache: the whole "
-                "model)\n", f->frontier,
+        fprintf(f->h.msg, "note: feature cache: '%s' (%lld floats per sample) of %lld samples, %.1f MB %s, computed "
+                "in %.1fs (counted in the first epoch); the epochs train the %d node%s after it (--no-cache: the "
+                "whole model)\n", f->frontier,
                 (long long)per, (long long)(f->n_tr + f->n_va),
-                (double)f->f_bytes * (double)(f->n_tr + f->n_va) / 1048576.0, now_s() - t0, n_nodes, n_nodes == 1 ? "" : "s");
+                (double)f->c_row * (double)(f->n_tr + f->n_va) / 1048576.0, f->c_bf16 ? "bf16" : "fp32",
+                now_s() - t0, n_nodes, n_nodes == 1 ? "" : "s");
     }
     return OTL_OK;
 }
@@ -520,7 +572,7 @@ static otl_status cache_batch(fit *f, const int64_t *idx, int64_t n, otl_tensor 
     y->nbytes = (size_t)n * sizeof(int64_t);
     for (int64_t i = 0; i < n; i++) {
         int64_t r = f->row_tr[idx[i]];
-        memcpy((char *)x->data + (size_t)i * f->f_bytes, (const char *)f->c_tr + (size_t)r * f->f_bytes, f->f_bytes);
+        cache_rows(f, f->c_tr, r, 1, (float *)((char *)x->data + (size_t)i * f->f_bytes));
         ((int64_t *)y->data)[i] = f->l_tr[r];
     }
     *xt = x;
@@ -532,23 +584,26 @@ static otl_status cache_batch(fit *f, const int64_t *idx, int64_t n, otl_tensor 
  * running statistics). */
 static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
 {
-    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
-    if (!st && f->cut)
-        st = otl_trainer_write_params(f->tr, f->cut, err);
+    otl_status st = sync_params(f, f->cut ? f->cut : f->cur, err);
     otl_classifier *c = NULL;
     if (st || (st = otl_classifier_new(&c, f->cut ? f->cut : f->cur, f->h.threads, err)))
         return st;
     double sl = 0;
     int64_t correct = 0;
+    float *rows = NULL; /* a batch of bf16 cache rows as float32 */
     for (int64_t b = 0; !st && b < f->n_va; b += f->h.batch) {
         int64_t n = f->n_va - b < f->h.batch ? f->n_va - b : f->h.batch;
         otl_tensor *x = NULL, *y = NULL;
         float *scores = NULL, *logits = NULL;
         if (!f->cut)
             st = batch_tensors(f, f->dval, f->va_idx + b, n, NULL, 0, &x, &y, err);
+        if (!st && f->cut && f->c_bf16 && !rows && !(rows = malloc((size_t)f->h.batch * f->f_bytes + 1)))
+            st = nomem(err);
+        if (!st && rows)
+            cache_rows(f, f->c_va, b, n, rows);
         if (!st && f->cut)
-            st = otl_classifier_run(c, (const char *)f->c_va + (size_t)b * f->f_bytes, n, f->f_dims, &scores, &logits,
-                                    err);
+            st = otl_classifier_run(c, rows ? (const void *)rows : (const char *)f->c_va + (size_t)b * f->c_row, n,
+                                    f->f_dims, &scores, &logits, err);
         else if (!st)
             st = otl_classifier_run(c, x->data, n, f->s_dims, &scores, &logits, err);
         if (!st) {
@@ -571,6 +626,7 @@ static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
         otl_tensor_free(y);
     }
     otl_classifier_free(c);
+    free(rows);
     *loss = f->n_va ? sl / (double)f->n_va : NAN;
     *acc = f->n_va ? (double)correct / (double)f->n_va : NAN;
     return st;
@@ -690,7 +746,7 @@ static void drop_bn_training_outputs(otl_model *m)
 static otl_status write_out(fit *f, int epoch, const double *mtr, otl_error *err)
 {
     otl_model *m = NULL;
-    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    otl_status st = sync_params(f, f->cur, err);
     if (st || (st = otl_model_clone(f->cur, &m, err)))
         return st;
     drop_bn_training_outputs(m);
@@ -724,7 +780,7 @@ static otl_status ckpt_write(fit *f, otl_error *err)
     const char *dir = f->h.checkpoint;
     if (!dir)
         return OTL_OK;
-    otl_status st = otl_trainer_write_params(f->tr, f->cur, err);
+    otl_status st = sync_params(f, f->cur, err);
     if (st)
         return st;
     int serial = f->serial + 1;

@@ -20,3 +20,10 @@ add_test(NAME cache.clone
           ${CMAKE_SOURCE_DIR}/testdata/models/fashion_cnn.onnx ${CMAKE_SOURCE_DIR}/testdata/models/tiny_encoder.onnx)
 add_test(NAME cache.subgraph_reads COMMAND test_clone -reads ${CMAKE_CURRENT_LIST_DIR}/cache/clone_sub.onnx)
 set_tests_properties(cache.clone cache.subgraph_reads PROPERTIES LABELS "cache;unit;asan" TIMEOUT 60)
+
+# train --cache-dtype bf16 against --no-cache (stated tolerance), tests/cache/check_opts.py.
+foreach(_otl_case bf16)
+  add_test(NAME cache.${_otl_case}
+    COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/cache/check_opts.py ${ONNX_TL} ${CMAKE_SOURCE_DIR} ${_otl_case})
+  set_tests_properties(cache.${_otl_case} PROPERTIES LABELS "train;cache" TIMEOUT 300)
+endforeach()

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""check_opts.py ONNX_TL ROOT CASE - options of train's frozen-prefix feature cache
+(src/fit.c, src/feature_cache.c) on small synthetic data made here (tiny_resnet with the backbone
+frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CASE per CTest entry:
+
+  bf16   --cache-dtype bf16: the note says bf16; it fits a --cache-mem that fp32 exceeds (half); OUT weights within
+         1e-2 of each tensor's largest magnitude of the --no-cache run (observed 1.2e-3), every logged
+         train/val loss within 1e-3 relative (observed 2e-5), accuracies within 0.05, the backbone
+         unchanged; fp32 (the default) stays bit-identical to --no-cache; --cache-dtype fp16: exit 2"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ONNX_TL, ROOT, CASE = sys.argv[1:4]
+FAILED = []
+NOTE = "note: feature cache: '"
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        FAILED.append(what)
+
+
+def run(*args, expect=0, timeout=300):
+    p = subprocess.run([ONNX_TL, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if p.returncode != expect:
+        print(p.stderr)
+    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args))))
+    return p
+
+
+def inits(path):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+
+
+def log_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def note(p):
+    return next((l for l in p.stderr.splitlines() if "feature cache" in l), "(no note)")
+
+
+def setup(d, n=160):
+    r = np.random.RandomState(1)
+    y = r.randint(0, 10, n).astype(np.int64)
+    np.savez(d + "/r.npz", x=(r.randn(n, 3, 32, 32) * 0.5 + y[:, None, None, None] * 0.1).astype(np.float32), y=y)
+    run("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
+    return ["train", d + "/rz.onnx", "--data", d + "/r.npz", "--epochs", 3, "--batch", 16, "--threads", 2, "--bn",
+            "frozen", "--lr", 0.01, "--seed", 3]
+
+
+def case_bf16(d):
+    args = setup(d)
+    a = run(*args, "-o", d + "/b.onnx", "--log", d + "/b.jsonl", "--cache-dtype", "bf16")
+    f = run(*args, "-o", d + "/f.onnx", "--log", d + "/f.jsonl")
+    run(*args, "-o", d + "/n.onnx", "--log", d + "/n.jsonl", "--no-cache")
+    check(NOTE in a.stderr and " MB bf16" in note(a), "bf16 cache used: " + note(a))
+    check(NOTE in f.stderr and " MB fp32" in note(f), "fp32 cache by default: " + note(f))
+    # 160 samples x 64 floats: 40960 bytes in fp32, 20480 in bf16
+    one = args[:args.index("--epochs")] + args[args.index("--epochs") + 2:] + ["--epochs", 1]
+    p = run(*one, "-o", d + "/x.onnx", "--cache-mem", 30000)
+    check("no feature cache" in note(p) and "more than --cache-mem" in note(p), "fp32 over 30000 bytes: " + note(p))
+    p = run(*one, "-o", d + "/x.onnx", "--cache-mem", 30000, "--cache-dtype", "bf16")
+    check(NOTE in p.stderr, "bf16 fits 30000 bytes (half of fp32): " + note(p))
+    wb, wf, wn, base = inits(d + "/b.onnx"), inits(d + "/f.onnx"), inits(d + "/n.onnx"), inits(d + "/rz.onnx")
+    check(wb.keys() == wn.keys(), "same initializers")
+    rel = max(float(np.max(np.abs(wb[k].astype(np.float64) - wn[k])) / (np.max(np.abs(wn[k])) + 1e-12))
+              for k in wn if wn[k].size and wn[k].dtype == np.float32)
+    check(rel <= 1e-2, "bf16: OUT weights within 1e-2 of each tensor's largest magnitude (worst %.3g)" % rel)
+    check(any(not np.array_equal(wb[k], wn[k]) for k in wn), "bf16: results differ from fp32 (rounded features)")
+    changed = lambda w: sorted(k for k in base if not np.array_equal(w[k], base[k]))
+    check(changed(wn) and changed(wb) == changed(wn), "bf16: the same tensors trained as --no-cache (%s)" %
+          ", ".join(changed(wb)))
+    check(all(np.array_equal(wf[k], wn[k]) for k in wn), "fp32 cache: OUT weights bit-identical to --no-cache")
+    lb, ln = log_lines(d + "/b.jsonl"), log_lines(d + "/n.jsonl")
+    worst = max(abs(x[k] - y[k]) / abs(y[k]) for x, y in zip(lb, ln) for k in ("train_loss", "val_loss"))
+    check(len(lb) == len(ln) == 3 and worst <= 1e-3, "bf16: losses within 1e-3 relative (worst %.3g)" % worst)
+    check(all(abs(x[k] - y[k]) <= 0.05 for x, y in zip(lb, ln) for k in ("train_acc", "val_acc")),
+          "bf16: accuracies within 0.05")
+    p = run(*args, "-o", d + "/x.onnx", "--cache-dtype", "fp16", expect=2)
+    check("--cache-dtype" in p.stderr, "--cache-dtype fp16: usage error naming it")
+
+
+def main():
+    fn = globals().get("case_" + CASE)
+    if not fn:
+        print("unknown case " + CASE)
+        return 2
+    d = tempfile.mkdtemp(prefix="otl-cacheopt-%s-" % CASE)
+    try:
+        fn(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if FAILED:
+        print("%d check(s) FAILED" % len(FAILED))
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
