@@ -336,6 +336,93 @@ static otl_node *fuse_conv(fctx *c, int ci)
     return f;
 }
 
+/* The DequantizeLinear producing `name` (live, standard domain, output 0), or NULL. */
+static const otl_node *dq_of(const fctx *c, const char *name, int *idx)
+{
+    int p = otl_strmap_get(&c->producer, name, -1);
+    const otl_node *n = p >= 0 && !c->dead[p] ? c->g->nodes[p] : NULL;
+    if (!n || !is_default(n) || strcmp(n->op_type, "DequantizeLinear") != 0 || n->n_inputs < 2 ||
+        strcmp(n->outputs[0], name) != 0)
+        return NULL;
+    *idx = p;
+    return n;
+}
+
+/* DequantizeLinear's axis is 0 (default 1). */
+static int dq_axis0(const otl_node *n)
+{
+    const otl_attr *a = otl_node_attr(n, "axis");
+    return a && a->type == OTL_ATTR_INT && a->i == 0;
+}
+
+/* DequantizeLinear(x uint8/int8, scalar scale and zero point given) + DequantizeLinear(w int8
+ * initializer, scale per output channel (axis 0) or scalar, zero point 0) -> Conv [-> Relu], with
+ * no bias, a float one or a dequantized one, as one onnx_tl.QDQConv (ops/conv_int8.c: a oneDNN int8 convolution).
+ * Inference only; OTL_NO_QCONV=1 disables it. Returns the node (owned) or NULL. */
+static otl_node *fuse_qdq_conv(fctx *c, int ci)
+{
+    const otl_node *conv = c->g->nodes[ci];
+    if (c->training || !is_default(conv) || strcmp(conv->op_type, "Conv") != 0 || conv->n_inputs < 2 ||
+        conv->n_outputs != 1 || getenv("OTL_NO_QCONV"))
+        return NULL;
+    int xi, wi, idx;
+    const otl_node *dx = dq_of(c, conv->inputs[0], &xi), *dw = dq_of(c, conv->inputs[1], &wi);
+    if (!dx || !dw)
+        return NULL;
+    const otl_tensor *xs = init_of(c, dx->inputs[1]), *xz = dx->n_inputs > 2 ? init_of(c, dx->inputs[2]) : NULL;
+    const otl_tensor *wq = init_of(c, dw->inputs[0]), *ws = init_of(c, dw->inputs[1]);
+    const otl_tensor *wz = dw->n_inputs > 2 ? init_of(c, dw->inputs[2]) : NULL;
+    if (!xs || xs->dtype != OTL_DTYPE_FLOAT || xs->numel != 1 || init_of(c, dx->inputs[0]) ||
+        !xz || xz->numel != 1 || (xz->dtype != OTL_DTYPE_UINT8 && xz->dtype != OTL_DTYPE_INT8) ||
+        !wq || wq->dtype != OTL_DTYPE_INT8 || wq->rank < 3 || !ws || ws->dtype != OTL_DTYPE_FLOAT ||
+        (ws->numel != 1 && (ws->numel != wq->dims[0] || !dq_axis0(dw))) ||
+        (dw->n_inputs > 2 && *dw->inputs[2] && !wz))
+        return NULL;
+    if (wz) {
+        if (wz->dtype != OTL_DTYPE_INT8 || !wz->data)
+            return NULL;
+        for (int64_t i = 0; i < wz->numel; i++)
+            if (((const int8_t *)wz->data)[i] != 0)
+                return NULL;
+    }
+    const char *b = conv->n_inputs > 2 ? conv->inputs[2] : "";
+    if (*b) { /* a float initializer, or a DequantizeLinear (int32 bias) the executor folds */
+        const otl_tensor *bt = init_of(c, b);
+        int bi;
+        if ((!bt || bt->dtype != OTL_DTYPE_FLOAT) && !dq_of(c, b, &bi))
+            return NULL;
+    }
+    const char *y = conv->outputs[0], *act = "";
+    const otl_node *next = sole_consumer(c, y, &idx);
+    int act_i = -1;
+    if (next && is_default(next) && strcmp(next->op_type, "Relu") == 0 && next->n_outputs == 1) {
+        act_i = idx;
+        act = "Relu";
+        y = next->outputs[0];
+    }
+    char name[600];
+    snprintf(name, sizeof name, "%s::qdq", conv->name);
+    otl_node *f = own_node(c, otl_node_new(name, "QDQConv", "onnx_tl"));
+    const char *in[6] = {dx->inputs[0], dx->inputs[1], dx->n_inputs > 2 ? dx->inputs[2] : "", dw->inputs[0],
+                         dw->inputs[1], b};
+    const char *out[1] = {y};
+    otl_attr *a;
+    if (!f || otl_node_set_io(f, *b ? 6 : 5, in, 1, out) || !copy_attrs(f, conv) ||
+        otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) || !(a->s.data = (uint8_t *)otl_strdup(act))) {
+        c->failed = 1;
+        return NULL;
+    }
+    a->s.len = strlen(act);
+    c->dead[ci] = 1;
+    if (act_i >= 0)
+        c->dead[act_i] = 1;
+    if (uses(c, conv->inputs[0]) == 1)
+        c->dead[xi] = 1;
+    if (uses(c, conv->inputs[1]) == 1)
+        c->dead[wi] = 1;
+    return f;
+}
+
 /* ints attribute `name` of n equal to v[0..n) (absent counts as `dflt` for every element). */
 static int attr_ints_are(const otl_node *n, const char *name, int64_t dflt, int count)
 {
@@ -499,7 +586,7 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
     if (!slot)
         c.failed = 1;
     for (int i = 0; slot && ok == 1 && i < g->n_nodes && !c.failed; i++)
-        if (!c.dead[i])
+        if (!c.dead[i] && !(slot[i] = fuse_qdq_conv(&c, i)) && !c.failed)
             slot[i] = fuse_conv(&c, i);
     if (slot && ok == 1 && !c.failed)
         fuse_dw(&c, slot, g->n_nodes);

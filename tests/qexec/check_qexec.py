@@ -281,6 +281,102 @@ def case_dynamic_errors(d):
     check(not os.path.exists(out), "failed exports write nothing")
 
 
+def run_env(env, model, outdir, feeds):
+    """`onnx-tl run` with extra environment variables; (first output, stderr)."""
+    os.makedirs(outdir, exist_ok=True)
+    args = [ONNX_TL, "run", model, "--outdir", outdir]
+    for name, path in feeds:
+        args += ["--input", "%s=%s" % (name, path)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900, env=dict(os.environ, **env))
+    check(p.returncode == 0, "run %s (%s)" % (os.path.basename(model), env))
+    if p.returncode != 0:
+        print(p.stderr[-2000:])
+        return None, p.stderr
+    name = onnx.load(model, load_external_data=False).graph.output[0].name
+    return np.load(os.path.join(outdir, "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+                                + ".npy")), p.stderr
+
+
+def qconv_parity(what, model, d, feeds, tol, mean_tol=None, want_fused=True):
+    """The fused int8 convolution (onnx_tl.QDQConv) against the dequantize path (OTL_NO_QCONV=1) and
+    ONNX Runtime without optimizations: max abs difference <= tol * max |y| (mean <= mean_tol)."""
+    fused, err = run_env({"OTL_PROFILE": "1"}, model, d + "/fused", feeds)
+    plain, err2 = run_env({"OTL_NO_QCONV": "1", "OTL_PROFILE": "1"}, model, d + "/plain", feeds)
+    ort = outputs(model, d + "/ort", feeds, "disabled")
+    if fused is None or plain is None or ort is None:
+        return
+    check(("QDQConv" in err) == want_fused and "QDQConv" not in err2,
+          "%s: QDQConv %s (and not with OTL_NO_QCONV=1)" % (what, "used" if want_fused else "not used"))
+    big = max(float(np.abs(plain).max()), 1e-6)
+    e1 = float(np.abs(fused - plain).max()) / big
+    e2 = float(np.abs(fused - ort).max()) / big
+    check(e1 <= tol, "%s: fused vs dequantize path %.3g <= %.3g (relative to max |y|)" % (what, e1, tol))
+    check(e2 <= tol, "%s: fused vs ORT %.3g <= %.3g" % (what, e2, tol))
+    if mean_tol is not None:
+        m1 = float(np.abs(fused - plain).mean()) / big
+        check(m1 <= mean_tol, "%s: mean abs difference to the dequantize path %.3g <= %.3g" % (what, m1, mean_tol))
+    if fused.ndim == 2:
+        agree = float((fused.argmax(1) == plain.argmax(1)).mean())
+        check(agree >= 0.999, "%s: argmax agreement with the dequantize path %.4f" % (what, agree))
+
+
+def qdq_conv_model(path, xdt, zp, group, strides, dil, pads, per_channel, bias, relu, opset=13):
+    from onnx import TensorProto, helper, numpy_helper
+    r = np.random.RandomState(len(path))
+    c, m, k = 4, 6, 3
+    w = r.randint(-127, 128, (m, c // group, k, k)).astype(np.int8)
+    ws = (r.rand(m) * 0.02 + 0.005).astype(np.float32) if per_channel else np.array(0.01, np.float32)
+    xt = TensorProto.UINT8 if xdt == "u8" else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+             numpy_helper.from_array(np.array(zp, np.uint8 if xdt == "u8" else np.int8), "xz"),
+             numpy_helper.from_array(w, "wq"), numpy_helper.from_array(ws, "ws"),
+             numpy_helper.from_array(np.zeros(ws.shape, np.int8), "wz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], **({"axis": 0} if per_channel else {}))]
+    cin = ["xd", "wd"]
+    if bias:
+        inits.append(numpy_helper.from_array(r.randn(m).astype(np.float32), "b"))
+        cin.append("b")
+    nodes.append(helper.make_node("Conv", cin, ["cy"], group=group, strides=strides, dilations=dil, pads=pads,
+                                  kernel_shape=[k, k]))
+    nodes.append(helper.make_node("Relu" if relu else "Identity", ["cy"], ["y"]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, 11, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), path)
+
+
+def case_qconv(d):
+    r = np.random.RandomState(9)
+    np.save(d + "/x.npy", (r.randn(2, 4, 11, 10) * 2).astype(np.float32))
+    feeds = [("x", d + "/x.npy")]
+    variants = [("u8_zp128_pad_relu", "u8", 128, 1, [1, 1], [1, 1], [1, 1, 1, 1], True, True, True),
+                ("u8_zp0_stride_dil_asym", "u8", 0, 1, [2, 1], [2, 1], [0, 2, 1, 0], True, True, False),
+                ("s8_zp-7_group_tensor", "s8", -7, 2, [1, 2], [1, 1], [2, 1, 0, 1], False, False, True),
+                ("u8_zp37_group_nobias", "u8", 37, 2, [1, 1], [1, 1], [1, 1, 1, 1], True, False, False)]
+    for name, *args in variants:
+        path = "%s/%s.onnx" % (d, name)
+        qdq_conv_model(path, *args)
+        qconv_parity(name, path, d + "/" + name, feeds, 1e-5)
+    # whole models: the demo model's int8 export (u8, per channel, Relu) and an opset-12 mobilenet
+    # (per-tensor weights, depthwise groups); a QuantizeLinear after the convolutions may round a
+    # value the other way (one step), hence the wider tolerance on the maximum, and a mean that
+    # shows such values are rare
+    xc, yc = fashion_subset("train", 64)
+    np.savez(d + "/calib.npz", x=normalize(xc), y=yc)
+    xt, _ = fashion_subset("t10k", 500)
+    np.save(d + "/fx.npy", normalize(xt))
+    tl("export", os.path.join(MODELS, "fashion_cnn.onnx"), "-o", d + "/fashion_int8.onnx", "--quantize", "int8",
+       "--calib", d + "/calib.npz")
+    qconv_parity("fashion_cnn int8", d + "/fashion_int8.onnx", d + "/fashion", [("input", d + "/fx.npy")], 5e-3, 1e-4)
+    np.savez(d + "/mcal.npz", x=r.randn(16, 3, 32, 32).astype(np.float32), y=np.zeros(16, np.int64))
+    np.save(d + "/mx.npy", r.randn(8, 3, 32, 32).astype(np.float32))
+    tl("export", os.path.join(MODELS, "tiny_mobilenet.onnx"), "-o", d + "/mobilenet_int8.onnx", "--quantize", "int8",
+       "--calib", d + "/mcal.npz")
+    qconv_parity("tiny_mobilenet int8 (opset 12)", d + "/mobilenet_int8.onnx", d + "/mobilenet",
+                 [("input", d + "/mx.npy")], 5e-3, 1e-4)
+
+
 def main():
     fn = globals().get("case_" + CASE)
     if not fn:
