@@ -21,6 +21,7 @@ static const char usage[] =
     "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
     "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
     "                     [--no-cache] [--cache-mem BYTES|auto] [--cache-dtype fp32|bf16] [--threads N]\n"
+    "                     [--cache-dir DIR]"
     "                     [--quiet]\n"
     "\n"
     "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
@@ -55,7 +56,11 @@ static const char usage[] =
     "                        per sample and kept in memory (fp32), and the epochs train from it\n"
     "  --cache-mem BYTES     bound of that cache (2G; suffixes K, M, G; auto: half the free memory)\n"
     "  --cache-dtype T       fp32 (default) or bf16: the cached features rounded to bfloat16 (half the\n"
-    "                        memory; the results then differ slightly from --no-cache)\n";
+    "                        memory; the results then differ slightly from --no-cache)\n"
+    "  --cache-dir DIR       also keep that cache in a file in DIR (created if missing), named by a hash of\n"
+    "                        the frozen part (graph and weights), the data, preprocessing, split, seed,\n"
+    "                        threads and dtype: a later run with the same inputs reads it instead of\n"
+    "                        computing it; a damaged file is rebuilt\n";
 
 static const cli_opt opts[] = {
     {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
@@ -64,7 +69,7 @@ static const cli_opt opts[] = {
     {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
     {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
     {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
-    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"cache-dir", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -203,6 +208,7 @@ int cmd_train(int argc, char **argv)
     if ((s = cli_get(&a, "cache-dtype")) && strcmp(s, "fp32") != 0 && strcmp(s, "bf16") != 0)
         return cli_usage_error(usage, "train: --cache-dtype must be fp32 or bf16, got '%s'", s);
     o.cache_dtype = s && strcmp(s, "bf16") == 0 ? OTL_CACHE_BF16 : OTL_CACHE_FP32;
+    o.cache_dir = cli_get(&a, "cache-dir");
     if ((s = cli_get(&a, "cache-mem"))) {
         char *e;
         double b = strtod(s, &e);

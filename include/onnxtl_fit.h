@@ -95,6 +95,8 @@ typedef struct otl_fit_opts {
     int64_t cache_mem;          /* feature cache bound in bytes; 0: 2 GiB; < 0: half the available memory */
     int cache_dtype;            /* OTL_CACHE_FP32 (default) or OTL_CACHE_BF16: cached rows in bfloat16 (half
                                    the memory; features rounded to 8 significant bits) */
+    const char *cache_dir;      /* also keep the feature cache in a file there, reused by later runs with the same
+                                   frozen prefix, data, preprocessing, split, seed and threads */
     int progress;               /* OTL_FIT_* on msg */
     FILE *msg;                  /* progress and notes (stderr); NULL: none */
     volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */

@@ -459,6 +459,178 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
     return st;
 }
 
+/* ---- the feature cache as a file (--cache-dir): DIR/<key>.otlfc, key = SHA-256 of everything the
+ * rows depend on (the frozen prefix's graph and weights, the frontier, the data sets' content
+ * hashes, preprocessing, split, seed, threads, row dtype). Layout: magic, key, header (n_tr, n_va,
+ * dtype, rank, dims[8]), training rows, their labels, validation rows, their labels, SHA-256 of
+ * all that. A file that fails any check is rebuilt (with a note), never trusted. */
+
+#define FC_MAGIC "OTLFC01\n"
+enum { FC_HDR = 4 + OTL_DATASET_MAX_RANK };
+
+static otl_status cache_file_path(fit *f, const otl_model *prefix, char **path, uint8_t key[32], otl_error *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    otl_status st = otl_model_serialize(prefix, &buf, &len, err);
+    if (st)
+        return st;
+    otl_sha256 h;
+    otl_sha256_init(&h);
+    char line[512];
+    snprintf(line, sizeof line, "onnx-tl feature cache 1\n%s\n%s\n%d\n%llu\n%d\n", f->input, f->frontier, f->c_bf16,
+             (unsigned long long)f->h.seed, f->h.threads);
+    otl_sha256_update(&h, line, strlen(line) + 1);
+    otl_sha256_update(&h, buf, len);
+    free(buf);
+    otl_sha256_update(&h, otl_dataset_hash(f->dtrain), 64);
+    otl_sha256_update(&h, otl_dataset_hash(f->dval), 64);
+    if (f->images) {
+        char *pj = otl_preprocess_to_json(&f->pp);
+        if (!pj)
+            return nomem(err);
+        otl_sha256_update(&h, pj, strlen(pj) + 1);
+        free(pj);
+    }
+    int64_t n[2] = {f->n_tr, f->n_va};
+    otl_sha256_update(&h, n, sizeof n);
+    otl_sha256_update(&h, f->tr_idx, (size_t)f->n_tr * sizeof *f->tr_idx);
+    otl_sha256_update(&h, f->va_idx, (size_t)f->n_va * sizeof *f->va_idx);
+    otl_sha256_final(&h, key);
+    char hex[65], name[80];
+    otl_sha256_hex(key, hex);
+    snprintf(name, sizeof name, "%.40s.otlfc", hex);
+    return (*path = path_join(f->h.cache_dir, name)) ? OTL_OK : nomem(err);
+}
+
+static int fc_read(FILE *fp, otl_sha256 *h, void *p, size_t n)
+{
+    if (n && fread(p, 1, n, fp) != n)
+        return 0;
+    otl_sha256_update(h, p, n);
+    return 1;
+}
+
+/* Load the rows from `path` when it holds a valid cache for key; *loaded = 1 then. A missing
+ * file is silent, a bad one gets a note (*why). *over: the rows exceed --cache-mem. */
+static otl_status cache_file_load(fit *f, const char *path, const uint8_t key[32], int *loaded, int *over, char *why,
+                                  size_t nwhy, otl_error *err)
+{
+    *loaded = 0;
+    why[0] = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return OTL_OK;
+    otl_sha256 h;
+    otl_sha256_init(&h);
+    char magic[8];
+    uint8_t k[32], sum[32], want[32];
+    int64_t hdr[FC_HDR];
+    struct stat sb;
+    const char *bad = NULL;
+    if (fstat(fileno(fp), &sb) != 0 || !fc_read(fp, &h, magic, 8) || memcmp(magic, FC_MAGIC, 8) != 0)
+        bad = "not an onnx-tl feature cache";
+    else if (!fc_read(fp, &h, k, 32) || memcmp(k, key, 32) != 0 || !fc_read(fp, &h, hdr, sizeof hdr))
+        bad = "its key does not match its name";
+    else if (hdr[0] != f->n_tr || hdr[1] != f->n_va || hdr[2] != f->c_bf16 || hdr[3] < 0 ||
+             hdr[3] > OTL_DATASET_MAX_RANK)
+        bad = "header does not match the run";
+    size_t per = 0;
+    if (!bad) {
+        int64_t numel = 1;
+        for (int i = 0; i < hdr[3] && !bad; i++) {
+            if (hdr[4 + i] <= 0 || hdr[4 + i] > ((int64_t)1 << 40) / numel)
+                bad = "header does not match the run";
+            else
+                numel *= hdr[4 + i];
+        }
+        per = (size_t)numel * (f->c_bf16 ? 2 : 4);
+        double body = (double)per * (double)(f->n_tr + f->n_va) + 8.0 * (double)(f->n_tr + f->n_va);
+        if (!bad && (double)sb.st_size != 8 + 32 + (double)sizeof hdr + body + 32)
+            bad = "truncated or padded (size differs from its header)";
+    }
+    if (!bad) {
+        f->f_rank = (int)hdr[3];
+        for (int i = 0; i < f->f_rank; i++)
+            f->f_dims[i] = hdr[4 + i];
+        f->c_row = per;
+        f->f_bytes = f->c_bf16 ? per * 2 : per;
+        double total = (double)per * (double)(f->n_tr + f->n_va);
+        if (total > (double)cache_limit(f)) {
+            *over = 1;
+            if (f->h.msg)
+                fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.0f bytes, more than "
+                        "--cache-mem (%lld bytes)\n", f->frontier, (long long)(f->n_tr + f->n_va), total,
+                        (long long)cache_limit(f));
+            fclose(fp);
+            return OTL_OK;
+        }
+        f->c_tr = malloc((size_t)f->n_tr * per + 1);
+        f->c_va = malloc((size_t)f->n_va * per + 1);
+        f->l_tr = malloc((size_t)f->n_tr * sizeof *f->l_tr + 1);
+        f->l_va = malloc((size_t)f->n_va * sizeof *f->l_va + 1);
+        if (!f->c_tr || !f->c_va || !f->l_tr || !f->l_va) {
+            fclose(fp);
+            return nomem(err);
+        }
+        if (!fc_read(fp, &h, f->c_tr, (size_t)f->n_tr * per) ||
+            !fc_read(fp, &h, f->l_tr, (size_t)f->n_tr * sizeof *f->l_tr) ||
+            !fc_read(fp, &h, f->c_va, (size_t)f->n_va * per) ||
+            !fc_read(fp, &h, f->l_va, (size_t)f->n_va * sizeof *f->l_va) || fread(sum, 1, 32, fp) != 32)
+            bad = "truncated";
+        otl_sha256_final(&h, want);
+        if (!bad && memcmp(sum, want, 32) != 0)
+            bad = "checksum mismatch";
+        for (int64_t i = 0; !bad && i < f->n_tr + f->n_va; i++) {
+            int64_t y = i < f->n_tr ? f->l_tr[i] : f->l_va[i - f->n_tr];
+            if (y < 0 || (f->n_classes > 0 && y >= f->n_classes))
+                bad = "label out of range";
+        }
+    }
+    fclose(fp);
+    if (bad) {
+        free(f->c_tr);
+        free(f->c_va);
+        free(f->l_tr);
+        free(f->l_va);
+        f->c_tr = f->c_va = NULL;
+        f->l_tr = f->l_va = NULL;
+        f->f_rank = -1;
+        snprintf(why, nwhy, "%s", bad);
+        return OTL_OK;
+    }
+    *loaded = 1;
+    return OTL_OK;
+}
+
+static otl_status cache_file_save(fit *f, const char *path, const uint8_t key[32], otl_error *err)
+{
+    otl_atomic_file af = {0};
+    otl_status st = otl_atomic_open(&af, path, err);
+    if (st)
+        return st;
+    int64_t hdr[FC_HDR] = {f->n_tr, f->n_va, f->c_bf16, f->f_rank};
+    for (int i = 0; i < f->f_rank; i++)
+        hdr[4 + i] = f->f_dims[i];
+    const void *part[7] = {FC_MAGIC, key, hdr, f->c_tr, f->l_tr, f->c_va, f->l_va};
+    size_t size[7] = {8, 32, sizeof hdr, (size_t)f->n_tr * f->c_row, (size_t)f->n_tr * sizeof *f->l_tr,
+                      (size_t)f->n_va * f->c_row, (size_t)f->n_va * sizeof *f->l_va};
+    otl_sha256 h;
+    otl_sha256_init(&h);
+    int ok = 1;
+    for (int i = 0; i < 7 && ok; i++) {
+        ok = !size[i] || fwrite(part[i], 1, size[i], af.fp) == size[i];
+        otl_sha256_update(&h, part[i], size[i]);
+    }
+    uint8_t sum[32];
+    otl_sha256_final(&h, sum);
+    if (!ok || fwrite(sum, 1, 32, af.fp) != 32) {
+        otl_atomic_abort(&af);
+        return otl_error_set(err, OTL_ERR_IO, "%s: writing the feature cache failed: %s", path, strerror(errno));
+    }
+    return otl_atomic_commit(&af, err);
+}
+
 /* Decide whether the cache applies and fill it: training rows with a training-mode session over
  * the prefix (the kernels the full training graph runs), validation rows with an inference
  * session (those of evaluate() without a cache). Then the trainer is rebuilt on the cut model. */
@@ -467,6 +639,11 @@ static otl_status cache_setup(fit *f, otl_error *err)
     if (f->h.no_cache)
         return OTL_OK;
     f->c_bf16 = f->h.cache_dtype == OTL_CACHE_BF16;
+    struct stat sb;
+    if (f->h.cache_dir && mkdir(f->h.cache_dir, 0777) != 0 &&
+        (errno != EEXIST || stat(f->h.cache_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        return otl_error_set(err, OTL_ERR_IO, "%s: cannot create the feature cache directory: %s", f->h.cache_dir,
+                             errno == EEXIST ? "not a directory" : strerror(errno));
     char why[768];
     why[0] = 0;
     const otl_value *iv = otl_graph_find_value(f->cur->graph, f->input);
@@ -495,18 +672,35 @@ static otl_status cache_setup(fit *f, otl_error *err)
     otl_session *s_tr = NULL, *s_va = NULL;
     otl_session_opts so_tr = {.threads = f->h.threads, .training = 1, .bn_frozen = 1, .seed = f->h.seed};
     otl_session_opts so_va = {.threads = f->h.threads};
-    int over = 0;
+    int over = 0, loaded = 0;
     f->f_rank = -1;
-    st = otl_session_new(&s_tr, prefix, &so_tr, err);
-    if (!st)
+    char *cpath = NULL, bad[128] = "";
+    uint8_t key[32];
+    if (f->h.cache_dir && !(st = cache_file_path(f, prefix, &cpath, key, err)))
+        st = cache_file_load(f, cpath, key, &loaded, &over, bad, sizeof bad, err);
+    if (!st && bad[0] && f->h.msg)
+        fprintf(f->h.msg, "note: feature cache file %s: %s; rebuilding it\n", cpath, bad);
+    if (!st && !loaded && !over)
+        st = otl_session_new(&s_tr, prefix, &so_tr, err);
+    if (!st && !loaded && !over)
         st = otl_session_new(&s_va, prefix, &so_va, err);
-    if (!st)
+    if (!st && !loaded && !over)
         st = cache_fill(f, s_tr, f->dtrain, f->tr_idx, f->n_tr, &f->c_tr, &f->l_tr, &over, err);
-    if (!st && !over)
+    if (!st && !loaded && !over)
         st = cache_fill(f, s_va, f->dval, f->va_idx, f->n_va, &f->c_va, &f->l_va, &over, err);
     otl_session_free(s_tr);
     otl_session_free(s_va);
     otl_model_free(prefix);
+    int saved = 0;
+    if (!st && !loaded && !over && cpath) {
+        otl_error e2 = {0};
+        if (f->n_va == 0 && !f->c_va && !(f->c_va = malloc(1)))
+            st = nomem(err);
+        if (!st && f->n_va == 0 && !f->l_va && !(f->l_va = malloc(1)))
+            st = nomem(err);
+        if (!st && !(saved = cache_file_save(f, cpath, key, &e2) == OTL_OK) && f->h.msg)
+            fprintf(f->h.msg, "note: the feature cache stays in memory only: %s\n", e2.msg);
+    }
     if (!st && !over) {
         int64_t nd = otl_dataset_len(f->dtrain);
         if (!(f->row_tr = malloc(((size_t)nd + 1) * sizeof *f->row_tr)))
@@ -535,6 +729,7 @@ static otl_status cache_setup(fit *f, otl_error *err)
     if (!st && !over)
         st = trainer_build(f, err);
     if (st || over) {
+        free(cpath);
         cache_free(f);
         return st;
     }
@@ -544,13 +739,15 @@ static otl_status cache_setup(fit *f, otl_error *err)
         int n_nodes = 0;
         for (int i = 0; i < f->cut->graph->n_nodes; i++) /* without the Constant placeholders */
             n_nodes += strncmp(f->cut->graph->nodes[i]->name, "otl_cache_pad_", 14) != 0;
-        fprintf(f->h.msg, "note: feature cache: '%s' (%lld floats per sample) of %lld samples, %.1f MB %s, computed "
-                "in %.1fs (counted in the first epoch); the epochs train the %d node%s after it (--no-cache: the "
+        fprintf(f->h.msg, "note: feature cache: '%s' (%lld floats per sample) of %lld samples, %.1f MB %s, %s "
+                "in %.1fs (counted in the first epoch)%s%s; the epochs train the %d node%s after it (--no-cache: the "
                 "whole model)\n", f->frontier,
                 (long long)per, (long long)(f->n_tr + f->n_va),
                 (double)f->c_row * (double)(f->n_tr + f->n_va) / 1048576.0, f->c_bf16 ? "bf16" : "fp32",
-                now_s() - t0, n_nodes, n_nodes == 1 ? "" : "s");
+                loaded ? "read from the cache file" : "computed", now_s() - t0, saved || loaded ? ", file " : "",
+                saved || loaded ? cpath : "", n_nodes, n_nodes == 1 ? "" : "s");
     }
+    free(cpath);
     return OTL_OK;
 }
 

@@ -21,8 +21,9 @@ add_test(NAME cache.clone
 add_test(NAME cache.subgraph_reads COMMAND test_clone -reads ${CMAKE_CURRENT_LIST_DIR}/cache/clone_sub.onnx)
 set_tests_properties(cache.clone cache.subgraph_reads PROPERTIES LABELS "cache;unit;asan" TIMEOUT 60)
 
-# train --cache-dtype bf16 against --no-cache (stated tolerance), tests/cache/check_opts.py.
-foreach(_otl_case bf16)
+# train --cache-dtype bf16 against --no-cache (stated tolerance) and --cache-dir (a file cache keyed by
+# everything the rows depend on; damaged files rebuilt), tests/cache/check_opts.py.
+foreach(_otl_case bf16 dir)
   add_test(NAME cache.${_otl_case}
     COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/cache/check_opts.py ${ONNX_TL} ${CMAKE_SOURCE_DIR} ${_otl_case})
   set_tests_properties(cache.${_otl_case} PROPERTIES LABELS "train;cache" TIMEOUT 300)

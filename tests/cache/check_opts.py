@@ -6,7 +6,12 @@ frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CAS
   bf16   --cache-dtype bf16: the note says bf16; it fits a --cache-mem that fp32 exceeds (half); OUT weights within
          1e-2 of each tensor's largest magnitude of the --no-cache run (observed 1.2e-3), every logged
          train/val loss within 1e-3 relative (observed 2e-5), accuracies within 0.05, the backbone
-         unchanged; fp32 (the default) stays bit-identical to --no-cache; --cache-dtype fp16: exit 2"""
+         unchanged; fp32 (the default) stays bit-identical to --no-cache; --cache-dtype fp16: exit 2
+  dir    --cache-dir: the first run computes the cache and writes one file, a second identical run
+         reads it (note) and writes OUT bit-identical to the first and to --no-cache; other data, seed,
+         split, frozen weights, dtype or threads compute (and add) a file instead of reading one; a
+         file with one flipped byte, a truncated one and one of zero bytes are detected, noted,
+         rebuilt (OUT unchanged) and then read again; --cache-dir naming a regular file: exit 1"""
 import json
 import os
 import re
@@ -48,7 +53,7 @@ def log_lines(path):
 
 
 def note(p):
-    return next((l for l in p.stderr.splitlines() if "feature cache" in l), "(no note)")
+    return next((l for l in p.stderr.splitlines() if "feature cache:" in l), "(no note)")
 
 
 def setup(d, n=160):
@@ -90,6 +95,64 @@ def case_bf16(d):
           "bf16: accuracies within 0.05")
     p = run(*args, "-o", d + "/x.onnx", "--cache-dtype", "fp16", expect=2)
     check("--cache-dtype" in p.stderr, "--cache-dtype fp16: usage error naming it")
+
+
+def case_dir(d):
+    args = setup(d, n=96)
+    args[args.index("--epochs") + 1] = 2
+    cd = d + "/cache"
+    files = lambda: sorted(f for f in os.listdir(cd) if not f.startswith("."))
+    a = run(*args, "-o", d + "/a.onnx", "--cache-dir", cd)
+    check("computed" in note(a) and "file " + cd in note(a), "first run computes and writes the file: " + note(a))
+    check(len(files()) == 1 and files()[0].endswith(".otlfc"), "one cache file: %s" % files())
+    b = run(*args, "-o", d + "/b.onnx", "--cache-dir", cd)
+    check("read from the cache file" in note(b), "second run reads it: " + note(b))
+    run(*args, "-o", d + "/n.onnx", "--no-cache")
+    same = lambda p, q: open(p, "rb").read() == open(q, "rb").read()
+    check(same(d + "/a.onnx", d + "/b.onnx") and same(d + "/a.onnx", d + "/n.onnx"),
+          "OUT of the reading run bit-identical to the computing run and to --no-cache")
+    # anything the rows depend on changes the key
+    z = np.load(d + "/r.npz")
+    x2 = z["x"].copy()
+    x2[0, 0, 0, 0] += 1.0
+    np.savez(d + "/r2.npz", x=x2, y=z["y"])
+    w = onnx.load(d + "/rz.onnx")
+    t = next(t for t in w.graph.initializer if t.name == "onnx::Conv_147")
+    arr = numpy_helper.to_array(t).copy()
+    arr.flat[0] += 0.5
+    t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    onnx.save(w, d + "/rz2.onnx")
+    variants = [
+        ("other data", lambda a: [x if x != d + "/r.npz" else d + "/r2.npz" for x in a]),
+        ("other seed", lambda a: a[:a.index("--seed") + 1] + [4] + a[a.index("--seed") + 2:]),
+        ("other split", lambda a: a + ["--val-split", 0.25]),
+        ("other frozen weights", lambda a: [x if x != d + "/rz.onnx" else d + "/rz2.onnx" for x in a]),
+        ("bf16 rows", lambda a: a + ["--cache-dtype", "bf16"]),
+        ("other threads", lambda a: a[:a.index("--threads") + 1] + [1] + a[a.index("--threads") + 2:]),
+    ]
+    n0 = len(files())
+    for i, (what, f) in enumerate(variants):
+        p = run(*f(list(args)), "-o", d + "/v.onnx", "--cache-dir", cd)
+        check("computed" in note(p) and len(files()) == n0 + i + 1, "%s: computed, a new file (%d files): %s" %
+              (what, len(files()), note(p)))
+    first = next(f for f in files() if "read" in note(b) and f in note(b))
+    path = os.path.join(cd, first)
+    good = open(path, "rb").read()
+    for what, data in (("one flipped byte", good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 0x10]) +
+                        good[len(good) // 2 + 1:]), ("truncated", good[:len(good) - 100]), ("empty", b"")):
+        with open(path, "wb") as fh:
+            fh.write(data)
+        p = run(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
+        check("note: feature cache file" in p.stderr and "rebuilding" in p.stderr and "computed" in note(p),
+              "%s: detected and rebuilt: %s" % (what, next((l for l in p.stderr.splitlines() if "cache file" in l),
+                                                             "(no note)")))
+        check(same(d + "/c.onnx", d + "/a.onnx"), "%s: OUT unchanged" % what)
+        check(open(path, "rb").read() == good, "%s: the rebuilt file equals the original" % what)
+        p = run(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
+        check("read from the cache file" in note(p), "%s: the rebuilt file is read again" % what)
+    open(d + "/plain", "w").write("x")
+    p = run(*args, "-o", d + "/c.onnx", "--cache-dir", d + "/plain", expect=1)
+    check("cache directory" in p.stderr, "--cache-dir naming a file: error naming it: " + p.stderr.strip()[-200:])
 
 
 def main():

@@ -136,7 +136,8 @@ static int check_reads(const char *path)
     int top = 0;
     for (int j = 0; j < g->n_nodes; j++)
         for (int q = 0; q < g->nodes[j]->n_inputs; q++)
-            top |= strcmp(g->nodes[j]->inputs[q], "only_in_if") == 0 || strcmp(g->nodes[j]->inputs[q], "bn_mean_out") == 0;
+            top |= strcmp(g->nodes[j]->inputs[q], "only_in_if") == 0 ||
+                   strcmp(g->nodes[j]->inputs[q], "bn_mean_out") == 0;
     CHECK(!top, "%s: the test model reads only_in_if/bn_mean_out at the top level", path);
     CHECK(otl_fcache_reads(g, "only_in_if"), "only_in_if is read inside the If's then-branch");
     CHECK(otl_fcache_reads(g, "bn_mean_out"), "bn_mean_out is read inside the Loop body");
