@@ -555,6 +555,28 @@ static int foldable_act(const qctx *c, const char *y)
     return -1;
 }
 
+/* Whether a data-movement output y feeds a node that is quantized (directly or through more
+ * data-movement ops): only then does it get a pair (else an excluded node after it would still
+ * see a dequantized input, and ORT would quantize it anyway). */
+static int move_needed(const qctx *c, const char *y, int depth)
+{
+    const otl_graph *g = c->g;
+    if (depth > 32)
+        return 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const otl_node *r = g->nodes[i];
+        int slots[64], k;
+        if ((is_qtarget(r) || is_other(r)) && !excluded(c->q->exclude, r) && (k = act_slots(c, r, slots, 64)) >= 0) {
+            for (int j = 0; j < k; j++)
+                if (strcmp(r->inputs[slots[j]], y) == 0)
+                    return 1;
+        } else if (is_move(r) && r->n_inputs >= 1 && strcmp(r->inputs[0], y) == 0 && *r->outputs[0] &&
+                   move_needed(c, r->outputs[0], depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
 /* Decide which tensors get a pair (fixpoint over the nodes in topological order). */
 static otl_status place(qctx *c, const int *order, int *n_nodes, otl_error *err)
 {
@@ -596,7 +618,8 @@ static otl_status place(qctx *c, const int *order, int *n_nodes, otl_error *err)
                     return err->code;
                 changed |= st;
             } else if (is_move(n) && n->n_inputs >= 1 && act_find(c, n->inputs[0]) >= 0 && *n->outputs[0] &&
-                       !read_in_subgraph(g, n->outputs[0]) && !otl_graph_find_init(g, n->outputs[0])) {
+                       !read_in_subgraph(g, n->outputs[0]) && !otl_graph_find_init(g, n->outputs[0]) &&
+                       move_needed(c, n->outputs[0], 0)) {
                 int st = act_mark(c, n->outputs[0], act_find(c, n->inputs[0]), n->name, err);
                 if (st < 0)
                     return err->code;

@@ -55,8 +55,10 @@ otl_status otl_export_clean(otl_model *m, const otl_export_opts *o, otl_export_i
  *     output is folded away: the output's range is the activation's (zero point 0 for Relu);
  *   - Add, Concat, GlobalAveragePool, AveragePool with float activation inputs: inputs and output
  *     quantized (own calibrated output range);
- *   - MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze whose data input is quantized: the
- *     output gets a pair with the input's scale and zero point (ORT drops both pairs);
+ *   - MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze whose data input is quantized and
+ *     whose output reaches a quantized node: the output gets a pair with the input's scale and zero
+ *     point (ORT drops both pairs); an excluded node thus reads float data unless its input is the
+ *     output of a quantized node;
  *   - a quantized tensor shared by several readers has one pair that every reader reads; a
  *     quantized graph output keeps its name (it becomes the DequantizeLinear output).
  * Calibration runs the float model (inference session exposing the tensors) over calib (image
