@@ -3,12 +3,14 @@
  * (opset 11), MatMulInteger and QLinearMatMul (opset 10). Rounding is half to even and results
  * saturate, as the spec says; float arithmetic in float32 as ONNX Runtime's kernels do. The
  * integer products subtract the zero points into int16 and accumulate in int32 (exact for
- * K < 33025). Not differentiable (quantized inference). */
+ * K < 33025); MatMulInteger with a constant 2-D int8 B of zero point 0 (the weights of
+ * `export --quantize int8-dynamic`) runs on oneDNN's int8 matmul instead (OTL_NO_DNNL_QMM=1:
+ * the C kernel). Not differentiable (quantized inference). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/op.h"
+#include "ops/nn_common.h"
 
 static const int int8s[] = {OTL_DTYPE_UINT8, OTL_DTYPE_INT8, 0};
 static const int f32[] = {OTL_DTYPE_FLOAT, 0};
@@ -252,6 +254,11 @@ typedef struct qmm_state {
     int ia_zp, ib, ib_zp;              /* input indices of a_zero_point, B, b_zero_point */
     int16_t *bt;                       /* (nbat_b, N, K) B - b_zero_point transposed, packed once when B is const */
     int16_t *bt_run;                   /* per-run packing when B is not const */
+    /* oneDNN path (MatMulInteger, 2-D constant int8 B with zero point 0: dynamic quantization's
+       weights): one (rows, K) x (K, N) u8/s8 x s8 -> s32 matmul, A's zero point at run time */
+    dnnl_primitive_t prim;
+    dnnl_memory_t ma, mb, my, mz;
+    int32_t zp;
 } qmm_state;
 
 static void qmm_release(otl_kctx *k)
@@ -260,7 +267,74 @@ static void qmm_release(otl_kctx *k)
     if (s) {
         free(s->bt);
         free(s->bt_run);
+        if (s->prim)
+            dnnl_primitive_destroy(s->prim);
+        dnnl_memory_t mems[] = {s->ma, s->mb, s->my, s->mz};
+        for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+            if (mems[i])
+                dnnl_memory_destroy(mems[i]);
     }
+}
+
+static otl_status md2(otl_kctx *k, dnnl_memory_desc_t *md, int64_t r, int64_t c, dnnl_data_type_t dt,
+                      dnnl_format_tag_t tag)
+{
+    dnnl_dims_t d = {r, c};
+    return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, 2, d, dt, tag), "matmul memory descriptor");
+}
+
+/* The oneDNN path when it applies (else s->prim stays NULL and the C kernel runs). */
+static otl_status qmm_prepare(otl_kctx *k)
+{
+    qmm_state *s = k->state;
+    const otl_rt *a = k->in[0], *b = k->in[s->ib];
+    const otl_rt *bz = otl_has_in(k, s->ib_zp) ? k->in[s->ib_zp] : NULL;
+    const otl_rt *az = otl_has_in(k, s->ia_zp) ? k->in[s->ia_zp] : NULL;
+    if (s->qlinear || getenv("OTL_NO_DNNL_QMM") || b->rank != 2 || !b->is_const || b->dtype != OTL_DTYPE_INT8 ||
+        (az && az->numel != 1) || s->batch * s->M == 0 || s->N == 0 || s->K == 0)
+        return OTL_OK;
+    if (bz) {
+        if (!bz->is_const)
+            return OTL_OK;
+        for (int64_t i = 0; i < bz->numel; i++)
+            if (((const int8_t *)bz->data)[i] != 0)
+                return OTL_OK;
+    }
+    int64_t rows = s->batch * s->M; /* B is 2-D: A's batches are contiguous rows */
+    dnnl_memory_desc_t mda, mdb, mdy;
+    otl_status st;
+    if ((st = md2(k, &mda, rows, s->K, a->dtype == OTL_DTYPE_UINT8 ? dnnl_u8 : dnnl_s8, dnnl_ab)) ||
+        (st = md2(k, &mdb, s->K, s->N, dnnl_s8, dnnl_ab)) ||
+        (st = md2(k, &mdy, rows, s->N, dnnl_s32, dnnl_ab)))
+        return st;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_matmul_desc_t d;
+    const int32_t rt = DNNL_RUNTIME_S32_VAL;
+    /* B stays in its plain layout: oneDNN 2.6 traps (SIGFPE) reordering s8 weights into the
+       packed layout it asks for with a source zero point */
+    int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             (!az || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt) == dnnl_success) &&
+             dnnl_matmul_desc_init(&d, &mda, &mdb, NULL, &mdy) == dnnl_success &&
+             dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (!ok) { /* no int8 matmul here: the C kernel */
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        return OTL_OK;
+    }
+    dnnl_memory_desc_t zmd;
+    dnnl_dims_t one = {1};
+    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "int8 matmul");
+    dnnl_primitive_desc_destroy(pd);
+    free(s->bt); /* the C kernel's copy is not needed */
+    s->bt = NULL;
+    if (!st && !(st = otl_dnnl_memory(k, &mda, NULL, &s->ma)) && !(st = otl_dnnl_memory(k, &mdb, b->data, &s->mb)) &&
+        !(st = otl_dnnl_memory(k, &mdy, NULL, &s->my)) && az &&
+        !(st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&zmd, 1, one, dnnl_s32, dnnl_a), "zero point")))
+        st = otl_dnnl_memory(k, &zmd, &s->zp, &s->mz);
+    return st;
 }
 
 /* A zero point or scale: scalar, or one value per row of A (per_row = M) / column of B (N). */
@@ -391,6 +465,18 @@ static otl_status qmm_forward(otl_kctx *k)
     qmm_state *s = k->state;
     const otl_rt *a = k->in[0], *y = k->out[0];
     const otl_rt *azp = otl_has_in(k, s->ia_zp) ? k->in[s->ia_zp] : NULL;
+    if (s->prim) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->ma}, {DNNL_ARG_WEIGHTS, s->mb}, {DNNL_ARG_DST, s->my}};
+        int n = 3;
+        dnnl_memory_set_data_handle(s->ma, a->data);
+        dnnl_memory_set_data_handle(s->mb, k->in[s->ib]->data);
+        dnnl_memory_set_data_handle(s->my, y->data);
+        if (s->mz) {
+            s->zp = (int32_t)otl_get_i(azp->data, azp->dtype, 0);
+            args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, s->mz};
+        }
+        return otl_dnnl_run(k, s->prim, n, args);
+    }
     const int16_t *bt = s->bt;
     if (!bt) {
         size_t n = (size_t)(s->nbat_b * s->N * s->K);
@@ -466,7 +552,7 @@ static otl_status qmm_forward(otl_kctx *k)
 
 const otl_op otl_op_MatMulInteger = {
     .op_type = "MatMulInteger", .domain = "", .since = 10, .until = 22,
-    .infer = qmm_infer, .forward = qmm_forward, .release = qmm_release,
+    .infer = qmm_infer, .prepare = qmm_prepare, .forward = qmm_forward, .release = qmm_release,
 };
 
 const otl_op otl_op_QLinearMatMul = {

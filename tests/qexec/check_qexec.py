@@ -23,7 +23,8 @@ Cases
             Cast -> Mul (-> Add); no float weight left; the file is smaller than the float export;
             ONNX Runtime and onnx-tl run it; both within 5% (max abs / max |float output|) of the
             float model, and onnx-tl within 1e-4 of ORT without optimizations (both compute the
-            same integer products; differences come from float rounding only).
+            same integer products; differences come from float rounding only); MatMulInteger on
+            oneDNN and on the C kernel (OTL_NO_DNNL_QMM=1) give identical outputs.
   dynamic_errors  --quantize int8-dynamic with --calib (exit 2) and on a model without a MatMul/Gemm
             weight (exit 1, nothing written).
 """
@@ -211,6 +212,12 @@ def check_dynamic(src, d, feeds, max_rel, max_ratio=None, flags=()):
               % (what, max_rel, rel))
     rel = float(np.abs(got - ort_plain).max()) / big
     check(rel <= 1e-4, "int8-dynamic: onnx-tl vs ORT (no optimizations) %.3g <= 1e-4" % rel)
+    # MatMulInteger on oneDNN (the default for these weights) and on the C kernel: same integers
+    ck, _ = run_env({"OTL_NO_DNNL_QMM": "1"}, q, d + "/tl_dyn_c", feeds)
+    check(ck is not None and np.array_equal(ck, got), "int8-dynamic: oneDNN and C MatMulInteger give identical outputs")
+    _, log = run_env({"ONEDNN_VERBOSE": "1"}, q, d + "/tl_dyn_v", feeds)
+    check(any("matmul" in l and "src_u8" in l and "wei_s8" in l for l in log.splitlines()),
+          "int8-dynamic: MatMulInteger ran as a oneDNN u8 x s8 matmul")
     return b
 
 
@@ -293,6 +300,7 @@ def run_env(env, model, outdir, feeds):
         print(p.stderr[-2000:])
         return None, p.stderr
     name = onnx.load(model, load_external_data=False).graph.output[0].name
+    p.stderr = p.stdout + p.stderr  # oneDNN's verbose lines go to stdout
     return np.load(os.path.join(outdir, "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
                                 + ".npy")), p.stderr
 
