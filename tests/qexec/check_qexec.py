@@ -8,8 +8,9 @@ Cases
             `export --quantize int8 --calib` (256 training images of those classes), then run on
             1000 test images of those classes:
               - `onnx-tl run` vs ONNX Runtime without optimizations (ORT dequantizes too): max abs
-                difference <= 1e-3 of the largest logit (float rounding, plus the rare value that
-                lands on the other side of a rounding boundary of a QuantizeLinear);
+                difference <= 1 step of the logits' scale (see below) and mean abs <= 1e-5 of the
+                largest logit (float rounding, plus the rare value that lands on the other side of
+                a rounding boundary of a QuantizeLinear);
               - `onnx-tl run` vs ONNX Runtime with all optimizations (ORT fuses the QDQ pairs into
                 integer kernels whose rounding differs): argmax agreement >= 99%, max abs difference
                 <= 2 steps of the logits' scale (the largest |logit| / 127, as if the logits were
@@ -126,8 +127,11 @@ def case_fashion(d):
     big = float(np.abs(ort_int).max())
     step = big / 127
     err_plain = float(np.abs(got - ort_plain).max())
-    check(err_plain <= 1e-3 * big, "run vs ORT (no optimizations, dequantizing): max abs %.3g <= %.3g"
-          % (err_plain, 1e-3 * big))
+    mean_plain = float(np.abs(got - ort_plain).mean())
+    check(err_plain <= step, "run vs ORT (no optimizations, dequantizing): max abs %.3g <= 1 step (%.3g)"
+          % (err_plain, step))
+    check(mean_plain <= 1e-5 * big, "run vs ORT (no optimizations): mean abs %.3g <= %.3g (rare rounding flips)"
+          % (mean_plain, 1e-5 * big))
     err_int = float(np.abs(got - ort_int).max())
     agree = float((got.argmax(1) == ort_int.argmax(1)).mean())
     check(agree >= 0.99, "run vs ORT (all optimizations, integer kernels): argmax agreement %.4f >= 0.99" % agree)
