@@ -121,6 +121,29 @@ static void drop_unread_inits(otl_graph *g)
     g->n_inits = k;
 }
 
+/* Remove the nodes whose outputs nothing reads any more (e.g. the Identity nodes on backbone
+ * weights of a torch export, which would keep every frozen weight in the cut model), or replace
+ * them by placeholders when node indices must stay (pad). drop has room for g->n_nodes. */
+static otl_status drop_dead_nodes(otl_graph *g, unsigned char *drop, int pad)
+{
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const otl_node *n = g->nodes[i];
+            int used = strncmp(n->name, "otl_cache_pad_", 14) == 0;
+            for (int k = 0; k < n->n_outputs && !used; k++)
+                used = *n->outputs[k] && otl_fcache_reads(g, n->outputs[k]);
+            drop[i] = !used;
+            changed |= !used;
+        }
+        if (changed && pad && pad_nodes(g, drop))
+            return OTL_ERR_NOMEM;
+        if (changed && !pad)
+            remove_nodes(g, drop);
+    }
+    return OTL_OK;
+}
+
 otl_status otl_fcache_plan(const otl_model *m, const char *input, const otl_train_graph *tg, int bn_frozen,
                            otl_model **prefix, otl_model **cut, char **frontier, char *why, size_t nwhy,
                            otl_error *err)
@@ -280,6 +303,10 @@ otl_status otl_fcache_plan(const otl_model *m, const char *input, const otl_trai
             cg->outputs[k++] = cg->outputs[i];
     }
     cg->n_outputs = k;
+    if (drop_dead_nodes(cg, drop, random_head) || drop_dead_nodes(pg, drop, 0)) {
+        st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+        goto done;
+    }
     drop_unread_inits(cg);
     drop_unread_inits(pg);
     if ((st = otl_model_validate(cm, err)) || (st = otl_model_validate(pm, err)))

@@ -127,7 +127,17 @@ typedef struct fit {
     size_t f_bytes;             /* per sample, as float32 */
     int c_bf16;                 /* rows stored as bfloat16 (--cache-dtype bf16) */
     size_t c_row;               /* bytes per stored row: f_bytes, or f_bytes / 2 in bf16 */
-    void *c_tr, *c_va;          /* rows in tr_idx / va_idx order */
+    void *c_tr, *c_va;          /* rows in tr_idx / va_idx order (NULL when streamed from c_fp) */
+    FILE *c_fp;                 /* --cache-dir with rows over --cache-mem: rows read from this file */
+    int64_t c_off[2];           /* its offsets of the training and the validation rows */
+    int c_stream;               /* the rows being computed go to c_af instead of memory */
+    otl_atomic_file c_af;
+    otl_sha256 c_sha;
+    int c_werr;                 /* a write to c_af failed (errno in c_werrno) */
+    int c_werrno;
+    void *c_tmp;                /* one batch of bf16 rows */
+    char *c_path;               /* the cache file (--cache-dir) */
+    uint8_t c_key[32];
     int64_t *l_tr, *l_va;       /* their labels */
     int64_t *row_tr;            /* training data index -> row of c_tr */
     double cache_secs;          /* time spent filling the cache, counted in the first epoch run */
@@ -381,6 +391,17 @@ static void cache_free(fit *f)
     free(f->l_tr);
     free(f->l_va);
     free(f->row_tr);
+    free(f->c_tmp);
+    free(f->c_path);
+    f->c_tmp = NULL;
+    f->c_path = NULL;
+    if (f->c_fp)
+        fclose(f->c_fp);
+    f->c_fp = NULL;
+    if (f->c_af.fp)
+        otl_atomic_abort(&f->c_af);
+    memset(&f->c_af, 0, sizeof f->c_af);
+    f->c_stream = 0;
     f->frontier = NULL;
     f->c_tr = f->c_va = NULL;
     f->l_tr = f->l_va = f->row_tr = NULL;
@@ -394,6 +415,53 @@ static int64_t cache_limit(const fit *f)
         return (int64_t)2 << 30;
     long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     return pages > 0 && psz > 0 ? (int64_t)pages * psz / 2 : (int64_t)2 << 30;
+}
+
+#define FC_MAGIC "OTLFC01\n"
+enum { FC_HDR = 4 + OTL_DATASET_MAX_RANK };
+
+/* Append to the streamed cache file (and its checksum). */
+static void stream_put(fit *f, const void *p, size_t n)
+{
+    otl_sha256_update(&f->c_sha, p, n);
+    if (!f->c_werr && n && fwrite(p, 1, n, f->c_af.fp) != n) {
+        f->c_werr = 1;
+        f->c_werrno = errno;
+    }
+}
+
+static otl_status stream_open(fit *f, otl_error *err)
+{
+    otl_status st = otl_atomic_open(&f->c_af, f->c_path, err);
+    if (st)
+        return st;
+    otl_sha256_init(&f->c_sha);
+    int64_t hdr[FC_HDR] = {f->n_tr, f->n_va, f->c_bf16, f->f_rank};
+    for (int i = 0; i < f->f_rank; i++)
+        hdr[4 + i] = f->f_dims[i];
+    stream_put(f, FC_MAGIC, 8);
+    stream_put(f, f->c_key, 32);
+    stream_put(f, hdr, sizeof hdr);
+    f->c_off[0] = 8 + 32 + (int64_t)sizeof hdr;
+    f->c_off[1] = f->c_off[0] + f->n_tr * (int64_t)(f->c_row + sizeof(int64_t));
+    return OTL_OK;
+}
+
+/* Rows [r0, r0 + n) of the training (va 0) or validation (va 1) cache as float32 into dst. */
+static otl_status cache_get(fit *f, int va, int64_t r0, int64_t n, float *dst, otl_error *err)
+{
+    if (!f->c_fp) {
+        cache_rows(f, va ? f->c_va : f->c_tr, r0, n, dst);
+        return OTL_OK;
+    }
+    size_t len = (size_t)n * f->c_row;
+    void *buf = f->c_bf16 ? f->c_tmp : dst;
+    if (fseeko(f->c_fp, (off_t)(f->c_off[va] + r0 * (int64_t)f->c_row), SEEK_SET) != 0 ||
+        fread(buf, 1, len, f->c_fp) != len)
+        return otl_error_set(err, OTL_ERR_IO, "%s: reading the feature cache failed", f->c_path);
+    if (f->c_bf16)
+        from_bf16(dst, buf, len / 2);
+    return OTL_OK;
 }
 
 /* Run the prefix over n_idx samples of d into rows (allocated at the first batch, once the
@@ -426,7 +494,13 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
             f->f_bytes = t->nbytes / (size_t)n;
             f->c_row = f->c_bf16 ? f->f_bytes / 2 : f->f_bytes;
             double total = (double)f->c_row * (double)(f->n_tr + f->n_va);
-            if (total > (double)cache_limit(f)) {
+            if (total > (double)cache_limit(f) && f->c_path) { /* --cache-dir: streamed through the file */
+                f->c_stream = 1;
+                if (!(f->c_tmp = malloc((size_t)f->h.batch * f->c_row + 1)))
+                    st = nomem(err);
+                if (!st)
+                    st = stream_open(f, err);
+            } else if (total > (double)cache_limit(f)) {
                 *over = 1;
                 if (f->h.msg)
                     fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.0f bytes, more than "
@@ -437,13 +511,18 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
         if (!st && !*over && t->nbytes != (size_t)n * f->f_bytes)
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: tensor '%s' changes shape between batches", f->file,
                                f->frontier);
-        if (!st && !*over && !*rows) {
-            *rows = malloc((size_t)n_idx * f->c_row + 1);
+        if (!st && !*over && !*labels) {
+            *rows = f->c_stream ? NULL : malloc((size_t)n_idx * f->c_row + 1);
             *labels = malloc((size_t)n_idx * sizeof **labels + 1);
-            if (!*rows || !*labels)
+            if ((!f->c_stream && !*rows) || !*labels)
                 st = nomem(err);
         }
-        if (!st && !*over) {
+        if (!st && !*over && f->c_stream) {
+            if (f->c_bf16)
+                to_bf16(f->c_tmp, t->data, t->nbytes / sizeof(float));
+            stream_put(f, f->c_bf16 ? f->c_tmp : t->data, (size_t)n * f->c_row);
+            memcpy(*labels + b, y->data, (size_t)n * sizeof **labels);
+        } else if (!st && !*over) {
             if (f->c_bf16)
                 to_bf16((uint16_t *)*rows + (size_t)b * (f->c_row / 2), t->data, t->nbytes / sizeof(float));
             else
@@ -464,9 +543,6 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
  * hashes, preprocessing, split, seed, threads, row dtype). Layout: magic, key, header (n_tr, n_va,
  * dtype, rank, dims[8]), training rows, their labels, validation rows, their labels, SHA-256 of
  * all that. A file that fails any check is rebuilt (with a note), never trusted. */
-
-#define FC_MAGIC "OTLFC01\n"
-enum { FC_HDR = 4 + OTL_DATASET_MAX_RANK };
 
 static otl_status cache_file_path(fit *f, const otl_model *prefix, char **path, uint8_t key[32], otl_error *err)
 {
@@ -556,28 +632,36 @@ static otl_status cache_file_load(fit *f, const char *path, const uint8_t key[32
         f->c_row = per;
         f->f_bytes = f->c_bf16 ? per * 2 : per;
         double total = (double)per * (double)(f->n_tr + f->n_va);
-        if (total > (double)cache_limit(f)) {
-            *over = 1;
-            if (f->h.msg)
-                fprintf(f->h.msg, "note: no feature cache: '%s' of %lld samples needs %.0f bytes, more than "
-                        "--cache-mem (%lld bytes)\n", f->frontier, (long long)(f->n_tr + f->n_va), total,
-                        (long long)cache_limit(f));
-            fclose(fp);
-            return OTL_OK;
+        int stream = total > (double)cache_limit(f); /* over --cache-mem: read from the file by batch */
+        if (!stream) {
+            f->c_tr = malloc((size_t)f->n_tr * per + 1);
+            f->c_va = malloc((size_t)f->n_va * per + 1);
         }
-        f->c_tr = malloc((size_t)f->n_tr * per + 1);
-        f->c_va = malloc((size_t)f->n_va * per + 1);
         f->l_tr = malloc((size_t)f->n_tr * sizeof *f->l_tr + 1);
         f->l_va = malloc((size_t)f->n_va * sizeof *f->l_va + 1);
-        if (!f->c_tr || !f->c_va || !f->l_tr || !f->l_va) {
+        f->c_tmp = malloc((size_t)f->h.batch * per + 1);
+        if ((!stream && (!f->c_tr || !f->c_va)) || !f->l_tr || !f->l_va || !f->c_tmp) {
             fclose(fp);
             return nomem(err);
         }
-        if (!fc_read(fp, &h, f->c_tr, (size_t)f->n_tr * per) ||
-            !fc_read(fp, &h, f->l_tr, (size_t)f->n_tr * sizeof *f->l_tr) ||
-            !fc_read(fp, &h, f->c_va, (size_t)f->n_va * per) ||
-            !fc_read(fp, &h, f->l_va, (size_t)f->n_va * sizeof *f->l_va) || fread(sum, 1, 32, fp) != 32)
+        f->c_off[0] = 8 + 32 + (int64_t)sizeof hdr;
+        f->c_off[1] = f->c_off[0] + f->n_tr * (int64_t)(per + sizeof(int64_t));
+        /* the rows of a streamed cache are checked chunk by chunk and not kept */
+        int ok = 1;
+        for (int part = 0; part < 2 && ok; part++) {
+            int64_t nr = part ? f->n_va : f->n_tr;
+            if (!stream)
+                ok = fc_read(fp, &h, part ? f->c_va : f->c_tr, (size_t)nr * per);
+            for (int64_t r = 0; stream && ok && r < nr; r += f->h.batch)
+                ok = fc_read(fp, &h, f->c_tmp, (size_t)(nr - r < f->h.batch ? nr - r : f->h.batch) * per);
+            ok = ok && fc_read(fp, &h, part ? f->l_va : f->l_tr, (size_t)nr * sizeof *f->l_tr);
+        }
+        if (!ok || fread(sum, 1, 32, fp) != 32)
             bad = "truncated";
+        if (stream && !bad) {
+            f->c_fp = fp;
+            fp = NULL;
+        }
         otl_sha256_final(&h, want);
         if (!bad && memcmp(sum, want, 32) != 0)
             bad = "checksum mismatch";
@@ -587,12 +671,18 @@ static otl_status cache_file_load(fit *f, const char *path, const uint8_t key[32
                 bad = "label out of range";
         }
     }
-    fclose(fp);
+    if (fp)
+        fclose(fp);
     if (bad) {
+        if (f->c_fp)
+            fclose(f->c_fp);
+        f->c_fp = NULL;
         free(f->c_tr);
         free(f->c_va);
         free(f->l_tr);
         free(f->l_va);
+        free(f->c_tmp);
+        f->c_tmp = NULL;
         f->c_tr = f->c_va = NULL;
         f->l_tr = f->l_va = NULL;
         f->f_rank = -1;
@@ -675,9 +765,10 @@ static otl_status cache_setup(fit *f, otl_error *err)
     int over = 0, loaded = 0;
     f->f_rank = -1;
     char *cpath = NULL, bad[128] = "";
-    uint8_t key[32];
-    if (f->h.cache_dir && !(st = cache_file_path(f, prefix, &cpath, key, err)))
-        st = cache_file_load(f, cpath, key, &loaded, &over, bad, sizeof bad, err);
+    uint8_t *key = f->c_key;
+    if (f->h.cache_dir && !(st = cache_file_path(f, prefix, &f->c_path, key, err)))
+        st = cache_file_load(f, f->c_path, key, &loaded, &over, bad, sizeof bad, err);
+    cpath = f->c_path;
     if (!st && bad[0] && f->h.msg)
         fprintf(f->h.msg, "note: feature cache file %s: %s; rebuilding it\n", cpath, bad);
     if (!st && !loaded && !over)
@@ -686,13 +777,31 @@ static otl_status cache_setup(fit *f, otl_error *err)
         st = otl_session_new(&s_va, prefix, &so_va, err);
     if (!st && !loaded && !over)
         st = cache_fill(f, s_tr, f->dtrain, f->tr_idx, f->n_tr, &f->c_tr, &f->l_tr, &over, err);
+    if (!st && f->c_stream)
+        stream_put(f, f->l_tr, (size_t)f->n_tr * sizeof *f->l_tr);
     if (!st && !loaded && !over)
         st = cache_fill(f, s_va, f->dval, f->va_idx, f->n_va, &f->c_va, &f->l_va, &over, err);
+    if (!st && f->c_stream) { /* the streamed file: checksum, commit, then read back by batch */
+        uint8_t sum[32];
+        stream_put(f, f->l_va, (size_t)f->n_va * sizeof *f->l_va);
+        otl_sha256_final(&f->c_sha, sum);
+        stream_put(f, sum, 32);
+        if (f->c_werr) {
+            otl_atomic_abort(&f->c_af);
+            st = otl_error_set(err, OTL_ERR_IO, "%s: writing the feature cache failed: %s", cpath,
+                               strerror(f->c_werrno));
+        } else {
+            st = otl_atomic_commit(&f->c_af, err);
+        }
+        memset(&f->c_af, 0, sizeof f->c_af);
+        if (!st && !(f->c_fp = fopen(cpath, "rb")))
+            st = otl_error_set(err, OTL_ERR_IO, "%s: cannot read the feature cache back: %s", cpath, strerror(errno));
+    }
     otl_session_free(s_tr);
     otl_session_free(s_va);
     otl_model_free(prefix);
     int saved = 0;
-    if (!st && !loaded && !over && cpath) {
+    if (!st && !loaded && !over && cpath && !f->c_stream) {
         otl_error e2 = {0};
         if (f->n_va == 0 && !f->c_va && !(f->c_va = malloc(1)))
             st = nomem(err);
@@ -729,7 +838,6 @@ static otl_status cache_setup(fit *f, otl_error *err)
     if (!st && !over)
         st = trainer_build(f, err);
     if (st || over) {
-        free(cpath);
         cache_free(f);
         return st;
     }
@@ -744,10 +852,10 @@ static otl_status cache_setup(fit *f, otl_error *err)
                 "whole model)\n", f->frontier,
                 (long long)per, (long long)(f->n_tr + f->n_va),
                 (double)f->c_row * (double)(f->n_tr + f->n_va) / 1048576.0, f->c_bf16 ? "bf16" : "fp32",
-                loaded ? "read from the cache file" : "computed", now_s() - t0, saved || loaded ? ", file " : "",
-                saved || loaded ? cpath : "", n_nodes, n_nodes == 1 ? "" : "s");
+                loaded ? "read from the cache file" : "computed", now_s() - t0,
+                f->c_fp ? ", more than --cache-mem: streamed from the file " : saved || loaded ? ", file " : "",
+                saved || loaded || f->c_fp ? cpath : "", n_nodes, n_nodes == 1 ? "" : "s");
     }
-    free(cpath);
     return OTL_OK;
 }
 
@@ -769,7 +877,12 @@ static otl_status cache_batch(fit *f, const int64_t *idx, int64_t n, otl_tensor 
     y->nbytes = (size_t)n * sizeof(int64_t);
     for (int64_t i = 0; i < n; i++) {
         int64_t r = f->row_tr[idx[i]];
-        cache_rows(f, f->c_tr, r, 1, (float *)((char *)x->data + (size_t)i * f->f_bytes));
+        otl_status st = cache_get(f, 0, r, 1, (float *)((char *)x->data + (size_t)i * f->f_bytes), err);
+        if (st) {
+            otl_tensor_free(x);
+            otl_tensor_free(y);
+            return st;
+        }
         ((int64_t *)y->data)[i] = f->l_tr[r];
     }
     *xt = x;
@@ -787,17 +900,17 @@ static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
         return st;
     double sl = 0;
     int64_t correct = 0;
-    float *rows = NULL; /* a batch of bf16 cache rows as float32 */
+    float *rows = NULL; /* a batch of bf16 or streamed cache rows as float32 */
     for (int64_t b = 0; !st && b < f->n_va; b += f->h.batch) {
         int64_t n = f->n_va - b < f->h.batch ? f->n_va - b : f->h.batch;
         otl_tensor *x = NULL, *y = NULL;
         float *scores = NULL, *logits = NULL;
         if (!f->cut)
             st = batch_tensors(f, f->dval, f->va_idx + b, n, NULL, 0, &x, &y, err);
-        if (!st && f->cut && f->c_bf16 && !rows && !(rows = malloc((size_t)f->h.batch * f->f_bytes + 1)))
+        if (!st && f->cut && (f->c_bf16 || f->c_fp) && !rows && !(rows = malloc((size_t)f->h.batch * f->f_bytes + 1)))
             st = nomem(err);
         if (!st && rows)
-            cache_rows(f, f->c_va, b, n, rows);
+            st = cache_get(f, 1, b, n, rows, err);
         if (!st && f->cut)
             st = otl_classifier_run(c, rows ? (const void *)rows : (const char *)f->c_va + (size_t)b * f->c_row, n,
                                     f->f_dims, &scores, &logits, err);

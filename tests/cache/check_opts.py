@@ -11,7 +11,9 @@ frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CAS
          reads it (note) and writes OUT bit-identical to the first and to --no-cache; other data, seed,
          split, frozen weights, dtype or threads compute (and add) a file instead of reading one; a
          file with one flipped byte, a truncated one and one of zero bytes are detected, noted,
-         rebuilt (OUT unchanged) and then read again; --cache-dir naming a regular file: exit 1"""
+         rebuilt (OUT unchanged) and then read again; with --cache-mem 1K the rows are streamed
+         through the file (computed and read back, then read by a second run): OUT bit-identical;
+         --cache-dir naming a regular file: exit 1"""
 import json
 import os
 import re
@@ -150,6 +152,21 @@ def case_dir(d):
         check(open(path, "rb").read() == good, "%s: the rebuilt file equals the original" % what)
         p = run(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
         check("read from the cache file" in note(p), "%s: the rebuilt file is read again" % what)
+    # rows over --cache-mem with --cache-dir: streamed through the file (computed, then read back by batch)
+    cd2 = d + "/cache2"
+    p = run(*args, "-o", d + "/s.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
+    check("computed" in note(p) and "streamed from the file" in note(p), "over --cache-mem: streamed: " + note(p))
+    check(same(d + "/s.onnx", d + "/a.onnx"), "streamed (computing run): OUT bit-identical to the in-memory cache")
+    p = run(*args, "-o", d + "/s2.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
+    check("read from the cache file" in note(p) and "streamed from the file" in note(p),
+          "over --cache-mem, file present: read and streamed: " + note(p))
+    check(same(d + "/s2.onnx", d + "/a.onnx"), "streamed (reading run): OUT bit-identical")
+    check(os.listdir(cd2) and open(os.path.join(cd2, os.listdir(cd2)[0]), "rb").read() == good,
+          "the streamed file equals the in-memory run's file")
+    p = run(*args, "-o", d + "/s3.onnx", "--cache-dir", cd2, "--cache-mem", "1K", "--cache-dtype", "bf16")
+    check("streamed from the file" in note(p) and " MB bf16" in note(p), "bf16 streamed: " + note(p))
+    run(*args, "-o", d + "/bm.onnx", "--cache-dtype", "bf16")
+    check(same(d + "/s3.onnx", d + "/bm.onnx"), "bf16 streamed: OUT bit-identical to bf16 in memory")
     open(d + "/plain", "w").write("x")
     p = run(*args, "-o", d + "/c.onnx", "--cache-dir", d + "/plain", expect=1)
     check("cache directory" in p.stderr, "--cache-dir naming a file: error naming it: " + p.stderr.strip()[-200:])
