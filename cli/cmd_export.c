@@ -52,6 +52,8 @@ static const char usage[] =
     "                      norm from every Conv whose output reaches only BatchNormalization,\n"
     "                      activations, pooling and the next Conv/Gemm (others are kept whole)\n"
     "                      with BatchNormalization and every consumer rewired\n"
+    "  --channel-multiple M  channels kept per pruned Conv rounded to the nearest multiple of M\n"
+    "                      (default 8, which vectorized kernels need to profit; 1: exact fraction)\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
@@ -62,7 +64,7 @@ static const cli_opt opts[] = {
     {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0},
     {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"exclude", 1, 0},
     {"calib-method", 1, 0}, {"seed", 1, 0}, {"report", 1, 0}, {"verbose", 0, 0}, {"v", 0, 0},
-    {"threads", 1, 0}, {"prune", 1, 0}, {"prune-channels", 1, 0}, {NULL, 0, 0},
+    {"threads", 1, 0}, {"prune", 1, 0}, {"prune-channels", 1, 0}, {"channel-multiple", 1, 0}, {NULL, 0, 0},
 };
 
 int cmd_export(int argc, char **argv)
@@ -106,6 +108,17 @@ int cmd_export(int argc, char **argv)
         *(k ? &channels : &sparsity) = x;
     }
     int pruning = ps || pc;
+    const char *cmul = cli_get(&a, "channel-multiple");
+    long multiple = 8;
+    if (cmul) {
+        char *end;
+        multiple = strtol(cmul, &end, 10);
+        if (!*cmul || *end || multiple < 1 || multiple > 4096)
+            return cli_usage_error(usage, "export: --channel-multiple takes an integer from 1 to 4096 (got '%s')",
+                                   cmul);
+        if (!pc)
+            return cli_usage_error(usage, "export: --channel-multiple goes with --prune-channels");
+    }
     if (pruning && quant)
         return cli_usage_error(usage, "export: --prune/--prune-channels and --quantize are separate steps: prune, "
                                "fine-tune with train, then export --quantize");
@@ -165,7 +178,7 @@ int cmd_export(int argc, char **argv)
                               .report = report || verbose};
         otl_quant_dynamic_opts qdo = {.exclude = cli_get(&a, "exclude")};
         otl_prune_opts po = {.sparsity = sparsity, .channels = channels, .exclude = cli_get(&a, "exclude"),
-                             .fold_bn = eo.fold_bn, .msg = stderr};
+                             .fold_bn = eo.fold_bn, .channel_multiple = (int)multiple, .msg = stderr};
         otl_prune_info pi;
         if (pruning)
             eo.fold_bn = 0; /* magnitudes of the weights before BatchNormalization; folded after pruning */

@@ -647,6 +647,12 @@ static otl_status prune_channels(otl_model *m, const otl_prune_opts *o, otl_prun
         int64_t n_rm = why ? 0 : (int64_t)nearbyint(o->channels * (double)p->c);
         if (!why && n_rm > p->c - 1)
             n_rm = p->c - 1;
+        int64_t mult = o->channel_multiple;
+        if (!why && mult > 1 && p->c >= 2 * mult) { /* kept channels a multiple of mult (vector-friendly) */
+            int64_t keep = (int64_t)nearbyint((double)(p->c - n_rm) / (double)mult) * mult;
+            keep = keep < mult ? mult : keep > p->c ? p->c : keep;
+            n_rm = p->c - keep;
+        }
         if (!why && n_rm == 0)
             why = "rounds to no channel";
         if (why || st) {

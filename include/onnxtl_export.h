@@ -157,6 +157,8 @@ typedef struct otl_prune_opts {
     const char *exclude;    /* comma-separated globs on node names left alone (each must match a
                                Conv/Gemm/MatMul node); NULL: none */
     int fold_bn;            /* the final otl_export_clean folds BatchNormalization */
+    int channel_multiple;   /* > 1: channels kept per pruned Conv rounded to the nearest multiple of it (at
+                               least one multiple; layers of fewer than twice as many channels: exact) */
     FILE *msg;              /* per-layer notes (Convs kept whole and why); NULL: none */
 } otl_prune_opts;
 

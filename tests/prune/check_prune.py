@@ -19,8 +19,9 @@ Cases:
              zeros and equals an uninterrupted 3-epoch run bit for bit; the final `export` keeps the
              zeros and drops onnx_tl.pruned (checker, ORT).
   channels   --prune-channels 0.3 on tiny_resnet, fashion_cnn (BN, GAP -> Flatten -> Gemm; folded
-             and --no-fold-bn), tiny_mobilenet (BN, Clip, depthwise): parameter count and file
-             smaller than the clean export; per pruned Conv, round(0.3 * C) channels removed, those
+             and --no-fold-bn; --channel-multiple 1 and the default 8), tiny_mobilenet (BN, Clip,
+             depthwise): parameter count and file smaller than the clean export; per pruned Conv,
+             round(0.3 * C) channels removed (kept count rounded to a multiple of 8 by default), those
              of smallest L1 norm (recomputed in numpy); ONNX Runtime on the pruned model equals ONNX
              Runtime on the clean export with those channels' weights, bias and BN scale/shift
              zeroed (1e-4 relative): the rewiring is right; convs feeding an Add stay whole.
@@ -299,13 +300,23 @@ def bn_after(m, tensor):
     return None
 
 
-def check_channels(src, d, frac=0.3, expect_pruned=None, expect_kept=()):
+def n_removed(c, frac, mult):
+    """Channels graph/prune.c removes from a Conv of c output channels (--channel-multiple mult)."""
+    n = min(int(round(frac * c)), c - 1)
+    if mult > 1 and c >= 2 * mult:
+        keep = min(max(int(round((c - n) / mult)) * mult, mult), c)
+        n = c - keep
+    return n
+
+
+def check_channels(src, d, frac=0.3, mult=8, expect_pruned=None, expect_kept=()):
     os.makedirs(d, exist_ok=True)
-    tag = "%s --prune-channels %g" % (os.path.basename(src), frac)
+    tag = "%s --prune-channels %g --channel-multiple %d" % (os.path.basename(src), frac, mult)
+    flags = ["--prune-channels", frac] + (["--channel-multiple", mult] if mult != 8 else [])
     export(src, d + "/clean_bn.onnx", "--no-fold-bn")
     export(src, d + "/clean.onnx")
-    p = export(src, d + "/p_bn.onnx", "--no-fold-bn", "--prune-channels", frac)
-    export(src, d + "/p.onnx", "--prune-channels", frac)
+    p = export(src, d + "/p_bn.onnx", "--no-fold-bn", *flags)
+    export(src, d + "/p.onnx", *flags)
     print(p.stderr.strip())
     clean, pb = onnx.load(d + "/clean_bn.onnx"), onnx.load(d + "/p_bn.onnx")
     ci, bi = inits(clean), inits(pb)
@@ -332,8 +343,8 @@ def check_channels(src, d, frac=0.3, expect_pruned=None, expect_kept=()):
                 continue
         else:
             pruned.append(n.name)
-            check(c - c2 == min(int(round(frac * c)), c - 1),
-                  "%s: %s lost round(%g * %d) channels (%d)" % (tag, n.name, frac, c, c - c2))
+            check(c - c2 == n_removed(c, frac, mult),
+                  "%s: %s lost %d of %d channels (expected %d)" % (tag, n.name, c - c2, c, n_removed(c, frac, mult)))
             l1 = np.abs(w.astype(np.float64)).reshape(c, -1).sum(1)
             removed = np.lexsort((np.arange(c), l1))[:c - c2]
             removed_of[n.name] = removed
@@ -371,14 +382,15 @@ def case_channels(d):
     blocks = ["/layer%d/layer%d.0/conv1/Conv" % (i, i) for i in range(1, 5)]
     check_channels(os.path.join(MODELS, "tiny_resnet.onnx"), d + "/resnet", expect_pruned=blocks,
                    expect_kept=["/layer%d/layer%d.0/conv2/Conv" % (i, i) for i in range(1, 5)] + ["/conv1/Conv"])
-    check_channels(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/fashion",
-                   expect_pruned=["/features/features.%d/Conv" % i for i in (0, 4, 8)])
+    for mult in (1, 8):
+        check_channels(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/fashion%d" % mult, mult=mult,
+                       expect_pruned=["/features/features.%d/Conv" % i for i in (0, 4, 8)])
     check_channels(os.path.join(MODELS, "tiny_mobilenet.onnx"), d + "/mobilenet")
     # --exclude keeps a conv whole; with --prune too
     export(os.path.join(MODELS, "fashion_cnn.onnx"), d + "/ex.onnx", "--prune-channels", 0.3, "--prune", 0.5,
            "--exclude", "/features/features.4/Conv")
     w = inits(onnx.load(d + "/ex.onnx"))
-    check(w["features.4.weight"].shape[0] == 64 and w["features.8.weight"].shape[0] == 67,
+    check(w["features.4.weight"].shape[0] == 64 and w["features.8.weight"].shape[0] == 64,
           "--exclude kept features.4 whole (%s)" % (w["features.4.weight"].shape,))
     ort_matches_run(d + "/ex.onnx", d + "/ex_run")
 
@@ -434,6 +446,8 @@ def case_errors(d):
     for flags in (["--prune", 0], ["--prune", 1], ["--prune", -0.1], ["--prune", "abc"], ["--prune", "0.5x"],
                   ["--prune", "nan"], ["--prune", ""], ["--prune-channels", 0], ["--prune-channels", 1.5],
                   ["--prune", 0.5, "--keep"], ["--prune-channels", 0.3, "--keep"],
+                  ["--prune-channels", 0.3, "--channel-multiple", 0], ["--prune-channels", 0.3, "--channel-multiple", "x"],
+                  ["--prune", 0.3, "--channel-multiple", 8],
                   ["--prune", 0.5, "--quantize", "int8", "--calib", d + "/x.npz"],
                   ["--prune-channels", 0.5, "--quantize", "int8", "--calib", d + "/x.npz"],
                   ["--exclude", "/fc/Gemm"], ["--prune", 0.5, "--exclude", ""]):
