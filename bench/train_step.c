@@ -1,7 +1,7 @@
 /* train_step.c - training-step throughput of libonnxtl on synthetic tensors (bench/train).
  *
  *   train_step MODEL.onnx [--batch 32] [--threads 2] [--steps 5] [--warmup 2] [--head-only]
- *              [--bn train|frozen] [--lr 0.01] [--momentum 0.9] [--seed 0] [--json]
+ *              [--bn train|frozen] [--lr 0.01] [--momentum 0.9] [--seed 0] [--precision fp32|bf16] [--json]
  *
  * Uses otl_trainer directly (no data pipeline): one seeded batch of normal(0, 1) images of the
  * model's input shape and int64 class ids in [0, classes), the same every step, SGD with
@@ -58,7 +58,8 @@ static double rng_uniform(uint64_t *s)
 static int usage(void)
 {
     fprintf(stderr, "usage: train_step MODEL.onnx [--batch N] [--threads N] [--steps N] [--warmup N] [--head-only]\n"
-                    "                  [--bn train|frozen] [--lr F] [--momentum F] [--seed N] [--json]\n");
+                    "                  [--bn train|frozen] [--lr F] [--momentum F] [--seed N] [--precision fp32|bf16]\n"
+                    "                  [--json]\n");
     return 2;
 }
 
@@ -101,7 +102,7 @@ static int freeze_all_but_head(otl_model *m, otl_error *err)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *bn = "train";
+    const char *path = NULL, *bn = "train", *prec = "fp32";
     int batch = 32, threads = 2, steps = 5, warmup = 2, head_only = 0, json = 0;
     double lr = 0.01, momentum = 0.9;
     uint64_t seed = 0;
@@ -130,13 +131,15 @@ int main(int argc, char **argv)
             momentum = atof(argv[++i]);
         else if (strcmp(a, "--seed") == 0)
             seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--precision") == 0)
+            prec = argv[++i];
         else if (a[0] == '-' || path)
             return usage();
         else
             path = a;
     }
     if (!path || batch < 1 || steps < 1 || warmup < 0 || threads < 0 ||
-        (strcmp(bn, "train") != 0 && strcmp(bn, "frozen") != 0))
+        (strcmp(bn, "train") != 0 && strcmp(bn, "frozen") != 0) || otl_precision_parse(prec) < 0)
         return usage();
 
     otl_error err = {0};
@@ -184,7 +187,8 @@ int main(int argc, char **argv)
 
     otl_trainer_opts o = {.grad = {.loss = OTL_LOSS_CE},
                           .optim = {.kind = OTL_OPT_SGD, .momentum = (float)momentum},
-                          .threads = threads, .bn_frozen = strcmp(bn, "frozen") == 0, .seed = seed};
+                          .threads = threads, .bn_frozen = strcmp(bn, "frozen") == 0, .seed = seed,
+                          .precision = otl_precision_parse(prec)};
     if (otl_trainer_new(&tr, m, &o, &err))
         goto fail;
     int n_params = otl_trainer_graph(tr)->n_params;
@@ -219,15 +223,15 @@ int main(int argc, char **argv)
     }
     if (json)
         printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"head_only\": %s, \"bn\": \"%s\", "
-               "\"trainable_tensors\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
+               "\"precision\": \"%s\", \"trainable_tensors\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
                "\"img_s\": %.3f, \"cpu_ms_per_step\": %.3f, \"peak_rss_kb\": %ld, \"loss_first\": %.6f, "
                "\"loss_last\": %.6f}\n",
-               path, batch, threads, head_only ? "true" : "false", bn, n_params, steps, med, times[0],
+               path, batch, threads, head_only ? "true" : "false", bn, prec, n_params, steps, med, times[0],
                batch * 1000.0 / med, cpu, ru.ru_maxrss, loss0, loss);
     else
-        printf("%s: batch %d, %d threads, %s, %d trainable tensors: median %.1f ms/step (min %.1f), %.2f img/s, "
+        printf("%s: batch %d, %d threads, %s, %s, %d trainable tensors: median %.1f ms/step (min %.1f), %.2f img/s, "
                "CPU %.1f ms/step, peak RSS %ld MB, loss %.4f -> %.4f\n",
-               path, batch, threads, head_only ? "head only" : "full", n_params, med, times[0],
+               path, batch, threads, head_only ? "head only" : "full", prec, n_params, med, times[0],
                batch * 1000.0 / med, cpu, ru.ru_maxrss / 1024, loss0, loss);
     status = 0;
     goto done;

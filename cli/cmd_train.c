@@ -20,9 +20,8 @@ static const char usage[] =
     "                     [--unfreeze-every EPOCHS] [--augment LIST] [--bn train|frozen] [--seed S]\n"
     "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
     "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
-    "                     [--no-cache] [--cache-mem BYTES|auto] [--cache-dtype fp32|bf16] [--threads N]\n"
-    "                     [--cache-dir DIR]"
-    "                     [--quiet]\n"
+    "                     [--no-cache] [--cache-mem BYTES|auto] [--cache-dtype fp32|bf16] [--cache-dir DIR]\n"
+    "                     [--precision fp32|bf16] [--threads N] [--quiet]\n"
     "\n"
     "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
     "OUT is the model with the best validation accuracy (the last one without validation data).\n"
@@ -60,7 +59,11 @@ static const char usage[] =
     "  --cache-dir DIR       also keep that cache in a file in DIR (created if missing), named by a hash of\n"
     "                        the frozen part (graph and weights), the data, preprocessing, split, seed,\n"
     "                        threads and dtype: a later run with the same inputs reads it instead of\n"
-    "                        computing it; a damaged file is rebuilt\n";
+    "                        computing it; a damaged file is rebuilt\n"
+    "  --precision fp32|bf16 fp32 (default), or bf16 mixed precision (CPUs with AVX512_BF16): Conv, Gemm\n"
+    "                        and MatMul, forward and backward, compute on bfloat16 copies of their\n"
+    "                        inputs with float32 results; weights, optimizer state and every other op\n"
+    "                        stay float32, validation runs in float32\n";
 
 static const cli_opt opts[] = {
     {"data", 1, 0}, {"val", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"epochs", 1, 0}, {"batch", 1, 0},
@@ -69,7 +72,7 @@ static const cli_opt opts[] = {
     {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
     {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
     {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
-    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"cache-dir", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"cache-dir", 1, 0}, {"precision", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -205,6 +208,8 @@ int cmd_train(int argc, char **argv)
     o.augment = cli_get(&a, "augment");
     o.no_shuffle = cli_flag(&a, "no-shuffle");
     o.no_cache = cli_flag(&a, "no-cache");
+    if ((s = cli_get(&a, "precision")) && (o.precision = otl_precision_parse(s)) < 0)
+        return cli_usage_error(usage, "train: --precision must be fp32 or bf16, got '%s'", s);
     if ((s = cli_get(&a, "cache-dtype")) && strcmp(s, "fp32") != 0 && strcmp(s, "bf16") != 0)
         return cli_usage_error(usage, "train: --cache-dtype must be fp32 or bf16, got '%s'", s);
     o.cache_dtype = s && strcmp(s, "bf16") == 0 ? OTL_CACHE_BF16 : OTL_CACHE_FP32;

@@ -331,7 +331,20 @@ typedef struct otl_session_opts {
     uint64_t seed;      /* for Dropout and other random ops */
     int no_fuse;        /* inference: keep Conv/BatchNormalization/activations as separate ops
                            (also when the environment sets OTL_NO_FUSE=1) */
+    int precision;      /* OTL_PRECISION_*: bf16 runs Conv/ConvTranspose/Gemm/MatMul (and their
+                           backward kernels) on bfloat16 inputs with float32 results */
 } otl_session_opts;
+
+/* Compute precision of a session or trainer (mixed precision as torch.autocast(cpu, bfloat16):
+ * float32 tensors between ops, float32 parameters and optimizer state; bf16 only inside the
+ * convolution and matrix-product primitives). bf16 needs a CPU with AVX512_BF16. */
+enum { OTL_PRECISION_FP32 = 0, OTL_PRECISION_BF16 = 1 };
+/* "fp32" / "bf16" -> OTL_PRECISION_*, -1 if unknown; and back ("?" if unknown). */
+int otl_precision_parse(const char *name);
+const char *otl_precision_name(int precision);
+/* OTL_OK when this CPU (as oneDNN sees it, ONEDNN_MAX_CPU_ISA included) can run `precision`;
+ * else OTL_ERR_UNSUPPORTED naming the precision and the CPU's instruction set. */
+otl_status otl_precision_check(int precision, otl_error *err);
 
 /* Prepare to run m (which must outlive the session). Unsupported ops are reported here, naming
  * the node, op type and opset. opts may be NULL. */
@@ -455,6 +468,7 @@ typedef struct otl_trainer_opts {
     int bn_frozen;            /* BatchNormalization uses running statistics */
     uint64_t seed;
     double clip_norm;         /* > 0: clip the global gradient norm */
+    int precision;            /* OTL_PRECISION_* of the training session */
 } otl_trainer_opts;
 
 /* A training graph, its session and an optimizer over the model's trainable parameters. */

@@ -92,6 +92,8 @@ typedef struct otl_fit_opts {
     int resume_epochs;          /* > 0: with resume, train up to this many epochs instead of the stored
                                    number (schedules then span the new total: not bit-identical) */
     int no_cache;               /* no frozen-prefix feature cache (src/feature_cache.c) */
+    int precision;              /* OTL_PRECISION_* of the training steps (and of the feature cache's
+                                   training rows); validation always runs in float32 */
     int64_t cache_mem;          /* feature cache bound in bytes; 0: 2 GiB; < 0: half the available memory */
     int cache_dtype;            /* OTL_CACHE_FP32 (default) or OTL_CACHE_BF16: cached rows in bfloat16 (half
                                    the memory; features rounded to 8 significant bits) */

@@ -4,7 +4,8 @@
  * backward: gradient rules and the private backward kernels ConvGradData (dX),
  * ConvGradWeights (dW and dB), ConvGradBias (dB alone), ConvTransposeGradData and
  * ConvTransposeGradWeights, on oneDNN's backward-data / backward-weights primitives created
- * with a forward_training descriptor as hint.
+ * with a forward_training descriptor as hint. Sessions with bf16 precision (k->bf16) give every
+ * primitive bfloat16 copies of X, W and dY (float32 Y, dX, dW, dB): see bf16_md.
  * Differentiable inputs: X, W, B. */
 #include <math.h>
 #include <stdlib.h>
@@ -20,6 +21,19 @@ static int conv_any_layout(void)
 {
     const char *e = getenv("OTL_CONV_LAYOUT");
     return !(e && strcmp(e, "plain") == 0);
+}
+
+/* Mixed precision (k->bf16): the primitive reads bfloat16 copies of X, W and dY (the ports and
+ * the weights reorder convert from the float32 tensors) and writes float32 Y, dX, dW and dB. A
+ * bf16 descriptor in oneDNN's choice of layout (plain with OTL_CONV_LAYOUT=plain). */
+static otl_status bf16_md(otl_kctx *k, int rank, const int64_t *dims, int any, dnnl_memory_desc_t *md)
+{
+    if (!any)
+        return nn_md_dense(k, rank, dims, dnnl_bf16, md);
+    dnnl_dims_t d;
+    for (int i = 0; i < rank; i++)
+        d[i] = dims[i];
+    return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_bf16, dnnl_format_tag_any), "memory descriptor");
 }
 
 enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
@@ -405,9 +419,11 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
     dnnl_memory_desc_t x_md, y_md, w_md, b_md, z_md;
     memset(&z_md, 0, sizeof z_md);
     otl_status st;
-    if ((st = nn_md_src(k, x, any, &x_md)) || (st = nn_md_dst(k, x->rank, dims, any, &y_md)) ||
-        (st = weights_plain_md(k, s, k->in[1], &w_md, 1)))
+    if ((st = k->bf16 ? bf16_md(k, x->rank, x->dims, any, &x_md) : nn_md_src(k, x, any, &x_md)) ||
+        (st = nn_md_dst(k, x->rank, dims, any, &y_md)) || (st = weights_plain_md(k, s, k->in[1], &w_md, 1)))
         return st;
+    if (k->bf16)
+        w_md.data_type = dnnl_bf16; /* format_tag_any: no strides to adjust */
     const dnnl_memory_desc_t *b = NULL;
     if (otl_has_in(k, 2)) {
         if ((st = otl_md_plain(k, k->in[2], &b_md)))
@@ -838,18 +854,25 @@ static otl_status bwd_data_infer(otl_kctx *k)
     if (x.numel == 0 || dy->numel == 0 || k->in[1]->numel == 0)
         return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x.rank, x.dims);
     int any = conv_any_layout();
-    dnnl_memory_desc_t dx_md, w_md, dy_md;
+    dnnl_memory_desc_t dx_md, w_md, dy_md, hx_md;
     dnnl_dims_t strides, dil, pl, pr;
     conv_params(s, strides, dil, pl, pr);
     dnnl_primitive_desc_t fallback = NULL;
     dnnl_status_t r = dnnl_success;
     for (int attempt = 0; attempt < 2; attempt++) {
-        /* first dY in its own layout; then whatever the primitive prefers */
+        /* first dY in its own layout; then whatever the primitive prefers (bf16: always) */
         if ((st = nn_md_dst(k, x.rank, x.dims, any, &dx_md)) || (st = weights_plain_md(k, s, k->in[1], &w_md, 1)) ||
-            (st = attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)))
+            (st = k->bf16 ? bf16_md(k, dy->rank, dy->dims, any, &dy_md)
+                          : attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)))
             return st;
+        hx_md = dx_md;
+        if (k->bf16) { /* the forward hint reads bf16 X; dX itself stays float32 */
+            w_md.data_type = dnnl_bf16;
+            if ((st = bf16_md(k, x.rank, x.dims, any, &hx_md)))
+                return st;
+        }
         dnnl_primitive_desc_t hint;
-        r = conv_fwd_pd(k, s, dnnl_forward_training, &dx_md, &w_md, NULL, &dy_md, NULL, &hint);
+        r = conv_fwd_pd(k, s, dnnl_forward_training, &hx_md, &w_md, NULL, &dy_md, NULL, &hint);
         if (r == dnnl_success) {
             if (s->transposed) {
                 dnnl_deconvolution_desc_t d;
@@ -868,7 +891,7 @@ static otl_status bwd_data_infer(otl_kctx *k)
         }
         if (r != dnnl_success)
             s->pd = NULL;
-        if (conv_bwd_keep(s, &fallback, r, attempt, dy->blocked))
+        if (conv_bwd_keep(s, &fallback, r, attempt, dy->blocked && !k->bf16))
             break;
     }
     if (!s->pd)
@@ -944,21 +967,26 @@ static otl_status bwd_weights_infer(otl_kctx *k)
     if (x->numel == 0 || dy->numel == 0 || w.numel == 0)
         return OTL_OK;
     int any = conv_any_layout();
-    dnnl_memory_desc_t x_md, dw_md, db_md, dy_md;
+    dnnl_memory_desc_t x_md, dw_md, db_md, dy_md, hw_md;
     dnnl_dims_t strides, dil, pl, pr;
     conv_params(s, strides, dil, pl, pr);
     dnnl_primitive_desc_t fallback = NULL;
     dnnl_status_t r = dnnl_success;
     for (int attempt = 0; attempt < 2; attempt++) {
-        /* first X and dY in their own layouts; then whatever the primitive prefers */
-        if ((st = attempt ? nn_md_dst(k, x->rank, x->dims, any, &x_md) : nn_md_src(k, x, any, &x_md)) ||
+        /* first X and dY in their own layouts; then whatever the primitive prefers (bf16: always) */
+        if ((st = k->bf16 ? bf16_md(k, x->rank, x->dims, any, &x_md)
+                          : attempt ? nn_md_dst(k, x->rank, x->dims, any, &x_md) : nn_md_src(k, x, any, &x_md)) ||
             (st = weights_plain_md(k, s, &w, &dw_md, 1)) ||
-            (st = attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)) ||
+            (st = k->bf16 ? bf16_md(k, dy->rank, dy->dims, any, &dy_md)
+                          : attempt ? nn_md_dst(k, dy->rank, dy->dims, any, &dy_md) : nn_md_src(k, dy, any, &dy_md)) ||
             (st = nn_md_dense(k, 1, &m, dnnl_f32, &db_md)))
             return st;
         const dnnl_memory_desc_t *b = otl_has_out(k, 1) ? &db_md : NULL;
+        hw_md = dw_md;
+        if (k->bf16) /* the forward hint reads bf16 W; dW itself stays float32 */
+            hw_md.data_type = dnnl_bf16;
         dnnl_primitive_desc_t hint;
-        r = conv_fwd_pd(k, s, dnnl_forward_training, &x_md, &dw_md, b, &dy_md, NULL, &hint);
+        r = conv_fwd_pd(k, s, dnnl_forward_training, &x_md, &hw_md, b, &dy_md, NULL, &hint);
         if (r == dnnl_success) {
             if (s->transposed) {
                 dnnl_deconvolution_desc_t d;
@@ -977,7 +1005,7 @@ static otl_status bwd_weights_infer(otl_kctx *k)
         }
         if (r != dnnl_success)
             s->pd = NULL;
-        if (conv_bwd_keep(s, &fallback, r, attempt, dy->blocked || x->blocked))
+        if (conv_bwd_keep(s, &fallback, r, attempt, (dy->blocked || x->blocked) && !k->bf16))
             break;
     }
     return s->pd ? OTL_OK : otl_dnnl_check(k, r, "convolution backward weights");

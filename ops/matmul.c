@@ -3,12 +3,15 @@
  * to (M, N)). float32 runs on oneDNN's matmul primitive; double/int32/int64 on a plain C kernel.
  * A constant B (an initializer) of an inference plan is packed once at plan time into oneDNN's
  * preferred layout; training plans may update parameters between runs (as in ops/conv.c).
+ * Mixed precision (k->bf16): the primitives read dense bfloat16 copies of A and B (MatMulGrad:
+ * of dY and the other operand), converted by layout ports (ops/nn_common.h) into the shared
+ * scratch on every run, and write float32.
  * Differentiable inputs: A and B (and C for Gemm). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "graph/autodiff.h"
-#include "ops/op.h"
+#include "ops/nn_common.h"
 
 typedef struct mm_state {
     int64_t M, N, K;
@@ -31,6 +34,11 @@ typedef struct mm_state {
     dnnl_primitive_t prim;
     dnnl_memory_t ma, mb, mc, my;
     void *packed;                      /* B reordered once into oneDNN's layout (B constant) */
+    /* bf16: A and B (unless packed) converted through ports into the shared scratch */
+    int bf16;
+    nn_port pa, pb;
+    size_t scratch_bytes;
+    int reserved;
 } mm_state;
 
 static otl_status matmul_grad(otl_gctx *c);
@@ -131,6 +139,13 @@ static otl_status md_strided(otl_kctx *k, int nd, const int64_t *dims, const int
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, nd, d, dnnl_f32, st), "matmul memory descriptor");
 }
 
+/* A dense (C-order) bfloat16 descriptor with the dims of md (the primitive's view of an
+ * operand in mixed precision; the port's reorder applies md's strides). */
+static otl_status md_bf16(otl_kctx *k, const dnnl_memory_desc_t *md, dnnl_memory_desc_t *out)
+{
+    return nn_md_dense(k, md->ndims, md->dims, dnnl_bf16, out);
+}
+
 /* Reorder constant B (plain layout `from`) once into the primitive's layout `to`: s->packed. */
 static otl_status pack_weights(otl_kctx *k, mm_state *s, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to)
 {
@@ -199,10 +214,15 @@ static otl_status mm_prepare(otl_kctx *k)
     bd[nb] = s->K, bd[nb + 1] = s->N, bs[nb] = s->sbk, bs[nb + 1] = s->sbn;
     yd[nb] = M, yd[nb + 1] = s->N, ys[nb] = s->N, ys[nb + 1] = 1;
     cd[nb] = 1, cd[nb + 1] = s->N, cs[nb] = s->N, cs[nb + 1] = 1;
-    dnnl_memory_desc_t mda, mdb, mdy, mdc;
+    dnnl_memory_desc_t mda, mdb, mdy, mdc, pa, pb;
     otl_status st;
     if ((st = md_strided(k, nd, ad, as, &mda)) || (st = md_strided(k, nd, bd, bs, &mdb)) ||
         (st = md_strided(k, nd, yd, ys, &mdy)) || (st = md_strided(k, nd, cd, cs, &mdc)))
+        return st;
+    s->bf16 = k->bf16;
+    pa = mda; /* the primitive's A and B: the tensors, or bf16 copies */
+    pb = mdb;
+    if (s->bf16 && ((st = md_bf16(k, &mda, &pa)) || (st = md_bf16(k, &mdb, &pb))))
         return st;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -226,12 +246,13 @@ static otl_status mm_prepare(otl_kctx *k)
         dnnl_dims_t dd;
         for (int i = 0; i < nd; i++)
             dd[i] = bd[i];
-        pack = dnnl_memory_desc_init_by_tag(&any, nd, dd, dnnl_f32, dnnl_format_tag_any) == dnnl_success &&
-               dnnl_matmul_desc_init(&d, &mda, &any, cmdc, &mdy) == dnnl_success &&
+        pack = dnnl_memory_desc_init_by_tag(&any, nd, dd, s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any) ==
+                   dnnl_success &&
+               dnnl_matmul_desc_init(&d, &pa, &any, cmdc, &mdy) == dnnl_success &&
                dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
         if (pack) {
             const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-            pack = w && !dnnl_memory_desc_equal(w, &mdb);
+            pack = w && !dnnl_memory_desc_equal(w, &pb);
             if (pack)
                 st = pack_weights(k, s, &mdb, w);
         }
@@ -241,7 +262,7 @@ static otl_status mm_prepare(otl_kctx *k)
         }
     }
     if (!st && !pack)
-        st = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &mda, &mdb, cmdc, &mdy), "matmul");
+        st = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &pa, &pb, cmdc, &mdy), "matmul");
     if (!st && !pack)
         st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL), "matmul");
     if (!st)
@@ -254,8 +275,20 @@ static otl_status mm_prepare(otl_kctx *k)
         dnnl_primitive_attr_destroy(attr);
     if (st)
         return st;
-    if ((st = otl_dnnl_memory(k, &mda, NULL, &s->ma)) || (!s->mb && (st = otl_dnnl_memory(k, &mdb, NULL, &s->mb))) ||
-        (st = otl_dnnl_memory(k, &mdy, NULL, &s->my)))
+    if (s->bf16) {
+        if ((st = nn_port_init(k, &s->pa, &mda, &pa, 0, &s->scratch_bytes)) ||
+            (!s->mb && (st = nn_port_init(k, &s->pb, &mdb, &pb, 0, &s->scratch_bytes))))
+            return st;
+        if (s->scratch_bytes) {
+            if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
+                return st;
+            s->reserved = 1;
+        }
+    } else if ((st = otl_dnnl_memory(k, &mda, NULL, &s->ma)) ||
+               (!s->mb && (st = otl_dnnl_memory(k, &mdb, NULL, &s->mb)))) {
+        return st;
+    }
+    if ((st = otl_dnnl_memory(k, &mdy, NULL, &s->my)))
         return st;
     if (s->use_bias && (st = otl_dnnl_memory(k, &mdc, NULL, &s->mc)))
         return st;
@@ -292,17 +325,33 @@ static otl_status mm_forward(otl_kctx *k)
         return mm_generic(k);
     if (s->use_sum)
         fill_c(y->data, k->in[2]->data, s, 1.0f);
-    dnnl_memory_set_data_handle(s->ma, k->in[0]->data);
-    if (!s->packed)
-        dnnl_memory_set_data_handle(s->mb, k->in[1]->data);
+    otl_status st = OTL_OK;
+    void *scratch = s->scratch_bytes ? nn_scratch_lock() : NULL;
+    dnnl_memory_t ma = s->ma, mb = s->mb;
+    if (s->bf16) { /* bf16 copies of A and (unless packed) B */
+        st = nn_port_bind(k, &s->pa, k->in[0]->data, scratch);
+        ma = s->pa.prim;
+        if (!st && !s->packed) {
+            st = nn_port_bind(k, &s->pb, k->in[1]->data, scratch);
+            mb = s->pb.prim;
+        }
+    } else {
+        dnnl_memory_set_data_handle(s->ma, k->in[0]->data);
+        if (!s->packed)
+            dnnl_memory_set_data_handle(s->mb, k->in[1]->data);
+    }
     dnnl_memory_set_data_handle(s->my, y->data);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->ma}, {DNNL_ARG_WEIGHTS, s->mb}, {DNNL_ARG_DST, s->my}};
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, s->my}};
     int n = 3;
     if (s->use_bias) {
         dnnl_memory_set_data_handle(s->mc, k->in[2]->data);
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->mc};
     }
-    return otl_dnnl_run(k, s->prim, n, args);
+    if (!st)
+        st = otl_dnnl_run(k, s->prim, n, args);
+    if (scratch)
+        nn_scratch_unlock();
+    return st;
 }
 
 static void mm_release(otl_kctx *k)
@@ -315,6 +364,10 @@ static void mm_release(otl_kctx *k)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     free(s->packed);
+    nn_port_free(&s->pa);
+    nn_port_free(&s->pb);
+    if (s->reserved)
+        nn_scratch_unreserve(s->scratch_bytes);
 }
 
 /* ---------------------------------------------------------------- MatMul */
@@ -489,6 +542,10 @@ typedef struct mmg_state {
     dnnl_primitive_t prim;
     dnnl_memory_t m1, m2, md;
     float *scratch;                   /* (prod bd, R, C) when any_red */
+    int bf16;                         /* X1 and X2 read as bf16 copies through p1, p2 */
+    nn_port p1, p2;
+    size_t port_bytes;
+    int reserved;
 } mmg_state;
 
 static const int mmg_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, 0};
@@ -672,11 +729,16 @@ static otl_status mmg_prepare(otl_kctx *k)
         st *= g->bd[i];
         nbatch *= g->bd[i];
     }
-    dnnl_memory_desc_t m1, m2, md;
+    dnnl_memory_desc_t m1, m2, md, q1, q2;
     otl_status s;
     if ((s = mmg_md(k, g, g->s1, g->R, g->L, g->rs1, g->ls1, &m1)) ||
         (s = mmg_md(k, g, g->s2, g->L, g->C, g->ls2, g->cs2, &m2)) ||
         (s = mmg_md(k, g, dst_str, g->R, g->C, g->C, 1, &md)))
+        return s;
+    g->bf16 = k->bf16;
+    q1 = m1; /* the primitive's X1 and X2: the tensors, or dense bf16 copies */
+    q2 = m2;
+    if (g->bf16 && ((s = md_bf16(k, &m1, &q1)) || (s = md_bf16(k, &m2, &q2))))
         return s;
     if (g->any_red && !(g->scratch = malloc((size_t)(nbatch * g->R * g->C) * sizeof *g->scratch)))
         return otl_kfail(k, OTL_ERR_NOMEM, "out of memory (%lld bytes of scratch)",
@@ -688,7 +750,7 @@ static otl_status mmg_prepare(otl_kctx *k)
     if (!s && g->alpha != 1.0f)
         s = otl_dnnl_check(k, dnnl_primitive_attr_set_output_scales(attr, 1, 0, &g->alpha), "matmul output scale");
     if (!s)
-        s = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &m1, &m2, NULL, &md), "matmul (gradient)");
+        s = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &q1, &q2, NULL, &md), "matmul (gradient)");
     if (!s)
         s = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL), "matmul (gradient)");
     if (!s)
@@ -697,10 +759,17 @@ static otl_status mmg_prepare(otl_kctx *k)
         dnnl_primitive_desc_destroy(pd);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
-    if (!s)
+    if (!s && g->bf16) {
+        s = nn_port_init(k, &g->p1, &m1, &q1, 0, &g->port_bytes);
+        if (!s)
+            s = nn_port_init(k, &g->p2, &m2, &q2, 0, &g->port_bytes);
+        if (!s && g->port_bytes && !(s = nn_scratch_reserve(k, g->port_bytes)))
+            g->reserved = 1;
+    } else if (!s) {
         s = otl_dnnl_memory(k, &m1, NULL, &g->m1);
-    if (!s)
-        s = otl_dnnl_memory(k, &m2, NULL, &g->m2);
+        if (!s)
+            s = otl_dnnl_memory(k, &m2, NULL, &g->m2);
+    }
     if (!s)
         s = otl_dnnl_memory(k, &md, NULL, &g->md);
     return s;
@@ -790,11 +859,25 @@ static otl_status mmg_forward(otl_kctx *k)
         mmg_c(out->data, x1, x2, g);
         return OTL_OK;
     }
-    dnnl_memory_set_data_handle(g->m1, (void *)x1);
-    dnnl_memory_set_data_handle(g->m2, (void *)x2);
+    otl_status st = OTL_OK;
+    void *scratch = g->port_bytes ? nn_scratch_lock() : NULL;
+    dnnl_memory_t m1 = g->m1, m2 = g->m2;
+    if (g->bf16) {
+        st = nn_port_bind(k, &g->p1, (void *)x1, scratch);
+        if (!st)
+            st = nn_port_bind(k, &g->p2, (void *)x2, scratch);
+        m1 = g->p1.prim;
+        m2 = g->p2.prim;
+    } else {
+        dnnl_memory_set_data_handle(g->m1, (void *)x1);
+        dnnl_memory_set_data_handle(g->m2, (void *)x2);
+    }
     dnnl_memory_set_data_handle(g->md, g->any_red ? (void *)g->scratch : out->data);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, g->m1}, {DNNL_ARG_WEIGHTS, g->m2}, {DNNL_ARG_DST, g->md}};
-    otl_status st = otl_dnnl_run(k, g->prim, 3, args);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, m1}, {DNNL_ARG_WEIGHTS, m2}, {DNNL_ARG_DST, g->md}};
+    if (!st)
+        st = otl_dnnl_run(k, g->prim, 3, args);
+    if (scratch)
+        nn_scratch_unlock();
     if (!st && g->any_red)
         mmg_sum_scratch(out->data, g->scratch, g);
     return st;
@@ -812,6 +895,10 @@ static void mmg_release(otl_kctx *k)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     free(g->scratch);
+    nn_port_free(&g->p1);
+    nn_port_free(&g->p2);
+    if (g->reserved)
+        nn_scratch_unreserve(g->port_bytes);
 }
 
 const otl_op otl_op_MatMulGrad = {

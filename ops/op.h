@@ -69,6 +69,8 @@ typedef struct otl_kctx {
     otl_engine *eng;
     int training;               /* training semantics (Dropout active, BatchNormalization per bn_training) */
     int bn_training;            /* BatchNormalization uses batch statistics (training && !bn_frozen) */
+    int bf16;                   /* session precision bf16: Conv/Gemm/MatMul primitives (and their
+                                   backward) read bfloat16 copies of their float32 inputs */
     uint64_t seed;              /* per-node seed for random ops */
     uint64_t step;              /* index of the current run of the session (0, 1, ...): random
                                    ops draw from (seed, step) so that every step differs */

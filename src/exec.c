@@ -186,7 +186,9 @@ otl_status otl_session_new(otl_session **out, const otl_model *m, const otl_sess
     if (opts)
         s->opts = *opts;
     const otl_graph *g = m->graph;
-    otl_status st = otl_graph_toposort(g, &s->order, m->path, err);
+    otl_status st = otl_precision_check(s->opts.precision, err);
+    if (!st)
+        st = otl_graph_toposort(g, &s->order, m->path, err);
     for (int i = 0; !st && i < g->n_inputs + g->n_outputs; i++) {
         const otl_value *v = i < g->n_inputs ? g->inputs[i] : g->outputs[i - g->n_inputs];
         if (v->has_type && !v->is_tensor)
@@ -700,6 +702,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         k->eng = &s->eng;
         k->training = s->opts.training;
         k->bn_training = s->opts.training && !s->opts.bn_frozen;
+        k->bf16 = s->opts.precision == OTL_PRECISION_BF16;
         k->seed = s->opts.seed * 6364136223846793005ULL + (uint64_t)s->order[oi] * 1442695040888963407ULL + 1;
         k->n_in = n->n_inputs;
         k->n_out = n->n_outputs;

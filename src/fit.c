@@ -82,6 +82,7 @@ static const struct {
     {"seed", HP_U64, offsetof(otl_fit_opts, seed)},
     {"no_shuffle", HP_INT, offsetof(otl_fit_opts, no_shuffle)},
     {"val_frac", HP_DBL, offsetof(otl_fit_opts, val_frac)},
+    {"precision", HP_INT, offsetof(otl_fit_opts, precision)}, /* optional in checkpoints (fp32) */
 };
 #define N_HP ((int)(sizeof hp_table / sizeof hp_table[0]))
 
@@ -221,6 +222,7 @@ static otl_status trainer_build(fit *f, otl_error *err)
     to.bn_frozen = f->h.bn_frozen;
     to.seed = f->h.seed;
     to.clip_norm = f->h.clip_norm;
+    to.precision = f->h.precision;
     otl_trainer *t = NULL;
     otl_status st = otl_trainer_new(&t, f->cut ? f->cut : f->cur, &to, err);
     if (st)
@@ -760,7 +762,8 @@ static otl_status cache_setup(fit *f, otl_error *err)
     }
     double t0 = now_s();
     otl_session *s_tr = NULL, *s_va = NULL;
-    otl_session_opts so_tr = {.threads = f->h.threads, .training = 1, .bn_frozen = 1, .seed = f->h.seed};
+    otl_session_opts so_tr = {.threads = f->h.threads, .training = 1, .bn_frozen = 1, .seed = f->h.seed,
+                              .precision = f->h.precision}; /* the rows the trainer would compute */
     otl_session_opts so_va = {.threads = f->h.threads};
     int over = 0, loaded = 0;
     f->f_rank = -1;
@@ -957,6 +960,10 @@ static void json_hparams(fit *f, otl_json *j)
         }
         if (strcmp(hp_table[i].key, "schedule") == 0) {
             otl_json_str(j, otl_schedule_name(*(const int *)p));
+            continue;
+        }
+        if (strcmp(hp_table[i].key, "precision") == 0) {
+            otl_json_str(j, otl_precision_name(*(const int *)p));
             continue;
         }
         switch (hp_table[i].type) {
@@ -1327,6 +1334,10 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
         const char *s = kv_get(l, key);
         long long iv;
         double dv;
+        if (!s && strcmp(hp_table[i].key, "precision") == 0) { /* checkpoints from before bf16: fp32 */
+            *(int *)p = OTL_PRECISION_FP32;
+            continue;
+        }
         if (!s) {
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: missing '%s'", spath, key);
             break;
@@ -1909,6 +1920,8 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
     }
     if (f.h.augment && (st = otl_augment_parse(f.h.augment, &f.aug, err)))
         goto done;
+    if ((st = otl_precision_check(f.h.precision, err))) /* before the data are decoded */
+        goto done;
     if ((st = open_data(&f, err)) || (st = check_classes(&f, err)))
         goto done;
     if (o->resume) {
@@ -2019,9 +2032,10 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
                     o->resume, f.epoch + 1, (long long)f.step);
         fprintf(f.h.msg,
                 "training %s: %lld training / %lld validation samples, %lld classes, %d trainable tensors, %s, "
-                "lr %g (%s), batch %lld, %d epochs\n",
+                "lr %g (%s), batch %lld, %d epochs%s\n",
                 f.file, (long long)f.n_tr, (long long)f.n_va, (long long)f.n_classes, otl_trainer_graph(f.tr)->n_params,
-                opt_names[f.h.optim.kind], f.h.lr, otl_schedule_name(f.h.schedule), (long long)f.h.batch, f.h.epochs);
+                opt_names[f.h.optim.kind], f.h.lr, otl_schedule_name(f.h.schedule), (long long)f.h.batch, f.h.epochs,
+                f.h.precision == OTL_PRECISION_BF16 ? ", bf16 mixed precision" : "");
     }
     if (f.h.msg && f.h.early_stop > 0 && f.n_va == 0)
         fprintf(f.h.msg, "note: --early-stop needs validation data; it is ignored\n");

@@ -156,7 +156,8 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
             return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
         }
     }
-    otl_session_opts so = {.threads = o->threads, .training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed};
+    otl_session_opts so = {.threads = o->threads, .training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed,
+                           .precision = o->precision};
     if ((st = otl_session_new(&t->s, t->tg->m, &so, err))) {
         otl_trainer_free(t);
         return st;
