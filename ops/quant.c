@@ -17,8 +17,11 @@ static const int f32[] = {OTL_DTYPE_FLOAT, 0};
 
 /* ---------------------------------------------------------------- Quantize / Dequantize */
 
+#define QDQ_CHUNK 16384
+
 typedef struct qdq_state {
-    int64_t outer, axis_n, inner;      /* x viewed as (outer, axis_n, inner); axis_n 1 when per tensor */
+    int64_t outer, axis_n, inner;      /* x viewed as (outer, axis_n, inner); per tensor: axis_n 1 and
+                                          rows of QDQ_CHUNK elements */
     float scale;                       /* DynamicQuantizeLinear: computed per run */
 } qdq_state;
 
@@ -31,7 +34,8 @@ static otl_status qdq_params(otl_kctx *k, qdq_state *s, const int *scale_types)
     if ((st = otl_check_in(k, 1, scale_types)))
         return st;
     const otl_rt *sc = k->in[1], *zp = otl_has_in(k, 2) ? k->in[2] : NULL;
-    s->outer = x->numel, s->axis_n = 1, s->inner = 1;
+    /* per tensor: chunks of QDQ_CHUNK elements (the last one shorter) */
+    s->axis_n = 1, s->inner = QDQ_CHUNK, s->outer = (x->numel + QDQ_CHUNK - 1) / QDQ_CHUNK;
     int per_axis = sc->numel != 1;
     if (per_axis) {
         if (k->opset < 13)
@@ -46,6 +50,7 @@ static otl_status qdq_params(otl_kctx *k, qdq_state *s, const int *scale_types)
                              sc->name, (long long)x->dims[ax], ax, x->name);
         s->axis_n = x->dims[ax];
         s->outer = 1;
+        s->inner = 1;
         for (int i = 0; i < ax; i++)
             s->outer *= x->dims[i];
         for (int i = ax + 1; i < x->rank; i++)
@@ -77,20 +82,33 @@ static otl_status quantize_infer(otl_kctx *k)
     return otl_rt_set(k, k->out[0], dt, k->in[0]->rank, k->in[0]->dims);
 }
 
-/* saturate(round_half_even(v) + zp) over [lo, hi] (NaN gives the zero point). */
-static inline int32_t round_sat(float v, int32_t zp, int32_t lo, int32_t hi)
+/* saturate(round_half_even(v) + zp) over [lo, hi] (NaN gives the zero point). Rounding by the
+ * 1.5 * 2^23 trick (exact for |v| <= 2^22 in the default rounding mode, as nearbyintf; larger
+ * values saturate anyway): inlined and vectorizable, unlike the libm call. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define QUANT_VEC __attribute__((optimize("no-trapping-math"))) /* if-conversion of the clamps */
+#else
+#define QUANT_VEC
+#endif
+
+static inline QUANT_VEC int32_t round_sat(float v, int32_t zp, int32_t lo, int32_t hi)
 {
-    float r = v != v ? (float)zp : nearbyintf(v) + (float)zp;
-    return r < (float)lo ? lo : r > (float)hi ? hi : (int32_t)r;
+    v = v == v ? v : 0.0f;
+    v = v < -4e6f ? -4e6f : v;
+    v = v > 4e6f ? 4e6f : v;
+    float r = (v + 12582912.0f) - 12582912.0f + (float)zp;
+    r = r < (float)lo ? (float)lo : r;
+    r = r > (float)hi ? (float)hi : r;
+    return (int32_t)r;
 }
 
 /* y = saturate(round_half_even(x / scale) + zp): float32 like ONNX Runtime. */
-static inline int32_t quantize1(float x, float scale, int32_t zp, int32_t lo, int32_t hi)
+static inline QUANT_VEC int32_t quantize1(float x, float scale, int32_t zp, int32_t lo, int32_t hi)
 {
     return round_sat(x / scale, zp, lo, hi);
 }
 
-static otl_status quantize_forward(otl_kctx *k)
+static QUANT_VEC otl_status quantize_forward(otl_kctx *k)
 {
     const qdq_state *s = k->state;
     const otl_rt *x = k->in[0], *sc = k->in[1], *zp = otl_has_in(k, 2) ? k->in[2] : NULL;
@@ -103,21 +121,23 @@ static otl_status quantize_forward(otl_kctx *k)
         int64_t a = r % s->axis_n;
         float scale = ((const float *)sc->data)[a];
         int32_t z = zp ? (int32_t)otl_get_i(zp->data, zp->dtype, a) : 0;
-        int64_t o = r * s->inner;
+        int64_t o = r * s->inner, n = x->numel - o < s->inner ? x->numel - o : s->inner;
         if (x->dtype == OTL_DTYPE_FLOAT) {
             const float *xp = (const float *)x->data + o;
             if (u8) {
                 uint8_t *yp = (uint8_t *)y->data + o;
-                for (int64_t i = 0; i < s->inner; i++)
+                #pragma omp simd
+                for (int64_t i = 0; i < n; i++)
                     yp[i] = (uint8_t)quantize1(xp[i], scale, z, lo, hi);
             } else {
                 int8_t *yp = (int8_t *)y->data + o;
-                for (int64_t i = 0; i < s->inner; i++)
+                #pragma omp simd
+                for (int64_t i = 0; i < n; i++)
                     yp[i] = (int8_t)quantize1(xp[i], scale, z, lo, hi);
             }
         } else {
             const int32_t *xp = (const int32_t *)x->data + o;
-            for (int64_t i = 0; i < s->inner; i++)
+            for (int64_t i = 0; i < n; i++)
                 otl_set_i(y->data, y->dtype, o + i, quantize1((float)xp[i], scale, z, lo, hi));
         }
     }
@@ -152,26 +172,29 @@ static otl_status dequantize_forward(otl_kctx *k)
     int64_t rows = s->outer * s->axis_n;
 #pragma omp parallel for schedule(static) if (x->numel > 65536)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t a = r % s->axis_n, o = r * s->inner;
+        int64_t a = r % s->axis_n, o = r * s->inner, n = x->numel - o < s->inner ? x->numel - o : s->inner;
         float scale = ((const float *)sc->data)[a];
         int32_t z = zp ? (int32_t)otl_get_i(zp->data, zp->dtype, a) : 0;
         float *yp = y + o;
         switch (x->dtype) {
         case OTL_DTYPE_UINT8: {
             const uint8_t *xp = (const uint8_t *)x->data + o;
-            for (int64_t i = 0; i < s->inner; i++)
+            #pragma omp simd
+            for (int64_t i = 0; i < n; i++)
                 yp[i] = (float)((int32_t)xp[i] - z) * scale;
             break;
         }
         case OTL_DTYPE_INT8: {
             const int8_t *xp = (const int8_t *)x->data + o;
-            for (int64_t i = 0; i < s->inner; i++)
+            #pragma omp simd
+            for (int64_t i = 0; i < n; i++)
                 yp[i] = (float)((int32_t)xp[i] - z) * scale;
             break;
         }
         default: {
             const int32_t *xp = (const int32_t *)x->data + o;
-            for (int64_t i = 0; i < s->inner; i++)
+            #pragma omp simd
+            for (int64_t i = 0; i < n; i++)
                 yp[i] = (float)xp[i] * scale;
         }
         }
