@@ -54,6 +54,7 @@ typedef struct conv_state {
     dnnl_primitive_t w_reorder;   /* plain -> preferred weights layout, or NULL */
     void *w_buf;                  /* weights in the preferred layout (when w_reorder) */
     int w_ready;                  /* w_buf holds the const weights */
+    int wino;                     /* forward by Winograd (dnnl_convolution_winograd), see conv_wino_eligible */
     /* FusedConv: Y = act(conv(X, W, B) + Z) */
     int act;                      /* ACT_* */
     float act_a, act_b;           /* LeakyRelu alpha; Clip min, max */
@@ -265,8 +266,8 @@ static dnnl_status_t conv_fwd_pd(otl_kctx *k, const conv_state *s, dnnl_prop_kin
             r = dnnl_primitive_desc_create(pd, &d, attr, k->eng->eng, NULL);
     } else {
         dnnl_convolution_desc_t d;
-        r = dnnl_dilated_convolution_forward_desc_init(&d, prop, dnnl_convolution_direct, x_md, w_md, b_md, y_md, strides,
-                                                       dil, pl, pr);
+        r = dnnl_dilated_convolution_forward_desc_init(&d, prop, s->wino ? dnnl_convolution_winograd : dnnl_convolution_direct,
+                                                       x_md, w_md, b_md, y_md, strides, dil, pl, pr);
         if (r == dnnl_success)
             r = dnnl_primitive_desc_create(pd, &d, attr, k->eng->eng, NULL);
     }
@@ -404,7 +405,7 @@ static otl_status z_md_for(otl_kctx *k, const otl_rt *z, int rank, dnnl_memory_d
  * layout. Empty tensors get no primitive. FusedConv puts Z and the activation into post-ops;
  * when oneDNN refuses them (a Z it cannot broadcast) the output is plain and a C epilogue
  * finishes it. */
-static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
+static otl_status conv_make_pd_alg(otl_kctx *k, conv_state *s, const int64_t *dims, int *wino_ok)
 {
     const otl_rt *x = k->in[0];
     const otl_rt *z = s->kind == CONV_FWD && s->z_mode != Z_NONE ? k->in[3] : NULL;
@@ -429,6 +430,12 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
         if ((st = otl_md_plain(k, k->in[2], &b_md)))
             return st;
         b = &b_md;
+    }
+    if (s->wino) { /* oneDNN's Winograd kernels read and write nChw16c only */
+        dnnl_dims_t xd = {x->dims[0], x->dims[1], x->dims[2], x->dims[3]}, yd = {dims[0], dims[1], dims[2], dims[3]};
+        if ((st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&x_md, 4, xd, dnnl_f32, dnnl_nChw16c), "memory descriptor")) ||
+            (st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nChw16c), "memory descriptor")))
+            return st;
     }
     dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
     dnnl_status_t r;
@@ -476,6 +483,10 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
                 r = dnnl_unimplemented;
             }
         }
+        if (r != dnnl_success && wino_ok) { /* Winograd refuses the post-ops: direct instead */
+            *wino_ok = 0;
+            return OTL_OK;
+        }
         if (r != dnnl_success) { /* plain output, Z and activation in C */
             s->epilogue = 1;
             if (z)
@@ -487,10 +498,53 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
     } else {
         r = conv_fwd_pd(k, s, prop, &x_md, &w_md, b, &y_md, NULL, &s->pd);
     }
+    if (wino_ok) {
+        *wino_ok = r == dnnl_success && !nn_pd_is_ref(s->pd);
+        if (!*wino_ok)
+            return OTL_OK;
+    }
     if ((st = otl_dnnl_check(k, r, s->transposed ? "deconvolution" : "convolution")))
         return st;
     return otl_rt_set_md(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims,
                          dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+}
+
+/* Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3 / jit_fp32_wino_2x3, nChw16c): about half the
+ * time of the direct kernels on 3x3 stride-1 convolutions with 16k channels, float32
+ * inference. Its transforms round differently from a direct convolution (relative error about
+ * 1e-6 per layer). OTL_CONV_WINO=0 turns it off (measurements, comparisons). */
+static int conv_wino_eligible(otl_kctx *k, const conv_state *s, const int64_t *dims)
+{
+    const char *e = getenv("OTL_CONV_WINO");
+    const otl_rt *x = k->in[0], *w = k->in[1];
+    if ((e && strcmp(e, "0") == 0) || !conv_any_layout() || k->training || s->kind != CONV_FWD || s->transposed ||
+        s->g.nsp != 2 || s->group != 1 || x->dtype != OTL_DTYPE_FLOAT || x->numel == 0 || w->numel == 0)
+        return 0;
+    for (int i = 0; i < 2; i++)
+        if (s->g.k[i] != 3 || s->g.s[i] != 1 || s->g.d[i] != 1 || s->g.pl[i] > 1 || s->pr_dnnl[i] > 1 ||
+            s->pr_dnnl[i] != s->g.pr[i] || dims[2 + i] < 2)
+            return 0;
+    return x->dims[1] % 16 == 0 && dims[1] % 16 == 0;
+}
+
+/* The forward primitive descriptor: Winograd where it is eligible and oneDNN accepts it with
+ * the post-ops, else the direct algorithm. */
+static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
+{
+    if (conv_wino_eligible(k, s, dims)) {
+        int z_mode = s->z_mode, ok = 0;
+        s->wino = 1;
+        otl_status st = conv_make_pd_alg(k, s, dims, &ok);
+        if (st || ok)
+            return st;
+        if (s->pd)
+            dnnl_primitive_desc_destroy(s->pd);
+        s->pd = NULL;
+        s->wino = 0;
+        s->z_mode = z_mode;
+        s->epilogue = 0;
+    }
+    return conv_make_pd_alg(k, s, dims, NULL);
 }
 
 static otl_status conv_prepare(otl_kctx *k)
