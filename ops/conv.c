@@ -55,6 +55,7 @@ typedef struct conv_state {
     void *w_buf;                  /* weights in the preferred layout (when w_reorder) */
     int w_ready;                  /* w_buf holds the const weights */
     int wino;                     /* forward by Winograd (dnnl_convolution_winograd), see conv_wino_eligible */
+    int stem;                     /* plain input, nChw16c output: see conv_stem_eligible */
     /* FusedConv: Y = act(conv(X, W, B) + Z) */
     int act;                      /* ACT_* */
     float act_a, act_b;           /* LeakyRelu alpha; Clip min, max */
@@ -436,6 +437,11 @@ static otl_status conv_make_pd_alg(otl_kctx *k, conv_state *s, const int64_t *di
         if ((st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&x_md, 4, xd, dnnl_f32, dnnl_nChw16c), "memory descriptor")) ||
             (st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nChw16c), "memory descriptor")))
             return st;
+    } else if (s->stem) {
+        dnnl_dims_t yd = {dims[0], dims[1], dims[2], dims[3]};
+        if ((st = otl_rt_md(k, x, &x_md)) ||
+            (st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nChw16c), "memory descriptor")))
+            return st;
     }
     dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
     dnnl_status_t r;
@@ -483,7 +489,7 @@ static otl_status conv_make_pd_alg(otl_kctx *k, conv_state *s, const int64_t *di
                 r = dnnl_unimplemented;
             }
         }
-        if (r != dnnl_success && wino_ok) { /* Winograd refuses the post-ops: direct instead */
+        if (r != dnnl_success && wino_ok) { /* refused with the post-ops: the default path instead */
             *wino_ok = 0;
             return OTL_OK;
         }
@@ -527,13 +533,31 @@ static int conv_wino_eligible(otl_kctx *k, const conv_state *s, const int64_t *d
     return x->dims[1] % 16 == 0 && dims[1] % 16 == 0;
 }
 
-/* The forward primitive descriptor: Winograd where it is eligible and oneDNN accepts it with
- * the post-ops, else the direct algorithm. */
+/* A large-kernel first layer (a plain input with fewer than 16 channels, e.g. an image's 3, and a
+ * kernel of at least 5x5: ResNet's 7x7 stem) writes nChw16c: oneDNN's direct kernel reads the
+ * plain input as it is (no input reorder) and the Winograd convolutions after it read nChw16c (no
+ * reorder there either), where the brgemm kernel would want the input and write the output
+ * channels-last. Not for small first kernels (MobileNet's 3x3): the depthwise convolutions that
+ * follow them would get oneDNN's reference kernel on nChw16c with their Clip post-op.
+ * OTL_CONV_STEM=0 turns it off. */
+static int conv_stem_eligible(otl_kctx *k, const conv_state *s, const int64_t *dims)
+{
+    const char *e = getenv("OTL_CONV_STEM");
+    const otl_rt *x = k->in[0];
+    return !(e && strcmp(e, "0") == 0) && conv_any_layout() && !k->training && s->kind == CONV_FWD && !s->transposed &&
+           s->g.nsp == 2 && s->group == 1 && x->dtype == OTL_DTYPE_FLOAT && !x->blocked && x->numel > 0 &&
+           k->in[1]->numel > 0 && x->dims[1] < 16 && dims[1] % 16 == 0 && s->g.k[0] >= 5 && s->g.k[1] >= 5;
+}
+
+/* The forward primitive descriptor: Winograd or the stem layout where eligible and oneDNN
+ * accepts them with the post-ops, else the direct algorithm in oneDNN's layout. */
 static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
 {
-    if (conv_wino_eligible(k, s, dims)) {
+    int alt = conv_wino_eligible(k, s, dims) ? 1 : conv_stem_eligible(k, s, dims) ? 2 : 0;
+    if (alt) {
         int z_mode = s->z_mode, ok = 0;
-        s->wino = 1;
+        s->wino = alt == 1;
+        s->stem = alt == 2;
         otl_status st = conv_make_pd_alg(k, s, dims, &ok);
         if (st || ok)
             return st;
@@ -541,6 +565,7 @@ static otl_status conv_make_pd(otl_kctx *k, conv_state *s, const int64_t *dims)
             dnnl_primitive_desc_destroy(s->pd);
         s->pd = NULL;
         s->wino = 0;
+        s->stem = 0;
         s->z_mode = z_mode;
         s->epilogue = 0;
     }
