@@ -10,7 +10,10 @@
  * consumer, which a gradient node reading it would break; so what gets fused is, in practice,
  * the frozen part (a frozen backbone then costs an inference pass) and Conv+Relu pairs whose
  * gradient reads only Relu's output. Trainable parameters are graph inputs there and never
- * count as constants; BatchNormalization is folded only with frozen (running) statistics. */
+ * count as constants; BatchNormalization is folded only with frozen (running) statistics.
+ * Training graphs also get two rewrites of their own around BatchNormalization: BatchNormalization
+ * + Relu fused with the backward applying the ReLU mask (fuse_bn_relu), and the normalized and
+ * activated output recomputed in the backward instead of kept alive (recompute_acts). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -534,6 +537,231 @@ static void fuse_dw(fctx *c, otl_node **slot, int n)
     }
 }
 
+/* The node (not yet replaced) at index i when it is domain/op_type, else NULL. */
+static const otl_node *live_op(const fctx *c, otl_node **slot, int i, const char *domain, const char *op_type)
+{
+    const otl_node *n = c->g->nodes[i];
+    if (c->dead[i] || slot[i] || strcmp(n->op_type, op_type) != 0)
+        return NULL;
+    return (*domain ? strcmp(n->domain, domain) == 0 : is_default(n)) ? n : NULL;
+}
+
+/* Training: BatchNormalization -> Relu whose backward is ReluGrad(dR, relu output) ->
+ * BatchNormalizationGrad becomes onnx_tl.BatchNormalizationRelu (oneDNN fuse_norm_relu: one pass
+ * over the data, a bit mask kept for the backward) and BatchNormalizationGrad(dR, ..., mask),
+ * which applies the mask itself: Relu and ReluGrad disappear. Only when the BatchNormalization
+ * output feeds nothing but the Relu, the ReluGrad reads the Relu's output (use_dst) and its
+ * result feeds nothing but that BatchNormalizationGrad; without any backward (a frozen part) the
+ * forward pair alone is fused. OTL_BN_RELU_FUSE=0 turns it off (tests compare both). */
+static void fuse_bn_relu(fctx *c, otl_node **slot, int n)
+{
+    const char *on = getenv("OTL_BN_RELU_FUSE");
+    if (on && *on && strcmp(on, "0") == 0)
+        return;
+    for (int i = 0; i < n && !c->failed; i++) {
+        const otl_node *bn = live_op(c, slot, i, "", "BatchNormalization");
+        if (!bn || bn->n_inputs != 5 || bn->n_outputs < 1 || bn->n_outputs > 5 || !otl_strmap_get(&c->uses, bn->outputs[0], 0))
+            continue;
+        const otl_attr *sp = otl_node_attr(bn, "spatial");
+        int ri = -1, gi = -1, bi = -1;
+        if ((sp && !(sp->type == OTL_ATTR_INT && sp->i == 1)) || !sole_consumer(c, bn->outputs[0], &ri) ||
+            !live_op(c, slot, ri, "", "Relu"))
+            continue;
+        const otl_node *relu = c->g->nodes[ri];
+        if (relu->n_inputs != 1 || relu->n_outputs != 1)
+            continue;
+        const char *r = relu->outputs[0];
+        const char *sm = bn->n_outputs == 5 ? bn->outputs[3] : "";
+        int ok = 1;
+        for (int j = 0; j < n && ok; j++) {
+            const otl_node *q = c->g->nodes[j];
+            if (c->dead[j] || strcmp(q->domain, "onnx_tl") != 0)
+                continue;
+            if (strcmp(q->op_type, "ReluGrad") == 0 && q->n_inputs == 2 && strcmp(q->inputs[1], r) == 0) {
+                const otl_attr *ud = otl_node_attr(q, "use_dst");
+                ok = gi < 0 && !slot[j] && ud && ud->type == OTL_ATTR_INT && ud->i == 1 && q->n_outputs == 1;
+                gi = j;
+            } else if (*sm && strcmp(q->op_type, "BatchNormalizationGrad") == 0 && q->n_inputs == 7 &&
+                       strcmp(q->inputs[5], sm) == 0) {
+                ok = bi < 0 && !slot[j] && strcmp(q->inputs[1], bn->inputs[0]) == 0;
+                bi = j;
+            }
+        }
+        if (!ok || (gi < 0) != (bi < 0))
+            continue;
+        int dyi = -1;
+        if (gi >= 0 && (strcmp(c->g->nodes[bi]->inputs[0], c->g->nodes[gi]->outputs[0]) != 0 ||
+                        !sole_consumer(c, c->g->nodes[gi]->outputs[0], &dyi) || dyi != bi))
+            continue;
+        char name[600], ws[640];
+        snprintf(name, sizeof name, "%s::relu", bn->name);
+        snprintf(ws, sizeof ws, "%s::relu_mask", bn->name);
+        const char *out[6] = {r, "", "", "", "", ws};
+        for (int k = 1; k < bn->n_outputs; k++)
+            out[k] = bn->outputs[k];
+        otl_node *f = own_node(c, otl_node_new(name, "BatchNormalizationRelu", "onnx_tl"));
+        if (!f || otl_node_set_io(f, 5, (const char *const *)bn->inputs, 6, out) || !copy_attrs(f, bn)) {
+            c->failed = 1;
+            return;
+        }
+        slot[i] = f;
+        c->dead[ri] = 1;
+        if (gi < 0)
+            continue;
+        const otl_node *bg = c->g->nodes[bi];
+        snprintf(name, sizeof name, "%s::relu", bg->name);
+        otl_node *fg = own_node(c, otl_node_new(name, "BatchNormalizationGrad", "onnx_tl"));
+        const char *in[8];
+        for (int k = 0; k < 7; k++)
+            in[k] = bg->inputs[k];
+        in[0] = c->g->nodes[gi]->inputs[0];
+        in[7] = ws;
+        if (!fg || otl_node_set_io(fg, 8, in, bg->n_outputs, (const char *const *)bg->outputs) || !copy_attrs(fg, bg)) {
+            c->failed = 1;
+            return;
+        }
+        slot[bi] = fg;
+        c->dead[gi] = 1;
+    }
+}
+
+/* A copy of n (owned by the view) to edit, or NULL (out of memory: c->failed). n has no tensor or
+ * graph attributes. */
+static otl_node *own_copy(fctx *c, const otl_node *n)
+{
+    otl_node *f = own_node(c, otl_node_new(n->name, n->op_type, n->domain));
+    if (!f || otl_node_set_io(f, n->n_inputs, (const char *const *)n->inputs, n->n_outputs,
+                              (const char *const *)n->outputs) || !copy_attrs(f, n)) {
+        c->failed = 1;
+        return NULL;
+    }
+    return f;
+}
+
+/* Training: the output R of a BatchNormalization with batch or running statistics followed by a
+ * Relu or Clip (min <= 0 <= max), or of a BatchNormalizationRelu, is read by backward nodes (the
+ * next convolution's weights gradient, ClipGrad, MaxPoolGrad) while the BatchNormalizationGrad
+ * keeps the normalization's input X alive anyway: those backward nodes read instead
+ * BatchNormalizationRecompute(X, scale, B, saved mean, saved var) placed just before the first
+ * of them, and R dies after the forward. That drops one activation tensor per such layer from the
+ * peak (the end of the forward pass) for one inference-style pass in the backward.
+ * OTL_RECOMPUTE=0 turns it off. pre[j] receives the node to schedule before node j. */
+static void recompute_acts(fctx *c, otl_node **slot, otl_node **pre, int n)
+{
+    const char *on = getenv("OTL_RECOMPUTE");
+    if (on && *on && strcmp(on, "0") == 0)
+        return;
+    int loss = -1; /* the loss node (src/train_graph.c): the backward follows it */
+    for (int i = 0; i < n && loss < 0; i++)
+        if (strcmp(c->g->nodes[i]->name, "onnx_tl::loss_node") == 0)
+            loss = i;
+    for (int i = 0; loss >= 0 && i < loss && !c->failed; i++) {
+        const otl_node *bn = slot[i] ? slot[i] : (c->dead[i] ? NULL : c->g->nodes[i]);
+        if (!bn || bn->n_inputs != 5 || bn->n_outputs < 5 || !*bn->outputs[3] || !*bn->outputs[4])
+            continue;
+        const char *r = NULL, *act = "";
+        float lo = 0, hi = 0;
+        if (slot[i] && strcmp(bn->op_type, "BatchNormalizationRelu") == 0) {
+            r = bn->outputs[0];
+            act = "Relu";
+        } else if (!slot[i] && is_default(bn) && strcmp(bn->op_type, "BatchNormalization") == 0) {
+            const otl_attr *sp = otl_node_attr(bn, "spatial");
+            int ai = -1;
+            const otl_node *a = sole_consumer(c, bn->outputs[0], &ai);
+            float params[2];
+            int n_params = 0;
+            if ((sp && !(sp->type == OTL_ATTR_INT && sp->i == 1)) || !a || slot[ai] || ai > loss ||
+                !activation_of(c, a, &act, params, &n_params))
+                continue;
+            if (strcmp(act, "Clip") == 0 && params[0] <= 0 && params[1] >= 0) {
+                lo = params[0];
+                hi = params[1];
+            } else if (strcmp(act, "Relu") != 0) {
+                continue;
+            }
+            r = a->outputs[0];
+        } else {
+            continue;
+        }
+        if (uses(c, r) >= 1000000) /* a graph output: alive to the end anyway */
+            continue;
+        int first = -1, x_read = 0;
+        for (int j = loss + 1; j < n; j++) {
+            const otl_node *q = slot[j] ? slot[j] : (c->dead[j] ? NULL : c->g->nodes[j]);
+            for (int k = 0; q && k < q->n_inputs; k++) {
+                if (strcmp(q->inputs[k], r) == 0 && first < 0)
+                    first = j;
+                x_read |= strcmp(q->inputs[k], bn->inputs[0]) == 0;
+            }
+        }
+        if (first < 0 || !x_read || pre[first])
+            continue;
+        int copyable = 1;
+        for (int j = first; j < n && copyable; j++) {
+            const otl_node *q = slot[j] ? slot[j] : (c->dead[j] ? NULL : c->g->nodes[j]);
+            int reads = 0;
+            for (int k = 0; q && k < q->n_inputs; k++)
+                reads |= strcmp(q->inputs[k], r) == 0;
+            for (int a = 0; reads && !slot[j] && a < q->n_attrs; a++)
+                copyable &= !q->attrs[a].t && !q->attrs[a].g && !q->attrs[a].n_tensors && !q->attrs[a].n_graphs;
+        }
+        if (!copyable)
+            continue;
+        char name[600], rn[640];
+        snprintf(name, sizeof name, "%s::recompute", bn->name);
+        snprintf(rn, sizeof rn, "%s::recomputed", r);
+        const char *in[5] = {bn->inputs[0], bn->inputs[1], bn->inputs[2], bn->outputs[3], bn->outputs[4]};
+        const char *out[1] = {rn};
+        otl_node *f = own_node(c, otl_node_new(name, "BatchNormalizationRecompute", "onnx_tl"));
+        const otl_attr *eps = otl_node_attr(bn, "epsilon");
+        otl_attr *a;
+        if (!f || otl_node_set_io(f, 5, in, 1, out) || otl_node_add_attr(f, "epsilon", OTL_ATTR_FLOAT, &a)) {
+            c->failed = 1;
+            return;
+        }
+        a->f = eps && eps->type == OTL_ATTR_FLOAT ? eps->f : 1e-5f;
+        if (otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) || !(a->s.data = (uint8_t *)otl_strdup(act))) {
+            c->failed = 1;
+            return;
+        }
+        a->s.len = strlen(act);
+        if (otl_node_add_attr(f, "min", OTL_ATTR_FLOAT, &a)) {
+            c->failed = 1;
+            return;
+        }
+        a->f = lo;
+        if (otl_node_add_attr(f, "max", OTL_ATTR_FLOAT, &a)) {
+            c->failed = 1;
+            return;
+        }
+        a->f = hi;
+        /* every backward reader of r reads the recomputed value (copies of shared nodes) */
+        for (int j = first; j < n; j++) {
+            otl_node *q = slot[j];
+            const otl_node *orig = q ? q : (c->dead[j] ? NULL : c->g->nodes[j]);
+            int reads = 0;
+            for (int k = 0; orig && k < orig->n_inputs; k++)
+                reads |= strcmp(orig->inputs[k], r) == 0;
+            if (!reads)
+                continue;
+            if (!q && !(q = own_copy(c, orig)))
+                return; /* out of memory (c->failed) */
+            slot[j] = q;
+            for (int k = 0; k < q->n_inputs; k++)
+                if (strcmp(q->inputs[k], r) == 0) {
+                    char *nn = otl_strdup(rn);
+                    if (!nn) {
+                        c->failed = 1;
+                        return;
+                    }
+                    free(q->inputs[k]);
+                    q->inputs[k] = nn;
+                }
+        }
+        pre[first] = f;
+    }
+}
+
 static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fused **out, otl_error *err)
 {
     *out = NULL;
@@ -583,20 +811,38 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
     /* rewrite, keeping the original order (a fused node takes its conv's place; its residual
        input may come later in that order, which the executor's topological sort handles) */
     otl_node **slot = calloc((size_t)g->n_nodes + 1, sizeof *slot);
-    if (!slot)
+    otl_node **pre = calloc((size_t)g->n_nodes + 1, sizeof *pre); /* recomputations scheduled before node i */
+    if (!slot || !pre)
         c.failed = 1;
     for (int i = 0; slot && ok == 1 && i < g->n_nodes && !c.failed; i++)
         if (!c.dead[i] && !(slot[i] = fuse_qdq_conv(&c, i)) && !c.failed)
             slot[i] = fuse_conv(&c, i);
     if (slot && ok == 1 && !c.failed)
         fuse_dw(&c, slot, g->n_nodes);
-    for (int i = 0; slot && i < g->n_nodes; i++) {
+    if (slot && ok == 1 && !c.failed && training)
+        fuse_bn_relu(&c, slot, g->n_nodes);
+    if (slot && pre && ok == 1 && !c.failed && training)
+        recompute_acts(&c, slot, pre, g->n_nodes);
+    int n_pre = 0;
+    for (int i = 0; pre && i < g->n_nodes; i++)
+        n_pre += pre[i] != NULL;
+    if (n_pre) {
+        otl_node **nn = realloc(fg->nodes, ((size_t)g->n_nodes + (size_t)n_pre + 1) * sizeof *nn);
+        if (nn)
+            fg->nodes = nn;
+        else
+            c.failed = 1;
+    }
+    for (int i = 0; slot && !c.failed && i < g->n_nodes; i++) {
+        if (pre && pre[i])
+            fg->nodes[fg->n_nodes++] = pre[i];
         if (slot[i])
             fg->nodes[fg->n_nodes++] = slot[i];
         else if (!c.dead[i])
             fg->nodes[fg->n_nodes++] = g->nodes[i];
     }
     free(slot);
+    free(pre);
     fg->n_inits = g->n_inits + f->n_inits;
     fg->inits = calloc((size_t)fg->n_inits + 1, sizeof *fg->inits);
     if (fg->inits && g->n_inits)

@@ -19,7 +19,13 @@
  * batch statistics it takes them from the forward's saved outputs, which the gradient rule adds
  * to the forward node when absent; without them (a hand-made graph) it recomputes them from X
  * (a forward_training pass into scratch).
- * Differentiable inputs: X, scale, B. */
+ * Differentiable inputs: X, scale, B.
+ *
+ * Training-graph rewrites (graph/fuse.c): onnx_tl.BatchNormalizationRelu is BatchNormalization
+ * followed by Relu in one oneDNN primitive (fuse_norm_relu) with the ReLU mask as output 5, which
+ * BatchNormalizationGrad then takes as input 7 (its dY is then the Relu output's gradient);
+ * onnx_tl.BatchNormalizationRecompute recomputes a normalized (+ Relu/Clip) output in the backward
+ * from the saved statistics. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +48,14 @@ typedef struct bn_state {
     double *stat_mean, *stat_var;     /* (C) training: the same in double (C path computes these) */
     size_t scratch_bytes;
     int reserved;
+    int relu;                         /* BatchNormalizationRelu: ReLU fused, workspace in output 5 */
+    dnnl_memory_t ws;
+    int recompute;                    /* BatchNormalizationRecompute: given statistics, an activation */
+    int act_relu, act_clip;           /* its activation: ReLU fused in oneDNN, or Clip(lo, hi) after it */
+    float lo, hi;
 } bn_state;
+
+enum { BN_PLAIN, BN_RELU, BN_RECOMPUTE };
 
 static const int float_types[] = {OTL_DTYPE_FLOAT, OTL_DTYPE_DOUBLE, OTL_DTYPE_FLOAT16, OTL_DTYPE_BFLOAT16, 0};
 
@@ -68,12 +81,15 @@ static otl_status bn_mode(otl_kctx *k, bn_state *s)
     return OTL_OK;
 }
 
-static otl_status bn_infer(otl_kctx *k)
+static otl_status bn_infer_common(otl_kctx *k, int kind)
 {
     bn_state *s = calloc(1, sizeof *s);
     if (!s)
         return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
     k->state = s;
+    int relu = kind == BN_RELU;
+    s->relu = relu;
+    s->recompute = kind == BN_RECOMPUTE;
     otl_status st;
     for (int i = 0; i < 5; i++)
         if ((st = otl_check_in(k, i, float_types)))
@@ -105,14 +121,27 @@ static otl_status bn_infer(otl_kctx *k)
     }
     if ((st = bn_mode(k, s)))
         return st;
+    if (s->recompute) {
+        const char *act;
+        s->training = 0;
+        if ((st = otl_attr_str(k, "activation", "", &act)) || (st = otl_attr_float(k, "min", 0.0f, &s->lo)) ||
+            (st = otl_attr_float(k, "max", 0.0f, &s->hi)))
+            return st;
+        s->act_relu = strcmp(act, "Relu") == 0;
+        s->act_clip = strcmp(act, "Clip") == 0;
+        if ((!s->act_relu && !s->act_clip && *act) || (s->act_clip && !(s->lo <= 0.0f && s->hi >= 0.0f)))
+            return otl_kfail(k, OTL_ERR_INPUT, "activation '%s' is not Relu or Clip with min <= 0 <= max", act);
+        if (k->n_out != 1 || !bn_all_f32(k) || (x->rank > 5 && !x->blocked))
+            return otl_kfail(k, OTL_ERR_UNSUPPORTED, "recomputation needs float32 data of rank <= 5 and one output");
+    }
     s->count = x->dims[0] * s->spatial;
     /* outputs 3, 4 (saved statistics) exist up to opset 9; later opsets take them as an
      * extension that training graphs use to hand the batch statistics to the backward */
-    for (int i = 5; i < k->n_out; i++)
+    for (int i = relu ? 6 : 5; i < k->n_out; i++)
         if (otl_has_out(k, i))
             return otl_kfail(k, OTL_ERR_INPUT, "BatchNormalization has at most 5 outputs");
     /* running statistics (1, 2) have the dtype of input_mean; saved ones (3, 4) of X */
-    for (int i = 1; i < k->n_out; i++)
+    for (int i = 1; i < k->n_out && i < 5; i++)
         if (otl_has_out(k, i) && (st = otl_rt_set(k, k->out[i], i < 3 ? k->in[3]->dtype : x->dtype, 1, &s->c)))
             return st;
     if (s->training) {
@@ -122,6 +151,13 @@ static otl_status bn_infer(otl_kctx *k)
         s->stat_var = calloc((size_t)s->c + 1, sizeof *s->stat_var);
         if (!s->batch_mean || !s->batch_var || !s->stat_mean || !s->stat_var)
             return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    }
+    if (relu && (!bn_all_f32(k) || (x->rank > 5 && !x->blocked) || !k->training))
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "the fused ReLU needs float32 data of rank <= 5 in a training session");
+    if (relu && x->numel == 0) {
+        int64_t none = 0;
+        if (otl_has_out(k, 5) && (st = otl_rt_set(k, k->out[5], OTL_DTYPE_UINT8, 1, &none)))
+            return st;
     }
     if (!bn_all_f32(k) || x->numel == 0)
         return otl_rt_set(k, k->out[0], x->dtype, x->rank, x->dims);
@@ -136,16 +172,52 @@ static otl_status bn_infer(otl_kctx *k)
         if ((st = nn_md_dense(k, 3, d3, dnnl_f32, &x_md)))
             return st;
     }
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (s->training ? 0 : dnnl_use_global_stats);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (s->training ? 0 : dnnl_use_global_stats) |
+                     (relu || s->act_relu ? dnnl_fuse_norm_relu : 0);
     dnnl_batch_normalization_desc_t d;
     if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(
-                                    &d, s->training ? dnnl_forward_training : dnnl_forward_inference, &x_md, s->epsilon, flags),
+                                    &d, s->training || relu ? dnnl_forward_training : dnnl_forward_inference, &x_md,
+                                    s->epsilon, flags),
                              "batch normalization")) ||
         (st = nn_make_pd(k, &d, NULL, &s->pd, "batch normalization")))
         return st;
+    if (relu) { /* the ReLU mask the backward applies, as opaque bytes */
+        int64_t ws = (int64_t)dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(s->pd, dnnl_query_workspace_md, 0));
+        if (!otl_has_out(k, 5) || ws <= 0)
+            return otl_kfail(k, OTL_ERR_INTERNAL, "the fused ReLU has no workspace");
+        if ((st = otl_rt_set(k, k->out[5], OTL_DTYPE_UINT8, 1, &ws)))
+            return st;
+    }
     if (x->rank > 5 && !x->blocked)
         return otl_rt_set(k, k->out[0], x->dtype, x->rank, x->dims);
     return otl_rt_set_md(k, k->out[0], x->dtype, x->rank, x->dims, dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
+}
+
+static otl_status bn_infer(otl_kctx *k)
+{
+    return bn_infer_common(k, BN_PLAIN);
+}
+
+/* onnx_tl.BatchNormalizationRelu: Relu(BatchNormalization(...)) as one oneDNN primitive
+ * (fuse_norm_relu), made by graph/fuse.c in training sessions only. Inputs, attributes and
+ * outputs 0-4 as BatchNormalization's (output 0 is the ReLU's), output 5 the ReLU mask (opaque
+ * bytes) that BatchNormalizationGrad takes as input 7. Attributes are read with opset 15
+ * semantics (the fusion skips the spatial attribute of opsets < 9). */
+static otl_status bn_relu_infer(otl_kctx *k)
+{
+    k->opset = 15;
+    return bn_infer_common(k, BN_RELU);
+}
+
+/* onnx_tl.BatchNormalizationRecompute(X, scale, B, mean, var) -> Y: the output of a training
+ * BatchNormalization (+ its Relu or Clip) computed again in the backward from the statistics it
+ * saved, so that the forward's output need not stay alive until then (graph/fuse.c). Attributes:
+ * epsilon, activation ("Relu", "Clip" or ""), min and max (Clip, min <= 0 <= max so that a
+ * blocked layout's zero padding stays zero). float32, rank <= 5 or blocked. */
+static otl_status bn_recompute_infer(otl_kctx *k)
+{
+    k->opset = 15;
+    return bn_infer_common(k, BN_RECOMPUTE);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -171,6 +243,8 @@ static otl_status bn_prepare(otl_kctx *k)
         (st = nn_port_init(k, &s->dst, &y_user, dst_md, 1, &s->scratch_bytes)) ||
         (st = otl_dnnl_memory(k, &c_md, NULL, &s->mean)) || (st = otl_dnnl_memory(k, &c_md, NULL, &s->var)) ||
         (st = otl_dnnl_memory(k, &c_md, NULL, &s->scale)) || (st = otl_dnnl_memory(k, &c_md, NULL, &s->shift)))
+        return st;
+    if (s->relu && (st = otl_dnnl_memory(k, dnnl_primitive_desc_query_md(s->pd, dnnl_query_workspace_md, 0), NULL, &s->ws)))
         return st;
     if (s->scratch_bytes) {
         if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
@@ -263,9 +337,12 @@ static otl_status bn_forward(otl_kctx *k)
         dnnl_memory_set_data_handle(s->shift, k->in[2]->data);
         dnnl_memory_set_data_handle(s->mean, s->training ? (void *)s->batch_mean : k->in[3]->data);
         dnnl_memory_set_data_handle(s->var, s->training ? (void *)s->batch_var : k->in[4]->data);
-        dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_SCALE, s->scale},
-                                   {DNNL_ARG_SHIFT, s->shift},  {DNNL_ARG_MEAN, s->mean},    {DNNL_ARG_VARIANCE, s->var}};
-        st = otl_dnnl_run(k, s->prim, 6, args);
+        dnnl_exec_arg_t args[7] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_DST, s->dst.prim}, {DNNL_ARG_SCALE, s->scale},
+                                   {DNNL_ARG_SHIFT, s->shift},  {DNNL_ARG_MEAN, s->mean},    {DNNL_ARG_VARIANCE, s->var},
+                                   {DNNL_ARG_WORKSPACE, s->ws}};
+        if (s->ws)
+            dnnl_memory_set_data_handle(s->ws, k->out[5]->data);
+        st = otl_dnnl_run(k, s->prim, s->ws ? 7 : 6, args);
         if (!st)
             st = nn_port_finish(k, &s->dst);
     }
@@ -273,6 +350,15 @@ static otl_status bn_forward(otl_kctx *k)
         nn_scratch_unlock();
     if (st)
         return st;
+    if (s->act_clip) { /* elementwise: any layout (padding is 0 and stays 0) */
+        float *y = k->out[0]->data, lo = s->lo, hi = s->hi;
+        int64_t n = (int64_t)(k->out[0]->nbytes / sizeof *y);
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++)
+            y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+    }
+    if (s->recompute)
+        return OTL_OK;
     for (int64_t ch = 0; s->training && ch < s->c; ch++) {
         s->stat_mean[ch] = s->batch_mean[ch];
         s->stat_var[ch] = s->batch_var[ch];
@@ -290,8 +376,8 @@ static void bn_release(otl_kctx *k)
         dnnl_primitive_desc_destroy(s->pd);
     nn_port_free(&s->src);
     nn_port_free(&s->dst);
-    dnnl_memory_t mems[4] = {s->mean, s->var, s->scale, s->shift};
-    for (int i = 0; i < 4; i++)
+    dnnl_memory_t mems[5] = {s->mean, s->var, s->scale, s->shift, s->ws};
+    for (int i = 0; i < 5; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     free(s->batch_mean);
@@ -317,6 +403,8 @@ typedef struct bn_grad_state {
     size_t stat_dst_off;
     size_t scratch_bytes;
     int reserved;
+    int relu;                         /* input 7: BatchNormalizationRelu's workspace; dY is the ReLU's */
+    dnnl_memory_t ws;
 } bn_grad_state;
 
 static const int f32_only[] = {OTL_DTYPE_FLOAT, 0};
@@ -345,6 +433,9 @@ static otl_status bn_grad_infer(otl_kctx *k)
     for (int i = 5; g->saved && i < 7; i++)
         if ((st = otl_check_in(k, i, float_types)))
             return st;
+    g->relu = otl_has_in(k, 7);
+    if (g->relu && (st = otl_check_in(k, 7, (const int[]){OTL_DTYPE_UINT8, 0})))
+        return st;
     const otl_rt *dy = k->in[0], *x = k->in[1];
     if (x->rank < 2)
         return otl_kfail(k, OTL_ERR_INPUT, "input X '%s' must have rank >= 2 (N, C, ...), got %d", x->name, x->rank);
@@ -370,12 +461,15 @@ static otl_status bn_grad_infer(otl_kctx *k)
     if (x->numel == 0)
         return otl_has_out(k, 0) ? otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, x->dims) : OTL_OK;
     g->view3 = x->rank > 5 && !x->blocked;
+    if (g->relu && g->view3)
+        return otl_kfail(k, OTL_ERR_UNSUPPORTED, "the fused ReLU needs data of rank <= 5");
     dnnl_memory_desc_t x_md;
     if ((st = bn_data_md(k, g, x, &x_md)))
         return st;
     /* always prop backward with scale and shift: oneDNN 2.6 has backward_data only without a
      * scale; dScale/dB land in scratch when not wanted */
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (g->b.training ? 0 : dnnl_use_global_stats);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (g->b.training ? 0 : dnnl_use_global_stats) |
+                     (g->relu ? dnnl_fuse_norm_relu : 0);
     dnnl_batch_normalization_desc_t fd, bd;
     dnnl_primitive_desc_t hint = NULL;
     if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, flags),
@@ -390,6 +484,9 @@ static otl_status bn_grad_infer(otl_kctx *k)
     dnnl_primitive_desc_destroy(hint);
     if (st)
         return st;
+    if (g->relu && dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(g->pd, dnnl_query_workspace_md, 0)) !=
+                       k->in[7]->nbytes)
+        return otl_kfail(k, OTL_ERR_INPUT, "workspace '%s' does not match the data's layout", k->in[7]->name);
     if (g->b.training && !g->saved) { /* this batch's statistics, recomputed */
         if ((st = otl_dnnl_check(k, dnnl_batch_normalization_forward_desc_init(&fd, dnnl_forward_training, &x_md, g->b.epsilon, 0),
                                  "batch normalization")) ||
@@ -434,6 +531,8 @@ static otl_status bn_grad_prepare(otl_kctx *k)
     if ((st = otl_dnnl_memory(k, &c_md, b, &g->mean)) || (st = otl_dnnl_memory(k, &c_md, b + c, &g->var)) ||
         (st = otl_dnnl_memory(k, &c_md, b + 2 * c, &g->scale)) || (st = otl_dnnl_memory(k, &c_md, b + 3 * c, &g->dscale)) ||
         (st = otl_dnnl_memory(k, &c_md, b + 4 * c, &g->dshift)) || (st = otl_dnnl_memory(k, &c_md, b + 5 * c, &g->shift)))
+        return st;
+    if (g->relu && (st = otl_dnnl_memory(k, dnnl_primitive_desc_query_md(g->pd, dnnl_query_workspace_md, 0), NULL, &g->ws)))
         return st;
     if (g->stat_pd) {
         const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(g->stat_pd, dnnl_query_dst_md, 0);
@@ -482,12 +581,14 @@ static otl_status bn_grad_forward(otl_kctx *k)
             st = otl_dnnl_run(k, g->stat_prim, 4, sa);
         }
         if (!st) {
-            dnnl_exec_arg_t args[9] = {{DNNL_ARG_SRC, g->x.prim},       {DNNL_ARG_DIFF_DST, g->dy.prim},
-                                       {DNNL_ARG_MEAN, g->mean},        {DNNL_ARG_VARIANCE, g->var},
-                                       {DNNL_ARG_SCALE, g->scale},      {DNNL_ARG_DIFF_SRC, g->dx.prim},
-                                       {DNNL_ARG_SHIFT, g->shift},      {DNNL_ARG_DIFF_SCALE, g->dscale},
-                                       {DNNL_ARG_DIFF_SHIFT, g->dshift}};
-            st = otl_dnnl_run(k, g->prim, 9, args);
+            dnnl_exec_arg_t args[10] = {{DNNL_ARG_SRC, g->x.prim},       {DNNL_ARG_DIFF_DST, g->dy.prim},
+                                        {DNNL_ARG_MEAN, g->mean},        {DNNL_ARG_VARIANCE, g->var},
+                                        {DNNL_ARG_SCALE, g->scale},      {DNNL_ARG_DIFF_SRC, g->dx.prim},
+                                        {DNNL_ARG_SHIFT, g->shift},      {DNNL_ARG_DIFF_SCALE, g->dscale},
+                                        {DNNL_ARG_DIFF_SHIFT, g->dshift}, {DNNL_ARG_WORKSPACE, g->ws}};
+            if (g->ws)
+                dnnl_memory_set_data_handle(g->ws, k->in[7]->data);
+            st = otl_dnnl_run(k, g->prim, g->ws ? 10 : 9, args);
         }
         if (!st && otl_has_out(k, 0))
             st = nn_port_finish(k, &g->dx);
@@ -515,8 +616,8 @@ static void bn_grad_release(otl_kctx *k)
     nn_port_free(&g->x);
     nn_port_free(&g->dy);
     nn_port_free(&g->dx);
-    dnnl_memory_t mems[7] = {g->mean, g->var, g->scale, g->shift, g->dscale, g->dshift, g->stat_dst};
-    for (int i = 0; i < 7; i++)
+    dnnl_memory_t mems[8] = {g->mean, g->var, g->scale, g->shift, g->dscale, g->dshift, g->stat_dst, g->ws};
+    for (int i = 0; i < 8; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     free(g->buf);
@@ -604,6 +705,16 @@ const otl_op otl_op_BatchNormalization = {
     .op_type = "BatchNormalization", .domain = "", .since = 6, .until = 22, .flags = OTL_OPF_ANY_LAYOUT,
     .infer = bn_infer, .prepare = bn_prepare, .forward = bn_forward, .release = bn_release,
     .grad_inputs = 7, .grad = bn_grad,
+};
+
+const otl_op otl_op_BatchNormalizationRelu = {
+    .op_type = "BatchNormalizationRelu", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = bn_relu_infer, .prepare = bn_prepare, .forward = bn_forward, .release = bn_release,
+};
+
+const otl_op otl_op_BatchNormalizationRecompute = {
+    .op_type = "BatchNormalizationRecompute", .domain = OTL_GRAD_DOMAIN, .since = 1, .until = 1, .flags = OTL_OPF_ANY_LAYOUT,
+    .infer = bn_recompute_infer, .prepare = bn_prepare, .forward = bn_forward, .release = bn_release,
 };
 
 const otl_op otl_op_BatchNormalizationGrad = {

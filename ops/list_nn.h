@@ -8,4 +8,5 @@
     X(DynamicQuantizeLinear) X(MatMulInteger) X(QLinearMatMul) X(QDQConv) X(FusedConv) X(FusedConvDw)       \
     X(ConvGradData) X(ConvGradWeights) X(ConvGradBias) X(ConvTransposeGradData)                     \
     X(ConvTransposeGradWeights) X(MaxPoolGrad) X(AveragePoolGrad) X(GlobalMaxPoolGrad)              \
-    X(GlobalAveragePoolGrad) X(BatchNormalizationGrad)
+    X(GlobalAveragePoolGrad) X(BatchNormalizationGrad) X(BatchNormalizationRelu) \
+    X(BatchNormalizationRecompute)

@@ -35,6 +35,7 @@ typedef struct plan {
     int *sched;            /* indices into kc */
     uint8_t *arena;
     size_t arena_size;
+    size_t peak_live;      /* most bytes live at one step (the arena's lower bound) */
     int n_sig;
     otl_rt *sig;           /* input dtypes/shapes this plan was built for */
     int *out_val;          /* graph output -> value index */
@@ -82,6 +83,9 @@ static void prof_print(const otl_session *s)
     for (int i = 0; i < s->n_prof; i++)
         total += s->prof[i].ms;
     fprintf(stderr, "profile: %llu runs, %.1f ms in kernels\n", (unsigned long long)s->runs, total);
+    if (s->plan)
+        fprintf(stderr, "profile: activation arena %zu bytes (%.1f MB; at most %.1f MB live at once)\n",
+                s->plan->arena_size, s->plan->arena_size / 1048576.0, s->plan->peak_live / 1048576.0);
     for (int i = 0; i < s->n_prof; i++)
         fprintf(stderr, "profile: %-24s %10.1f ms %5.1f%% %8ld calls\n", s->prof[i].op, s->prof[i].ms,
                 total > 0 ? 100 * s->prof[i].ms / total : 0, s->prof[i].calls);
@@ -354,6 +358,7 @@ static otl_status assign_arena(plan *p, const char *file, otl_error *err)
     int *list = malloc(((size_t)p->n_vals + 1) * sizeof *list);
     arena_plan a = {0};
     otl_status st = OTL_OK;
+    size_t live = 0;
     if (!count || !start || !list) {
         st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
         goto done;
@@ -382,13 +387,18 @@ static otl_status assign_arena(plan *p, const char *file, otl_error *err)
                 goto done;
             }
             v->in_arena = 1;
+            live += align64(v->nbytes ? v->nbytes : 1);
         }
+        if (live > p->peak_live)
+            p->peak_live = live;
         for (int j = start[s]; j < start[s + 1]; j++) {
             otl_rt *v = &p->vals[list[j]];
             if (v->in_arena && !arena_give(&a, v->arena_off, v->nbytes)) {
                 st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
                 goto done;
             }
+            if (v->in_arena)
+                live -= align64(v->nbytes ? v->nbytes : 1);
         }
     }
     p->arena_size = a.end;

@@ -10,6 +10,9 @@
 #                               activation buffers for the frozen prefix, which runs as the same
 #                               fused kernels)
 #   perf.reduce_sum_to          tests/perf/check_reduce_sum_to.py: ReduceSumTo (bias gradients) vs NumPy
+#   perf.bn_relu_fused          tests/perf/check_bn_relu.py: BatchNormalization+Relu fused and
+#                               BatchNormalization+Relu/Clip outputs recomputed in the backward give
+#                               the plain graph's gradients, where expected, with a smaller arena
 #   perf.frozen_resnet18.cost   tests/perf/frozen_cost.py: `onnx-tl grad` of the head-only model
 #                               against `onnx-tl run` at batch 48, 3 alternating rounds: peak RSS
 #                               <= 1.15x, median CPU time <= 1.3x (wall-time ratio printed)
@@ -47,3 +50,13 @@ set_tests_properties(perf.frozen_resnet18.cost PROPERTIES FIXTURES_REQUIRED zoo 
 add_test(NAME perf.reduce_sum_to
   COMMAND ${PYTHON} ${_otl_perf_src}/check_reduce_sum_to.py ${ONNX_TL} ${CMAKE_BINARY_DIR}/perf/reduce_sum_to)
 set_tests_properties(perf.reduce_sum_to PROPERTIES LABELS "perf" TIMEOUT 120)
+
+# Training-graph rewrites around BatchNormalization (graph/fuse.c): BatchNormalization + Relu fused
+# (onnx_tl.BatchNormalizationRelu, the backward applying oneDNN's ReLU mask) and BN + Relu/Clip
+# outputs recomputed in the backward (onnx_tl.BatchNormalizationRecompute): the same gradients as
+# without them (OTL_BN_RELU_FUSE=0 OTL_RECOMPUTE=0) in both --bn modes on 1-D/2-D/3-D residual
+# blocks and a MobileNet-style block, the rewrites taken exactly where the patterns allow, and a
+# smaller activation arena.
+add_test(NAME perf.bn_relu_fused
+  COMMAND ${PYTHON} ${_otl_perf_src}/check_bn_relu.py ${ONNX_TL} ${CMAKE_BINARY_DIR}/perf/bn_relu)
+set_tests_properties(perf.bn_relu_fused PROPERTIES LABELS "perf" TIMEOUT 120)
