@@ -506,10 +506,18 @@ static int cp_mem(void **d, const void *s, size_t n)
     return 1;
 }
 
+/* Blobs are NUL-terminated past len (as the loader makes them): string attributes are read as C strings. */
 static int cp_blob(otl_blob *d, const otl_blob *s)
 {
     d->len = s->len;
-    return cp_mem((void **)&d->data, s->data, s->len);
+    d->data = NULL;
+    if (!s->data)
+        return 1;
+    if (!(d->data = malloc(s->len + 1)))
+        return 0;
+    memcpy(d->data, s->data, s->len);
+    d->data[s->len] = 0;
+    return 1;
 }
 
 static int cp_blobs(otl_blob **d, const otl_blob *s, size_t n)
