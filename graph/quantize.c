@@ -741,6 +741,8 @@ static otl_status qdata_open(qdata *qd, const otl_model *m, const otl_quant_opts
         return err->code;
     if (pick_items(q, otl_dataset_len(qd->d), &qd->items, &qd->n, err))
         return err->code;
+    if (qd->n < 1) /* every activation range would be a made-up [0, 1] */
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: no calibration samples", q->calib);
     otl_dataset_sample(qd->d, &qd->sdtype, &qd->srank, qd->sdims + 1);
     qd->b = q->batch > 0 ? q->batch : 16;
     if (qd->b > qd->n)

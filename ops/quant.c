@@ -236,13 +236,15 @@ static otl_status dynq_forward(otl_kctx *k)
     const otl_rt *x = k->in[0];
     const float *xp = x->data;
     float mn = 0, mx = 0;
+    int nan = 0; /* NaN never compares below mn or above mx: tracked apart */
     for (int64_t i = 0; i < x->numel; i++) {
         if (xp[i] < mn)
             mn = xp[i];
         if (xp[i] > mx)
             mx = xp[i];
+        nan |= xp[i] != xp[i];
     }
-    if (isnan(mn) || isnan(mx) || isinf(mn) || isinf(mx))
+    if (nan || isinf(mn) || isinf(mx))
         return otl_kfail(k, OTL_ERR_INPUT, "input '%s' holds NaN or infinite values", x->name);
     float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
     float zf = nearbyintf(0.0f - mn / scale);

@@ -555,10 +555,14 @@ static otl_status cache_file_path(fit *f, const otl_model *prefix, char **path, 
         return st;
     otl_sha256 h;
     otl_sha256_init(&h);
-    char line[512];
-    snprintf(line, sizeof line, "onnx-tl feature cache 1\n%s\n%s\n%d\n%llu\n%d\n", f->input, f->frontier, f->c_bf16,
-             (unsigned long long)f->h.seed, f->h.threads);
+    /* names hashed whole (with their NULs), the numbers as one line; the training rows depend on
+       --precision (bf16 convolutions in the frozen prefix) */
+    char line[128];
+    snprintf(line, sizeof line, "onnx-tl feature cache 1\n%d\n%llu\n%d\n%s\n", f->c_bf16,
+             (unsigned long long)f->h.seed, f->h.threads, otl_precision_name(f->h.precision));
     otl_sha256_update(&h, line, strlen(line) + 1);
+    otl_sha256_update(&h, f->input, strlen(f->input) + 1);
+    otl_sha256_update(&h, f->frontier, strlen(f->frontier) + 1);
     otl_sha256_update(&h, buf, len);
     free(buf);
     otl_sha256_update(&h, otl_dataset_hash(f->dtrain), 64);
