@@ -206,12 +206,24 @@ int cmd_export(int argc, char **argv)
         so.external = OTL_EXTERNAL_ALWAYS;
     if (cli_flag(&a, "embed-data"))
         so.external = OTL_EXTERNAL_NEVER;
-    otl_status st = otl_model_save(m, out, &so, &err);
+    /* the report's temporary file first: a report that cannot be written fails the command before
+       OUT exists; OUT saved, then the report committed */
+    otl_atomic_file raf;
+    int raf_open = 0;
+    otl_status st = OTL_OK;
+    if (qi.report && report && !(st = otl_atomic_open(&raf, report, &err)))
+        raf_open = 1;
+    if (!st)
+        st = otl_model_save(m, out, &so, &err);
     otl_model_free(m);
     if (!st && qi.report && verbose)
         otl_quant_report_print(qi.report, stderr);
-    if (!st && qi.report && report)
-        st = otl_quant_report_write_json(qi.report, report, &err);
+    if (raf_open && !st) {
+        otl_quant_report_json(qi.report, raf.fp);
+        st = otl_atomic_commit(&raf, &err);
+    } else if (raf_open) {
+        otl_atomic_abort(&raf);
+    }
     otl_quant_report_free(qi.report);
     if (st)
         return cli_fail(&err);

@@ -1251,8 +1251,14 @@ otl_status otl_quant_report_write_json(const otl_quant_report *r, const char *pa
     otl_atomic_file af;
     if (otl_atomic_open(&af, path, err))
         return err->code;
+    otl_quant_report_json(r, af.fp);
+    return otl_atomic_commit(&af, err);
+}
+
+void otl_quant_report_json(const otl_quant_report *r, FILE *fp)
+{
     otl_json j;
-    otl_json_init(&j, af.fp);
+    otl_json_init(&j, fp);
     otl_json_obj(&j);
     otl_json_key(&j, "model");
     otl_json_str(&j, r->model);
@@ -1323,8 +1329,7 @@ otl_status otl_quant_report_write_json(const otl_quant_report *r, const char *pa
     }
     otl_json_arr_end(&j);
     otl_json_obj_end(&j);
-    fputc('\n', af.fp);
-    return otl_atomic_commit(&af, err);
+    fputc('\n', fp);
 }
 
 void otl_quant_report_print(const otl_quant_report *r, FILE *fp)

@@ -116,8 +116,10 @@ typedef struct otl_quant_report {
 } otl_quant_report;
 
 void otl_quant_report_free(otl_quant_report *r);
-/* The report as one JSON object (written atomically), and as a short table. */
+/* The report as one JSON object: to a file (written atomically) or to an open stream; and as a
+ * short table. */
 otl_status otl_quant_report_write_json(const otl_quant_report *r, const char *path, otl_error *err);
+void otl_quant_report_json(const otl_quant_report *r, FILE *fp);
 void otl_quant_report_print(const otl_quant_report *r, FILE *fp);
 
 typedef struct otl_quant_info {

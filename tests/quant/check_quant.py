@@ -455,6 +455,10 @@ def case_report(d):
     for bad in (["--report", d + "/r.json"], ["--calib-method", "entropy"], ["--seed", "1"], ["-v"]):
         tl("export", src, "-o", d + "/u.onnx", *bad, expect=2)
     check(not os.path.exists(d + "/u.onnx") and not os.path.exists(d + "/r.json"), "usage errors write nothing")
+    # a report that cannot be written fails the command before OUT exists
+    tl("export", src, "-o", d + "/u.onnx", "--quantize", "int8", "--calib", d + "/cal.npz", "--report",
+       d + "/no_such_dir/r.json", expect=1)
+    check(not os.path.exists(d + "/u.onnx"), "unwritable --report: OUT not written")
 
 
 def main():
