@@ -1,4 +1,5 @@
 /* graph_edit.c - small helpers for graph rewrites (see graph_edit.h). */
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,4 +46,52 @@ int otl_set_str(char **slot, const char *v)
     free(*slot);
     *slot = c;
     return 1;
+}
+
+/* Next glob of a comma-separated list into buf (trimmed of spaces); the rest, or NULL at the end. */
+static const char *next_glob(const char *p, char *buf, size_t cap, int *too_long)
+{
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    while (len && *p == ' ')
+        p++, len--;
+    while (len && p[len - 1] == ' ')
+        len--;
+    *too_long = len >= cap;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(buf, p, len);
+    buf[len] = 0;
+    return e ? e + 1 : NULL;
+}
+
+int otl_glob_list_match(const char *list, const otl_node *n)
+{
+    char glob[512];
+    int tl;
+    for (const char *p = list; p;) {
+        p = next_glob(p, glob, sizeof glob, &tl);
+        if (*glob && !tl && fnmatch(glob, n->name, 0) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+otl_status otl_glob_list_check(const otl_model *m, const char *list,
+                               int (*want)(const otl_graph *g, const otl_node *n), const char *what, otl_error *err)
+{
+    char glob[512];
+    int tl;
+    for (const char *p = list; p;) {
+        p = next_glob(p, glob, sizeof glob, &tl);
+        if (!*glob || tl)
+            return otl_error_set(err, OTL_ERR_USAGE, "--exclude: empty or too long glob in '%s'", list);
+        int hit = 0;
+        for (int i = 0; i < m->graph->n_nodes && !hit; i++)
+            hit = want(m->graph, m->graph->nodes[i]) && fnmatch(glob, m->graph->nodes[i]->name, 0) == 0;
+        if (!hit)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: --exclude '%s' matches no %s",
+                                 m->path ? m->path : "model", glob, what);
+    }
+    return OTL_OK;
 }

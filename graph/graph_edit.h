@@ -10,4 +10,13 @@ char *otl_graph_fresh_name(const otl_graph *g, const char *base);
 /* Replace the malloc'd string *slot by a copy of v; 0 when out of memory. */
 int otl_set_str(char **slot, const char *v);
 
+/* --exclude NODE_GLOBS of export's passes: comma-separated fnmatch globs, spaces around each
+ * trimmed. Whether one of them matches node n's name (list NULL: none). */
+int otl_glob_list_match(const char *list, const otl_node *n);
+/* Every glob of list is non-empty, under 512 bytes (else OTL_ERR_USAGE) and matches the name of a
+ * node of m for which want(g, n) holds (else OTL_ERR_INPUT naming the file, the glob and `what`,
+ * e.g. "Conv, Gemm or MatMul node"). */
+otl_status otl_glob_list_check(const otl_model *m, const char *list,
+                               int (*want)(const otl_graph *g, const otl_node *n), const char *what, otl_error *err);
+
 #endif

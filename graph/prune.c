@@ -4,7 +4,6 @@
  * the smallest L1 norm (torch.nn.utils.prune.ln_structured(n=1, dim=0) per layer, but the channels
  * really go: the following BatchNormalization, activations, pooling and every consumer are rewired),
  * and the zero masks `train` keeps (metadata onnx_tl.pruned). */
-#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,43 +81,15 @@ static int graph_reads(const otl_graph *g, const char *name)
     return c;
 }
 
-/* Whether n's name matches one of the comma-separated globs in list (NULL: none). */
-static int excluded(const char *list, const otl_node *n)
+static int excludable(const otl_graph *g, const otl_node *n)
 {
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char glob[512];
-        if (len && len < sizeof glob) {
-            memcpy(glob, p, len);
-            glob[len] = 0;
-            if (fnmatch(glob, n->name, 0) == 0)
-                return 1;
-        }
-        p = e ? e + 1 : p + len;
-    }
-    return 0;
+    (void)g;
+    return is_target(n);
 }
 
-static otl_status check_excludes(const otl_model *m, const char *list, otl_error *err)
+static int excluded(const char *list, const otl_node *n)
 {
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char glob[512];
-        if (!len || len >= sizeof glob)
-            return otl_error_set(err, OTL_ERR_USAGE, "--exclude: empty or too long glob in '%s'", list);
-        memcpy(glob, p, len);
-        glob[len] = 0;
-        int hit = 0;
-        for (int i = 0; i < m->graph->n_nodes && !hit; i++)
-            hit = is_target(m->graph->nodes[i]) && fnmatch(glob, m->graph->nodes[i]->name, 0) == 0;
-        if (!hit)
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: --exclude '%s' matches no Conv, Gemm or MatMul node",
-                                 fname(m), glob);
-        p = e ? e + 1 : p + len;
-    }
-    return OTL_OK;
+    return otl_glob_list_match(list, n);
 }
 
 /* A float32 initializer with data named `name` (following Identity aliases), or NULL. */
@@ -722,7 +693,7 @@ otl_status otl_export_prune(otl_model *m, const otl_prune_opts *o, otl_prune_inf
     if (!(o->sparsity >= 0 && o->sparsity < 1) || !(o->channels >= 0 && o->channels < 1) ||
         (o->sparsity == 0 && o->channels == 0))
         return otl_error_set(err, OTL_ERR_USAGE, "prune: sparsity and channel fraction must lie in [0, 1), one above 0");
-    if (check_excludes(m, o->exclude, err))
+    if (otl_glob_list_check(m, o->exclude, excludable, "Conv, Gemm or MatMul node", err))
         return err->code;
     otl_graph *g = m->graph;
     info->params_before = float_params(g);

@@ -3,7 +3,6 @@
  * Runtime's quantizer places them, so that ORT fuses them into integer kernels), calibration
  * (min/max, percentile, entropy) in one pass of an inference session, int8 weights, int32 biases,
  * and a per-tensor report (scale, zero point, SQNR). */
-#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,57 +154,16 @@ static int is_move(const otl_node *n)
             op_is(n, "Flatten") || op_is(n, "Transpose") || op_is(n, "Squeeze") || op_is(n, "Unsqueeze"));
 }
 
-/* Copy glob k of a comma-separated list into buf, spaces around it trimmed; returns the position
- * after it (NULL at the end). */
-static const char *next_glob(const char *p, char *buf, size_t cap, int *too_long)
+/* A node --exclude may name: one the pass quantizes. */
+static int excludable(const otl_graph *g, const otl_node *n)
 {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    while (len && *p == ' ')
-        p++, len--;
-    while (len && p[len - 1] == ' ')
-        len--;
-    *too_long = len >= cap;
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(buf, p, len);
-    buf[len] = 0;
-    return e ? e + 1 : NULL;
+    (void)g;
+    return is_qtarget(n) || is_other(n);
 }
 
-/* Whether n's name matches one of the comma-separated globs in list (NULL: none). */
 static int excluded(const char *list, const otl_node *n)
 {
-    char glob[512];
-    int tl;
-    for (const char *p = list; p;) {
-        p = next_glob(p, glob, sizeof glob, &tl);
-        if (*glob && fnmatch(glob, n->name, 0) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* Every glob of list matches a node the pass quantizes. */
-static otl_status check_excludes(const otl_model *m, const char *list, otl_error *err)
-{
-    char glob[512];
-    int tl;
-    for (const char *p = list; p;) {
-        p = next_glob(p, glob, sizeof glob, &tl);
-        if (!*glob || tl)
-            return otl_error_set(err, OTL_ERR_USAGE, "--exclude: empty or too long glob in '%s'", list);
-        int hit = 0;
-        for (int i = 0; i < m->graph->n_nodes && !hit; i++) {
-            const otl_node *n = m->graph->nodes[i];
-            hit = (is_qtarget(n) || is_other(n)) && fnmatch(glob, n->name, 0) == 0;
-        }
-        if (!hit)
-            return otl_error_set(err, OTL_ERR_INPUT,
-                                 "%s: --exclude '%s' matches no Conv, Gemm, MatMul, Add, Concat, "
-                                 "GlobalAveragePool or AveragePool node", fname(m), glob);
-    }
-    return OTL_OK;
+    return otl_glob_list_match(list, n);
 }
 
 /* ---------------------------------------------------------------- element types */
@@ -1450,7 +1408,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
                              "%s: opset %lld has no QuantizeLinear/DequantizeLinear (needs 10 or later)", fname(m),
                              (long long)opset);
     info->per_channel = opset >= 13;
-    if (check_excludes(m, q->exclude, err))
+    if (otl_glob_list_check(m, q->exclude, excludable, "Conv, Gemm, MatMul, Add, Concat, GlobalAveragePool or AveragePool node", err))
         return err->code;
 
     qctx c;

@@ -7,7 +7,6 @@
  *   Cast(to float) -> Mul(., Mul(Xs, Ws)) [-> Add(., bias)] -> the node's original output
  * with Ws the symmetric weight scales per output column (or one per tensor); Gemm's alpha is
  * folded into Ws and beta into the bias. */
-#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,44 +134,9 @@ static int is_target(const otl_graph *g, const otl_node *n)
     return 1;
 }
 
-/* Whether n's name matches one of the comma-separated globs in list (NULL: none). */
 static int excluded(const char *list, const otl_node *n)
 {
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char glob[512];
-        if (len && len < sizeof glob) {
-            memcpy(glob, p, len);
-            glob[len] = 0;
-            if (fnmatch(glob, n->name, 0) == 0)
-                return 1;
-        }
-        p = e ? e + 1 : p + len;
-    }
-    return 0;
-}
-
-/* Every glob of list matches a node the pass would quantize. */
-static otl_status check_excludes(const otl_model *m, const char *list, otl_error *err)
-{
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char glob[512];
-        if (!len || len >= sizeof glob)
-            return otl_error_set(err, OTL_ERR_USAGE, "--exclude: empty or too long glob in '%s'", list);
-        memcpy(glob, p, len);
-        glob[len] = 0;
-        int hit = 0;
-        for (int i = 0; i < m->graph->n_nodes && !hit; i++)
-            hit = is_target(m->graph, m->graph->nodes[i]) && fnmatch(glob, m->graph->nodes[i]->name, 0) == 0;
-        if (!hit)
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: --exclude '%s' matches no MatMul or Gemm with a float weight",
-                                 fname(m), glob);
-        p = e ? e + 1 : p + len;
-    }
-    return OTL_OK;
+    return otl_glob_list_match(list, n);
 }
 
 /* Add an initializer named after base (fresh); data copied. */
@@ -423,7 +387,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
                              (long long)opset);
     const char *exclude = o ? o->exclude : NULL;
     int per_tensor = o ? o->per_tensor : 0;
-    if (check_excludes(m, exclude, err))
+    if (otl_glob_list_check(m, exclude, is_target, "MatMul or Gemm with a float weight", err))
         return err->code;
     info->per_channel = !per_tensor;
     int cap = g->n_nodes + 1;
