@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "graph/fuse.h"
+#include "src/hash.h"
 #include "ops/op.h"
 #include "src/strmap.h"
 #include "src/util.h"
@@ -713,7 +714,11 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         k->training = s->opts.training;
         k->bn_training = s->opts.training && !s->opts.bn_frozen;
         k->bf16 = s->opts.precision == OTL_PRECISION_BF16;
-        k->seed = s->opts.seed * 6364136223846793005ULL + (uint64_t)s->order[oi] * 1442695040888963407ULL + 1;
+        /* random ops (Dropout) draw from a stream named by the session seed and the node's first
+           output (unique in the graph): the same in the whole training graph, in a fused one and in
+           the feature cache's cut model, whatever the node indices */
+        k->seed = s->opts.seed * 6364136223846793005ULL +
+                  (n->n_outputs > 0 ? otl_hash64(n->outputs[0], strlen(n->outputs[0]), 0x0d40u) : 0) + 1;
         k->n_in = n->n_inputs;
         k->n_out = n->n_outputs;
         k->in = calloc((size_t)n->n_inputs + 1, sizeof *k->in);
