@@ -52,8 +52,9 @@ static void remove_nodes(otl_graph *g, const unsigned char *drop)
 }
 
 /* Replace the dropped nodes by Constant nodes with unread scalar outputs, keeping every other
- * node at its index: random ops (Dropout) seed their stream with their node index, so the cut
- * model then draws the same masks as the whole model. */
+ * node at its index. (Random ops no longer depend on it: src/exec.c keys their streams by the
+ * node's first output name, which fusions in training graphs keep; the padding is dropped by the
+ * planner's removal of unread nodes.) */
 static otl_status pad_nodes(otl_graph *g, const unsigned char *drop)
 {
     for (int i = 0; i < g->n_nodes; i++) {
