@@ -95,3 +95,22 @@ otl_status otl_glob_list_check(const otl_model *m, const char *list,
     }
     return OTL_OK;
 }
+
+otl_status otl_graph_resort(otl_model *m, otl_error *err)
+{
+    otl_graph *g = m->graph;
+    int *order;
+    if (otl_graph_toposort(g, &order, m->path ? m->path : "model", err))
+        return err->code;
+    otl_node **nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *nodes);
+    if (!nodes) {
+        free(order);
+        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        nodes[i] = g->nodes[order[i]];
+    memcpy(g->nodes, nodes, (size_t)g->n_nodes * sizeof *nodes);
+    free(nodes);
+    free(order);
+    return OTL_OK;
+}

@@ -10,6 +10,9 @@ char *otl_graph_fresh_name(const otl_graph *g, const char *base);
 /* Replace the malloc'd string *slot by a copy of v; 0 when out of memory. */
 int otl_set_str(char **slot, const char *v);
 
+/* Reorder m's nodes topologically (after rewrites appended nodes); errors name m's file. */
+otl_status otl_graph_resort(otl_model *m, otl_error *err);
+
 /* --exclude NODE_GLOBS of export's passes: comma-separated fnmatch globs, spaces around each
  * trimmed. Whether one of them matches node n's name (list NULL: none). */
 int otl_glob_list_match(const char *list, const otl_node *n);

@@ -1115,25 +1115,6 @@ static otl_tensor *weight_of(const otl_graph *g, const otl_node *n, int *axis)
     return w;
 }
 
-static otl_status resort(otl_model *m, otl_error *err)
-{
-    otl_graph *g = m->graph;
-    int *order;
-    if (otl_graph_toposort(g, &order, fname(m), err))
-        return err->code;
-    otl_node **nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *nodes);
-    if (!nodes) {
-        free(order);
-        return oom(err);
-    }
-    for (int i = 0; i < g->n_nodes; i++)
-        nodes[i] = g->nodes[order[i]];
-    memcpy(g->nodes, nodes, (size_t)g->n_nodes * sizeof *nodes);
-    free(nodes);
-    free(order);
-    return OTL_OK;
-}
-
 /* value_info of names that no longer exist. */
 static void drop_stale_value_info(otl_graph *g)
 {
@@ -1581,7 +1562,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         goto done;
     drop_unused_inits(g);
     drop_stale_value_info(g);
-    if ((st = resort(m, err)) || (st = otl_model_validate(m, err)))
+    if ((st = otl_graph_resort(m, err)) || (st = otl_model_validate(m, err)))
         goto done;
 
     if (rep) {

@@ -349,25 +349,6 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
     return OTL_OK;
 }
 
-static otl_status resort(otl_model *m, otl_error *err)
-{
-    otl_graph *g = m->graph;
-    int *order;
-    if (otl_graph_toposort(g, &order, fname(m), err))
-        return err->code;
-    otl_node **nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *nodes);
-    if (!nodes) {
-        free(order);
-        return oom(err);
-    }
-    for (int i = 0; i < g->n_nodes; i++)
-        nodes[i] = g->nodes[order[i]];
-    memcpy(g->nodes, nodes, (size_t)g->n_nodes * sizeof *nodes);
-    free(nodes);
-    free(order);
-    return OTL_OK;
-}
-
 otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opts *o, otl_quant_dynamic_info *info,
                                        otl_error *err)
 {
@@ -420,7 +401,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
     if (!st)
         drop_unused_inits(g);
     if (!st)
-        st = resort(m, err);
+        st = otl_graph_resort(m, err);
     if (!st)
         st = otl_model_validate(m, err);
     for (int k = 0; k < na; k++) {

@@ -242,26 +242,6 @@ static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_remov
     return OTL_OK;
 }
 
-/* Reorder nodes topologically (new nodes were appended). */
-static otl_status resort(otl_model *m, otl_error *err)
-{
-    otl_graph *g = m->graph;
-    int *order;
-    if (otl_graph_toposort(g, &order, m->path, err))
-        return err->code;
-    otl_node **nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *nodes);
-    if (!nodes) {
-        free(order);
-        return oom(err);
-    }
-    for (int i = 0; i < g->n_nodes; i++)
-        nodes[i] = g->nodes[order[i]];
-    memcpy(g->nodes, nodes, (size_t)g->n_nodes * sizeof *nodes);
-    free(nodes);
-    free(order);
-    return OTL_OK;
-}
-
 /* ---------------------------------------------------------------- head location */
 
 typedef struct located {
@@ -1095,7 +1075,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
 #undef NODE_OUT
 
     /* 4. clean up: dead nodes, unused initializers, value_info downstream of the new head */
-    if ((st = prune(g, NULL, &info->n_removed_nodes, &info->n_removed_params, err)) || (st = resort(m, err)))
+    if ((st = prune(g, NULL, &info->n_removed_nodes, &info->n_removed_params, err)) || (st = otl_graph_resort(m, err)))
         goto done;
     otl_strmap_put(&dirty, L.target, 1);
     for (int i = 0; i < g->n_nodes; i++) {
