@@ -47,35 +47,16 @@ static int is_graph_input(const otl_graph *g, const char *name)
     return 0;
 }
 
-/* Whether any node of g (subgraphs included) reads `name`. */
-static int is_read(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++) {
-        const otl_node *n = g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], name) == 0)
-                return 1;
-        for (int a = 0; a < n->n_attrs; a++) {
-            if (n->attrs[a].g && is_read(n->attrs[a].g, name))
-                return 1;
-            for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
-                if (is_read(n->attrs[a].graphs[s], name))
-                    return 1;
-        }
-    }
-    return 0;
-}
-
 /* Whether a subgraph of any node of g reads `name`. */
 static int read_in_subgraph(const otl_graph *g, const char *name)
 {
     for (int i = 0; i < g->n_nodes; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
             const otl_attr *at = &g->nodes[i]->attrs[a];
-            if (at->g && is_read(at->g, name))
+            if (at->g && otl_graph_reads(at->g, name))
                 return 1;
             for (size_t s = 0; s < at->n_graphs; s++)
-                if (is_read(at->graphs[s], name))
+                if (otl_graph_reads(at->graphs[s], name))
                     return 1;
         }
     return 0;
@@ -126,7 +107,8 @@ static otl_status drop_dropouts(otl_model *m, otl_export_info *info, otl_error *
         otl_node *n = g->nodes[i];
         if (!is_default(n) || strcmp(n->op_type, "Dropout") != 0 || n->n_inputs < 1 || n->n_outputs < 1)
             continue;
-        if (n->n_outputs > 1 && *n->outputs[1] && (is_read(g, n->outputs[1]) || is_graph_output(g, n->outputs[1])))
+        if (n->n_outputs > 1 && *n->outputs[1] &&
+            (otl_graph_reads(g, n->outputs[1]) || is_graph_output(g, n->outputs[1])))
             return otl_error_set(err, OTL_ERR_UNSUPPORTED,
                                  "%s: node '%s' (Dropout): its mask output '%s' is used; cannot remove the Dropout",
                                  fname(m), n->name, n->outputs[1]);
@@ -163,7 +145,7 @@ static otl_status bn_inference(otl_model *m, otl_node *n, otl_error *err)
 {
     otl_graph *g = m->graph;
     for (int k = 1; k < n->n_outputs; k++)
-        if (*n->outputs[k] && (is_read(g, n->outputs[k]) || is_graph_output(g, n->outputs[k])))
+        if (*n->outputs[k] && (otl_graph_reads(g, n->outputs[k]) || is_graph_output(g, n->outputs[k])))
             return otl_error_set(err, OTL_ERR_UNSUPPORTED,
                                  "%s: node '%s' (BatchNormalization): training output '%s' is used; cannot export "
                                  "it for inference",
@@ -416,7 +398,7 @@ static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
     w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (is_read(g, t->name) || is_graph_output(g, t->name)) {
+        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name)) {
             g->inits[w++] = t;
             continue;
         }

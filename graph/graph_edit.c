@@ -114,3 +114,21 @@ otl_status otl_graph_resort(otl_model *m, otl_error *err)
     free(order);
     return OTL_OK;
 }
+
+int otl_graph_reads(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        const otl_node *n = g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++)
+            if (strcmp(n->inputs[k], name) == 0)
+                return 1;
+        for (int a = 0; a < n->n_attrs; a++) {
+            if (n->attrs[a].g && otl_graph_reads(n->attrs[a].g, name))
+                return 1;
+            for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
+                if (otl_graph_reads(n->attrs[a].graphs[s], name))
+                    return 1;
+        }
+    }
+    return 0;
+}

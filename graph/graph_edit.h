@@ -10,6 +10,8 @@ char *otl_graph_fresh_name(const otl_graph *g, const char *base);
 /* Replace the malloc'd string *slot by a copy of v; 0 when out of memory. */
 int otl_set_str(char **slot, const char *v);
 
+/* Whether any node of g, or of its subgraphs (If/Loop/Scan bodies), reads `name`. */
+int otl_graph_reads(const otl_graph *g, const char *name);
 /* Reorder m's nodes topologically (after rewrites appended nodes); errors name m's file. */
 otl_status otl_graph_resort(otl_model *m, otl_error *err);
 

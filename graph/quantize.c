@@ -48,35 +48,16 @@ static int is_graph_output(const otl_graph *g, const char *name)
     return 0;
 }
 
-/* Whether any node of g (subgraphs included) reads `name`. */
-static int is_read(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++) {
-        const otl_node *n = g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], name) == 0)
-                return 1;
-        for (int a = 0; a < n->n_attrs; a++) {
-            if (n->attrs[a].g && is_read(n->attrs[a].g, name))
-                return 1;
-            for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
-                if (is_read(n->attrs[a].graphs[s], name))
-                    return 1;
-        }
-    }
-    return 0;
-}
-
 /* Whether a subgraph of any node of g reads `name`. */
 static int read_in_subgraph(const otl_graph *g, const char *name)
 {
     for (int i = 0; i < g->n_nodes; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
             const otl_attr *at = &g->nodes[i]->attrs[a];
-            if (at->g && is_read(at->g, name))
+            if (at->g && otl_graph_reads(at->g, name))
                 return 1;
             for (size_t s = 0; s < at->n_graphs; s++)
-                if (is_read(at->graphs[s], name))
+                if (otl_graph_reads(at->graphs[s], name))
                     return 1;
         }
     return 0;
@@ -111,7 +92,7 @@ static void drop_unused_inits(otl_graph *g)
     int w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (is_read(g, t->name) || is_graph_output(g, t->name)) {
+        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name)) {
             g->inits[w++] = t;
             continue;
         }

@@ -160,25 +160,6 @@ static otl_status mark_live(const otl_graph *g, const char *const *names, int n,
     return OTL_OK;
 }
 
-/* Whether `name` is read by any node (subgraphs included). */
-static int is_read(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++) {
-        const otl_node *n = g->nodes[i];
-        for (int k = 0; k < n->n_inputs; k++)
-            if (strcmp(n->inputs[k], name) == 0)
-                return 1;
-        for (int a = 0; a < n->n_attrs; a++) {
-            if (n->attrs[a].g && is_read(n->attrs[a].g, name))
-                return 1;
-            for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
-                if (is_read(n->attrs[a].graphs[s], name))
-                    return 1;
-        }
-    }
-    return 0;
-}
-
 static void remove_node_at(otl_graph *g, int i)
 {
     otl_node_free(g->nodes[i]);
@@ -222,7 +203,8 @@ static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_remov
     w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (is_read(g, t->name) || is_graph_output(g, t->name) || (extra_root && strcmp(t->name, extra_root) == 0)) {
+        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name) ||
+            (extra_root && strcmp(t->name, extra_root) == 0)) {
             g->inits[w++] = t;
             continue;
         }
