@@ -16,79 +16,13 @@
 #include "src/strmap.h"
 #include "src/util.h"
 
-static const char *fname(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
-static otl_status oom(otl_error *err)
-{
-    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-}
-
-static int is_default(const otl_node *n)
-{
-    return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
-}
-
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_outputs; i++)
-        if (strcmp(g->outputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_inputs; i++)
-        if (strcmp(g->inputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-/* Whether a subgraph of any node of g reads `name`. */
-static int read_in_subgraph(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
-            const otl_attr *at = &g->nodes[i]->attrs[a];
-            if (at->g && otl_graph_reads(at->g, name))
-                return 1;
-            for (size_t s = 0; s < at->n_graphs; s++)
-                if (otl_graph_reads(at->graphs[s], name))
-                    return 1;
-        }
-    return 0;
-}
-
-/* Number of top-level node inputs reading `name` (a subgraph read counts as many). */
-static int n_reads(const otl_graph *g, const char *name)
-{
-    if (read_in_subgraph(g, name))
-        return 1000;
-    int c = 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_inputs; k++)
-            c += strcmp(g->nodes[i]->inputs[k], name) == 0;
-    return c;
-}
-
-
-static void remove_node_at(otl_graph *g, int i)
-{
-    otl_node_free(g->nodes[i]);
-    memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
-    g->n_nodes--;
-}
-
 /* Remove attribute k of n (freed through a temporary node). */
 static otl_status remove_attr(otl_node *n, int k, otl_error *err)
 {
     otl_node *tmp = otl_node_new("", "", "");
     if (!tmp || !(tmp->attrs = malloc(sizeof *tmp->attrs))) {
         otl_node_free(tmp);
-        return oom(err);
+        return otl_oom(err);
     }
     tmp->attrs[0] = n->attrs[k];
     tmp->n_attrs = 1;
@@ -105,24 +39,24 @@ static otl_status drop_dropouts(otl_model *m, otl_export_info *info, otl_error *
     otl_graph *g = m->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         otl_node *n = g->nodes[i];
-        if (!is_default(n) || strcmp(n->op_type, "Dropout") != 0 || n->n_inputs < 1 || n->n_outputs < 1)
+        if (!otl_node_is_onnx(n) || strcmp(n->op_type, "Dropout") != 0 || n->n_inputs < 1 || n->n_outputs < 1)
             continue;
         if (n->n_outputs > 1 && *n->outputs[1] &&
-            (otl_graph_reads(g, n->outputs[1]) || is_graph_output(g, n->outputs[1])))
+            (otl_graph_reads(g, n->outputs[1]) || otl_graph_is_output(g, n->outputs[1])))
             return otl_error_set(err, OTL_ERR_UNSUPPORTED,
                                  "%s: node '%s' (Dropout): its mask output '%s' is used; cannot remove the Dropout",
-                                 fname(m), n->name, n->outputs[1]);
+                                 otl_model_file(m), n->name, n->outputs[1]);
         const char *x = n->inputs[0], *y = n->outputs[0];
         info->n_dropout_removed++;
         if (!*y)
             continue;   /* nothing read: pruned below */
-        if (is_graph_output(g, y) || read_in_subgraph(g, y) || !*x) {
+        if (otl_graph_is_output(g, y) || otl_graph_reads_in_subgraph(g, y) || !*x) {
             /* keep the output name: Identity(x) */
             otl_node *id = otl_node_new(n->name, "Identity", "");
             const char *in[1] = {x}, *out[1] = {y};
             if (!id || otl_node_set_io(id, 1, in, 1, out)) {
                 otl_node_free(id);
-                return oom(err);
+                return otl_oom(err);
             }
             otl_node_free(n);
             g->nodes[i] = id;
@@ -131,8 +65,8 @@ static otl_status drop_dropouts(otl_model *m, otl_export_info *info, otl_error *
         for (int j = 0; j < g->n_nodes; j++)
             for (int k = 0; k < g->nodes[j]->n_inputs; k++)
                 if (j != i && strcmp(g->nodes[j]->inputs[k], y) == 0 && !otl_set_str(&g->nodes[j]->inputs[k], x))
-                    return oom(err);
-        remove_node_at(g, i);
+                    return otl_oom(err);
+        otl_graph_remove_node(g, i);
         i--;
     }
     return OTL_OK;
@@ -145,11 +79,11 @@ static otl_status bn_inference(otl_model *m, otl_node *n, otl_error *err)
 {
     otl_graph *g = m->graph;
     for (int k = 1; k < n->n_outputs; k++)
-        if (*n->outputs[k] && (otl_graph_reads(g, n->outputs[k]) || is_graph_output(g, n->outputs[k])))
+        if (*n->outputs[k] && (otl_graph_reads(g, n->outputs[k]) || otl_graph_is_output(g, n->outputs[k])))
             return otl_error_set(err, OTL_ERR_UNSUPPORTED,
                                  "%s: node '%s' (BatchNormalization): training output '%s' is used; cannot export "
                                  "it for inference",
-                                 fname(m), n->name, n->outputs[k]);
+                                 otl_model_file(m), n->name, n->outputs[k]);
     for (int k = 1; k < n->n_outputs; k++)
         free(n->outputs[k]);
     if (n->n_outputs > 1)
@@ -163,21 +97,11 @@ static otl_status bn_inference(otl_model *m, otl_node *n, otl_error *err)
     return OTL_OK;
 }
 
-/* A float initializer of g named `name` that is not overridable (not a graph input). */
-static otl_tensor *const_float(const otl_graph *g, const char *name)
-{
-    otl_tensor *t = *name ? otl_graph_find_init(g, name) : NULL;
-    if (!t || t->dtype != OTL_DTYPE_FLOAT || !t->data || is_graph_input(g, name) ||
-        t->nbytes != (size_t)t->numel * sizeof(float))
-        return NULL;
-    return t;
-}
-
 /* The initializer to write node input `slot` into: t itself when only this node reads it and it
  * is no graph output, else a new copy "<name>_bnfold" that the node is switched to. */
 static otl_tensor *writable(otl_graph *g, otl_node *n, int slot, otl_tensor *t, otl_error *err)
 {
-    if (n_reads(g, t->name) == 1 && !is_graph_output(g, t->name))
+    if (otl_graph_n_reads(g, t->name) == 1 && !otl_graph_is_output(g, t->name))
         return t;
     char base[600];
     snprintf(base, sizeof base, "%s_bnfold", t->name);
@@ -187,17 +111,17 @@ static otl_tensor *writable(otl_graph *g, otl_node *n, int slot, otl_tensor *t, 
     if (!c || !(c->data = otl_memdup(t->data, t->nbytes ? t->nbytes : 1)) ||
         (t->ext_location && !(c->ext_location = otl_strdup(t->ext_location)))) {
         otl_tensor_free(c);
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     c->nbytes = t->nbytes;
     if (otl_graph_add_init(g, c)) {
         otl_tensor_free(c);
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     if (!otl_set_str(&n->inputs[slot], c->name)) {
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     return c;
@@ -223,12 +147,12 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
         return 0;
     otl_node *p = g->nodes[pi];
     int is_conv = strcmp(p->op_type, "Conv") == 0, is_gemm = strcmp(p->op_type, "Gemm") == 0;
-    if (!is_default(p) || (!is_conv && !is_gemm) || p->n_outputs != 1 || p->n_inputs < 2 ||
-        n_reads(g, x) != 1 || is_graph_output(g, x))
+    if (!otl_node_is_onnx(p) || (!is_conv && !is_gemm) || p->n_outputs != 1 || p->n_inputs < 2 ||
+        otl_graph_n_reads(g, x) != 1 || otl_graph_is_output(g, x))
         return 0;
-    otl_tensor *w = const_float(g, p->inputs[1]);
+    otl_tensor *w = otl_graph_const_float(g, p->inputs[1]);
     int has_b = p->n_inputs > 2 && *p->inputs[2];
-    otl_tensor *b = has_b ? const_float(g, p->inputs[2]) : NULL;
+    otl_tensor *b = has_b ? otl_graph_const_float(g, p->inputs[2]) : NULL;
     if (!w || (has_b && !b))
         return 0;
     int64_t oc, per = 0, k_in = 0;
@@ -250,7 +174,7 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
         return 0;
     otl_tensor *q[4];
     for (int k = 0; k < 4; k++)
-        if (!(q[k] = const_float(g, bn->inputs[1 + k])) || q[k]->numel != oc)
+        if (!(q[k] = otl_graph_const_float(g, bn->inputs[1 + k])) || q[k]->numel != oc)
             return 0;
     const otl_attr *ea = otl_node_attr(bn, "epsilon");
     double eps = ea ? ea->f : 1e-5;
@@ -272,12 +196,12 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
         if (!nb || !(nb->data = calloc((size_t)oc + 1, sizeof(float))) ||
             (w->ext_location && !(nb->ext_location = otl_strdup(w->ext_location)))) {
             otl_tensor_free(nb);
-            return oom(err), -1;
+            return otl_oom(err), -1;
         }
         nb->nbytes = (size_t)oc * sizeof(float);
         if (otl_graph_add_init(g, nb)) {
             otl_tensor_free(nb);
-            return oom(err), -1;
+            return otl_oom(err), -1;
         }
         char *in[3] = {otl_strdup(p->inputs[0]), otl_strdup(p->inputs[1]), otl_strdup(nb->name)};
         char *out0 = otl_strdup(p->outputs[0]);
@@ -287,7 +211,7 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
             free(in[k]);
         free(out0);
         if (bad)
-            return oom(err), -1;
+            return otl_oom(err), -1;
     }
     const float *gam = q[0]->data, *bet = q[1]->data, *mean = q[2]->data, *var = q[3]->data;
     float *W = nw->data, *B = nb->data;
@@ -304,8 +228,8 @@ static int fold_one(otl_model *m, int bi, otl_error *err)
         B[o] = (float)((B[o] - mean[o]) * s + bet[o]);
     }
     if (!otl_set_str(&p->outputs[0], bn->outputs[0]))
-        return oom(err), -1;
-    remove_node_at(g, bi);
+        return otl_oom(err), -1;
+    otl_graph_remove_node(g, bi);
     return 1;
 }
 
@@ -314,7 +238,7 @@ static otl_status do_bn(otl_model *m, const otl_export_opts *o, otl_export_info 
     otl_graph *g = m->graph;
     for (int i = 0; i < g->n_nodes; i++) {
         otl_node *n = g->nodes[i];
-        if (!is_default(n) || strcmp(n->op_type, "BatchNormalization") != 0)
+        if (!otl_node_is_onnx(n) || strcmp(n->op_type, "BatchNormalization") != 0)
             continue;
         if (bn_inference(m, n, err))
             return err->code;
@@ -360,7 +284,7 @@ static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
     if (!live || !stack || !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
         free(live);
         free(stack);
-        return oom(err);
+        return otl_oom(err);
     }
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i]->n_outputs; k++)
@@ -368,7 +292,7 @@ static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
                 otl_strmap_free(&prod);
                 free(live);
                 free(stack);
-                return oom(err);
+                return otl_oom(err);
             }
     int sp = 0;
     for (int i = 0; i < g->n_outputs; i++) {
@@ -398,7 +322,7 @@ static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
     w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name)) {
+        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name)) {
             g->inits[w++] = t;
             continue;
         }
@@ -418,7 +342,7 @@ static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
     for (int i = 0; i < g->n_value_info; i++) {
         otl_value *v = g->value_info[i];
         int exists = otl_graph_producer(g, v->name) >= 0 || otl_graph_find_init(g, v->name) ||
-                     is_graph_input(g, v->name);
+                     otl_graph_is_input(g, v->name);
         if (exists)
             g->value_info[w++] = v;
         else

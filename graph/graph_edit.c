@@ -7,6 +7,37 @@
 #include "graph/graph_edit.h"
 #include "src/util.h"
 
+const char *otl_model_file(const otl_model *m)
+{
+    return m->path ? m->path : "model";
+}
+
+otl_status otl_oom(otl_error *err)
+{
+    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+}
+
+int otl_node_is_onnx(const otl_node *n)
+{
+    return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
+}
+
+int otl_graph_is_input(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_inputs; i++)
+        if (strcmp(g->inputs[i]->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+int otl_graph_is_output(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_outputs; i++)
+        if (strcmp(g->outputs[i]->name, name) == 0)
+            return 1;
+    return 0;
+}
+
 int otl_graph_name_used(const otl_graph *g, const char *name)
 {
     if (otl_graph_find_init(g, name) || otl_graph_find_value(g, name))
@@ -91,7 +122,7 @@ otl_status otl_glob_list_check(const otl_model *m, const char *list,
             hit = want(m->graph, m->graph->nodes[i]) && fnmatch(glob, m->graph->nodes[i]->name, 0) == 0;
         if (!hit)
             return otl_error_set(err, OTL_ERR_INPUT, "%s: --exclude '%s' matches no %s",
-                                 m->path ? m->path : "model", glob, what);
+                                 otl_model_file(m), glob, what);
     }
     return OTL_OK;
 }
@@ -100,12 +131,12 @@ otl_status otl_graph_resort(otl_model *m, otl_error *err)
 {
     otl_graph *g = m->graph;
     int *order;
-    if (otl_graph_toposort(g, &order, m->path ? m->path : "model", err))
+    if (otl_graph_toposort(g, &order, otl_model_file(m), err))
         return err->code;
     otl_node **nodes = malloc(((size_t)g->n_nodes + 1) * sizeof *nodes);
     if (!nodes) {
         free(order);
-        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        return otl_oom(err);
     }
     for (int i = 0; i < g->n_nodes; i++)
         nodes[i] = g->nodes[order[i]];
@@ -131,4 +162,83 @@ int otl_graph_reads(const otl_graph *g, const char *name)
         }
     }
     return 0;
+}
+
+int otl_graph_reads_in_subgraph(const otl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
+            const otl_attr *at = &g->nodes[i]->attrs[a];
+            if (at->g && otl_graph_reads(at->g, name))
+                return 1;
+            for (size_t s = 0; s < at->n_graphs; s++)
+                if (otl_graph_reads(at->graphs[s], name))
+                    return 1;
+        }
+    return 0;
+}
+
+int otl_graph_n_reads(const otl_graph *g, const char *name)
+{
+    if (otl_graph_reads_in_subgraph(g, name))
+        return 1000;
+    int c = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_inputs; k++)
+            c += strcmp(g->nodes[i]->inputs[k], name) == 0;
+    return c;
+}
+
+otl_tensor *otl_graph_const_float(const otl_graph *g, const char *name)
+{
+    otl_tensor *t = *name ? otl_graph_find_init(g, name) : NULL;
+    if (!t || t->dtype != OTL_DTYPE_FLOAT || !t->data || otl_graph_is_input(g, name) ||
+        t->nbytes != (size_t)t->numel * sizeof(float))
+        return NULL;
+    return t;
+}
+
+otl_tensor *otl_graph_add_init_copy(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
+                                    const void *data, size_t nbytes, const char *ext, otl_error *err)
+{
+    char *name = otl_graph_fresh_name(g, base);
+    otl_tensor *t = name ? otl_tensor_new(name, dtype, rank, dims) : NULL;
+    free(name);
+    if (!t || !(t->data = malloc(nbytes ? nbytes : 1)) || (ext && !(t->ext_location = otl_strdup(ext))) ||
+        otl_graph_add_init(g, t)) {
+        otl_tensor_free(t);
+        otl_oom(err);
+        return NULL;
+    }
+    memcpy(t->data, data, nbytes);
+    t->nbytes = nbytes;
+    return t;
+}
+
+void otl_graph_drop_unused_inits(otl_graph *g)
+{
+    int w = 0;
+    for (int i = 0; i < g->n_inits; i++) {
+        otl_tensor *t = g->inits[i];
+        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name)) {
+            g->inits[w++] = t;
+            continue;
+        }
+        for (int k = 0; k < g->n_inputs; k++)
+            if (strcmp(g->inputs[k]->name, t->name) == 0) {
+                otl_value_free(g->inputs[k]);
+                memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
+                g->n_inputs--;
+                break;
+            }
+        otl_tensor_free(t);
+    }
+    g->n_inits = w;
+}
+
+void otl_graph_remove_node(otl_graph *g, int i)
+{
+    otl_node_free(g->nodes[i]);
+    memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
+    g->n_nodes--;
 }

@@ -1,7 +1,17 @@
-/* graph_edit.h - small helpers for graph rewrites (graph/surgery.c, graph/export.c). */
+/* graph_edit.h - small helpers for graph rewrites (graph/surgery.c, export.c, prune.c, quantize*.c). */
 #ifndef OTL_GRAPH_EDIT_H
 #define OTL_GRAPH_EDIT_H
 #include "onnxtl.h"
+
+/* m's file name for error messages ("model" when it has none). */
+const char *otl_model_file(const otl_model *m);
+/* Set OTL_ERR_NOMEM "out of memory" on err; returns that code. */
+otl_status otl_oom(otl_error *err);
+/* Whether n is in the default ONNX domain ("" or "ai.onnx"). */
+int otl_node_is_onnx(const otl_node *n);
+/* Whether `name` is a declared input (output) of g. */
+int otl_graph_is_input(const otl_graph *g, const char *name);
+int otl_graph_is_output(const otl_graph *g, const char *name);
 
 /* Whether `name` is an initializer, a declared value, a node name or a node input/output of g. */
 int otl_graph_name_used(const otl_graph *g, const char *name);
@@ -12,6 +22,21 @@ int otl_set_str(char **slot, const char *v);
 
 /* Whether any node of g, or of its subgraphs (If/Loop/Scan bodies), reads `name`. */
 int otl_graph_reads(const otl_graph *g, const char *name);
+/* Whether a subgraph (If/Loop/Scan body) of any node of g reads `name`. */
+int otl_graph_reads_in_subgraph(const otl_graph *g, const char *name);
+/* Number of top-level node inputs of g reading `name`; 1000 when a subgraph reads it. */
+int otl_graph_n_reads(const otl_graph *g, const char *name);
+/* A float32 initializer of g named `name` with its data, not overridable (not a graph input); or NULL. */
+otl_tensor *otl_graph_const_float(const otl_graph *g, const char *name);
+/* Add an initializer named after base (fresh in g) holding a copy of data, stored externally at `ext`
+ * when not NULL; NULL with OTL_ERR_NOMEM on err when out of memory. */
+otl_tensor *otl_graph_add_init_copy(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
+                                    const void *data, size_t nbytes, const char *ext, otl_error *err);
+/* Remove the initializers that no node (subgraphs included) reads and that are no graph output,
+ * with their IR < 4 graph-input entries. */
+void otl_graph_drop_unused_inits(otl_graph *g);
+/* Free node i of g and close the gap. */
+void otl_graph_remove_node(otl_graph *g, int i);
 /* Reorder m's nodes topologically (after rewrites appended nodes); errors name m's file. */
 otl_status otl_graph_resort(otl_model *m, otl_error *err);
 
