@@ -16,69 +16,6 @@
 #include "graph/graph_edit.h"
 #include "src/util.h"
 
-static const char *fname(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
-static otl_status oom(otl_error *err)
-{
-    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-}
-
-static int is_default(const otl_node *n)
-{
-    return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
-}
-
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_inputs; i++)
-        if (strcmp(g->inputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_outputs; i++)
-        if (strcmp(g->outputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-/* A float initializer of g named `name` that is not overridable (not a graph input). */
-static otl_tensor *const_float(const otl_graph *g, const char *name)
-{
-    otl_tensor *t = *name ? otl_graph_find_init(g, name) : NULL;
-    if (!t || t->dtype != OTL_DTYPE_FLOAT || !t->data || is_graph_input(g, name) ||
-        t->nbytes != (size_t)t->numel * sizeof(float))
-        return NULL;
-    return t;
-}
-
-/* Remove the initializers nothing reads any more, with their IR < 4 graph-input entries. */
-static void drop_unused_inits(otl_graph *g)
-{
-    int w = 0;
-    for (int i = 0; i < g->n_inits; i++) {
-        otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name)) {
-            g->inits[w++] = t;
-            continue;
-        }
-        for (int k = 0; k < g->n_inputs; k++)
-            if (strcmp(g->inputs[k]->name, t->name) == 0) {
-                otl_value_free(g->inputs[k]);
-                memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
-                g->n_inputs--;
-                break;
-            }
-        otl_tensor_free(t);
-    }
-    g->n_inits = w;
-}
-
 static int64_t attr_i(const otl_node *n, const char *name, int64_t dflt)
 {
     const otl_attr *a = otl_node_attr(n, name);
@@ -95,12 +32,12 @@ static float attr_f(const otl_node *n, const char *name, float dflt)
  * initializer ((N, K) with transB), C absent or a float initializer; X not an initializer. */
 static int is_target(const otl_graph *g, const otl_node *n)
 {
-    if (!is_default(n) || n->n_outputs < 1 || !*n->outputs[0] || n->n_inputs < 2)
+    if (!otl_node_is_onnx(n) || n->n_outputs < 1 || !*n->outputs[0] || n->n_inputs < 2)
         return 0;
     int mm = strcmp(n->op_type, "MatMul") == 0, gemm = strcmp(n->op_type, "Gemm") == 0;
     if (!mm && !gemm)
         return 0;
-    const otl_tensor *w = const_float(g, n->inputs[1]);
+    const otl_tensor *w = otl_graph_const_float(g, n->inputs[1]);
     if (!w || w->rank != 2 || !*n->inputs[0] || otl_graph_find_init(g, n->inputs[0]))
         return 0;
     const otl_value *v = otl_graph_find_value(g, n->inputs[0]);
@@ -109,7 +46,7 @@ static int is_target(const otl_graph *g, const otl_node *n)
     if (gemm) {
         if (attr_i(n, "transA", 0) != 0)
             return 0;
-        if (n->n_inputs > 2 && *n->inputs[2] && !const_float(g, n->inputs[2]))
+        if (n->n_inputs > 2 && *n->inputs[2] && !otl_graph_const_float(g, n->inputs[2]))
             return 0;
     }
     return 1;
@@ -118,24 +55,6 @@ static int is_target(const otl_graph *g, const otl_node *n)
 static int excluded(const char *list, const otl_node *n)
 {
     return otl_glob_list_match(list, n);
-}
-
-/* Add an initializer named after base (fresh); data copied. */
-static otl_tensor *add_init(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
-                            const void *data, size_t nbytes, const char *ext, otl_error *err)
-{
-    char *name = otl_graph_fresh_name(g, base);
-    otl_tensor *t = name ? otl_tensor_new(name, dtype, rank, dims) : NULL;
-    free(name);
-    if (!t || !(t->data = malloc(nbytes ? nbytes : 1)) || (ext && !(t->ext_location = otl_strdup(ext))) ||
-        otl_graph_add_init(g, t)) {
-        otl_tensor_free(t);
-        oom(err);
-        return NULL;
-    }
-    memcpy(t->data, data, nbytes);
-    t->nbytes = nbytes;
-    return t;
 }
 
 /* Append node op(in) named after base with outputs: out[i] set to a fresh "<base>_<suffix[i]>"
@@ -171,7 +90,7 @@ static otl_status add_node(otl_graph *g, const char *op, int n_in, const char *c
         free(names[i]);
     if (bad || otl_graph_add_node(g, n)) {
         otl_node_free(n);
-        return oom(err);
+        return otl_oom(err);
     }
     for (int i = 0; i < n_out; i++)
         out[i] = n->outputs[i];
@@ -194,7 +113,7 @@ static otl_status quantize_weight(otl_graph *g, const otl_tensor *w, int trans, 
     int8_t *qv = malloc((size_t)(K * N) + 1);
     otl_status st = OTL_OK;
     if (!scale || !qv) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     const float *W = w->data;
@@ -217,9 +136,11 @@ static otl_status quantize_weight(otl_graph *g, const otl_tensor *w, int trans, 
     char base[600];
     int64_t dims[2] = {K, N};
     snprintf(base, sizeof base, "%s_quantized", w->name);
-    otl_tensor *tq = add_init(g, base, OTL_DTYPE_INT8, 2, dims, qv, (size_t)(K * N), w->ext_location, err);
+    otl_tensor *tq =
+        otl_graph_add_init_copy(g, base, OTL_DTYPE_INT8, 2, dims, qv, (size_t)(K * N), w->ext_location, err);
     snprintf(base, sizeof base, "%s_scale", w->name);
-    otl_tensor *ts = tq ? add_init(g, base, OTL_DTYPE_FLOAT, per_tensor ? 0 : 1, &nc, scale, (size_t)nc * 4, NULL, err)
+    otl_tensor *ts = tq ? otl_graph_add_init_copy(g, base, OTL_DTYPE_FLOAT, per_tensor ? 0 : 1, &nc, scale,
+                                                  (size_t)nc * 4, NULL, err)
                         : NULL;
     if (!ts) {
         st = err->code;
@@ -239,8 +160,8 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
 {
     otl_node *n = g->nodes[i];
     int gemm = strcmp(n->op_type, "Gemm") == 0;
-    const otl_tensor *w = const_float(g, n->inputs[1]);
-    const otl_tensor *c = gemm && n->n_inputs > 2 && *n->inputs[2] ? const_float(g, n->inputs[2]) : NULL;
+    const otl_tensor *w = otl_graph_const_float(g, n->inputs[1]);
+    const otl_tensor *c = gemm && n->n_inputs > 2 && *n->inputs[2] ? otl_graph_const_float(g, n->inputs[2]) : NULL;
     float alpha = gemm ? attr_f(n, "alpha", 1.0f) : 1.0f, beta = gemm ? attr_f(n, "beta", 1.0f) : 1.0f;
     int trans = gemm && attr_i(n, "transB", 0) != 0;
     char base[600];
@@ -263,7 +184,7 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
         a = &acts[(*na)++];
         a->name = g->nodes[g->n_nodes - 1]->inputs[0];
         if (!(a->q = otl_strdup(outs[0])) || !(a->scale = otl_strdup(outs[1])) || !(a->zp = otl_strdup(outs[2])))
-            return oom(err);
+            return otl_oom(err);
         info->n_activations++;
     }
     const char *wq = NULL, *ws = NULL;
@@ -281,7 +202,7 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
         return st;
     otl_attr *at;
     if (otl_node_add_attr(g->nodes[g->n_nodes - 1], "to", OTL_ATTR_INT, &at))
-        return oom(err);
+        return otl_oom(err);
     at->i = OTL_DTYPE_FLOAT;
     const char *in_sc[2] = {a->scale, ws};
     if ((st = add_node(g, "Mul", 2, in_sc, base, 1, s_sc, NULL, &sc, err)))
@@ -293,12 +214,13 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
         if (beta != 1.0f) {
             float *bv = malloc((size_t)c->numel * sizeof *bv + 1);
             if (!bv)
-                return oom(err);
+                return otl_oom(err);
             for (int64_t k = 0; k < c->numel; k++)
                 bv[k] = ((const float *)c->data)[k] * beta;
             char bb[600];
             snprintf(bb, sizeof bb, "%s_scaled", c->name);
-            otl_tensor *tb = add_init(g, bb, OTL_DTYPE_FLOAT, c->rank, c->dims, bv, (size_t)c->numel * 4, NULL, err);
+            otl_tensor *tb =
+                otl_graph_add_init_copy(g, bb, OTL_DTYPE_FLOAT, c->rank, c->dims, bv, (size_t)c->numel * 4, NULL, err);
             free(bv);
             if (!tb)
                 return err->code;
@@ -309,7 +231,7 @@ static otl_status rewrite(otl_graph *g, int i, dyn_act *acts, int *na, int per_t
     }
     char *keep = otl_strdup(out_name);
     if (!keep)
-        return oom(err);
+        return otl_oom(err);
     const char *in_mul[2] = {yf, sc};
     const char *fixed[1] = {bias ? NULL : keep};
     st = add_node(g, "Mul", 2, in_mul, base, 1, s_mul, fixed, &ym, err);
@@ -345,7 +267,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
         opset = otl_model_opset(m, "ai.onnx");
     if (opset < 11)
         return otl_error_set(err, OTL_ERR_UNSUPPORTED,
-                             "%s: opset %lld has no DynamicQuantizeLinear (needs 11 or later)", fname(m),
+                             "%s: opset %lld has no DynamicQuantizeLinear (needs 11 or later)", otl_model_file(m),
                              (long long)opset);
     const char *exclude = o ? o->exclude : NULL;
     int per_tensor = o ? o->per_tensor : 0;
@@ -355,7 +277,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
     int cap = g->n_nodes + 1;
     dyn_act *acts = calloc((size_t)cap, sizeof *acts);
     if (!acts)
-        return oom(err);
+        return otl_oom(err);
     int na = 0;
     otl_status st = OTL_OK;
     /* the rewritten node is removed and its replacements appended: walk the original nodes by name */
@@ -363,7 +285,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
     otl_node **orig = malloc((size_t)n_orig * sizeof *orig + 1);
     if (!orig) {
         free(acts);
-        return oom(err);
+        return otl_oom(err);
     }
     memcpy(orig, g->nodes, (size_t)n_orig * sizeof *orig);
     for (int j = 0; j < n_orig && !st; j++) {
@@ -378,9 +300,9 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
     free(orig);
     if (!st && info->n_nodes == 0)
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: no MatMul or Gemm with a float weight initializer to quantize",
-                           fname(m));
+                           otl_model_file(m));
     if (!st)
-        drop_unused_inits(g);
+        otl_graph_drop_unused_inits(g);
     if (!st)
         st = otl_graph_resort(m, err);
     if (!st)
