@@ -15,24 +15,9 @@
 
 #define PRUNED_KEY "onnx_tl.pruned"
 
-static const char *fname(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
-static otl_status oom(otl_error *err)
-{
-    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-}
-
-static int is_default(const otl_node *n)
-{
-    return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
-}
-
 static int is_op(const otl_node *n, const char *op)
 {
-    return is_default(n) && strcmp(n->op_type, op) == 0;
+    return otl_node_is_onnx(n) && strcmp(n->op_type, op) == 0;
 }
 
 static int is_target(const otl_node *n)
@@ -40,24 +25,7 @@ static int is_target(const otl_node *n)
     return is_op(n, "Conv") || is_op(n, "Gemm") || is_op(n, "MatMul");
 }
 
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_outputs; i++)
-        if (strcmp(g->outputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_inputs; i++)
-        if (strcmp(g->inputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int graph_reads(const otl_graph *g, const char *name);
-
+/* Number of inputs of n reading `name`; 1000 or more when one of its subgraphs reads it. */
 static int node_reads(const otl_node *n, const char *name)
 {
     int c = 0;
@@ -65,19 +33,10 @@ static int node_reads(const otl_node *n, const char *name)
         c += strcmp(n->inputs[k], name) == 0;
     for (int a = 0; a < n->n_attrs; a++) {
         if (n->attrs[a].g)
-            c += 1000 * graph_reads(n->attrs[a].g, name);
+            c += 1000 * otl_graph_reads(n->attrs[a].g, name);
         for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
-            c += 1000 * graph_reads(n->attrs[a].graphs[s], name);
+            c += 1000 * otl_graph_reads(n->attrs[a].graphs[s], name);
     }
-    return c;
-}
-
-/* Number of reads of `name` in g (a read inside a subgraph counts 1000). */
-static int graph_reads(const otl_graph *g, const char *name)
-{
-    int c = 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        c += node_reads(g->nodes[i], name);
     return c;
 }
 
@@ -160,7 +119,7 @@ static otl_status prune_unstructured(otl_model *m, const otl_prune_opts *o, otl_
     otl_graph *g = m->graph;
     otl_tensor **ws = calloc((size_t)g->n_nodes + 1, sizeof *ws);
     if (!ws)
-        return oom(err);
+        return otl_oom(err);
     int nw = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         const otl_node *n = g->nodes[i];
@@ -188,7 +147,7 @@ static otl_status prune_unstructured(otl_model *m, const otl_prune_opts *o, otl_
         for (int64_t e = 0; e < ws[j]->numel; e++)
             if (!isfinite(v[e])) {
                 otl_status st = otl_error_set(err, OTL_ERR_INPUT, "%s: weight '%s' has a non-finite value at element "
-                                              "%lld", fname(m), ws[j]->name, (long long)e);
+                                              "%lld", otl_model_file(m), ws[j]->name, (long long)e);
                 free(ws);
                 return st;
             }
@@ -196,7 +155,8 @@ static otl_status prune_unstructured(otl_model *m, const otl_prune_opts *o, otl_
     }
     if (total == 0) {
         free(ws);
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: no Conv, Gemm or MatMul weight initializer to prune", fname(m));
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: no Conv, Gemm or MatMul weight initializer to prune",
+                             otl_model_file(m));
     }
     /* PyTorch's L1Unstructured: round(amount * n) entries, the smallest |w| (ties: first in node order) */
     int64_t k = (int64_t)nearbyint(o->sparsity * (double)total);
@@ -205,7 +165,7 @@ static otl_status prune_unstructured(otl_model *m, const otl_prune_opts *o, otl_
         float *a = malloc((size_t)total * sizeof *a);
         if (!a) {
             free(ws);
-            return oom(err);
+            return otl_oom(err);
         }
         int64_t at = 0;
         for (int j = 0; j < nw; j++) {
@@ -241,13 +201,13 @@ static otl_status prune_unstructured(otl_model *m, const otl_prune_opts *o, otl_
     *names = calloc((size_t)nw + 1, sizeof **names);
     if (!*names) {
         free(ws);
-        return oom(err);
+        return otl_oom(err);
     }
     for (int j = 0; j < nw; j++)
         if (!((*names)[j] = otl_strdup(ws[j]->name))) {
             *n_names = j;
             free(ws);
-            return oom(err);
+            return otl_oom(err);
         }
     *n_names = nw;
     free(ws);
@@ -313,7 +273,7 @@ static int zero_preserving(const otl_graph *g, const otl_node *n)
 {
     static const char *const ops[] = {"Relu", "LeakyRelu", "Elu", "Selu", "Tanh", "HardSwish", "Identity",
                                       "Gelu", "Softsign", "Neg", "Abs"};
-    if (!is_default(n) || n->n_inputs < 1 || n->n_outputs < 1)
+    if (!otl_node_is_onnx(n) || n->n_inputs < 1 || n->n_outputs < 1)
         return 0;
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++)
         if (strcmp(n->op_type, ops[i]) == 0)
@@ -342,8 +302,8 @@ static otl_tensor *own_init(const otl_graph *g, const otl_node *n, int slot)
     if (slot >= n->n_inputs || !*n->inputs[slot])
         return NULL;
     otl_tensor *t = otl_graph_find_init(g, n->inputs[slot]);
-    if (!t || !t->data || is_graph_input(g, t->name) || is_graph_output(g, t->name) || graph_reads(g, t->name) != 1 ||
-        otl_dtype_size2(t->dtype) < 2)
+    if (!t || !t->data || otl_graph_is_input(g, t->name) || otl_graph_is_output(g, t->name) ||
+        otl_graph_n_reads(g, t->name) != 1 || otl_dtype_size2(t->dtype) < 2)
         return NULL;
     return t;
 }
@@ -386,7 +346,7 @@ static int trace(const otl_graph *g, int ci, plan *p, const char **why, char *wh
     for (int q = 0; q < p->n_vals; q++) {
         const char *v = p->vals[q] + 1;
         int flat = p->vals[q][0] == 'F';
-        if (is_graph_output(g, v)) {
+        if (otl_graph_is_output(g, v)) {
             *why = "reaches a graph output";
             return 0;
         }
@@ -496,7 +456,7 @@ static otl_status slice(otl_tensor *t, int axis, const int64_t *keep, int n_keep
     int64_t nd = n_keep * block;
     uint8_t *nv = malloc((size_t)(outer * nd * inner) * es + 1);
     if (!nv)
-        return oom(err);
+        return otl_oom(err);
     const uint8_t *src = t->data;
     uint8_t *dst = nv;
     for (int64_t o = 0; o < outer; o++)
@@ -583,7 +543,7 @@ static otl_status prune_channels(otl_model *m, const otl_prune_opts *o, otl_prun
     otl_graph *g = m->graph;
     plan *plans = calloc((size_t)g->n_nodes + 1, sizeof *plans);
     if (!plans)
-        return oom(err);
+        return otl_oom(err);
     int np = 0;
     otl_status st = OTL_OK;
     for (int i = 0; i < g->n_nodes && !st; i++) {
@@ -613,7 +573,7 @@ static otl_status prune_channels(otl_model *m, const otl_prune_opts *o, otl_prun
         if (!why) {
             int r = trace(g, i, p, &why, whybuf, sizeof whybuf);
             if (r < 0)
-                st = oom(err);
+                st = otl_oom(err);
         }
         int64_t n_rm = why ? 0 : (int64_t)nearbyint(o->channels * (double)p->c);
         if (!why && n_rm > p->c - 1)
@@ -641,7 +601,7 @@ static otl_status prune_channels(otl_model *m, const otl_prune_opts *o, otl_prun
         if (!l1 || !p->keep) {
             free(l1);
             plan_free(p);
-            st = oom(err);
+            st = otl_oom(err);
             break;
         }
         const float *wv = w->data;
@@ -653,7 +613,7 @@ static otl_status prune_channels(otl_model *m, const otl_prune_opts *o, otl_prun
             l1[2 * c + 1] = (double)c;
             if (!isfinite(s)) {
                 st = otl_error_set(err, OTL_ERR_INPUT, "%s: node '%s' (Conv): weight '%s' has a non-finite value in "
-                                   "output channel %lld", fname(m), n->name, w->name, (long long)c);
+                                   "output channel %lld", otl_model_file(m), n->name, w->name, (long long)c);
                 break;
             }
         }
@@ -717,7 +677,7 @@ otl_status otl_export_prune(otl_model *m, const otl_prune_opts *o, otl_prune_inf
             cap += strlen(g->inits[i]->name) + 1;
         char *list = malloc(cap);
         if (!list) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         list[0] = 0;
@@ -774,7 +734,7 @@ otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_er
     if (!pm || !(pm->names = calloc((size_t)cap, sizeof *pm->names)) || !(pm->zero = calloc((size_t)cap, sizeof *pm->zero)) ||
         !(pm->numel = calloc((size_t)cap, sizeof *pm->numel))) {
         otl_prune_masks_free(pm);
-        return oom(err);
+        return otl_oom(err);
     }
     for (const char *p = list; *p;) {
         const char *e = strchr(p, '\n');
@@ -782,7 +742,7 @@ otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_er
         char *name = otl_strndup(p, l);
         if (!name) {
             otl_prune_masks_free(pm);
-            return oom(err);
+            return otl_oom(err);
         }
         p += l + (e != NULL);
         if (!*name) {
@@ -792,8 +752,8 @@ otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_er
         const otl_tensor *t = otl_graph_find_init(m->graph, name);
         if (!t || t->dtype != OTL_DTYPE_FLOAT || (t->numel && !t->data)) {
             otl_status st = otl_error_set(err, OTL_ERR_INPUT,
-                                          "%s: metadata %s names '%s', which is not a float32 initializer", fname(m),
-                                          PRUNED_KEY, name);
+                                          "%s: metadata %s names '%s', which is not a float32 initializer",
+                                          otl_model_file(m), PRUNED_KEY, name);
             free(name);
             otl_prune_masks_free(pm);
             return st;
@@ -802,7 +762,7 @@ otl_status otl_prune_masks_get(const otl_model *m, otl_prune_masks **out, otl_er
         if (!z) {
             free(name);
             otl_prune_masks_free(pm);
-            return oom(err);
+            return otl_oom(err);
         }
         const float *v = t->data;
         for (int64_t k = 0; k < t->numel; k++)
