@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "onnxtl.h"
+#include "graph/graph_edit.h"
 
 /* Ops that pass the head's logits through to an output without mixing features. */
 static int passes_through(const char *op)
@@ -28,11 +29,6 @@ const otl_tensor *otl_graph_resolve_init(const otl_graph *g, const char *name)
         name = g->nodes[p]->inputs[0];
     }
     return NULL;
-}
-
-static int is_default_domain(const otl_node *n)
-{
-    return !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
 }
 
 static int try_matmul(const otl_graph *g, int idx, otl_head *h)
@@ -64,7 +60,7 @@ void otl_find_head(const otl_graph *g, otl_head *h)
             if (p < 0)
                 break;
             const otl_node *n = g->nodes[p];
-            if (!is_default_domain(n))
+            if (!otl_node_is_onnx(n))
                 break;
             if (strcmp(n->op_type, "Gemm") == 0 && n->n_inputs >= 2) {
                 const otl_tensor *w = otl_graph_resolve_init(g, n->inputs[1]);

@@ -30,16 +30,6 @@
 #include "src/strmap.h"
 #include "src/util.h"
 
-static const char *fname(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
-static otl_status oom(otl_error *err)
-{
-    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-}
-
 /* ---------------------------------------------------------------- random numbers */
 
 /* Uniform in [-bound, bound). */
@@ -50,11 +40,6 @@ static float uniform(uint64_t *s, float bound)
 }
 
 /* ---------------------------------------------------------------- graph helpers */
-
-static int is_default_domain(const otl_node *n)
-{
-    return !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
-}
 
 static int op_in(const char *op, const char *const *ops)
 {
@@ -67,22 +52,6 @@ static int op_in(const char *op, const char *const *ops)
 /* Same list as graph/head.c: ops that carry the head's logits to an output. */
 static const char *const pass_ops[] = {"Softmax", "LogSoftmax", "Identity", "Flatten", "Reshape", "Squeeze",
                                        "Unsqueeze", "Dropout", "Sigmoid", "Cast", NULL};
-
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_outputs; i++)
-        if (strcmp(g->outputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_inputs; i++)
-        if (strcmp(g->inputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
 
 /* Any use of `name` as a tensor name or node name in g. */
 
@@ -137,7 +106,7 @@ static otl_status mark_live(const otl_graph *g, const char *const *names, int n,
     int *stack = malloc(((size_t)g->n_nodes + 1) * sizeof *stack);
     if (!stack || !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
         free(stack);
-        return oom(err);
+        return otl_oom(err);
     }
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i]->n_outputs; k++)
@@ -160,13 +129,6 @@ static otl_status mark_live(const otl_graph *g, const char *const *names, int n,
     return OTL_OK;
 }
 
-static void remove_node_at(otl_graph *g, int i)
-{
-    otl_node_free(g->nodes[i]);
-    memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
-    g->n_nodes--;
-}
-
 /* Remove dead nodes, unused initializers (and their graph-input entries); counts removed. */
 static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_removed, int *n_inits_removed,
                         otl_error *err)
@@ -176,7 +138,7 @@ static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_remov
     if (!live || !outs) {
         free(live);
         free(outs);
-        return oom(err);
+        return otl_oom(err);
     }
     int n_roots = 0;
     for (int i = 0; i < g->n_outputs; i++)
@@ -203,7 +165,7 @@ static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_remov
     w = 0;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name) ||
+        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name) ||
             (extra_root && strcmp(t->name, extra_root) == 0)) {
             g->inits[w++] = t;
             continue;
@@ -246,7 +208,7 @@ static int output_reached(const otl_graph *g, const char *t)
             if (strcmp(name, t) == 0)
                 return o;
             int p = otl_graph_producer(g, name);
-            if (p < 0 || !is_default_domain(g->nodes[p]) || !op_in(g->nodes[p]->op_type, pass_ops) ||
+            if (p < 0 || !otl_node_is_onnx(g->nodes[p]) || !op_in(g->nodes[p]->op_type, pass_ops) ||
                 g->nodes[p]->n_inputs < 1)
                 break;
             name = g->nodes[p]->inputs[0];
@@ -265,7 +227,7 @@ static int find_conv_head(const otl_graph *g, int o)
     const char *name = g->outputs[o]->name;
     for (int hops = 0; hops < 64; hops++) {
         int p = otl_graph_producer(g, name);
-        if (p < 0 || !is_default_domain(g->nodes[p]) || g->nodes[p]->n_inputs < 1)
+        if (p < 0 || !otl_node_is_onnx(g->nodes[p]) || g->nodes[p]->n_inputs < 1)
             return -1;
         const otl_node *n = g->nodes[p];
         if (strcmp(n->op_type, "Conv") == 0) {
@@ -289,7 +251,7 @@ static otl_status depends_on(const otl_graph *g, const char *a, const char *b, i
         return OTL_OK;
     char *live = calloc((size_t)g->n_nodes + 1, 1);
     if (!live)
-        return oom(err);
+        return otl_oom(err);
     if (mark_live(g, &a, 1, live, err)) {
         free(live);
         return err->code;
@@ -362,7 +324,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
     L->head_node = L->bias_node = -1;
     L->features = L->old_classes = -1;
     if (g->n_outputs < 1)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: the graph has no output", fname(m));
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the graph has no output", otl_model_file(m));
     otl_head h;
     otl_find_head(g, &h);
     int chain_out = -1;
@@ -376,8 +338,8 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         const char *F = o->at;
         if (otl_graph_find_init(g, F))
             return otl_error_set(err, OTL_ERR_INPUT, "%s: --at '%s' is an initializer (a constant), not a tensor the "
-                                 "network computes", fname(m), F);
-        if (otl_graph_producer(g, F) < 0 && !is_graph_input(g, F)) {
+                                 "network computes", otl_model_file(m), F);
+        if (otl_graph_producer(g, F) < 0 && !otl_graph_is_input(g, F)) {
             /* a node name stands for its (first) output */
             const char *alias = NULL;
             for (int i = 0; i < g->n_nodes && !alias; i++)
@@ -386,7 +348,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
             if (!alias)
                 return otl_error_set(err, OTL_ERR_INPUT,
                                      "%s: --at '%s': no such tensor (not a graph input, node output or node name)",
-                                     fname(m), F);
+                                     otl_model_file(m), F);
             F = alias;
         }
         L->cut = otl_strdup(F);
@@ -408,7 +370,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         if (!L->keep_chain)
             L->target = otl_strdup(g->outputs[0]->name);
         if (!L->cut || !L->target)
-            return oom(err);
+            return otl_oom(err);
         return OTL_OK;
     }
     if (h.found && chain_out >= 0) {
@@ -416,7 +378,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         const otl_attr *ta = otl_node_attr(hn, "transA");
         if (ta && ta->i)
             return otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: head node '%s' (Gemm) has transA=1; cut with --at",
-                                 fname(m), hn->name);
+                                 otl_model_file(m), hn->name);
         L->keep_chain = 1;
         L->cut = otl_strdup(h.input_tensor);
         L->target = otl_strdup(head_out);
@@ -427,12 +389,12 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         if (L->cut && own_head_input(m, h.weight, &L->cut)) {
             L->features = -1;
             if (!L->cut)
-                return oom(err);
+                return otl_oom(err);
         }
         L->old_classes = h.classes;
         snprintf(L->old_head, sizeof L->old_head, "%s", hn->name);
         if (!L->cut || !L->target)
-            return oom(err);
+            return otl_oom(err);
         return OTL_OK;
     }
     for (int oi = 0; oi < g->n_outputs; oi++) {
@@ -446,14 +408,14 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         L->old_classes = otl_graph_resolve_init(g, cn->inputs[1])->dims[0];
         snprintf(L->old_head, sizeof L->old_head, "%s", cn->name);
         if (!L->cut || !L->target)
-            return oom(err);
+            return otl_oom(err);
         return OTL_OK;
     }
     int p = otl_graph_producer(g, g->outputs[0]->name);
     return otl_error_set(err, OTL_ERR_INPUT,
                          "%s: no classifier head found (output '%s' is produced by %s%s%s, not by a Gemm/MatMul(+Add) or "
                          "1x1-Conv classifier through shape-preserving ops); name the features tensor with --at TENSOR",
-                         fname(m), g->outputs[0]->name, p >= 0 ? g->nodes[p]->op_type : "no node",
+                         otl_model_file(m), g->outputs[0]->name, p >= 0 ? g->nodes[p]->op_type : "no node",
                          p >= 0 ? " node " : "", p >= 0 ? g->nodes[p]->name : "");
 }
 
@@ -480,11 +442,11 @@ static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, cons
     if (otl_model_clone(m, &c, err))
         return err->code;
     otl_graph *g = c->graph;
-    if (!is_graph_output(g, name)) {
+    if (!otl_graph_is_output(g, name)) {
         otl_value *v = otl_value_new(name);
         if (!v || otl_graph_add_output(g, v)) {
             otl_value_free(v);
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
     }
@@ -495,12 +457,13 @@ static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, cons
         if (!v->has_type || !v->is_tensor || !v->has_shape) {
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: cannot infer the shape of '%s': input '%s' has no declared "
                                "shape for a probe run",
-                               fname(m), name, v->name);
+                               otl_model_file(m), name, v->name);
             goto done;
         }
         int64_t d[16];
         if (v->rank > 16) {
-            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: input '%s' has rank %d", fname(m), v->name, v->rank);
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: input '%s' has rank %d", otl_model_file(m), v->name,
+                               v->rank);
             goto done;
         }
         for (int k = 0; k < v->rank; k++) {
@@ -519,15 +482,15 @@ static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, cons
         int64_t nb = t ? otl_dtype_nbytes(v->dtype, t->numel) : -1;
         if (!t || nb < 0 || v->dtype == OTL_DTYPE_STRING) {
             otl_tensor_free(t);
-            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: cannot make a probe input for '%s' (%s)", fname(m),
-                               v->name, otl_dtype_name(v->dtype));
+            st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: cannot make a probe input for '%s' (%s)",
+                               otl_model_file(m), v->name, otl_dtype_name(v->dtype));
             goto done;
         }
         t->nbytes = (size_t)nb;
         t->data = calloc(1, t->nbytes + 1);
         in[n_in++] = t;
         if (!t->data) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
     }
@@ -536,20 +499,20 @@ static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, cons
         st = err->code;
         goto done;
     }
-    st = otl_error_set(err, OTL_ERR_INTERNAL, "%s: probe run did not return '%s'", fname(m), name);
+    st = otl_error_set(err, OTL_ERR_INTERNAL, "%s: probe run did not return '%s'", otl_model_file(m), name);
     for (int i = 0; i < n_out; i++)
         if (strcmp(outs[i]->name, name) == 0) {
             otl_error_clear(err);
             st = OTL_OK;
             if (outs[i]->rank > 8) {
-                st = otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has rank %d", fname(m), name,
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has rank %d", otl_model_file(m), name,
                                    outs[i]->rank);
                 break;
             }
             if (outs[i]->dtype != OTL_DTYPE_FLOAT) {
                 st = otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' is %s; a head needs float32 features "
                                    "(rank %d)",
-                                   fname(m), name, otl_dtype_name(outs[i]->dtype), outs[i]->rank);
+                                   otl_model_file(m), name, otl_dtype_name(outs[i]->dtype), outs[i]->rank);
                 break;
             }
             *rank = outs[i]->rank;
@@ -578,7 +541,7 @@ static otl_status cut_shape(const otl_model *m, const located *L, const otl_prep
     const otl_value *v = otl_graph_find_value(m->graph, L->cut);
     if (v && v->has_type && v->is_tensor && v->dtype != OTL_DTYPE_FLOAT)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' is %s; a head needs float32 features (rank %d)",
-                             fname(m), L->cut, otl_dtype_name(v->dtype), v->has_shape ? v->rank : -1);
+                             otl_model_file(m), L->cut, otl_dtype_name(v->dtype), v->has_shape ? v->rank : -1);
     if (v && v->has_type && v->is_tensor && v->has_shape && v->rank >= 2 && v->rank <= 4 &&
         v->dims[feature_axis(v->rank)].value > 0) {
         *rank = v->rank;
@@ -595,11 +558,11 @@ static otl_status cut_shape(const otl_model *m, const located *L, const otl_prep
     if (*rank < 2 || *rank > 4)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has rank %d; a head needs rank 2 (N, F), 3 "
                              "(N, T, D) or 4 (N, C, H, W)",
-                             fname(m), L->cut, *rank);
+                             otl_model_file(m), L->cut, *rank);
     *features = dims[feature_axis(*rank)];
     if (*features < 1)
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has no features (axis %d is %lld)", fname(m),
-                             L->cut, feature_axis(*rank), (long long)*features);
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: cut tensor '%s' has no features (axis %d is %lld)",
+                             otl_model_file(m), L->cut, feature_axis(*rank), (long long)*features);
     return OTL_OK;
 }
 
@@ -611,7 +574,7 @@ static otl_node *add_node(otl_graph *g, const char *name, const char *op, int n_
     otl_node *n = otl_node_new(name, op, "");
     if (!n || otl_node_set_io(n, n_in, in, 1, &out) || otl_graph_add_node(g, n)) {
         otl_node_free(n);
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     return n;
@@ -648,7 +611,7 @@ static otl_status add_linear(otl_graph *g, const char *wname, const char *bname,
         otl_tensor_free(b);
         return w && b ? otl_error_set(err, OTL_ERR_INPUT, "head too large (%lld x %lld)", (long long)out,
                                       (long long)in)
-                      : oom(err);
+                      : otl_oom(err);
     }
     w->nbytes = (size_t)w->numel * 4;
     b->nbytes = (size_t)b->numel * 4;
@@ -657,7 +620,7 @@ static otl_status add_linear(otl_graph *g, const char *wname, const char *bname,
     if (!w->data || !b->data) {
         otl_tensor_free(w);
         otl_tensor_free(b);
-        return oom(err);
+        return otl_oom(err);
     }
     float bound = 1.0f / sqrtf((float)in);
     float *wp = w->data, *bp = b->data;
@@ -680,7 +643,7 @@ static otl_status set_out_shape(otl_graph *g, otl_value *v, int64_t n, const cha
     int dtype = v->has_type && v->is_tensor && v->dtype != OTL_DTYPE_UNDEFINED ? v->dtype : OTL_DTYPE_FLOAT;
     otl_value *nv = otl_value_new_tensor(v->name, dtype, 2, dims, params);
     if (!nv)
-        return oom(err);
+        return otl_oom(err);
     for (int i = 0; i < g->n_outputs; i++)
         if (g->outputs[i] == v) {
             nv->doc = v->doc;
@@ -717,7 +680,7 @@ static otl_status set_lines(otl_model *m, const char *key, const char *const *na
         len += strlen(names[i]) + 1;
     char *s = malloc(len), *p = s;
     if (!s)
-        return oom(err);
+        return otl_oom(err);
     for (int i = 0; i < n; i++) {
         size_t l = strlen(names[i]);
         memcpy(p, names[i], l);
@@ -737,7 +700,7 @@ static otl_status clean_frozen(otl_model *m, otl_error *err)
     const otl_graph *g = m->graph;
     const char **names = malloc(((size_t)g->n_inits + 1) * sizeof *names);
     if (!names)
-        return oom(err);
+        return otl_oom(err);
     int n = 0;
     for (int i = 0; i < g->n_inits; i++)
         if (otl_model_is_frozen(m, g->inits[i]->name))
@@ -754,7 +717,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
         info = &dummy;
     memset(info, 0, sizeof *info);
     otl_graph *g = m->graph;
-    const char *f = fname(m);
+    const char *f = otl_model_file(m);
     if (o->classes < 1)
         return otl_error_set(err, OTL_ERR_USAGE, "swap-head: the number of classes must be at least 1, got %lld",
                              (long long)o->classes);
@@ -799,7 +762,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
     else
         info->pooling = "none";
     if (!(have_dirty = otl_strmap_init(&dirty, 64))) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
 
@@ -837,8 +800,8 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
             second = t;
         }
         if (second >= 0)
-            remove_node_at(g, second);
-        remove_node_at(g, first);
+            otl_graph_remove_node(g, second);
+        otl_graph_remove_node(g, first);
         /* bypass shape ops on the chain from target to the output */
         for (int changed = 1; changed;) {
             changed = 0;
@@ -854,10 +817,10 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
                     continue;
                 char *in = otl_strdup(n->inputs[0]), *out = otl_strdup(n->outputs[0]);
                 int ok = in && out;
-                if (ok && is_graph_output(g, out)) {
+                if (ok && otl_graph_is_output(g, out)) {
                     /* the producer of `in` writes `out` instead */
                     int p = otl_graph_producer(g, in);
-                    remove_node_at(g, i);
+                    otl_graph_remove_node(g, i);
                     ok = rename_uses(g, in, out);
                     if (ok && p >= 0) {
                         if (p > i)
@@ -869,13 +832,13 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
                     if (ok && strcmp(L.target, in) == 0)
                         ok = otl_set_str(&L.target, out);
                 } else if (ok) {
-                    remove_node_at(g, i);
+                    otl_graph_remove_node(g, i);
                     ok = rename_uses(g, out, in);
                 }
                 free(in);
                 free(out);
                 if (!ok) {
-                    st = oom(err);
+                    st = otl_oom(err);
                     goto done;
                 }
                 changed = 1;
@@ -891,30 +854,30 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
             }
         }
         const char *O = L.target;
-        if (is_graph_input(g, O)) {
+        if (otl_graph_is_input(g, O)) {
             st = otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: output '%s' is also a graph input", f, O);
             goto done;
         }
         char base[600];
         snprintf(base, sizeof base, "%s_backbone", O);
         if (!(renamed = otl_graph_fresh_name(g, base))) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         int p = otl_graph_producer(g, O);
         if (p >= 0) {
             for (int k = 0; k < g->nodes[p]->n_outputs; k++)
                 if (strcmp(g->nodes[p]->outputs[k], O) == 0 && !otl_set_str(&g->nodes[p]->outputs[k], renamed)) {
-                    st = oom(err);
+                    st = otl_oom(err);
                     goto done;
                 }
             if (!rename_uses(g, O, renamed)) {
-                st = oom(err);
+                st = otl_oom(err);
                 goto done;
             }
         }
         if (strcmp(L.cut, O) == 0 && !otl_set_str(&L.cut, renamed)) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
     }
@@ -929,7 +892,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
         size_t pl = 32;
         prefix = malloc(pl);
         if (!prefix) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         if (k == 0)
@@ -1097,7 +1060,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
     if (o->pp) {
         char *js = otl_preprocess_to_json(o->pp);
         if (!js) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         st = otl_preprocess_check(m, o->pp, o->pp_source ? o->pp_source : "preprocessing", err) ? err->code
@@ -1109,7 +1072,7 @@ otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_hea
     st = otl_model_validate(m, err);
     goto done;
 fail:
-    st = err->code ? err->code : oom(err);
+    st = err->code ? err->code : otl_oom(err);
 done:
     if (have_dirty)
         otl_strmap_free(&dirty);
@@ -1163,7 +1126,7 @@ static otl_status split_labels(const char *text, size_t len, const char *what, c
             }
         if (!otl_grow((void **)&v, sizeof *v, &cap, (size_t)*n + 1) || !(v[*n] = otl_strndup(text + p, l))) {
             otl_labels_free(v, *n);
-            return oom(err);
+            return otl_oom(err);
         }
         (*n)++;
         p = e + 1;
@@ -1192,7 +1155,8 @@ otl_status otl_model_set_frozen(otl_model *m, const char *const *names, int n, o
     for (int i = 0; i < n; i++) {
         const otl_tensor *t = otl_graph_find_init(m->graph, names[i]);
         if (!t || !otl_graph_init_is_param(m->graph, t))
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: '%s' is not a trainable parameter", fname(m), names[i]);
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: '%s' is not a trainable parameter", otl_model_file(m),
+                                 names[i]);
     }
     return set_lines(m, "onnx_tl.frozen", names, n, err);
 }
@@ -1203,7 +1167,7 @@ otl_status otl_head_params(const otl_model *m, const char ***names, int *n, otl_
     *names = malloc(((size_t)g->n_inits + 1) * sizeof **names);
     *n = 0;
     if (!*names)
-        return oom(err);
+        return otl_oom(err);
     const char *stored = otl_model_meta_get(m, "onnx_tl.head");
     for (int i = 0; i < g->n_inits; i++) {
         const otl_tensor *t = g->inits[i];
@@ -1268,7 +1232,7 @@ static otl_status apply_globs(const otl_model *m, const char *list, const char *
     const otl_graph *g = m->graph;
     char *copy = otl_strdup(list);
     if (!copy)
-        return oom(err);
+        return otl_oom(err);
     otl_status st = OTL_OK;
     char *save = NULL;
     int any_glob = 0;
@@ -1288,12 +1252,12 @@ static otl_status apply_globs(const otl_model *m, const char *list, const char *
                 hits++;
             }
         if (!hits) {
-            st = otl_error_set(err, OTL_ERR_INPUT, "%s: %s '%s' matches no parameter", fname(m), opt, tok);
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: %s '%s' matches no parameter", otl_model_file(m), opt, tok);
             break;
         }
     }
     if (!st && !any_glob)
-        st = otl_error_set(err, OTL_ERR_USAGE, "%s: %s needs at least one pattern", fname(m), opt);
+        st = otl_error_set(err, OTL_ERR_USAGE, "%s: %s needs at least one pattern", otl_model_file(m), opt);
     free(copy);
     return st;
 }
@@ -1310,7 +1274,7 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
     int have_idx = 0;
     otl_status st = OTL_OK;
     if (!frozen || !live || !names || !(have_idx = otl_strmap_init(&init_idx, (size_t)g->n_inits + 8))) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int i = 0; i < g->n_inits; i++) {
@@ -1323,7 +1287,7 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
         if (n_head == 0) {
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: --all-but-head: no classifier head found (swap-head first, or "
                                "use --until/--params)",
-                               fname(m));
+                               otl_model_file(m));
             goto done;
         }
         for (int i = 0; i < g->n_inits; i++) {
@@ -1336,7 +1300,7 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
     }
     if (o->until) {
         const char *u = o->until;
-        if (otl_graph_producer(g, u) >= 0 || is_graph_input(g, u)) {
+        if (otl_graph_producer(g, u) >= 0 || otl_graph_is_input(g, u)) {
             st = mark_live(g, &u, 1, live, err);
         } else {
             int node = -1;
@@ -1344,7 +1308,8 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
                 if (strcmp(g->nodes[i]->name, u) == 0)
                     node = i;
             if (node < 0) {
-                st = otl_error_set(err, OTL_ERR_INPUT, "%s: --until '%s': no tensor or node of that name", fname(m), u);
+                st = otl_error_set(err, OTL_ERR_INPUT, "%s: --until '%s': no tensor or node of that name",
+                                   otl_model_file(m), u);
                 goto done;
             }
             st = mark_live(g, (const char *const *)g->nodes[node]->outputs, g->nodes[node]->n_outputs, live, err);
@@ -1354,7 +1319,7 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
             goto done;
         char *sel = calloc((size_t)g->n_inits + 1, 1);
         if (!sel) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         mark_params_of(g, live, sel, &init_idx);
@@ -1462,7 +1427,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
     int n_head = 0;
     otl_status st = OTL_OK;
     if (!b)
-        return oom(err);
+        return otl_oom(err);
     int n_init = g->n_inits;
     b->params = calloc((size_t)n_init + 1, sizeof *b->params);
     b->block = calloc((size_t)n_init + 1, sizeof *b->block);
@@ -1471,7 +1436,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
     pos = malloc(((size_t)g->n_nodes + 1) * sizeof *pos);
     owner = malloc(((size_t)n_init + 1) * sizeof *owner);
     if (!b->params || !b->block || !key || !first || !pos || !owner) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     if ((st = otl_graph_toposort(g, &order, m->path, err)) || (st = otl_head_params(m, &head, &n_head, err)))
@@ -1487,7 +1452,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
         have_maps = 0;
     }
     if (!have_maps) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int i = 0; i < n_init; i++) {
@@ -1496,7 +1461,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
             continue;
         int k = b->n_params++;
         if (!(b->params[k] = otl_strdup(t->name)) || !otl_strmap_put(&pidx, b->params[k], k)) {
-            st = oom(err);
+            st = otl_oom(err);
             break;
         }
         first[k] = g->n_nodes;
@@ -1510,7 +1475,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
     for (int ni = 0; !st && ni < g->n_nodes; ni++)
         for (int q = 0; q < g->nodes[ni]->n_outputs; q++)
             if (*g->nodes[ni]->outputs[q] && !otl_strmap_put(&prod, g->nodes[ni]->outputs[q], ni))
-                st = oom(err);
+                st = otl_oom(err);
     for (int ni = 0; !st && ni < g->n_nodes; ni++) {
         const otl_node *nd = g->nodes[ni];
         if (strcmp(nd->op_type, "Identity") == 0)
@@ -1577,7 +1542,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
             }
         }
         if (!key[k]) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
     }
@@ -1590,7 +1555,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
         free(bn);
         free(bpos);
         free(bidx);
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int k = 0; k < b->n_params; k++) {
@@ -1616,7 +1581,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
         free(bn);
         free(bpos);
         free(bidx);
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int j = 0; j < nb; j++) {
@@ -1627,7 +1592,7 @@ otl_status otl_param_blocks_get(const otl_model *m, otl_param_blocks **out, otl_
         depth[j] = d;
         b->block_names[d] = otl_strdup(bn[j]);
         if (!b->block_names[d])
-            st = oom(err);
+            st = otl_oom(err);
     }
     b->n_blocks = nb;
     for (int k = 0; k < b->n_params; k++)
