@@ -120,6 +120,9 @@ typedef struct fit {
     double best_acc;
     int best_epoch, bad_epochs, n_unfrozen, serial, out_written;
     double out_metrics[4];
+    otl_model *pend;            /* OUT not written yet (no validation data: written once, at the end) */
+    int pend_epoch;
+    double pend_metrics[4];
     /* frozen-prefix feature cache (src/feature_cache.c): the trainer runs `cut` on cached rows */
     otl_model *cut;             /* frontier -> outputs, or NULL without a cache */
     char *frontier;
@@ -1064,7 +1067,26 @@ static void drop_bn_training_outputs(otl_model *m)
     }
 }
 
-static otl_status write_out(fit *f, int epoch, const double *mtr, otl_error *err)
+/* OUT is made (a snapshot of the model) after every epoch that should be kept and written by
+ * flush_out: at once when the epoch beat the best validation accuracy, otherwise (no validation data:
+ * OUT is the last model) only after the last epoch, or when training stops early (interrupt,
+ * divergence, an error): rewriting a whole model after every epoch cost more than the epochs
+ * themselves when they train from the feature cache. */
+static otl_status flush_out(fit *f, otl_error *err)
+{
+    if (!f->pend)
+        return OTL_OK;
+    otl_status st = otl_model_save(f->pend, f->h.out, NULL, err);
+    if (!st) {
+        f->out_written = f->pend_epoch;
+        memcpy(f->out_metrics, f->pend_metrics, sizeof f->out_metrics);
+    }
+    otl_model_free(f->pend);
+    f->pend = NULL;
+    return st;
+}
+
+static otl_status make_out(fit *f, int epoch, const double *mtr, otl_error *err)
 {
     otl_model *m = NULL;
     otl_status st = sync_params(f, f->cur, err);
@@ -1082,14 +1104,15 @@ static otl_status write_out(fit *f, int epoch, const double *mtr, otl_error *err
         st = pj ? otl_model_meta_set(m, "onnx_tl.preprocess", pj, err) : nomem(err);
         free(pj);
     }
-    if (!st)
-        st = otl_model_save(m, f->h.out, NULL, err);
-    otl_model_free(m);
-    if (!st) {
-        f->out_written = epoch;
-        memcpy(f->out_metrics, mtr, sizeof f->out_metrics);
+    if (st) {
+        otl_model_free(m);
+        return st;
     }
-    return st;
+    otl_model_free(f->pend);
+    f->pend = m;
+    f->pend_epoch = epoch;
+    memcpy(f->pend_metrics, mtr, sizeof f->pend_metrics);
+    return OTL_OK;
 }
 
 /* ------------------------------------------------------------ checkpoints */
@@ -1761,6 +1784,9 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             st = otl_trainer_step(f->tr, in, 1, y, (float)lr, &loss, err);
             if (!st && !isfinite(loss)) {
                 char kept[256];
+                otl_error e2 = {0};
+                if (flush_out(f, &e2) && f->h.msg) /* the last good epoch's model, before reporting it kept */
+                    fprintf(f->h.msg, "onnx-tl: %s\n", e2.msg);
                 if (f->out_written)
                     snprintf(kept, sizeof kept, "%s keeps the model of epoch %d", f->h.out, f->out_written);
                 else
@@ -1794,7 +1820,9 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 if (f->h.msg && f->h.progress == OTL_FIT_BAR)
                     fputc('\n', f->h.msg);
                 r->interrupted = 1;
-                st = ckpt_write(f, err);
+                st = flush_out(f, err);
+                if (!st)
+                    st = ckpt_write(f, err);
                 if (!st && f->h.checkpoint)
                     st = otl_error_set(err, OTL_ERR_INPUT,
                                        "interrupted at epoch %d, step %lld: checkpoint written to %s (continue with "
@@ -1832,7 +1860,9 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 f->bad_epochs++;
             }
         }
-        if ((!f->n_va || improved) && (st = write_out(f, f->epoch + 1, mtr, err)))
+        if ((!f->n_va || improved) && (st = make_out(f, f->epoch + 1, mtr, err)))
+            break;
+        if ((improved || f->epoch + 1 >= f->h.epochs) && (st = flush_out(f, err)))
             break;
         secs = now_s() - t0;
         if (f->h.msg && f->h.progress != OTL_FIT_QUIET) {
@@ -1860,6 +1890,11 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
         }
     }
     free(perm);
+    otl_error e2 = {0};
+    if (st && f->pend && flush_out(f, &e2) && f->h.msg) /* stopped by an error: keep the last epoch's model */
+        fprintf(f->h.msg, "onnx-tl: %s\n", e2.msg);
+    if (!st)
+        st = flush_out(f, err);
     return st;
 }
 
@@ -2068,6 +2103,7 @@ done:
     free(f.h_augment);
     free(f.prov_data);
     otl_model_free(f.cur);
+    otl_model_free(f.pend);
     otl_prune_masks_free(f.masks);
     return st;
 }

@@ -325,6 +325,40 @@ def case_nan(d):
     check(prov["epoch"] == 1, "OUT keeps the last good model (epoch 1)")
     w = inits(d + "/out.onnx")
     check(all(np.isfinite(v).all() for v in w.values() if v.dtype == np.float32), "OUT weights finite")
+    # without validation data OUT is written once at the end: on divergence the last good epoch's model
+    os.remove(d + "/out.onnx")
+    p = train(MLP, "--data", d + "/d.npz", "-o", d + "/out.onnx", "--optimizer", "sgd", "--lr", 0.05, "--schedule",
+              "step", "--step-size", 1, "--gamma", 1e29, "--epochs", 3, "--threads", 1, "--val-split", 0, expect=1)
+    check("keeps the model of epoch 1" in p.stderr, "no validation: divergence in epoch 2 keeps epoch 1")
+    check(json.loads(meta(d + "/out.onnx")["onnx_tl.provenance"])["epoch"] == 1, "no validation: OUT is epoch 1")
+    check(all(np.isfinite(v).all() for v in inits(d + "/out.onnx").values() if v.dtype == np.float32),
+          "no validation: OUT weights finite")
+
+
+def case_out_once(d):
+    """Without validation data OUT (the last model) is written after the last epoch, not after every epoch."""
+    mlp_data(d + "/d.npz")
+    out, log, epochs = d + "/out.onnx", d + "/log.jsonl", 400
+    proc = subprocess.Popen([ONNX_TL, "train", MLP, "--data", d + "/d.npz", "-o", out, "--epochs", str(epochs),
+                             "--val-split", "0", "--threads", "1", "--quiet", "--log", log])
+    seen = 0
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.exists(log) and len(open(log).read().splitlines()) >= 1:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGSTOP)
+        seen = len(open(log).read().splitlines()) if os.path.exists(log) else 0
+        written = os.path.exists(out)
+        proc.send_signal(signal.SIGCONT)
+    finally:
+        rc = proc.wait(timeout=300)
+    check(rc == 0, "train exits 0")
+    check(1 <= seen < epochs - 1, "stopped the run after %d of %d epochs" % (seen, epochs))
+    check(not written, "OUT not written after epoch %d of %d" % (seen, epochs))
+    prov = json.loads(meta(out)["onnx_tl.provenance"])
+    check(prov["epoch"] == epochs, "OUT written at the end (epoch %d)" % prov["epoch"])
 
 
 def make_folder(root, classes, per=6, empty=(), size=10, seed=0):
