@@ -1040,6 +1040,21 @@ static int write_external(save_ctx *sc, const otl_tensor *t, Onnx__TensorProto *
     return 1;
 }
 
+/* protobuf-c output buffer that writes to a stdio stream (large appends, the tensor bytes, pass stdio's
+ * buffer by themselves); failed keeps the first errno */
+typedef struct file_sink {
+    ProtobufCBuffer base;
+    FILE *fp;
+    int failed;
+} file_sink;
+
+static void file_sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
+{
+    file_sink *fs = (file_sink *)b;
+    if (!fs->failed && len && fwrite(data, 1, len, fs->fp) != len)
+        fs->failed = errno ? errno : EIO;
+}
+
 static Onnx__TensorProto *tensor_to_proto(save_ctx *sc, const otl_tensor *t, int allow_external)
 {
     Onnx__TensorProto *tp = NEW(sc, Onnx__TensorProto, onnx__tensor_proto__init);
@@ -1446,20 +1461,15 @@ otl_status otl_model_save(const otl_model *m, const char *path, const otl_save_o
                            path, n);
         goto fail;
     }
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    onnx__model_proto__pack(mp, buf);
-    arena_release(&sc.ar);
+    /* streamed: tensor bytes go from the model's own buffers to the file, no packed copy of the model */
     if ((st = otl_atomic_open(&model_af, path, err)) == OTL_OK) {
-        if (n && fwrite(buf, 1, n, model_af.fp) != n) {
-            st = otl_error_set(err, OTL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        file_sink fs = {{file_sink_append}, model_af.fp, 0};
+        if (protobuf_c_message_pack_to_buffer(&mp->base, &fs.base) != n || fs.failed) {
+            st = otl_error_set(err, OTL_ERR_IO, "%s: write failed: %s", path, strerror(fs.failed ? fs.failed : EIO));
             otl_atomic_abort(&model_af);
         }
     }
-    free(buf);
+    arena_release(&sc.ar);
     /* commit the data file first: a model never points at data that is not there */
     int data_committed = 0;
     if (!st && sc.ext_mode) {
