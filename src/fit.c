@@ -120,6 +120,8 @@ typedef struct fit {
     double best_acc;
     int best_epoch, bad_epochs, n_unfrozen, serial, out_written;
     double out_metrics[4];
+    char *out_path;             /* absolute path OUT (epoch out_written) was written to (checkpointed) */
+    int out_now;                /* OUT written by this process (not only before a --resume) */
     otl_model *pend;            /* OUT not written yet (no validation data: written once, at the end) */
     int pend_epoch;
     double pend_metrics[4];
@@ -178,6 +180,8 @@ static otl_status sync_params(fit *f, otl_model *m, otl_error *err)
 
 static char *path_join(const char *dir, const char *name)
 {
+    if (!dir || !name)
+        return NULL;
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
     if (p)
@@ -1078,11 +1082,43 @@ static otl_status flush_out(fit *f, otl_error *err)
         return OTL_OK;
     otl_status st = otl_model_save(f->pend, f->h.out, NULL, err);
     if (!st) {
+        char *rp = realpath(f->h.out, NULL);
+        free(f->out_path);
+        f->out_path = rp;
+        f->out_now = 1;
         f->out_written = f->pend_epoch;
         memcpy(f->out_metrics, f->pend_metrics, sizeof f->out_metrics);
     }
     otl_model_free(f->pend);
     f->pend = NULL;
+    return st;
+}
+
+/* A resumed run in which no epoch beat the checkpoint's best (or with no epoch left): OUT is the
+ * model written before the interruption, to the path in the checkpoint. Copied (with any external
+ * data) when this run's OUT is another file. */
+static otl_status out_from_before_resume(fit *f, otl_error *err)
+{
+    const char *ck = f->h.checkpoint ? f->h.checkpoint : "the checkpoint";
+    if (!f->out_path)
+        return otl_error_set(err, OTL_ERR_INPUT,
+                             "%s: the best model (epoch %d) was written before the resume, and the checkpoint does "
+                             "not say where (made by an older onnx-tl): %s was not written",
+                             ck, f->out_written, f->h.out);
+    if (access(f->out_path, R_OK) != 0)
+        return otl_error_set(err, OTL_ERR_IO,
+                             "%s: the best model (epoch %d) was written to %s before the resume and is not there "
+                             "any more: %s was not written", ck, f->out_written, f->out_path, f->h.out);
+    if (otl_same_file(f->out_path, f->h.out))
+        return OTL_OK;
+    otl_model *m = NULL;
+    otl_status st = otl_model_load(&m, f->out_path, NULL, err);
+    if (!st)
+        st = otl_model_save(m, f->h.out, NULL, err);
+    otl_model_free(m);
+    if (!st && f->h.msg && f->h.progress != OTL_FIT_QUIET)
+        fprintf(f->h.msg, "no epoch after the resume beat epoch %d: copied its model from %s\n", f->out_written,
+                f->out_path);
     return st;
 }
 
@@ -1188,6 +1224,8 @@ static otl_status ckpt_write(fit *f, otl_error *err)
         snprintf(k, sizeof k, "out_metric%d", i);
         put_dbl(fp, k, f->out_metrics[i]);
     }
+    if (f->out_path && !strchr(f->out_path, '\n'))
+        fprintf(fp, "out_path %s\n", f->out_path);
     put_dbl(fp, "plateau_lr", f->sched.plateau_lr);
     put_dbl(fp, "plateau_best", f->sched.plateau_best);
     fprintf(fp, "plateau_bad %d\n", f->sched.plateau_bad);
@@ -1441,6 +1479,8 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
         }
         snprintf(f->base_sha, sizeof f->base_sha, "%s", kv_get(l, "base_sha256"));
         if (kv_get(l, "data_path") && !(f->prov_data = otl_strdup(kv_get(l, "data_path"))))
+            st = nomem(err);
+        if (!st && kv_get(l, "out_path") && !(f->out_path = otl_strdup(kv_get(l, "out_path"))))
             st = nomem(err);
         *model = path_join(dir, kv_get(l, "model"));
         if (!st && !*model)
@@ -1890,6 +1930,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
         }
     }
     free(perm);
+    if (!st && f->out_written && !f->out_now)
+        st = out_from_before_resume(f, err);
     otl_error e2 = {0};
     if (st && f->pend && flush_out(f, &e2) && f->h.msg) /* stopped by an error: keep the last epoch's model */
         fprintf(f->h.msg, "onnx-tl: %s\n", e2.msg);
@@ -2104,6 +2146,7 @@ done:
     free(f.prov_data);
     otl_model_free(f.cur);
     otl_model_free(f.pend);
+    free(f.out_path);
     otl_prune_masks_free(f.masks);
     return st;
 }
