@@ -13,7 +13,8 @@
 static const char usage[] =
     "usage: onnx-tl export MODEL -o OUT [--fold-bn | --no-fold-bn | --keep] [--external-data] [--embed-data]\n"
     "                      [--quantize int8 --calib DATA [--calib-samples N] [--seed S] [--exclude GLOBS]\n"
-    "                                       [--calib-method minmax|percentile|entropy] [--report FILE.json] [-v]]\n"
+    "                                       [--calib-method minmax|percentile|entropy] [--conv-min-k K]\n"
+    "                                       [--report FILE.json] [-v]]\n"
     "                      [--quantize int8-dynamic [--exclude GLOBS]]\n"
     "                      [--prune SPARSITY] [--prune-channels FRACTION] [--exclude GLOBS]\n"
     "\n"
@@ -40,6 +41,9 @@ static const char usage[] =
     "                      (default 0; the same seed gives the same file); default: every item\n"
     "  --calib-method M    minmax (default): the observed range; percentile: 99.999% of a 2048-bin\n"
     "                      histogram (as ONNX Runtime); entropy: the KL-divergence-optimal range\n"
+    "  --conv-min-k K      a Conv reading the model input (group 1) whose C_in * kh * kw is below K\n"
+    "                      stays float (default 16: ONNX Runtime's QLinearConv is slower than its\n"
+    "                      float Conv on a 3x3 Conv of a 1-channel image); 0 quantizes every Conv\n"
     "  --report FILE.json  per quantized tensor: scale, zero point, calibrated range and SQNR (dB;\n"
     "                      the quantized model against the float one over up to 256 samples)\n"
     "  -v, --verbose       the same report as a table on stderr\n"
@@ -63,7 +67,7 @@ static const cli_opt opts[] = {
     {"o", 1, 0}, {"output", 1, 0}, {"external-data", 0, 0}, {"embed-data", 0, 0},
     {"fold-bn", 0, 0}, {"no-fold-bn", 0, 0}, {"keep", 0, 0},
     {"quantize", 1, 0}, {"calib", 1, 0}, {"calib-samples", 1, 0}, {"exclude", 1, 0},
-    {"calib-method", 1, 0}, {"seed", 1, 0}, {"report", 1, 0}, {"verbose", 0, 0}, {"v", 0, 0},
+    {"calib-method", 1, 0}, {"conv-min-k", 1, 0}, {"seed", 1, 0}, {"report", 1, 0}, {"verbose", 0, 0}, {"v", 0, 0},
     {"threads", 1, 0}, {"prune", 1, 0}, {"prune-channels", 1, 0}, {"channel-multiple", 1, 0}, {NULL, 0, 0},
 };
 
@@ -141,8 +145,19 @@ int cmd_export(int argc, char **argv)
     const char *cm = cli_get(&a, "calib-method"), *seed_s = cli_get(&a, "seed"), *report = cli_get(&a, "report");
     int verbose = cli_flag(&a, "verbose") || cli_flag(&a, "v"), method = OTL_CALIB_MINMAX;
     unsigned long long seed = 0;
-    if ((cm || seed_s || report || verbose) && (!quant || dynamic))
-        return cli_usage_error(usage, "export: --calib-method, --seed, --report and --verbose go with --quantize int8");
+    const char *mink_s = cli_get(&a, "conv-min-k");
+    if ((cm || seed_s || report || verbose || mink_s) && (!quant || dynamic))
+        return cli_usage_error(usage, "export: --calib-method, --conv-min-k, --seed, --report and --verbose go with "
+                               "--quantize int8");
+    long min_k = 0;
+    if (mink_s) {
+        char *end;
+        min_k = strtol(mink_s, &end, 10);
+        if (!*mink_s || *end || min_k < 0 || min_k > 1000000)
+            return cli_usage_error(usage, "export: --conv-min-k takes an integer from 0 to 1000000 (got '%s')", mink_s);
+        if (min_k == 0)
+            min_k = -1;
+    }
     if (cm && strcmp(cm, "minmax") != 0) {
         if (strcmp(cm, "percentile") == 0)
             method = OTL_CALIB_PERCENTILE;
@@ -175,7 +190,7 @@ int cmd_export(int argc, char **argv)
         otl_export_opts eo = {.fold_bn = !cli_flag(&a, "no-fold-bn")};
         otl_quant_opts qo = {.calib = calib, .calib_samples = samples, .threads = threads,
                               .exclude = cli_get(&a, "exclude"), .calib_method = method, .seed = seed,
-                              .report = report || verbose};
+                              .report = report || verbose, .conv_min_k = (int)min_k};
         otl_quant_dynamic_opts qdo = {.exclude = cli_get(&a, "exclude")};
         otl_prune_opts po = {.sparsity = sparsity, .channels = channels, .exclude = cli_get(&a, "exclude"),
                              .fold_bn = eo.fold_bn, .channel_multiple = (int)multiple, .msg = stderr};

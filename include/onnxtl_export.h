@@ -82,7 +82,13 @@ typedef struct otl_quant_opts {
                                Conv/Gemm/MatMul/Add/Concat/GlobalAveragePool/AveragePool); NULL: none */
     int report;             /* fill info->report: per tensor scale, zero point and SQNR (one more
                                pass over at most 256 calibration samples) */
+    int conv_min_k;         /* a Conv reading a graph input, of group 1, whose reduction size
+                               C_in * kh * kw is below this stays float (ONNX Runtime's QLinearConv
+                               is slower than its float Conv there); 0: OTL_QUANT_CONV_MIN_K;
+                               negative: every Conv is quantized */
 } otl_quant_opts;
+
+#define OTL_QUANT_CONV_MIN_K 16
 
 enum { OTL_QT_ACTIVATION = 0, OTL_QT_WEIGHT = 1, OTL_QT_BIAS = 2 };
 

@@ -7,7 +7,7 @@
 # (seeded --calib-samples subset), exclude, report (--report JSON schema, -v, usage errors).
 # The older export.quant_* cases (tests/export.cmake) keep covering structure and closeness.
 set(OTL_QUANT_FASHION_DIR /usr/share/datasets/fashion-mnist)
-foreach(_otl_case kernels demo calib subset exclude report)
+foreach(_otl_case kernels placement demo calib subset exclude report)
   add_test(NAME quant.${_otl_case}
     COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/quant/check_quant.py ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}
             $<TARGET_FILE:fashion_folder> ${CMAKE_BINARY_DIR}/quant-work ${_otl_case}
