@@ -256,99 +256,12 @@ static otl_status do_bn(otl_model *m, const otl_export_opts *o, otl_export_info 
 
 /* ---------------------------------------------------------------- pruning */
 
-static void mark_reads(const otl_strmap *prod, char *live, int *stack, int *sp, const otl_node *n)
-{
-    for (int k = 0; k < n->n_inputs; k++) {
-        int p = otl_strmap_get(prod, n->inputs[k], -1);
-        if (p >= 0 && !live[p]) {
-            live[p] = 1;
-            stack[(*sp)++] = p;
-        }
-    }
-    for (int a = 0; a < n->n_attrs; a++) {
-        const otl_attr *at = &n->attrs[a];
-        for (int i = 0; at->g && i < at->g->n_nodes; i++)
-            mark_reads(prod, live, stack, sp, at->g->nodes[i]);
-        for (size_t s = 0; s < at->n_graphs; s++)
-            for (int i = 0; i < at->graphs[s]->n_nodes; i++)
-                mark_reads(prod, live, stack, sp, at->graphs[s]->nodes[i]);
-    }
-}
-
+/* Dead nodes, unused initializers, value_info of names gone. */
 static otl_status prune(otl_model *m, otl_export_info *info, otl_error *err)
 {
-    otl_graph *g = m->graph;
-    char *live = calloc((size_t)g->n_nodes + 1, 1);
-    int *stack = malloc(((size_t)g->n_nodes + 1) * sizeof *stack);
-    otl_strmap prod = {0};
-    if (!live || !stack || !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
-        free(live);
-        free(stack);
-        return otl_oom(err);
-    }
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_outputs; k++)
-            if (*g->nodes[i]->outputs[k] && !otl_strmap_put(&prod, g->nodes[i]->outputs[k], i)) {
-                otl_strmap_free(&prod);
-                free(live);
-                free(stack);
-                return otl_oom(err);
-            }
-    int sp = 0;
-    for (int i = 0; i < g->n_outputs; i++) {
-        int p = otl_strmap_get(&prod, g->outputs[i]->name, -1);
-        if (p >= 0 && !live[p]) {
-            live[p] = 1;
-            stack[sp++] = p;
-        }
-    }
-    while (sp > 0) {
-        int p = stack[--sp];
-        mark_reads(&prod, live, stack, &sp, g->nodes[p]);
-    }
-    otl_strmap_free(&prod);
-    free(stack);
-    int w = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (live[i])
-            g->nodes[w++] = g->nodes[i];
-        else {
-            otl_node_free(g->nodes[i]);
-            info->n_nodes_removed++;
-        }
-    }
-    g->n_nodes = w;
-    free(live);
-    w = 0;
-    for (int i = 0; i < g->n_inits; i++) {
-        otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name)) {
-            g->inits[w++] = t;
-            continue;
-        }
-        for (int k = 0; k < g->n_inputs; k++) /* its IR < 4 graph-input entry goes too */
-            if (strcmp(g->inputs[k]->name, t->name) == 0) {
-                otl_value_free(g->inputs[k]);
-                memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
-                g->n_inputs--;
-                break;
-            }
-        otl_tensor_free(t);
-        info->n_inits_removed++;
-    }
-    g->n_inits = w;
-    /* value_info of names that no longer exist */
-    w = 0;
-    for (int i = 0; i < g->n_value_info; i++) {
-        otl_value *v = g->value_info[i];
-        int exists = otl_graph_producer(g, v->name) >= 0 || otl_graph_find_init(g, v->name) ||
-                     otl_graph_is_input(g, v->name);
-        if (exists)
-            g->value_info[w++] = v;
-        else
-            otl_value_free(v);
-    }
-    g->n_value_info = w;
+    if (otl_graph_remove_dead(m->graph, NULL, &info->n_nodes_removed, &info->n_inits_removed, err))
+        return err->code;
+    otl_graph_drop_stale_value_info(m->graph);
     return OTL_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "graph/graph_edit.h"
+#include "src/strmap.h"
 #include "src/util.h"
 
 const char *otl_model_file(const otl_model *m)
@@ -215,12 +216,12 @@ otl_tensor *otl_graph_add_init_copy(otl_graph *g, const char *base, int dtype, i
     return t;
 }
 
-void otl_graph_drop_unused_inits(otl_graph *g)
+int otl_graph_drop_unused_inits(otl_graph *g, const char *keep)
 {
-    int w = 0;
+    int w = 0, n = g->n_inits;
     for (int i = 0; i < g->n_inits; i++) {
         otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name)) {
+        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name) || (keep && strcmp(t->name, keep) == 0)) {
             g->inits[w++] = t;
             continue;
         }
@@ -234,6 +235,107 @@ void otl_graph_drop_unused_inits(otl_graph *g)
         otl_tensor_free(t);
     }
     g->n_inits = w;
+    return n - w;
+}
+
+/* Mark the producers of what n reads, in its subgraph bodies too, and push them on the stack. */
+static void mark_reads(const otl_strmap *prod, char *live, int *stack, int *sp, const otl_node *n)
+{
+    for (int k = 0; k < n->n_inputs; k++) {
+        int p = otl_strmap_get(prod, n->inputs[k], -1);
+        if (p >= 0 && !live[p]) {
+            live[p] = 1;
+            stack[(*sp)++] = p;
+        }
+    }
+    for (int a = 0; a < n->n_attrs; a++) {
+        const otl_attr *at = &n->attrs[a];
+        for (int i = 0; at->g && i < at->g->n_nodes; i++)
+            mark_reads(prod, live, stack, sp, at->g->nodes[i]);
+        for (size_t s = 0; s < at->n_graphs; s++)
+            for (int i = 0; i < at->graphs[s]->n_nodes; i++)
+                mark_reads(prod, live, stack, sp, at->graphs[s]->nodes[i]);
+    }
+}
+
+otl_status otl_graph_mark_live(const otl_graph *g, const char *const *names, int n, char *live, otl_error *err)
+{
+    otl_strmap prod = {0};
+    int *stack = malloc(((size_t)g->n_nodes + 1) * sizeof *stack);
+    if (!stack || !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
+        free(stack);
+        return otl_oom(err);
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_outputs; k++)
+            if (*g->nodes[i]->outputs[k] && !otl_strmap_put(&prod, g->nodes[i]->outputs[k], i)) {
+                otl_strmap_free(&prod);
+                free(stack);
+                return otl_oom(err);
+            }
+    int sp = 0;
+    for (int i = 0; i < n; i++) {
+        int p = otl_strmap_get(&prod, names[i], -1);
+        if (p >= 0 && !live[p]) {
+            live[p] = 1;
+            stack[sp++] = p;
+        }
+    }
+    while (sp > 0) {
+        int p = stack[--sp];
+        mark_reads(&prod, live, stack, &sp, g->nodes[p]);
+    }
+    otl_strmap_free(&prod);
+    free(stack);
+    return OTL_OK;
+}
+
+otl_status otl_graph_remove_dead(otl_graph *g, const char *keep, int *n_nodes, int *n_inits, otl_error *err)
+{
+    char *live = calloc((size_t)g->n_nodes + 1, 1);
+    const char **roots = malloc(((size_t)g->n_outputs + 2) * sizeof *roots);
+    if (!live || !roots) {
+        free(live);
+        free(roots);
+        return otl_oom(err);
+    }
+    int n_roots = 0;
+    for (int i = 0; i < g->n_outputs; i++)
+        roots[n_roots++] = g->outputs[i]->name;
+    if (keep)
+        roots[n_roots++] = keep;
+    otl_status st = otl_graph_mark_live(g, roots, n_roots, live, err);
+    free(roots);
+    if (st) {
+        free(live);
+        return st;
+    }
+    int w = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (live[i])
+            g->nodes[w++] = g->nodes[i];
+        else {
+            otl_node_free(g->nodes[i]);
+            (*n_nodes)++;
+        }
+    }
+    g->n_nodes = w;
+    free(live);
+    *n_inits += otl_graph_drop_unused_inits(g, keep);
+    return OTL_OK;
+}
+
+void otl_graph_drop_stale_value_info(otl_graph *g)
+{
+    int w = 0;
+    for (int i = 0; i < g->n_value_info; i++) {
+        otl_value *v = g->value_info[i];
+        if (otl_graph_producer(g, v->name) >= 0 || otl_graph_find_init(g, v->name) || otl_graph_is_input(g, v->name))
+            g->value_info[w++] = v;
+        else
+            otl_value_free(v);
+    }
+    g->n_value_info = w;
 }
 
 void otl_graph_remove_node(otl_graph *g, int i)

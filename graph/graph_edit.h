@@ -32,9 +32,17 @@ otl_tensor *otl_graph_const_float(const otl_graph *g, const char *name);
  * when not NULL; NULL with OTL_ERR_NOMEM on err when out of memory. */
 otl_tensor *otl_graph_add_init_copy(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
                                     const void *data, size_t nbytes, const char *ext, otl_error *err);
-/* Remove the initializers that no node (subgraphs included) reads and that are no graph output,
- * with their IR < 4 graph-input entries. */
-void otl_graph_drop_unused_inits(otl_graph *g);
+/* Remove the initializers that no node (subgraphs included) reads, that are no graph output and not
+ * named `keep` (NULL: none), with their IR < 4 graph-input entries; returns how many went. */
+int otl_graph_drop_unused_inits(otl_graph *g, const char *keep);
+/* Set live[i] (g->n_nodes entries, not cleared) for every node needed to compute `names` (n of them);
+ * reads inside subgraph bodies count as reads of their node (over-approximation: local names too). */
+otl_status otl_graph_mark_live(const otl_graph *g, const char *const *names, int n, char *live, otl_error *err);
+/* Remove the nodes no graph output (nor `keep`, NULL: none) needs, then the initializers nothing reads
+ * (otl_graph_drop_unused_inits); adds the numbers removed to *n_nodes and *n_inits. */
+otl_status otl_graph_remove_dead(otl_graph *g, const char *keep, int *n_nodes, int *n_inits, otl_error *err);
+/* Remove the value_info entries of names that are no node output, initializer or graph input any more. */
+void otl_graph_drop_stale_value_info(otl_graph *g);
 /* Free node i of g and close the gap. */
 void otl_graph_remove_node(otl_graph *g, int i);
 /* Reorder m's nodes topologically (after rewrites appended nodes); errors name m's file. */

@@ -302,7 +302,7 @@ otl_status otl_export_quantize_dynamic(otl_model *m, const otl_quant_dynamic_opt
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: no MatMul or Gemm with a float weight initializer to quantize",
                            otl_model_file(m));
     if (!st)
-        otl_graph_drop_unused_inits(g);
+        otl_graph_drop_unused_inits(g, NULL);
     if (!st)
         st = otl_graph_resort(m, err);
     if (!st)

@@ -75,114 +75,19 @@ static int rename_uses(otl_graph *g, const char *from, const char *to)
     return 1;
 }
 
-/* Names a node reads, subgraph bodies included (over-approximation: local names too). */
-static int mark_reads(const otl_graph *g, const otl_strmap *prod, char *live, int **stack, int *sp,
-                      const otl_node *n)
-{
-    for (int k = 0; k < n->n_inputs; k++) {
-        int p = otl_strmap_get(prod, n->inputs[k], -1);
-        if (p >= 0 && !live[p]) {
-            live[p] = 1;
-            (*stack)[(*sp)++] = p;
-        }
-    }
-    for (int a = 0; a < n->n_attrs; a++) {
-        const otl_attr *at = &n->attrs[a];
-        const otl_graph *subs[1] = {at->g};
-        for (int s = 0; s < 1; s++)
-            for (int i = 0; subs[s] && i < subs[s]->n_nodes; i++)
-                mark_reads(g, prod, live, stack, sp, subs[s]->nodes[i]);
-        for (size_t s = 0; s < at->n_graphs; s++)
-            for (int i = 0; i < at->graphs[s]->n_nodes; i++)
-                mark_reads(g, prod, live, stack, sp, at->graphs[s]->nodes[i]);
-    }
-    return 1;
-}
-
-/* Mark the nodes needed to compute `names` (n of them). live has g->n_nodes entries. */
-static otl_status mark_live(const otl_graph *g, const char *const *names, int n, char *live, otl_error *err)
-{
-    otl_strmap prod;
-    int *stack = malloc(((size_t)g->n_nodes + 1) * sizeof *stack);
-    if (!stack || !otl_strmap_init(&prod, (size_t)g->n_nodes * 2 + 8)) {
-        free(stack);
-        return otl_oom(err);
-    }
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_outputs; k++)
-            if (*g->nodes[i]->outputs[k])
-                otl_strmap_put(&prod, g->nodes[i]->outputs[k], i);
-    int sp = 0;
-    for (int i = 0; i < n; i++) {
-        int p = otl_strmap_get(&prod, names[i], -1);
-        if (p >= 0 && !live[p]) {
-            live[p] = 1;
-            stack[sp++] = p;
-        }
-    }
-    while (sp > 0) {
-        int p = stack[--sp];
-        mark_reads(g, &prod, live, &stack, &sp, g->nodes[p]);
-    }
-    otl_strmap_free(&prod);
-    free(stack);
-    return OTL_OK;
-}
-
-/* Remove dead nodes, unused initializers (and their graph-input entries); counts removed. */
+/* Remove dead nodes, unused initializers (and their graph-input entries); `extra_root` stays with what it
+ * needs. Counts the nodes and the float initializers removed. */
 static otl_status prune(otl_graph *g, const char *extra_root, int *n_nodes_removed, int *n_inits_removed,
                         otl_error *err)
 {
-    char *live = calloc((size_t)g->n_nodes + 1, 1);
-    const char **outs = malloc(((size_t)g->n_outputs + 2) * sizeof *outs);
-    if (!live || !outs) {
-        free(live);
-        free(outs);
-        return otl_oom(err);
-    }
-    int n_roots = 0;
-    for (int i = 0; i < g->n_outputs; i++)
-        outs[n_roots++] = g->outputs[i]->name;
-    if (extra_root)
-        outs[n_roots++] = extra_root;
-    otl_status st = mark_live(g, outs, n_roots, live, err);
-    free(outs);
-    if (st) {
-        free(live);
-        return st;
-    }
-    int w = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (live[i])
-            g->nodes[w++] = g->nodes[i];
-        else {
-            otl_node_free(g->nodes[i]);
-            (*n_nodes_removed)++;
-        }
-    }
-    g->n_nodes = w;
-    free(live);
-    w = 0;
-    for (int i = 0; i < g->n_inits; i++) {
-        otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || otl_graph_is_output(g, t->name) ||
-            (extra_root && strcmp(t->name, extra_root) == 0)) {
-            g->inits[w++] = t;
-            continue;
-        }
-        /* its graph-input entry (IR < 4 style) goes too */
-        for (int k = 0; k < g->n_inputs; k++)
-            if (strcmp(g->inputs[k]->name, t->name) == 0) {
-                otl_value_free(g->inputs[k]);
-                memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
-                g->n_inputs--;
-                break;
-            }
-        if (otl_dtype_is_float(t->dtype))
-            (*n_inits_removed)++;
-        otl_tensor_free(t);
-    }
-    g->n_inits = w;
+    int n_float = 0, n_inits = 0;
+    for (int i = 0; i < g->n_inits; i++)
+        n_float += otl_dtype_is_float(g->inits[i]->dtype);
+    if (otl_graph_remove_dead(g, extra_root, n_nodes_removed, &n_inits, err))
+        return err->code;
+    for (int i = 0; i < g->n_inits; i++)
+        n_float -= otl_dtype_is_float(g->inits[i]->dtype);
+    *n_inits_removed += n_float;
     return OTL_OK;
 }
 
@@ -252,7 +157,7 @@ static otl_status depends_on(const otl_graph *g, const char *a, const char *b, i
     char *live = calloc((size_t)g->n_nodes + 1, 1);
     if (!live)
         return otl_oom(err);
-    if (mark_live(g, &a, 1, live, err)) {
+    if (otl_graph_mark_live(g, &a, 1, live, err)) {
         free(live);
         return err->code;
     }
@@ -1301,7 +1206,7 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
     if (o->until) {
         const char *u = o->until;
         if (otl_graph_producer(g, u) >= 0 || otl_graph_is_input(g, u)) {
-            st = mark_live(g, &u, 1, live, err);
+            st = otl_graph_mark_live(g, &u, 1, live, err);
         } else {
             int node = -1;
             for (int i = 0; i < g->n_nodes && node < 0; i++)
@@ -1312,7 +1217,8 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
                                    otl_model_file(m), u);
                 goto done;
             }
-            st = mark_live(g, (const char *const *)g->nodes[node]->outputs, g->nodes[node]->n_outputs, live, err);
+            st = otl_graph_mark_live(g, (const char *const *)g->nodes[node]->outputs, g->nodes[node]->n_outputs, live,
+                                     err);
             live[node] = 1;
         }
         if (st)
