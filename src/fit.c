@@ -83,6 +83,7 @@ static const struct {
     {"no_shuffle", HP_INT, offsetof(otl_fit_opts, no_shuffle)},
     {"val_frac", HP_DBL, offsetof(otl_fit_opts, val_frac)},
     {"precision", HP_INT, offsetof(otl_fit_opts, precision)}, /* optional in checkpoints (fp32) */
+    {"cache_dtype", HP_INT, offsetof(otl_fit_opts, cache_dtype)}, /* optional in checkpoints (fp32) */
 };
 #define N_HP ((int)(sizeof hp_table / sizeof hp_table[0]))
 
@@ -977,6 +978,10 @@ static void json_hparams(fit *f, otl_json *j)
             otl_json_str(j, otl_precision_name(*(const int *)p));
             continue;
         }
+        if (strcmp(hp_table[i].key, "cache_dtype") == 0) {
+            otl_json_str(j, *(const int *)p == OTL_CACHE_BF16 ? "bf16" : "fp32");
+            continue;
+        }
         switch (hp_table[i].type) {
         case HP_INT: otl_json_int(j, *(const int *)p); break;
         case HP_I64: otl_json_int(j, *(const int64_t *)p); break;
@@ -1403,6 +1408,10 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
             *(int *)p = OTL_PRECISION_FP32;
             continue;
         }
+        if (!s && strcmp(hp_table[i].key, "cache_dtype") == 0) { /* checkpoints from before --cache-dtype */
+            *(int *)p = OTL_CACHE_FP32;
+            continue;
+        }
         if (!s) {
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: missing '%s'", spath, key);
             break;
@@ -1455,6 +1464,7 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: incomplete checkpoint state", spath);
     if (!st && (v[0] < 0 || v[0] > 1000000000 || v[1] < 0 || v[1] > 1000000000 || v[2] < 0 || v[3] < 0 || v[4] < 0 ||
                 v[5] < 0 || v[6] < 0 || v[7] < 0 || v[8] < 0 || v[8] > 1000000000 ||
+                f->h.cache_dtype < OTL_CACHE_FP32 || f->h.cache_dtype > OTL_CACHE_BF16 ||
                 f->h.optim.kind < OTL_OPT_SGD || f->h.optim.kind > OTL_OPT_ADAMW || f->h.schedule < OTL_SCHED_CONSTANT ||
                 f->h.schedule > OTL_SCHED_PLATEAU))
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: checkpoint state out of range (corrupt?)", spath);
