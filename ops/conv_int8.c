@@ -28,6 +28,8 @@ typedef struct qdqconv_state {
     dnnl_memory_t w_mem, b_mem, zp_mem;
     float *scales;               /* (M) x_scale * w_scale */
     float *bias;                 /* (M) B / scales */
+    int bias_done;               /* B constant: bias computed once in prepare */
+    int ref;                     /* oneDNN has no int8 convolution for this (or OTL_QCONV_REF=1): qc_ref */
     int32_t zp;
 } qdqconv_state;
 
@@ -128,6 +130,67 @@ static otl_status w_md(otl_kctx *k, const qdqconv_state *s, const otl_rt *w, int
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_strides(md, r, dims, dnnl_s8, strides), "weights");
 }
 
+/* The int8 convolution without oneDNN, when it has no implementation for the shape, data types or
+ * CPU (dnnl_unimplemented), or with OTL_QCONV_REF=1 (tests): exact int32 sums of (x - zp) * w, then
+ * the same scaling, bias and Relu as the primitive. Plain loops, one thread. */
+static void qc_ref(otl_kctx *k, const qdqconv_state *s)
+{
+    const otl_rt *x = k->in[0], *w = k->in[3];
+    float *y = k->out[0]->data;
+    const int8_t *wd = w->data;
+    const float *b = otl_has_in(k, 5) ? k->in[5]->data : NULL;
+    int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, ks[3] = {1, 1, 1}, st[3] = {1, 1, 1}, dl[3] = {1, 1, 1},
+            pl[3] = {0, 0, 0};
+    for (int i = 0; i < s->g.nsp; i++) {
+        int j = 3 - s->g.nsp + i;
+        in[j] = s->g.in[i];
+        out[j] = s->g.out[i];
+        ks[j] = s->g.k[i];
+        st[j] = s->g.s[i];
+        dl[j] = s->g.d[i];
+        pl[j] = s->g.pl[i];
+    }
+    int64_t N = x->dims[0], C = x->dims[1], cg = C / s->group, mg = s->M / s->group;
+    int64_t isz = in[0] * in[1] * in[2], osz = out[0] * out[1] * out[2], ksz = ks[0] * ks[1] * ks[2];
+    int u8 = x->dtype == OTL_DTYPE_UINT8;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t m = 0; m < s->M; m++) {
+            int64_t c0 = m / mg * cg;
+            const int8_t *wm = wd + m * cg * ksz;
+            float *ym = y + (n * s->M + m) * osz;
+            for (int64_t o0 = 0; o0 < out[0]; o0++)
+                for (int64_t o1 = 0; o1 < out[1]; o1++)
+                    for (int64_t o2 = 0; o2 < out[2]; o2++) {
+                        int64_t acc = 0;
+                        for (int64_t c = 0; c < cg; c++) {
+                            const uint8_t *xu = (const uint8_t *)x->data + (n * C + c0 + c) * isz;
+                            const int8_t *xi = (const int8_t *)x->data + (n * C + c0 + c) * isz;
+                            const int8_t *wc = wm + c * ksz;
+                            for (int64_t k0 = 0; k0 < ks[0]; k0++) {
+                                int64_t i0 = o0 * st[0] - pl[0] + k0 * dl[0];
+                                if (i0 < 0 || i0 >= in[0])
+                                    continue;
+                                for (int64_t k1 = 0; k1 < ks[1]; k1++) {
+                                    int64_t i1 = o1 * st[1] - pl[1] + k1 * dl[1];
+                                    if (i1 < 0 || i1 >= in[1])
+                                        continue;
+                                    for (int64_t k2 = 0; k2 < ks[2]; k2++) {
+                                        int64_t i2 = o2 * st[2] - pl[2] + k2 * dl[2];
+                                        if (i2 < 0 || i2 >= in[2])
+                                            continue;
+                                        int64_t xo = (i0 * in[1] + i1) * in[2] + i2;
+                                        int32_t xv = (u8 ? (int32_t)xu[xo] : (int32_t)xi[xo]) - s->zp;
+                                        acc += (int64_t)xv * wc[(k0 * ks[1] + k1) * ks[2] + k2];
+                                    }
+                                }
+                            }
+                        }
+                        float v = s->scales[m] * (float)acc + (b ? b[m] : 0.0f);
+                        ym[(o0 * out[1] + o1) * out[2] + o2] = s->relu && v < 0 ? 0.0f : v;
+                    }
+        }
+}
+
 static otl_status qc_prepare(otl_kctx *k)
 {
     qdqconv_state *s = k->state;
@@ -141,6 +204,16 @@ static otl_status qc_prepare(otl_kctx *k)
         return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
     for (int64_t m = 0; m < s->M; m++)
         s->scales[m] = xs[0] * ws[k->in[4]->numel == 1 ? 0 : m];
+    if (otl_has_in(k, 5) && k->in[5]->is_const) { /* once per session, not per run */
+        for (int64_t m = 0; m < s->M; m++)
+            s->bias[m] = ((const float *)k->in[5]->data)[m] / s->scales[m];
+        s->bias_done = 1;
+    }
+    const char *force_ref = getenv("OTL_QCONV_REF");
+    if (force_ref && *force_ref && strcmp(force_ref, "0") != 0) {
+        s->ref = 1;
+        return OTL_OK;
+    }
     dnnl_memory_desc_t x_any, y_any, w_any, w_plain, b_md, x_user, y_user;
     dnnl_data_type_t xdt = x->dtype == OTL_DTYPE_UINT8 ? dnnl_u8 : dnnl_s8;
     int64_t bdim = s->M;
@@ -180,11 +253,17 @@ static otl_status qc_prepare(otl_kctx *k)
                                                                           dnnl_convolution_direct, &x_any, &w_any, &b_md,
                                                                           &y_any, strides, dil, pl, pr),
                             "int8 convolution");
-        if (!st)
-            st = nn_make_pd(k, &d, attr, &s->pd, "int8 convolution");
+        if (!st) {
+            dnnl_status_t ds = dnnl_primitive_desc_create(&s->pd, &d, attr, k->eng->eng, NULL);
+            if (ds == dnnl_unimplemented) {
+                s->pd = NULL;
+                s->ref = 1;
+            } else
+                st = otl_dnnl_check(k, ds, "int8 convolution");
+        }
     }
     dnnl_primitive_attr_destroy(attr);
-    if (st)
+    if (st || s->ref)
         return st;
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0);
@@ -219,7 +298,11 @@ static otl_status qc_forward(otl_kctx *k)
     qdqconv_state *s = k->state;
     if (k->out[0]->numel == 0)
         return OTL_OK;
-    if (otl_has_in(k, 5)) /* bias / (x_scale * w_scale): oneDNN 2.x adds it before the scales */
+    if (s->ref) {
+        qc_ref(k, s);
+        return OTL_OK;
+    }
+    if (otl_has_in(k, 5) && !s->bias_done) /* bias / (x_scale * w_scale): oneDNN 2.x adds it before the scales */
         for (int64_t m = 0; m < s->M; m++)
             s->bias[m] = ((const float *)k->in[5]->data)[m] / s->scales[m];
     void *scratch = s->scratch_bytes ? nn_scratch_lock() : NULL;

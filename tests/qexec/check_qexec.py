@@ -309,7 +309,7 @@ def run_env(env, model, outdir, feeds):
                                 + ".npy")), p.stderr
 
 
-def qconv_parity(what, model, d, feeds, tol, mean_tol=None, want_fused=True):
+def qconv_parity(what, model, d, feeds, tol, mean_tol=None, want_fused=True, ref=True):
     """The fused int8 convolution (onnx_tl.QDQConv) against the dequantize path (OTL_NO_QCONV=1) and
     ONNX Runtime without optimizations: max abs difference <= tol * max |y| (mean <= mean_tol)."""
     fused, err = run_env({"OTL_PROFILE": "1"}, model, d + "/fused", feeds)
@@ -330,6 +330,20 @@ def qconv_parity(what, model, d, feeds, tol, mean_tol=None, want_fused=True):
     if fused.ndim == 2:
         agree = float((fused.argmax(1) == plain.argmax(1)).mean())
         check(agree >= 0.999, "%s: argmax agreement with the dequantize path %.4f" % (what, agree))
+    if not ref:
+        return
+    # the fallback for int8 convolutions oneDNN refuses (ops/conv_int8.c qc_ref), forced: still QDQConv,
+    # no oneDNN convolution executed, the same values as the dequantize path
+    refd, err3 = run_env({"OTL_QCONV_REF": "1", "OTL_PROFILE": "1", "ONEDNN_VERBOSE": "1"}, model, d + "/ref", feeds)
+    _, err4 = run_env({"OTL_PROFILE": "1", "ONEDNN_VERBOSE": "1"}, model, d + "/fused_v", feeds)
+    if refd is None:
+        return
+    conv_lines = lambda e: [ln for ln in e.splitlines() if ln.startswith("onednn_verbose,exec") and "convolution" in ln]
+    check("QDQConv" in err3 and not conv_lines(err3) and conv_lines(err4),
+          "%s: OTL_QCONV_REF=1 runs QDQConv without a oneDNN convolution (%d exec lines; %d without it)"
+          % (what, len(conv_lines(err3)), len(conv_lines(err4))))
+    e3 = float(np.abs(refd - plain).max()) / big
+    check(e3 <= tol, "%s: fallback vs dequantize path %.3g <= %.3g" % (what, e3, tol))
 
 
 def qdq_conv_model(path, xdt, zp, group, strides, dil, pads, per_channel, bias, relu, opset=13):
@@ -380,7 +394,8 @@ def case_qconv(d):
     np.save(d + "/fx.npy", normalize(xt))
     tl("export", os.path.join(MODELS, "fashion_cnn.onnx"), "-o", d + "/fashion_int8.onnx", "--quantize", "int8",
        "--calib", d + "/calib.npz")
-    qconv_parity("fashion_cnn int8", d + "/fashion_int8.onnx", d + "/fashion", [("input", d + "/fx.npy")], 5e-3, 1e-4)
+    qconv_parity("fashion_cnn int8", d + "/fashion_int8.onnx", d + "/fashion", [("input", d + "/fx.npy")], 5e-3, 1e-4,
+                 ref=False)
     np.savez(d + "/mcal.npz", x=r.randn(16, 3, 32, 32).astype(np.float32), y=np.zeros(16, np.int64))
     np.save(d + "/mx.npy", r.randn(8, 3, 32, 32).astype(np.float32))
     tl("export", os.path.join(MODELS, "tiny_mobilenet.onnx"), "-o", d + "/mobilenet_int8.onnx", "--quantize", "int8",
