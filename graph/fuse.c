@@ -359,8 +359,10 @@ static int dq_axis0(const otl_node *n)
 }
 
 /* DequantizeLinear(x uint8/int8, scalar scale and zero point given) + DequantizeLinear(w int8
- * initializer, scale per output channel (axis 0) or scalar, zero point 0) -> Conv [-> Relu], with
- * no bias, a float one or a dequantized one, as one onnx_tl.QDQConv (ops/conv_int8.c: a oneDNN int8 convolution).
+ * initializer, scale per output channel (axis 0) or scalar, zero point 0) -> Conv [-> Relu]
+ * [-> QuantizeLinear (scalar scale and uint8/int8 zero point given)], with no bias, a float one or
+ * a dequantized one, as one onnx_tl.QDQConv (ops/conv_int8.c: a oneDNN int8 convolution, writing
+ * the quantized tensor itself when the QuantizeLinear is absorbed; OTL_NO_QCONV_Q=1 keeps it apart).
  * Inference only; OTL_NO_QCONV=1 disables it. Returns the node (owned) or NULL. */
 static otl_node *fuse_qdq_conv(fctx *c, int ci)
 {
@@ -403,14 +405,23 @@ static otl_node *fuse_qdq_conv(fctx *c, int ci)
         act = "Relu";
         y = next->outputs[0];
     }
+    int q_i = -1;
+    const otl_node *q = getenv("OTL_NO_QCONV_Q") ? NULL : sole_consumer(c, y, &idx);
+    if (q && is_default(q) && strcmp(q->op_type, "QuantizeLinear") == 0 && q->n_inputs == 3 && q->n_outputs == 1 &&
+        strcmp(q->inputs[0], y) == 0) {
+        const otl_tensor *ys = init_of(c, q->inputs[1]), *yz = init_of(c, q->inputs[2]);
+        if (ys && ys->dtype == OTL_DTYPE_FLOAT && ys->numel == 1 && ys->data && yz && yz->numel == 1 &&
+            (yz->dtype == OTL_DTYPE_UINT8 || yz->dtype == OTL_DTYPE_INT8) && ((const float *)ys->data)[0] > 0)
+            q_i = idx;
+    }
     char name[600];
     snprintf(name, sizeof name, "%s::qdq", conv->name);
     otl_node *f = own_node(c, otl_node_new(name, "QDQConv", "onnx_tl"));
-    const char *in[6] = {dx->inputs[0], dx->inputs[1], dx->n_inputs > 2 ? dx->inputs[2] : "", dw->inputs[0],
-                         dw->inputs[1], b};
-    const char *out[1] = {y};
+    const char *in[8] = {dx->inputs[0], dx->inputs[1], dx->n_inputs > 2 ? dx->inputs[2] : "", dw->inputs[0],
+                         dw->inputs[1], b, q_i >= 0 ? q->inputs[1] : "", q_i >= 0 ? q->inputs[2] : ""};
+    const char *out[1] = {q_i >= 0 ? q->outputs[0] : y};
     otl_attr *a;
-    if (!f || otl_node_set_io(f, *b ? 6 : 5, in, 1, out) || !copy_attrs(f, conv) ||
+    if (!f || otl_node_set_io(f, q_i >= 0 ? 8 : *b ? 6 : 5, in, 1, out) || !copy_attrs(f, conv) ||
         otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) || !(a->s.data = (uint8_t *)otl_strdup(act))) {
         c->failed = 1;
         return NULL;
@@ -419,6 +430,8 @@ static otl_node *fuse_qdq_conv(fctx *c, int ci)
     c->dead[ci] = 1;
     if (act_i >= 0)
         c->dead[act_i] = 1;
+    if (q_i >= 0)
+        c->dead[q_i] = 1;
     if (uses(c, conv->inputs[0]) == 1)
         c->dead[xi] = 1;
     if (uses(c, conv->inputs[1]) == 1)

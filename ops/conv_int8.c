@@ -3,11 +3,16 @@
  * a float bias, as ONE oneDNN int8 convolution (graph/fuse.c makes it; OTL_NO_QCONV=1 keeps the
  * dequantize path). float32 output = act(x_scale * w_scale[m] * (sum (x - x_zp) w + bias[m] /
  * (x_scale * w_scale[m]))): oneDNN 2.x adds the bias before the output scales, so it is given
- * divided by them; x's zero point goes to oneDNN as a run-time source zero point.
+ * divided by them; x's zero point goes to oneDNN as a run-time source zero point. With inputs 6 and
+ * 7 (a QuantizeLinear graph/fuse.c absorbed) the output is that QuantizeLinear's: uint8/int8
+ * saturate(round(float32 output / y_scale) + y_zero_point), oneDNN's output scales divided by
+ * y_scale and y_zero_point its run-time destination zero point.
  *
  * Inputs: 0 X quantized (N, C, spatial...), 1 x_scale (scalar), 2 x_zero_point (scalar, X's dtype,
- * optional), 3 W int8 (M, C/group, K...), 4 w_scale (scalar or (M)), 5 B float (M) (optional).
+ * optional), 3 W int8 (M, C/group, K...), 4 w_scale (scalar or (M)), 5 B float (M) (optional),
+ * 6 y_scale (scalar, optional), 7 y_zero_point (scalar uint8/int8, with 6).
  * Attributes: Conv's, plus activation "" or "Relu". Not differentiable (quantized inference). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +33,11 @@ typedef struct qdqconv_state {
     dnnl_memory_t w_mem, b_mem, zp_mem;
     float *scales;               /* (M) x_scale * w_scale */
     float *bias;                 /* (M) B / scales */
+    float *oscales;              /* (M) scales / y_scale: the primitive's output scales */
+    int quant_out;               /* inputs 6, 7: a quantized output */
+    float ys;
+    int32_t yzp;
+    dnnl_memory_t yzp_mem;
     int bias_done;               /* B constant: bias computed once in prepare */
     int ref;                     /* oneDNN has no int8 convolution for this (or OTL_QCONV_REF=1): qc_ref */
     int32_t zp;
@@ -87,10 +97,26 @@ static otl_status qc_infer(otl_kctx *k)
     if (*act && strcmp(act, "Relu") != 0)
         return otl_kfail(k, OTL_ERR_UNSUPPORTED, "activation '%s' (only Relu)", act);
     s->relu = *act != 0;
+    int ydt = OTL_DTYPE_FLOAT;
+    if (otl_has_in(k, 6)) {
+        if (!otl_has_in(k, 7))
+            return otl_kfail(k, OTL_ERR_INPUT, "y_scale without y_zero_point");
+        const otl_rt *ysr = k->in[6], *yz = k->in[7];
+        if ((st = otl_check_in(k, 6, f32)) || (st = otl_check_in(k, 7, int8s)))
+            return st;
+        if (!ysr->is_const || !yz->is_const || ysr->numel != 1 || yz->numel != 1)
+            return otl_kfail(k, OTL_ERR_INPUT, "y_scale and y_zero_point must be constant scalars");
+        s->ys = ((const float *)ysr->data)[0];
+        if (!(s->ys > 0) || !isfinite(s->ys))
+            return otl_kfail(k, OTL_ERR_INPUT, "y_scale must be positive and finite (got %g)", (double)s->ys);
+        s->yzp = (int32_t)otl_get_i(yz->data, yz->dtype, 0);
+        s->quant_out = 1;
+        ydt = yz->dtype;
+    }
     int64_t dims[OTL_MAX_RANK] = {x->dims[0], s->M};
     for (int i = 0; i < s->g.nsp; i++)
         dims[2 + i] = s->g.out[i];
-    return otl_rt_set(k, k->out[0], OTL_DTYPE_FLOAT, x->rank, dims);
+    return otl_rt_set(k, k->out[0], ydt, x->rank, dims);
 }
 
 static otl_status md_tag(otl_kctx *k, dnnl_memory_desc_t *md, int rank, const int64_t *d, dnnl_data_type_t dt,
@@ -137,6 +163,9 @@ static void qc_ref(otl_kctx *k, const qdqconv_state *s)
 {
     const otl_rt *x = k->in[0], *w = k->in[3];
     float *y = k->out[0]->data;
+    uint8_t *yu = k->out[0]->data;
+    int8_t *yi = k->out[0]->data;
+    int yu8 = k->out[0]->dtype == OTL_DTYPE_UINT8;
     const int8_t *wd = w->data;
     const float *b = otl_has_in(k, 5) ? k->in[5]->data : NULL;
     int64_t in[3] = {1, 1, 1}, out[3] = {1, 1, 1}, ks[3] = {1, 1, 1}, st[3] = {1, 1, 1}, dl[3] = {1, 1, 1},
@@ -157,7 +186,7 @@ static void qc_ref(otl_kctx *k, const qdqconv_state *s)
         for (int64_t m = 0; m < s->M; m++) {
             int64_t c0 = m / mg * cg;
             const int8_t *wm = wd + m * cg * ksz;
-            float *ym = y + (n * s->M + m) * osz;
+            int64_t ybase = (n * s->M + m) * osz;
             for (int64_t o0 = 0; o0 < out[0]; o0++)
                 for (int64_t o1 = 0; o1 < out[1]; o1++)
                     for (int64_t o2 = 0; o2 < out[2]; o2++) {
@@ -186,7 +215,19 @@ static void qc_ref(otl_kctx *k, const qdqconv_state *s)
                             }
                         }
                         float v = s->scales[m] * (float)acc + (b ? b[m] : 0.0f);
-                        ym[(o0 * out[1] + o1) * out[2] + o2] = s->relu && v < 0 ? 0.0f : v;
+                        v = s->relu && v < 0 ? 0.0f : v;
+                        int64_t yo = ybase + (o0 * out[1] + o1) * out[2] + o2;
+                        if (!s->quant_out)
+                            y[yo] = v;
+                        else { /* QuantizeLinear: round half to even (the default rounding mode), saturate */
+                            float qv = nearbyintf(v / s->ys) + (float)s->yzp;
+                            float lo = yu8 ? 0.0f : -128.0f, hi = yu8 ? 255.0f : 127.0f;
+                            qv = qv < lo ? lo : qv > hi ? hi : qv;
+                            if (yu8)
+                                yu[yo] = (uint8_t)qv;
+                            else
+                                yi[yo] = (int8_t)qv;
+                        }
                     }
         }
 }
@@ -202,8 +243,12 @@ static otl_status qc_prepare(otl_kctx *k)
     s->zp = otl_has_in(k, 2) ? (int32_t)otl_get_i(k->in[2]->data, k->in[2]->dtype, 0) : 0;
     if (!(s->scales = malloc((size_t)s->M * sizeof *s->scales)) || !(s->bias = calloc((size_t)s->M, sizeof *s->bias)))
         return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
-    for (int64_t m = 0; m < s->M; m++)
+    if (!(s->oscales = malloc((size_t)s->M * sizeof *s->oscales)))
+        return otl_kfail(k, OTL_ERR_NOMEM, "out of memory");
+    for (int64_t m = 0; m < s->M; m++) {
         s->scales[m] = xs[0] * ws[k->in[4]->numel == 1 ? 0 : m];
+        s->oscales[m] = s->quant_out ? s->scales[m] / s->ys : s->scales[m];
+    }
     if (otl_has_in(k, 5) && k->in[5]->is_const) { /* once per session, not per run */
         for (int64_t m = 0; m < s->M; m++)
             s->bias[m] = ((const float *)k->in[5]->data)[m] / s->scales[m];
@@ -216,9 +261,10 @@ static otl_status qc_prepare(otl_kctx *k)
     }
     dnnl_memory_desc_t x_any, y_any, w_any, w_plain, b_md, x_user, y_user;
     dnnl_data_type_t xdt = x->dtype == OTL_DTYPE_UINT8 ? dnnl_u8 : dnnl_s8;
+    dnnl_data_type_t ydt = !s->quant_out ? dnnl_f32 : y->dtype == OTL_DTYPE_UINT8 ? dnnl_u8 : dnnl_s8;
     int64_t bdim = s->M;
     if ((st = md_tag(k, &x_any, x->rank, x->dims, xdt, dnnl_format_tag_any)) ||
-        (st = md_tag(k, &y_any, y->rank, y->dims, dnnl_f32, dnnl_format_tag_any)) ||
+        (st = md_tag(k, &y_any, y->rank, y->dims, ydt, dnnl_format_tag_any)) ||
         (st = md_tag(k, &b_md, 1, &bdim, dnnl_f32, dnnl_a)) || (st = w_md(k, s, w, 1, &w_any)) ||
         (st = w_md(k, s, w, 0, &w_plain)) || (st = otl_rt_md(k, x, &x_user)) || (st = otl_rt_md(k, y, &y_user)))
         return st;
@@ -227,10 +273,13 @@ static otl_status qc_prepare(otl_kctx *k)
         return st;
     int per_ch = k->in[4]->numel != 1;
     const int32_t rt_zp = DNNL_RUNTIME_S32_VAL;
-    st = otl_dnnl_check(k, dnnl_primitive_attr_set_output_scales(attr, per_ch ? s->M : 1, per_ch ? 1 << 1 : 0, s->scales),
-                        "output scales");
+    st = otl_dnnl_check(k, dnnl_primitive_attr_set_output_scales(attr, per_ch ? s->M : 1, per_ch ? 1 << 1 : 0,
+                                                                 s->oscales), "output scales");
     if (!st && s->zp)
         st = otl_dnnl_check(k, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt_zp), "zero points");
+    if (!st && s->yzp)
+        st = otl_dnnl_check(k, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt_zp),
+                            "destination zero point");
     if (!st && s->relu) {
         dnnl_post_ops_t po;
         if (!(st = otl_dnnl_check(k, dnnl_post_ops_create(&po), "post-ops"))) {
@@ -285,6 +334,12 @@ static otl_status qc_prepare(otl_kctx *k)
         if ((st = md_tag(k, &zmd, 1, &one, dnnl_s32, dnnl_a)) || (st = otl_dnnl_memory(k, &zmd, &s->zp, &s->zp_mem)))
             return st;
     }
+    if (s->yzp) {
+        dnnl_memory_desc_t zmd;
+        int64_t one = 1;
+        if ((st = md_tag(k, &zmd, 1, &one, dnnl_s32, dnnl_a)) || (st = otl_dnnl_memory(k, &zmd, &s->yzp, &s->yzp_mem)))
+            return st;
+    }
     if (s->scratch_bytes) {
         if ((st = nn_scratch_reserve(k, s->scratch_bytes)))
             return st;
@@ -309,11 +364,13 @@ static otl_status qc_forward(otl_kctx *k)
     otl_status st;
     if (!(st = nn_port_bind(k, &s->src, k->in[0]->data, scratch)) &&
         !(st = nn_port_bind(k, &s->dst, k->out[0]->data, scratch))) {
-        dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_WEIGHTS, s->w_mem},
+        dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, s->src.prim}, {DNNL_ARG_WEIGHTS, s->w_mem},
                                    {DNNL_ARG_BIAS, s->b_mem}, {DNNL_ARG_DST, s->dst.prim}};
         int n = 4;
         if (s->zp_mem)
             args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, s->zp_mem};
+        if (s->yzp_mem)
+            args[n++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, s->yzp_mem};
         if (!(st = otl_dnnl_run(k, s->prim, n, args)))
             st = nn_port_finish(k, &s->dst);
     }
@@ -333,12 +390,13 @@ static void qc_release(otl_kctx *k)
         dnnl_primitive_desc_destroy(s->pd);
     nn_port_free(&s->src);
     nn_port_free(&s->dst);
-    dnnl_memory_t mems[] = {s->w_mem, s->b_mem, s->zp_mem};
+    dnnl_memory_t mems[] = {s->w_mem, s->b_mem, s->zp_mem, s->yzp_mem};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     free(s->w_buf);
     free(s->scales);
+    free(s->oscales);
     free(s->bias);
     if (s->reserved)
         nn_scratch_unreserve(s->scratch_bytes);
