@@ -281,9 +281,9 @@ double otl_scores_ce(const float *logits, int n, int64_t y);
 void otl_topk(const double *v, int n, int k, int *idx);
 
 /* Class names stored by swap-head in metadata_props["onnx_tl.labels"] (one per line; a final
- * newline and CR before LF are ignored). *labels (NULL when the model has none: *n = 0) is one
- * malloc'd block of pointers and text: free(*labels) releases it. Fails on an empty name or a
- * name given twice, naming the model file. */
+ * newline and CR before LF are ignored; the parser of otl_labels_read). *labels (NULL when the
+ * model has none: *n = 0) is one malloc'd block of pointers and text: free(*labels) releases it.
+ * Fails on an empty name or a name given twice, naming the model file. */
 otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_error *err);
 
 /* A classifier's inference session, shared by eval, predict and validation: the model's data

@@ -52,10 +52,10 @@ typedef struct otl_swap_head_info {
  * graph/surgery.c). On failure m may be partly modified: work on a clone. info may be NULL. */
 otl_status otl_swap_head(otl_model *m, const otl_swap_head_opts *o, otl_swap_head_info *info, otl_error *err);
 
-/* Class labels: read a file (one name per line, no empty lines, no duplicates, '\r' stripped);
- * *labels is a malloc'd array of malloc'd strings (free with otl_labels_free). */
+/* Class labels: read a file (one name per line, no empty lines, no duplicates, '\r' stripped; the
+ * parser of otl_model_labels in onnxtl_data.h, src/metrics.c); *labels is one malloc'd block of
+ * pointers and text (free with otl_labels_free or free()). */
 otl_status otl_labels_read(const char *path, char ***labels, int *n, otl_error *err);
-/* (The model's stored labels: otl_model_labels in onnxtl_data.h, src/metrics.c.) */
 void otl_labels_free(char **labels, int n);
 
 /* ------------------------------------------------------------ freeze */

@@ -1,11 +1,14 @@
 /* metrics.c - classification metrics (scikit-learn's definitions, zero_division=0), the score
  * conventions of classifier outputs (logits / Softmax / LogSoftmax, as `grad --loss ce`), and the
- * class labels stored in a model. Used by eval, predict and train's validation. */
+ * class labels stored in a model or read from a file (swap-head --labels). Used by eval, predict,
+ * swap-head and train's validation. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "onnxtl_data.h"
+#include "onnxtl_surgery.h"
 #include "src/util.h"
 
 otl_status otl_metrics_init(otl_metrics *mt, int n_classes, otl_error *err)
@@ -216,51 +219,83 @@ void otl_topk(const double *v, int n, int k, int *idx)
 
 /* ------------------------------------------------------------ labels */
 
-otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_error *err)
+/* Split text (len bytes) into class names, one per line (a final newline and a CR before LF ignored;
+ * no empty line, NUL byte or duplicate; at least one name), into one malloc'd block of pointers
+ * and text. Errors start with `what`. */
+static otl_status split_labels(const char *text, size_t len, const char *what, char ***labels, int *n,
+                               otl_error *err)
 {
     *labels = NULL;
     *n = 0;
-    const char *file = m->path ? m->path : "(model)";
-    const char *text = otl_model_meta_get(m, "onnx_tl.labels");
-    if (!text)
-        return OTL_OK;
-    size_t len = strlen(text);
-    int count = 0;
+    if (len == 0)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: no class names", what);
+    size_t count = 1;
     for (size_t i = 0; i < len; i++)
         count += text[i] == '\n';
-    count++;
-    char **v = malloc((size_t)count * sizeof *v + len + 1);
+    char **v = malloc(count * sizeof *v + len + 1);
     if (!v)
-        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory reading its labels", file);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", what);
     char *buf = (char *)(v + count);
-    memcpy(buf, text, len + 1);
+    memcpy(buf, text, len);
+    buf[len] = 0;
     int k = 0;
-    for (char *p = buf; *p || p == buf;) {
-        char *e = strchr(p, '\n');
-        char *next = e ? e + 1 : p + strlen(p);
-        if (e)
-            *e = 0;
-        size_t l = strlen(p);
-        if (l && p[l - 1] == '\r')
-            p[--l] = 0;
-        if (!l) {
+    for (size_t p = 0; p < len;) {
+        size_t e = p;
+        while (e < len && buf[e] != '\n')
+            e++;
+        size_t l = e - p;
+        if (l && buf[p + l - 1] == '\r')
+            l--;
+        const char *bad = !l ? "is empty (one class name per line)" : memchr(buf + p, 0, l) ? "contains a NUL byte" : NULL;
+        if (bad) {
             free(v);
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels': label %d is empty", file, k + 1);
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: line %d %s", what, k + 1, bad);
         }
+        buf[p + l] = 0;
         for (int j = 0; j < k; j++)
-            if (strcmp(v[j], p) == 0) {
-                otl_error_set(err, OTL_ERR_INPUT, "%s: metadata 'onnx_tl.labels': label '%s' is given twice", file, p);
+            if (strcmp(v[j], buf + p) == 0) {
+                otl_error_set(err, OTL_ERR_INPUT, "%s: line %d: duplicate class name '%s' (line %d)", what, k + 1,
+                              v[j], j + 1);
                 free(v);
                 return OTL_ERR_INPUT;
             }
-        v[k++] = p;
-        if (!e)
-            break;
-        p = next;
+        v[k++] = buf + p;
+        p = e + 1;
     }
     *labels = v;
     *n = k;
     return OTL_OK;
+}
+
+otl_status otl_model_labels(const otl_model *m, char ***labels, int *n, otl_error *err)
+{
+    *labels = NULL;
+    *n = 0;
+    const char *text = otl_model_meta_get(m, "onnx_tl.labels");
+    if (!text)
+        return OTL_OK;
+    char what[600];
+    snprintf(what, sizeof what, "%s: metadata 'onnx_tl.labels'", m->path ? m->path : "(model)");
+    return split_labels(text, strlen(text), what, labels, n, err);
+}
+
+otl_status otl_labels_read(const char *path, char ***labels, int *n, otl_error *err)
+{
+    uint8_t *buf;
+    size_t len;
+    *labels = NULL;
+    *n = 0;
+    if (otl_read_file(path, (size_t)64 << 20, &buf, &len, err))
+        return err->code;
+    otl_status st = split_labels((const char *)buf, len, path, labels, n, err);
+    free(buf);
+    return st;
+}
+
+void otl_labels_free(char **labels, int n)
+{
+    (void)n;
+    free(labels);
 }
 
 /* ------------------------------------------------------------ classifier sessions */
