@@ -79,6 +79,28 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli
     return 0;
 }
 
+int cli_parse_model(int argc, char **argv, const cli_opt *opts, const char *usage, const char *cmd, cli_args *a)
+{
+    int rc = cli_parse(argc, argv, opts, usage, a);
+    if (rc == 0 && a->n_pos != 1)
+        return cli_usage_error(usage, "%s: expected one MODEL argument (see --help)", cmd);
+    return rc;
+}
+
+int cli_count(const cli_args *a, const char *usage, const char *cmd, const char *name, long max, long *v)
+{
+    const char *s = cli_get(a, name);
+    if (!s)
+        return 0;
+    char *e;
+    long x = strtol(s, &e, 10);
+    if (!*s || *e || x < 1 || x > max)
+        return cli_usage_error(usage, "%s%s--%s must be a positive integer, got '%s'", cmd ? cmd : "", cmd ? ": " : "",
+                               name, s);
+    *v = x;
+    return 0;
+}
+
 const char *cli_get(const cli_args *a, const char *name)
 {
     const char *v = NULL;

@@ -24,6 +24,9 @@ typedef struct cli_args {
 /* Parse argv against the option table; prints a usage error and returns EXIT_USAGE on
  * unknown options or missing values, -1 if --help was given (usage printed), 0 otherwise. */
 int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli_args *a);
+/* cli_parse for a command of exactly one positional argument, MODEL: also EXIT_USAGE ("<cmd>: expected
+ * one MODEL argument") when there is not one. */
+int cli_parse_model(int argc, char **argv, const cli_opt *opts, const char *usage, const char *cmd, cli_args *a);
 const char *cli_get(const cli_args *a, const char *name); /* last value, or NULL */
 int cli_flag(const cli_args *a, const char *name);
 /* Print "onnx-tl: <message>" for an error and return the matching exit status. */
@@ -36,6 +39,9 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 
 /* --threads N (0 when absent); returns EXIT_USAGE on a bad value. */
 int cli_threads(const cli_args *a, const char *usage, int *threads);
+/* --<name> N, a whole number in [1, max], into *v (left as it is when absent): 0, or EXIT_USAGE with
+ * "<cmd>: --<name> must be a positive integer, got '...'" (no "<cmd>: " when cmd is NULL). */
+int cli_count(const cli_args *a, const char *usage, const char *cmd, const char *name, long max, long *v);
 
 /* mkdir -p; 0 (error recorded) on failure. */
 int cli_make_dir(const char *dir, otl_error *err);

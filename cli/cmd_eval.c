@@ -271,23 +271,16 @@ static void print_text(const eval_result *r, const char *model, const char *data
 int cmd_eval(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "eval", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "eval: expected one MODEL argument (see --help)");
     const char *data = cli_get(&a, "data");
     if (!data || !*data)
         return cli_usage_error(usage, "eval: --data DATA is required");
     int as_json = cli_flag(&a, "json");
     long batch = 32;
-    if (cli_get(&a, "batch")) {
-        const char *v = cli_get(&a, "batch");
-        char *e;
-        batch = strtol(v, &e, 10);
-        if (!*v || *e || batch < 1 || batch > 1 << 20)
-            return cli_usage_error(usage, "eval: --batch must be a positive integer, got '%s'", v);
-    }
+    if ((rc = cli_count(&a, usage, "eval", "batch", 1 << 20, &batch)))
+        return rc;
     int threads;
     if ((rc = cli_threads(&a, usage, &threads)))
         return rc;

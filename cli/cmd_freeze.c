@@ -120,11 +120,9 @@ static otl_status list_params(const otl_model *m, int as_json, otl_error *err)
 int cmd_freeze(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "freeze", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "freeze: expected one MODEL argument (see --help)");
     const char *model = a.pos[0];
     if (cli_get(&a, "o") && cli_get(&a, "output"))
         return cli_usage_error(usage, "freeze: give -o or --output, not both");

@@ -34,11 +34,9 @@ static const cli_opt opts[] = {
 int cmd_grad(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "grad", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "grad: expected one MODEL argument (see --help)");
     const char *outdir = cli_get(&a, "o") ? cli_get(&a, "o") : cli_get(&a, "output");
     if (!outdir || !*outdir)
         return cli_usage_error(usage, "grad: -o DIR is required");

@@ -197,11 +197,9 @@ static int layer_params(const otl_model *m, const otl_strmap *init_idx, const ot
 int cmd_info(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "info", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "info: expected one MODEL argument (see --help)");
     int as_json = cli_flag(&a, "json");
 
     otl_error err = {0};

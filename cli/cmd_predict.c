@@ -126,16 +126,9 @@ int cmd_predict(int argc, char **argv)
     double threshold = 0.5;
     const char *v;
     char *e;
-    if ((v = cli_get(&a, "top"))) {
-        topk = strtol(v, &e, 10);
-        if (!*v || *e || topk < 1 || topk > 1 << 20)
-            return cli_usage_error(usage, "predict: --top must be a positive integer, got '%s'", v);
-    }
-    if ((v = cli_get(&a, "batch"))) {
-        batch = strtol(v, &e, 10);
-        if (!*v || *e || batch < 1 || batch > 1 << 20)
-            return cli_usage_error(usage, "predict: --batch must be a positive integer, got '%s'", v);
-    }
+    if ((rc = cli_count(&a, usage, "predict", "top", 1 << 20, &topk)) ||
+        (rc = cli_count(&a, usage, "predict", "batch", 1 << 20, &batch)))
+        return rc;
     if ((v = cli_get(&a, "threshold"))) {
         threshold = strtod(v, &e);
         if (!*v || *e || !(threshold >= 0 && threshold <= 1))

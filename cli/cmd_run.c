@@ -29,16 +29,10 @@ static const cli_opt opts[] = {
 
 int cli_threads(const cli_args *a, const char *usage_text, int *threads)
 {
-    const char *t = cli_get(a, "threads");
-    *threads = 0;
-    if (!t)
-        return 0;
-    char *e;
-    long v = strtol(t, &e, 10);
-    if (!*t || *e || v < 1 || v > 4096)
-        return cli_usage_error(usage_text, "--threads must be a positive integer, got '%s'", t);
+    long v = 0;
+    int rc = cli_count(a, usage_text, NULL, "threads", 4096, &v);
     *threads = (int)v;
-    return 0;
+    return rc;
 }
 
 int cli_make_dir(const char *dir, otl_error *err)
@@ -153,11 +147,9 @@ int cli_check_file_names(const char *file, const char *what, const char *const *
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "run", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "run: expected one MODEL argument (see --help)");
     const char *outdir = cli_get(&a, "outdir");
     if (!outdir || !*outdir)
         return cli_usage_error(usage, "run: --outdir DIR is required");
@@ -165,13 +157,8 @@ int cmd_run(int argc, char **argv)
     if ((rc = cli_threads(&a, usage, &threads)))
         return rc;
     long repeat = 1;
-    if (cli_get(&a, "repeat")) {
-        char *e;
-        const char *r = cli_get(&a, "repeat");
-        repeat = strtol(r, &e, 10);
-        if (!*r || *e || repeat < 1 || repeat > 1000000)
-            return cli_usage_error(usage, "run: --repeat must be a positive integer, got '%s'", r);
-    }
+    if ((rc = cli_count(&a, usage, "run", "repeat", 1000000, &repeat)))
+        return rc;
     const char *names[128], *files[128];
     int n_in;
     if ((rc = cli_collect_inputs(&a, usage, names, files, 128, &n_in)))

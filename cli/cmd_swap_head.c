@@ -101,11 +101,9 @@ static int number_list(const char *s, char *out, size_t cap, int ints)
 int cmd_swap_head(int argc, char **argv)
 {
     cli_args a;
-    int rc = cli_parse(argc, argv, opts, usage, &a);
+    int rc = cli_parse_model(argc, argv, opts, usage, "swap-head", &a);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
-    if (a.n_pos != 1)
-        return cli_usage_error(usage, "swap-head: expected one MODEL argument (see --help)");
     const char *model = a.pos[0];
     const char *out = cli_get(&a, "o") ? cli_get(&a, "o") : cli_get(&a, "output");
     if (cli_get(&a, "o") && cli_get(&a, "output"))
