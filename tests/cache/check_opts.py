@@ -14,44 +14,20 @@ frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CAS
          rebuilt (OUT unchanged) and then read again; with --cache-mem 1K the rows are streamed
          through the file (computed and read back, then read by a second run): OUT bit-identical;
          --cache-dir naming a regular file: exit 1"""
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check, inits, log_lines, tl  # noqa: E402
+
 ONNX_TL, ROOT, CASE = sys.argv[1:4]
-FAILED = []
+otl_test.ONNX_TL = ONNX_TL
 NOTE = "note: feature cache: '"
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILED.append(what)
-
-
-def run(*args, expect=0, timeout=300):
-    p = subprocess.run([ONNX_TL, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if p.returncode != expect:
-        print(p.stderr)
-    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args))))
-    return p
-
-
-def inits(path):
-    return {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
-
-
-def log_lines(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def note(p):
@@ -62,23 +38,23 @@ def setup(d, n=160):
     r = np.random.RandomState(1)
     y = r.randint(0, 10, n).astype(np.int64)
     np.savez(d + "/r.npz", x=(r.randn(n, 3, 32, 32) * 0.5 + y[:, None, None, None] * 0.1).astype(np.float32), y=y)
-    run("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
+    tl("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
     return ["train", d + "/rz.onnx", "--data", d + "/r.npz", "--epochs", 3, "--batch", 16, "--threads", 2, "--bn",
             "frozen", "--lr", 0.01, "--seed", 3]
 
 
 def case_bf16(d):
     args = setup(d)
-    a = run(*args, "-o", d + "/b.onnx", "--log", d + "/b.jsonl", "--cache-dtype", "bf16")
-    f = run(*args, "-o", d + "/f.onnx", "--log", d + "/f.jsonl")
-    run(*args, "-o", d + "/n.onnx", "--log", d + "/n.jsonl", "--no-cache")
+    a = tl(*args, "-o", d + "/b.onnx", "--log", d + "/b.jsonl", "--cache-dtype", "bf16")
+    f = tl(*args, "-o", d + "/f.onnx", "--log", d + "/f.jsonl")
+    tl(*args, "-o", d + "/n.onnx", "--log", d + "/n.jsonl", "--no-cache")
     check(NOTE in a.stderr and " MB bf16" in note(a), "bf16 cache used: " + note(a))
     check(NOTE in f.stderr and " MB fp32" in note(f), "fp32 cache by default: " + note(f))
     # 160 samples x 64 floats: 40960 bytes in fp32, 20480 in bf16
     one = args[:args.index("--epochs")] + args[args.index("--epochs") + 2:] + ["--epochs", 1]
-    p = run(*one, "-o", d + "/x.onnx", "--cache-mem", 30000)
+    p = tl(*one, "-o", d + "/x.onnx", "--cache-mem", 30000)
     check("no feature cache" in note(p) and "more than --cache-mem" in note(p), "fp32 over 30000 bytes: " + note(p))
-    p = run(*one, "-o", d + "/x.onnx", "--cache-mem", 30000, "--cache-dtype", "bf16")
+    p = tl(*one, "-o", d + "/x.onnx", "--cache-mem", 30000, "--cache-dtype", "bf16")
     check(NOTE in p.stderr, "bf16 fits 30000 bytes (half of fp32): " + note(p))
     wb, wf, wn, base = inits(d + "/b.onnx"), inits(d + "/f.onnx"), inits(d + "/n.onnx"), inits(d + "/rz.onnx")
     check(wb.keys() == wn.keys(), "same initializers")
@@ -95,7 +71,7 @@ def case_bf16(d):
     check(len(lb) == len(ln) == 3 and worst <= 1e-3, "bf16: losses within 1e-3 relative (worst %.3g)" % worst)
     check(all(abs(x[k] - y[k]) <= 0.05 for x, y in zip(lb, ln) for k in ("train_acc", "val_acc")),
           "bf16: accuracies within 0.05")
-    p = run(*args, "-o", d + "/x.onnx", "--cache-dtype", "fp16", expect=2)
+    p = tl(*args, "-o", d + "/x.onnx", "--cache-dtype", "fp16", expect=2)
     check("--cache-dtype" in p.stderr, "--cache-dtype fp16: usage error naming it")
 
 
@@ -104,12 +80,12 @@ def case_dir(d):
     args[args.index("--epochs") + 1] = 2
     cd = d + "/cache"
     files = lambda: sorted(f for f in os.listdir(cd) if not f.startswith("."))
-    a = run(*args, "-o", d + "/a.onnx", "--cache-dir", cd)
+    a = tl(*args, "-o", d + "/a.onnx", "--cache-dir", cd)
     check("computed" in note(a) and "file " + cd in note(a), "first run computes and writes the file: " + note(a))
     check(len(files()) == 1 and files()[0].endswith(".otlfc"), "one cache file: %s" % files())
-    b = run(*args, "-o", d + "/b.onnx", "--cache-dir", cd)
+    b = tl(*args, "-o", d + "/b.onnx", "--cache-dir", cd)
     check("read from the cache file" in note(b), "second run reads it: " + note(b))
-    run(*args, "-o", d + "/n.onnx", "--no-cache")
+    tl(*args, "-o", d + "/n.onnx", "--no-cache")
     same = lambda p, q: open(p, "rb").read() == open(q, "rb").read()
     check(same(d + "/a.onnx", d + "/b.onnx") and same(d + "/a.onnx", d + "/n.onnx"),
           "OUT of the reading run bit-identical to the computing run and to --no-cache")
@@ -134,7 +110,7 @@ def case_dir(d):
     ]
     n0 = len(files())
     for i, (what, f) in enumerate(variants):
-        p = run(*f(list(args)), "-o", d + "/v.onnx", "--cache-dir", cd)
+        p = tl(*f(list(args)), "-o", d + "/v.onnx", "--cache-dir", cd)
         check("computed" in note(p) and len(files()) == n0 + i + 1, "%s: computed, a new file (%d files): %s" %
               (what, len(files()), note(p)))
     first = next(f for f in files() if "read" in note(b) and f in note(b))
@@ -144,50 +120,33 @@ def case_dir(d):
                         good[len(good) // 2 + 1:]), ("truncated", good[:len(good) - 100]), ("empty", b"")):
         with open(path, "wb") as fh:
             fh.write(data)
-        p = run(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
+        p = tl(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
         check("note: feature cache file" in p.stderr and "rebuilding" in p.stderr and "computed" in note(p),
               "%s: detected and rebuilt: %s" % (what, next((l for l in p.stderr.splitlines() if "cache file" in l),
                                                              "(no note)")))
         check(same(d + "/c.onnx", d + "/a.onnx"), "%s: OUT unchanged" % what)
         check(open(path, "rb").read() == good, "%s: the rebuilt file equals the original" % what)
-        p = run(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
+        p = tl(*args, "-o", d + "/c.onnx", "--cache-dir", cd)
         check("read from the cache file" in note(p), "%s: the rebuilt file is read again" % what)
     # rows over --cache-mem with --cache-dir: streamed through the file (computed, then read back by batch)
     cd2 = d + "/cache2"
-    p = run(*args, "-o", d + "/s.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
+    p = tl(*args, "-o", d + "/s.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
     check("computed" in note(p) and "streamed from the file" in note(p), "over --cache-mem: streamed: " + note(p))
     check(same(d + "/s.onnx", d + "/a.onnx"), "streamed (computing run): OUT bit-identical to the in-memory cache")
-    p = run(*args, "-o", d + "/s2.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
+    p = tl(*args, "-o", d + "/s2.onnx", "--cache-dir", cd2, "--cache-mem", "1K")
     check("read from the cache file" in note(p) and "streamed from the file" in note(p),
           "over --cache-mem, file present: read and streamed: " + note(p))
     check(same(d + "/s2.onnx", d + "/a.onnx"), "streamed (reading run): OUT bit-identical")
     check(os.listdir(cd2) and open(os.path.join(cd2, os.listdir(cd2)[0]), "rb").read() == good,
           "the streamed file equals the in-memory run's file")
-    p = run(*args, "-o", d + "/s3.onnx", "--cache-dir", cd2, "--cache-mem", "1K", "--cache-dtype", "bf16")
+    p = tl(*args, "-o", d + "/s3.onnx", "--cache-dir", cd2, "--cache-mem", "1K", "--cache-dtype", "bf16")
     check("streamed from the file" in note(p) and " MB bf16" in note(p), "bf16 streamed: " + note(p))
-    run(*args, "-o", d + "/bm.onnx", "--cache-dtype", "bf16")
+    tl(*args, "-o", d + "/bm.onnx", "--cache-dtype", "bf16")
     check(same(d + "/s3.onnx", d + "/bm.onnx"), "bf16 streamed: OUT bit-identical to bf16 in memory")
     open(d + "/plain", "w").write("x")
-    p = run(*args, "-o", d + "/c.onnx", "--cache-dir", d + "/plain", expect=1)
+    p = tl(*args, "-o", d + "/c.onnx", "--cache-dir", d + "/plain", expect=1)
     check("cache directory" in p.stderr, "--cache-dir naming a file: error naming it: " + p.stderr.strip()[-200:])
 
 
-def main():
-    fn = globals().get("case_" + CASE)
-    if not fn:
-        print("unknown case " + CASE)
-        return 2
-    d = tempfile.mkdtemp(prefix="otl-cacheopt-%s-" % CASE)
-    try:
-        fn(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    if FAILED:
-        print("%d check(s) FAILED" % len(FAILED))
-        return 1
-    print("all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(otl_test.main(CASE, globals(), prefix="otl-cacheopt-"))

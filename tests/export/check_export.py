@@ -41,58 +41,23 @@ Cases:
 """
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check, checker, meta, npy_name, random_feeds, run, tl  # noqa: E402
+
 ONNX_TL, NODE, ORT_DIR, SRC, WORK, CASE = sys.argv[1:7]
+otl_test.ONNX_TL = ONNX_TL
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
 MODELS = os.path.join(ROOT, "testdata", "models")
 BN_MODEL = os.path.join(ROOT, "tests", "train", "bn", "model.onnx")
 ORT_RUN = os.path.join(ORT_DIR, "ort_run.js")
 TRAINING_KEYS = ("onnx_tl.frozen", "onnx_tl.head")
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILED.append(what)
-    return cond
-
-
-def run(args, expect=0, cwd=None):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=600)
-    if p.returncode != expect:
-        print(p.stdout[-2000:] + p.stderr[-2000:])
-    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args[1:]))))
-    return p
-
-
-def tl(*args, expect=0):
-    return run([ONNX_TL, *args], expect=expect)
-
-
-def meta(m):
-    return {p.key: p.value for p in m.metadata_props}
-
-
-def random_inputs(m, d, batch=3):
-    inits = {t.name for t in m.graph.initializer}
-    r = np.random.RandomState(7)
-    files = []
-    for i in m.graph.input:
-        if i.name in inits:
-            continue
-        shape = [x.dim_value if x.HasField("dim_value") and x.dim_value > 0 else batch
-                 for x in i.type.tensor_type.shape.dim]
-        path = os.path.join(d, "in_%d.npy" % len(files))
-        np.save(path, r.randn(*shape).astype(np.float32))
-        files.append((i.name, path))
-    return files
 
 
 def outputs_of(cmd_prefix, m, outdir, files):
@@ -104,7 +69,7 @@ def outputs_of(cmd_prefix, m, outdir, files):
         return None
     res = {}
     for o in m.graph.output:
-        f = os.path.join(outdir, "".join(c if c.isalnum() or c in "._-" else "_" for c in o.name) + ".npy")
+        f = os.path.join(outdir, npy_name(o.name) + ".npy")
         res[o.name] = np.load(f) if os.path.exists(f) else None
     return res
 
@@ -133,11 +98,7 @@ def check_export(src, d, flags=(), folded=True):
         return None
     check(open(src, "rb").read() == before, "input model unchanged")
     a, b = onnx.load(src), onnx.load(out)
-    try:
-        onnx.checker.check_model(out, full_check=True)
-        check(True, "onnx.checker full_check")
-    except Exception as e:  # noqa: BLE001
-        check(False, "onnx.checker full_check: %s" % e)
+    checker(out)
     check([i.name for i in b.graph.input] == [i.name for i in a.graph.input
                                               if i.name not in {t.name for t in a.graph.initializer}]
           or [i.name for i in b.graph.input] == [i.name for i in a.graph.input], "graph input names kept")
@@ -160,7 +121,7 @@ def check_export(src, d, flags=(), folded=True):
     used = {i for n in b.graph.node for i in n.input}
     check(all(t.name in used for t in b.graph.initializer), "no unused initializer left")
     # numbers: onnx-tl run on the input is the reference
-    files = random_inputs(a, d)
+    files = random_feeds(a, d)
     ref = outputs_of([ONNX_TL, "run", src], a, os.path.join(d, "ref"), files)
     if ref is None:
         return b
@@ -275,11 +236,7 @@ def check_quant(src, d, calib, feeds, per_channel, max_rel, labels=None, max_rat
     tl("export", src, "-o", fl)
     if tl("export", src, "-o", q, "--quantize", "int8", "--calib", calib, *flags).returncode != 0:
         return
-    try:
-        onnx.checker.check_model(q, full_check=True)
-        check(True, "int8: onnx.checker full_check")
-    except Exception as e:  # noqa: BLE001
-        check(False, "int8: onnx.checker full_check: %s" % e)
+    checker(q)
     a, b = onnx.load(fl), onnx.load(q)
     check([i.name for i in b.graph.input] == [i.name for i in a.graph.input], "int8: graph input names kept")
     check([o.name for o in b.graph.output] == [o.name for o in a.graph.output], "int8: graph output names kept")
@@ -477,23 +434,7 @@ def case_errors(d):
     check(not [f for f in os.listdir(d) if f.startswith(".") or "tmp" in f], "no temporary files left")
 
 
-def main():
-    fn = globals().get("case_" + CASE)
-    if not fn:
-        sys.stderr.write("check_export.py: unknown case %s\n" % CASE)
-        return 2
+if __name__ == "__main__":
     if not os.path.exists(os.path.join(ORT_DIR, "node_modules", "onnxruntime-node")):
         check(False, "onnxruntime-node installed in %s (run `npm ci` there)" % ORT_DIR)
-    d = os.path.join(WORK, CASE)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    fn(d)
-    if FAILED:
-        print("%s: %d check(s) failed" % (CASE, len(FAILED)))
-        return 1
-    print("%s: OK" % CASE)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(otl_test.main(CASE, globals(), work=WORK))

@@ -37,12 +37,15 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check, checker, inits, meta, npy_name, random_feeds, run, tl  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("onnx_tl")
@@ -54,37 +57,10 @@ ap.add_argument("--fashion-folder")
 ap.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
 A = ap.parse_args()
 ONNX_TL, NODE, WORK, CASE = A.onnx_tl, A.node, A.work, A.case
+otl_test.ONNX_TL = ONNX_TL
 ORT_RUN = os.path.join(A.ort_dir, "ort_run.js")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(ROOT, "testdata", "models")
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILED.append(what)
-    return cond
-
-
-def run(args, expect=0):
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=900)
-    if p.returncode != expect:
-        print(p.stdout[-2000:] + p.stderr[-3000:])
-    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args[1:]))))
-    return p
-
-
-def tl(*args, expect=0):
-    return run([ONNX_TL, *args], expect=expect)
-
-
-def meta(m):
-    return {p.key: p.value for p in m.metadata_props}
-
-
-def inits(m):
-    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
 
 
 def weight_names(m, exclude=()):
@@ -103,32 +79,6 @@ def weight_names(m, exclude=()):
     return [w for w in names if w not in ex]
 
 
-def checker(path):
-    try:
-        onnx.checker.check_model(path, full_check=True)
-        return check(True, "onnx.checker full_check %s" % os.path.basename(path))
-    except Exception as e:  # noqa: BLE001
-        return check(False, "onnx.checker full_check %s: %s" % (os.path.basename(path), e))
-
-
-def feeds_for(m, d, batch=3, seed=7):
-    names = {t.name for t in m.graph.initializer}
-    r = np.random.RandomState(seed)
-    files = []
-    for i in m.graph.input:
-        if i.name in names:
-            continue
-        shape = [x.dim_value if x.HasField("dim_value") and x.dim_value > 0 else batch
-                 for x in i.type.tensor_type.shape.dim]
-        path = os.path.join(d, "in_%d.npy" % len(files))
-        if i.type.tensor_type.elem_type == TensorProto.INT64:
-            np.save(path, r.randint(0, 50, size=shape).astype(np.int64))
-        else:
-            np.save(path, r.randn(*shape).astype(np.float32))
-        files.append((i.name, path))
-    return files
-
-
 def outputs(engine, model, outdir, files):
     os.makedirs(outdir, exist_ok=True)
     args = [NODE, ORT_RUN, model, outdir] if engine == "ort" else [ONNX_TL, "run", model, "--outdir", outdir]
@@ -137,8 +87,7 @@ def outputs(engine, model, outdir, files):
     if run(args).returncode != 0:
         return None
     m = onnx.load(model, load_external_data=False)
-    return [np.load(os.path.join(outdir, "".join(c if c.isalnum() or c in "._-" else "_" for c in o.name) + ".npy"))
-            for o in m.graph.output]
+    return [np.load(os.path.join(outdir, npy_name(o.name) + ".npy")) for o in m.graph.output]
 
 
 def close(what, got, ref, tol=1e-4):
@@ -159,7 +108,7 @@ def ort_matches_run(path, d):
     checker(path)
     os.makedirs(d, exist_ok=True)
     m = onnx.load(path)
-    files = feeds_for(m, d)
+    files = random_feeds(m, d)
     ref = outputs("ort", path, os.path.join(d, "ort"), files)
     close("onnx-tl run vs ORT on %s" % os.path.basename(path), outputs("tl", path, os.path.join(d, "run"), files), ref)
     return files, ref
@@ -476,17 +425,5 @@ def case_errors(d):
     check("features.4.weight" in p.stderr, "NaN weight named (channels)")
 
 
-def main():
-    d = os.path.join(WORK, CASE)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    {"sparsity": case_sparsity, "train": case_train, "channels": case_channels, "accuracy": case_accuracy,
-     "errors": case_errors}[CASE](d)
-    if FAILED:
-        print("%d check(s) failed:\n  %s" % (len(FAILED), "\n  ".join(FAILED)))
-        sys.exit(1)
-    print("all checks passed")
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(otl_test.main(CASE, globals(), work=WORK))

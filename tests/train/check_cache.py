@@ -13,66 +13,33 @@
   refused  no cache, with a note naming the reason, for --augment, --bn train (BatchNormalization
            in the frozen part), --cache-mem smaller than the features, --unfreeze-every, a model
            with every parameter trainable; --cache-mem garbage: exit 2"""
-import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import bn_data, check, inits, log_lines, read, tl  # noqa: E402
 
 ONNX_TL, SRC, CASE = sys.argv[1:4]
+otl_test.ONNX_TL = ONNX_TL
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
 BN = os.path.join(SRC, "bn", "model.onnx")  # conv1 bn1 conv2 bn2 fc, input (N, 3, 10, 10), 4 classes
-FAILED = []
 NOTE = "note: feature cache: '"
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILED.append(what)
-
-
-def run(*args, expect=0, timeout=300):
-    p = subprocess.run([ONNX_TL, *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if p.returncode != expect:
-        print(p.stderr)
-    check(p.returncode == expect, "exit %d (expected %d): %s" % (p.returncode, expect, " ".join(map(str, args))))
-    return p
-
-
 def img_data(path, n=160, seed=0):
-    r = np.random.RandomState(seed)
-    y = r.randint(0, 4, n).astype(np.int64)
-    x = (r.randn(n, 3, 10, 10) * 0.6 + y[:, None, None, None] * 0.4).astype(np.float32)
-    x[:, 1] -= (y == 1)[:, None, None] * 0.8
-    np.savez(path, x=x, y=y)
+    bn_data(path, n, seed)
 
 
 def frozen_model(d, dropout=True):
     """BN backbone + a new head (hidden layer, optionally Dropout), all but the head frozen."""
     extra = ["--dropout", 0.5] if dropout else []
-    run("swap-head", BN, "-o", d + "/sh.onnx", "--classes", 4, "--hidden", 16, "--seed", 1, *extra)
-    run("freeze", d + "/sh.onnx", "-o", d + "/fz.onnx", "--all-but-head")
+    tl("swap-head", BN, "-o", d + "/sh.onnx", "--classes", 4, "--hidden", 16, "--seed", 1, *extra)
+    tl("freeze", d + "/sh.onnx", "-o", d + "/fz.onnx", "--all-but-head")
     return d + "/fz.onnx"
-
-
-def inits(path):
-    return {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
-
-
-def log_lines(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 COMMON = ["--epochs", 3, "--batch", 16, "--lr", 3e-3, "--threads", 1, "--seed", 5, "--bn", "frozen",
@@ -82,8 +49,8 @@ COMMON = ["--epochs", 3, "--batch", 16, "--lr", 3e-3, "--threads", 1, "--seed", 
 def case_same(d):
     img_data(d + "/i.npz")
     m = frozen_model(d)
-    a = run("train", m, "--data", d + "/i.npz", "-o", d + "/c.onnx", "--log", d + "/c.jsonl", *COMMON)
-    b = run("train", m, "--data", d + "/i.npz", "-o", d + "/n.onnx", "--log", d + "/n.jsonl", "--no-cache", *COMMON)
+    a = tl("train", m, "--data", d + "/i.npz", "-o", d + "/c.onnx", "--log", d + "/c.jsonl", *COMMON)
+    b = tl("train", m, "--data", d + "/i.npz", "-o", d + "/n.onnx", "--log", d + "/n.jsonl", "--no-cache", *COMMON)
     check(NOTE in a.stderr and "'/Flatten_output_0'" in a.stderr, "the cache is used at the head's input: " +
           next((l for l in a.stderr.splitlines() if "feature cache" in l), "(no note)"))
     check("feature cache" not in b.stderr, "--no-cache: no cache note")
@@ -104,11 +71,11 @@ def case_same(d):
     r = np.random.RandomState(1)
     y = r.randint(0, 10, 96).astype(np.int64)
     np.savez(d + "/r.npz", x=(r.randn(96, 3, 32, 32) * 0.5 + y[:, None, None, None] * 0.1).astype(np.float32), y=y)
-    run("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
+    tl("freeze", os.path.join(ROOT, "testdata", "models", "tiny_resnet.onnx"), "-o", d + "/rz.onnx", "--all-but-head")
     rargs = ["train", d + "/rz.onnx", "--data", d + "/r.npz", "--epochs", 2, "--batch", 16, "--threads", 2, "--bn",
              "frozen", "--lr", 0.01]
-    a = run(*rargs, "-o", d + "/rc.onnx", "--log", d + "/rc.jsonl")
-    run(*rargs, "-o", d + "/rn.onnx", "--log", d + "/rn.jsonl", "--no-cache")
+    a = tl(*rargs, "-o", d + "/rc.onnx", "--log", d + "/rc.jsonl")
+    tl(*rargs, "-o", d + "/rn.onnx", "--log", d + "/rn.jsonl", "--no-cache")
     check(NOTE in a.stderr, "tiny_resnet: the cache is used")
     wc, wn = inits(d + "/rc.onnx"), inits(d + "/rn.onnx")
     check(all(np.allclose(wc[k], wn[k], rtol=1e-5, atol=1e-6) for k in wc), "tiny_resnet: OUT weights within 1e-6")
@@ -123,12 +90,12 @@ def case_resume(d):
     common = [a for a in COMMON if a not in ("--schedule", "cosine", "--warmup", 4)]  # constant: lr independent
     ref = list(common)
     common[common.index("--epochs") + 1] = 1                                             # of the total
-    run("train", m, *ref, "--data", d + "/i.npz", "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl")
-    run("train", m, *common, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
+    tl("train", m, *ref, "--data", d + "/i.npz", "-o", d + "/ref.onnx", "--log", d + "/ref.jsonl")
+    tl("train", m, *common, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--log",
         d + "/log.jsonl")
     st = open(d + "/ck/state.txt").read()
     check("epoch 1\n" in st, "checkpoint after epoch 1")
-    r = run("train", m, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--epochs", 3, "--log",
+    r = tl("train", m, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--epochs", 3, "--log",
             d + "/log.jsonl", "--threads", 1)
     check(NOTE in r.stderr, "the resumed run rebuilds the cache")
     check(read(d + "/out.onnx") == read(d + "/ref.onnx"), "resumed OUT bit-identical to the uninterrupted run")
@@ -137,8 +104,8 @@ def case_resume(d):
           "uninterrupted one")
     # a checkpoint of a run without the cache continues with it (and the other way round)
     shutil.rmtree(d + "/ck")
-    run("train", m, *common, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--no-cache")
-    run("train", m, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--epochs", 3, "--threads", 1)
+    tl("train", m, *common, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--checkpoint", d + "/ck", "--no-cache")
+    tl("train", m, "--data", d + "/i.npz", "-o", d + "/out.onnx", "--resume", d + "/ck", "--epochs", 3, "--threads", 1)
     wr, wo = inits(d + "/ref.onnx"), inits(d + "/out.onnx")
     check(all(np.allclose(wr[k], wo[k], rtol=1e-5, atol=1e-6) for k in wr),
           "--no-cache checkpoint resumed with the cache: weights within 1e-6")
@@ -155,35 +122,18 @@ def case_refused(d):
         ([m, "--bn", "frozen", "--unfreeze-every", 1], "--unfreeze-every"),
     ]
     for args, why in cases:
-        p = run("train", *args, *base)
+        p = tl("train", *args, *base)
         note = next((l for l in p.stderr.splitlines() if "feature cache" in l), "(no note)")
         check(NOTE not in p.stderr and "note: no feature cache:" in note and why in note,
               "%s: no cache, the note says why: %s" % (" ".join(map(str, args[1:])), note))
     # nothing frozen (full fine-tune): no cache, and no note about it either
-    p = run("train", BN, "--bn", "frozen", *base)
+    p = tl("train", BN, "--bn", "frozen", *base)
     check("feature cache" not in p.stderr, "nothing frozen: no feature-cache note (stderr: %r)" % p.stderr[-300:])
-    p = run("train", m, "--bn", "frozen", "--cache-mem", "8M", *base)
+    p = tl("train", m, "--bn", "frozen", "--cache-mem", "8M", *base)
     check(NOTE in p.stderr, "--cache-mem 8M is enough")
-    p = run("train", m, "--cache-mem", "lots", *base, expect=2)
+    p = tl("train", m, "--cache-mem", "lots", *base, expect=2)
     check("--cache-mem" in p.stderr, "--cache-mem garbage: usage error naming it")
 
 
-def main():
-    fn = globals().get("case_" + CASE)
-    if not fn:
-        print("unknown case " + CASE)
-        return 2
-    d = tempfile.mkdtemp(prefix="otl-cache-%s-" % CASE)
-    try:
-        fn(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    if FAILED:
-        print("%d check(s) FAILED" % len(FAILED))
-        return 1
-    print("all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(otl_test.main(CASE, globals(), prefix="otl-cache-"))

@@ -37,33 +37,25 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import bn_data, check, inits, log_lines, meta, read, tl  # noqa: E402
 
 ONNX_TL, NODE, ORT_DIR, SRC = sys.argv[1:5]
+otl_test.ONNX_TL = ONNX_TL
 CASE = sys.argv[5]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(SRC)))
 MLP = os.path.join(ROOT, "testdata", "models", "tiny_mlp.onnx")
 BN = os.path.join(SRC, "bn", "model.onnx")  # conv1 bn1 conv2 bn2 fc, input (N, 3, 10, 10), 4 classes
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        FAILED.append(what)
 
 
 def train(*args, expect=0, timeout=300):
-    p = subprocess.run([ONNX_TL, "train", *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    if p.returncode != expect:
-        print(p.stderr)
-    check(p.returncode == expect, "exit %d (expected %d): train %s" % (p.returncode, expect, " ".join(map(str, args))))
-    return p
+    return tl("train", *args, expect=expect, timeout=timeout)
 
 
 def mlp_data(path, n=300, seed=0, classes=5):
@@ -75,11 +67,7 @@ def mlp_data(path, n=300, seed=0, classes=5):
 
 
 def img_data(path, n=120, seed=0):
-    r = np.random.RandomState(seed)
-    y = r.randint(0, 4, n).astype(np.int64)
-    x = (r.randn(n, 3, 10, 10) * 0.6 + y[:, None, None, None] * 0.4).astype(np.float32)
-    x[:, 1] -= (y == 1)[:, None, None] * 0.8
-    np.savez(path, x=x, y=y)
+    bn_data(path, n, seed)
 
 
 def strip_bn(src, dst, frozen=None):
@@ -93,24 +81,6 @@ def strip_bn(src, dst, frozen=None):
         p = m.metadata_props.add()
         p.key, p.value = "onnx_tl.frozen", "\n".join(frozen)
     onnx.save(m, dst)
-
-
-def inits(path):
-    return {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
-
-
-def meta(path):
-    return {p.key: p.value for p in onnx.load(path).metadata_props}
-
-
-def log_lines(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def case_basic(d):
@@ -553,22 +523,5 @@ def case_usage(d):
     check("nockpt" in p.stderr, "--resume of a missing checkpoint: error naming it")
 
 
-def main():
-    fn = globals().get("case_" + CASE)
-    if not fn:
-        print("unknown case " + CASE)
-        return 2
-    d = tempfile.mkdtemp(prefix="otl-train-%s-" % CASE)
-    try:
-        fn(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    if FAILED:
-        print("%d check(s) FAILED" % len(FAILED))
-        return 1
-    print("all checks passed")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(otl_test.main(CASE, globals(), prefix="otl-train-"))
