@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "onnxtl.h"
+#include "synth_batch.h"
 
 static double now_ms(void)
 {
@@ -39,20 +40,6 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
-}
-
-/* splitmix64 + Box-Muller: reproducible normal(0, 1) */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s)
-{
-    return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
 static int usage(void)
@@ -152,38 +139,8 @@ int main(int argc, char **argv)
         goto fail;
     if (head_only && !freeze_all_but_head(m, &err))
         goto fail;
-    /* the data input: the first graph input without an initializer */
-    const otl_value *in = NULL;
-    for (int i = 0; i < m->graph->n_inputs && !in; i++)
-        if (!otl_graph_find_init(m->graph, m->graph->inputs[i]->name))
-            in = m->graph->inputs[i];
-    const otl_value *out = m->graph->n_outputs ? m->graph->outputs[0] : NULL;
-    if (!in || !in->has_shape || in->rank < 1 || !out || !out->has_shape || out->rank != 2) {
-        otl_error_set(&err, OTL_ERR_INPUT, "%s: need one data input of known shape and a (N, classes) output", path);
+    if (synth_batch(m, batch, seed, &x, &y, &err)) /* the same seeded batch every step */
         goto fail;
-    }
-    int64_t dims[8], classes = out->dims[1].value > 0 ? out->dims[1].value : 10;
-    for (int d = 0; d < in->rank && d < 8; d++)
-        dims[d] = d == 0 ? batch : in->dims[d].value;
-    x = otl_tensor_new(in->name, OTL_DTYPE_FLOAT, in->rank, dims);
-    int64_t nb = batch;
-    y = otl_tensor_new("target", OTL_DTYPE_INT64, 1, &nb);
-    if (!x || !y || !(x->data = malloc((size_t)x->numel * 4)) || !(y->data = malloc((size_t)batch * 8))) {
-        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    x->nbytes = (size_t)x->numel * 4;
-    y->nbytes = (size_t)batch * 8;
-    uint64_t rs = seed * 7919 + 1;
-    float *xd = x->data;
-    for (int64_t i = 0; i < x->numel; i += 2) {
-        double u1 = rng_uniform(&rs), u2 = rng_uniform(&rs), r = sqrt(-2 * log(u1));
-        xd[i] = (float)(r * cos(2 * M_PI * u2));
-        if (i + 1 < x->numel)
-            xd[i + 1] = (float)(r * sin(2 * M_PI * u2));
-    }
-    for (int i = 0; i < batch; i++)
-        ((int64_t *)y->data)[i] = (int64_t)(rng_next(&rs) % (uint64_t)classes);
 
     otl_trainer_opts o = {.grad = {.loss = OTL_LOSS_CE},
                           .optim = {.kind = OTL_OPT_SGD, .momentum = (float)momentum},

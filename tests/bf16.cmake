@@ -29,6 +29,7 @@
 set(_otl_bf16_dir ${CMAKE_CURRENT_LIST_DIR}/bf16)
 add_executable(bf16_grad ${_otl_bf16_dir}/bf16_grad.c)
 target_link_libraries(bf16_grad PRIVATE onnxtl m)
+target_include_directories(bf16_grad PRIVATE ${CMAKE_SOURCE_DIR})   # bench/synth_batch.h (shared with train_step)
 
 add_test(NAME bf16.grad COMMAND ${PYTHON} ${_otl_bf16_dir}/check_bf16.py grad $<TARGET_FILE:bf16_grad>
                                 ${CMAKE_SOURCE_DIR}/testdata/models)

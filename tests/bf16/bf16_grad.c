@@ -20,19 +20,7 @@
 #include <string.h>
 
 #include "onnxtl.h"
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s)
-{
-    return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
+#include "bench/synth_batch.h"
 
 /* One step at `precision` with lr 0: the gradients (copied, opt->total floats) and the loss. */
 static otl_status one_step(const otl_model *m, int precision, int threads, int bn_frozen, const otl_tensor *x,
@@ -110,36 +98,8 @@ int main(int argc, char **argv)
     int64_t nf = 0, nb = 0;
     otl_trainer *tf = NULL;
     int status = 1;
-    if (otl_model_load(&m, path, NULL, &err))
+    if (otl_model_load(&m, path, NULL, &err) || synth_batch(m, batch, seed, &x, &y, &err))
         goto fail;
-    const otl_value *in = NULL;
-    for (int i = 0; i < m->graph->n_inputs && !in; i++)
-        if (!otl_graph_find_init(m->graph, m->graph->inputs[i]->name))
-            in = m->graph->inputs[i];
-    const otl_value *out = m->graph->n_outputs ? m->graph->outputs[0] : NULL;
-    if (!in || !in->has_shape || in->rank < 1 || in->rank > 8 || !out || !out->has_shape || out->rank != 2) {
-        otl_error_set(&err, OTL_ERR_INPUT, "%s: need one data input of known shape and a (N, classes) output", path);
-        goto fail;
-    }
-    int64_t dims[8], classes = out->dims[1].value > 0 ? out->dims[1].value : 10, nbatch = batch;
-    for (int d = 0; d < in->rank; d++)
-        dims[d] = d == 0 ? batch : in->dims[d].value;
-    x = otl_tensor_new(in->name, OTL_DTYPE_FLOAT, in->rank, dims);
-    y = otl_tensor_new("target", OTL_DTYPE_INT64, 1, &nbatch);
-    if (!x || !y || !(x->data = malloc((size_t)x->numel * 4 + 4)) || !(y->data = malloc((size_t)batch * 8))) {
-        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    x->nbytes = (size_t)x->numel * 4;
-    y->nbytes = (size_t)batch * 8;
-    uint64_t rs = seed * 7919 + 1;
-    float *xd = x->data;
-    for (int64_t i = 0; i < x->numel; i++) { /* normal(0, 1), Box-Muller */
-        double u1 = rng_uniform(&rs), u2 = rng_uniform(&rs);
-        xd[i] = (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-    }
-    for (int i = 0; i < batch; i++)
-        ((int64_t *)y->data)[i] = (int64_t)(rng_next(&rs) % (uint64_t)classes);
     int bn_frozen = strcmp(bn, "frozen") == 0;
     if (only) {
         if (one_step(m, otl_precision_parse(only), threads, bn_frozen, x, y, &gf, &nf, &lf, NULL, &err))
