@@ -13,7 +13,7 @@ add_test(NAME train.schedule COMMAND test_schedule ${CMAKE_CURRENT_LIST_DIR}/tra
 set_tests_properties(train.schedule PROPERTIES LABELS "train" TIMEOUT 60)
 
 # End-to-end CLI cases (tests/train/check_train.py: one CTest entry per case).
-foreach(_otl_case basic determinism sigkill sigint sigint_epoch_end sigint_dropout sigkill_unfreeze flags torch_loop nan out_once classes early_stop unfreeze lr_mult bn schedule images usage)
+foreach(_otl_case basic determinism sigkill sigint sigint_epoch_end sigint_dropout sigkill_unfreeze flags torch_loop nan out_once resume_out classes early_stop unfreeze lr_mult bn schedule images usage)
   add_test(NAME train.cli.${_otl_case}
     COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/train/check_train.py ${ONNX_TL} ${NODE} ${OTL_ORT_DIR}
             ${CMAKE_CURRENT_LIST_DIR}/train ${_otl_case})

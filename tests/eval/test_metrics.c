@@ -69,7 +69,7 @@ static int check_case(FILE *fp, const char *name, int n_classes, int n)
         failures++;
         fprintf(stderr, "FAIL %s: total %lld, want %d\n", name, (long long)mt.total, n);
     }
-    double v[4];
+    double v[4] = {0};
     const double tol = 1e-12;
     ok = read_doubles(fp, "accuracy", v, 1);
     close_to("accuracy", name, 0, otl_metrics_accuracy(&mt), v[0], tol);

@@ -305,6 +305,21 @@ def case_nan(d):
           "no validation: OUT weights finite")
 
 
+def case_resume_out(d):
+    """--resume -o ANOTHER where no later epoch beats the checkpoint's best: OUT is that best model, copied."""
+    mlp_data(d + "/d.npz")
+    common = ["--data", d + "/d.npz", "--threads", 1]
+    train(MLP, *common, "-o", d + "/out.onnx", "--epochs", 2, "--lr", 1e-30, "--checkpoint", d + "/ck")
+    check(json.loads(meta(d + "/out.onnx")["onnx_tl.provenance"])["epoch"] == 1, "lr 1e-30: epoch 1 stays the best")
+    p = train(MLP, *common, "-o", d + "/other.onnx", "--resume", d + "/ck", "--epochs", 3)
+    check(read(d + "/other.onnx") == read(d + "/out.onnx"), "resumed run's OUT is the best model from before")
+    check("copied its model from" in p.stderr, "the copy is said")
+    os.remove(d + "/out.onnx")
+    p = train(MLP, *common, "-o", d + "/other2.onnx", "--resume", d + "/ck", "--epochs", 4, expect=1)
+    check("is not there any more" in p.stderr and not os.path.exists(d + "/other2.onnx"),
+          "best model gone: clear error, no OUT claimed")
+
+
 def case_out_once(d):
     """Without validation data OUT (the last model) is written after the last epoch, not after every epoch."""
     mlp_data(d + "/d.npz")
