@@ -6,7 +6,8 @@ frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CAS
   bf16   --cache-dtype bf16: the note says bf16; it fits a --cache-mem that fp32 exceeds (half); OUT weights within
          1e-2 of each tensor's largest magnitude of the --no-cache run (observed 1.2e-3), every logged
          train/val loss within 1e-3 relative (observed 2e-5), accuracies within 0.05, the backbone
-         unchanged; fp32 (the default) stays bit-identical to --no-cache; --cache-dtype fp16: exit 2
+         unchanged; fp32 (the default) stays bit-identical to --no-cache; --cache-dtype fp16: exit 2;
+         --resume keeps the checkpoint's bf16 (OUT bit-identical to an uninterrupted run)
   dir    --cache-dir: the first run computes the cache and writes one file, a second identical run
          reads it (note) and writes OUT bit-identical to the first and to --no-cache; other data, seed,
          split, frozen weights, dtype or threads compute (and add) a file instead of reading one; a
@@ -14,6 +15,7 @@ frozen, --bn frozen: the cache holds the pooled 64 features per sample). One CAS
          rebuilt (OUT unchanged) and then read again; with --cache-mem 1K the rows are streamed
          through the file (computed and read back, then read by a second run): OUT bit-identical;
          --cache-dir naming a regular file: exit 1"""
+import json
 import os
 import sys
 
@@ -73,6 +75,16 @@ def case_bf16(d):
           "bf16: accuracies within 0.05")
     p = tl(*args, "-o", d + "/x.onnx", "--cache-dtype", "fp16", expect=2)
     check("--cache-dtype" in p.stderr, "--cache-dtype fp16: usage error naming it")
+    # --resume keeps the checkpoint's --cache-dtype (a hyper-parameter: it changes the results)
+    two = args[:args.index("--epochs")] + args[args.index("--epochs") + 2:] + ["--val-split", 0]
+    tl(*two, "--epochs", 3, "-o", d + "/full.onnx", "--cache-dtype", "bf16")
+    tl(*two, "--epochs", 2, "-o", d + "/part.onnx", "--cache-dtype", "bf16", "--checkpoint", d + "/ck")
+    tl(*two, "--epochs", 3, "-o", d + "/res.onnx", "--resume", d + "/ck")
+    wr, wfull = inits(d + "/res.onnx"), inits(d + "/full.onnx")
+    check(all(np.array_equal(wr[k], wfull[k]) for k in wfull),
+          "--resume without --cache-dtype continues in bf16: OUT bit-identical to one 3-epoch bf16 run")
+    hp = json.loads(otl_test.meta(d + "/res.onnx")["onnx_tl.provenance"])["hyperparameters"]
+    check(hp.get("cache_dtype") == "bf16", "provenance hyperparameters.cache_dtype %s" % hp.get("cache_dtype"))
 
 
 def case_dir(d):
