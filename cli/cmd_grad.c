@@ -132,9 +132,7 @@ int cmd_grad(int argc, char **argv)
 fail:
     status = cli_fail(&err);
 done:
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; i < 128; i++)
         otl_tensor_free(in[i]);
     otl_session_free(s);

@@ -194,9 +194,7 @@ int cmd_run(int argc, char **argv)
         goto fail;
     }
     for (long r = 0; r < repeat; r++) {
-        for (int i = 0; i < n_out; i++)
-            otl_tensor_free(outs[i]);
-        free(outs);
+        otl_tensors_free(outs, n_out);
         outs = NULL;
         n_out = 0;
         double t0 = now_ms();
@@ -227,9 +225,7 @@ int cmd_run(int argc, char **argv)
 fail:
     status = cli_fail(&err);
 done:
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; i < n_in; i++)
         otl_tensor_free(in[i]);
     otl_session_free(s);

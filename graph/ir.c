@@ -171,6 +171,13 @@ void otl_tensor_free(otl_tensor *t)
     free(t);
 }
 
+void otl_tensors_free(otl_tensor **ts, int n)
+{
+    for (int i = 0; ts && i < n; i++)
+        otl_tensor_free(ts[i]);
+    free(ts);
+}
+
 void otl_value_free(otl_value *v)
 {
     if (!v)

@@ -425,9 +425,7 @@ static otl_status probe_shape(const otl_model *m, const otl_preprocess *pp, cons
             break;
         }
 done:
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; i < n_in; i++)
         otl_tensor_free(in[i]);
     otl_session_free(s);

@@ -316,8 +316,8 @@ otl_status otl_npy_parse(otl_tensor **out, const void *buf, size_t len, const ch
                          otl_error *err);
 /* Write a tensor as .npy (atomic write). */
 otl_status otl_npy_save(const otl_tensor *t, const char *path, otl_error *err);
-/* Read every array of a .npz archive (stored or deflated members). *arrays is malloc'd; each
- * tensor is named after its member without ".npy". */
+/* Read every array of a .npz archive (stored or deflated members). *arrays is malloc'd (free with
+ * otl_tensors_free); each tensor is named after its member without ".npy". */
 otl_status otl_npz_load(otl_tensor ***arrays, int *n, const char *path, otl_error *err);
 
 /* ------------------------------------------------------------ execution */
@@ -354,8 +354,8 @@ void otl_session_free(otl_session *s);
 /* Forward pass. Inputs are matched to graph inputs by tensor name; every graph input that has no
  * initializer must be given (an input that has one may be given to override it). Shapes may
  * differ between calls (the plan is rebuilt when they change). On success *outputs holds one
- * new tensor per graph output, in graph order, named after it: free each with otl_tensor_free
- * and the array with free(). */
+ * new tensor per graph output, in graph order, named after it: free them and the array with
+ * otl_tensors_free. */
 otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
                            otl_tensor ***outputs, int *n_outputs, otl_error *err);
 
@@ -518,6 +518,8 @@ otl_node *otl_node_new(const char *name, const char *op_type, const char *domain
 void otl_node_free(otl_node *n);
 otl_tensor *otl_tensor_new(const char *name, int dtype, int rank, const int64_t *dims);
 void otl_tensor_free(otl_tensor *t);
+/* otl_tensor_free of ts[0..n) (NULL entries allowed), then free(ts): session outputs. */
+void otl_tensors_free(otl_tensor **ts, int n);
 otl_value *otl_value_new(const char *name);
 void otl_value_free(otl_value *v);
 

@@ -394,9 +394,7 @@ static otl_status open_npz(otl_dataset *d, const char *path, const otl_dataset_o
         if (arr[i] == x)
             arr[i] = NULL;
 done:
-    for (int i = 0; i < na; i++)
-        otl_tensor_free(arr[i]);
-    free(arr);
+    otl_tensors_free(arr, na);
     return st;
 }
 

@@ -491,9 +491,7 @@ otl_status otl_classifier_run(otl_classifier *c, const void *x, int64_t n, const
             st = take_rows(c, so, b, m, row, n, scores, err);
         if (!st)
             st = take_rows(c, lo, b, m, row, n, logits, err);
-        for (int i = 0; i < n_out; i++)
-            otl_tensor_free(outs[i]);
-        free(outs);
+        otl_tensors_free(outs, n_out);
     }
     if (st) {
         free(*scores);

@@ -905,13 +905,6 @@ static otl_status npz_read_member(npz_ctx *z, const char *label, int method, uin
     return OTL_OK;
 }
 
-static void free_arrays(otl_tensor **a, int n)
-{
-    for (int i = 0; i < n; i++)
-        otl_tensor_free(a[i]);
-    free(a);
-}
-
 otl_status otl_npz_load(otl_tensor ***arrays, int *n_out, const char *path, otl_error *err)
 {
     *arrays = NULL;
@@ -1061,7 +1054,7 @@ done:
     free(cd);
     close(z.fd);
     if (st) {
-        free_arrays(arr, n);
+        otl_tensors_free(arr, n);
         return st;
     }
     *arrays = arr;

@@ -48,13 +48,6 @@ static otl_tensor *npz_get(otl_tensor **arr, int n, const char *name)
     return NULL;
 }
 
-static void npz_free(otl_tensor **arr, int n)
-{
-    for (int i = 0; i < n; i++)
-        otl_tensor_free(arr[i]);
-    free(arr);
-}
-
 /* Expect open to fail with code and a message containing every given substring. */
 static void expect_open_error(const char *path, const otl_dataset_opts *o, otl_status code, const char *s1,
                               const char *s2)
@@ -244,7 +237,7 @@ static int test_npz(const char *dir, const char *model)
     char hash_good[65];
     snprintf(hash_good, sizeof hash_good, "%s", h_good);
     otl_dataset_free(d);
-    npz_free(arr, na);
+    otl_tensors_free(arr, na);
 
     /* hashes: deflated copy same, relabelled differs */
     st = otl_dataset_open(&d, pjoin(dir, "good_deflate.npz"), &o, &err);
@@ -442,7 +435,7 @@ static int test_images(const char *dir)
     if (f)
         fclose(f);
     CHECK(ncases >= 10, "only %d cases", ncases);
-    npz_free(arr, na);
+    otl_tensors_free(arr, na);
 
     /* resize edge cases: same size is a copy; 1x1 in/out */
     uint8_t in[3 * 4 * 5], out[3 * 4 * 5];

@@ -145,9 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fail("output byte size inconsistent", NULL);
         }
     }
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; i < n_in; i++)
         otl_tensor_free(in[i]);
     otl_session_free(s);

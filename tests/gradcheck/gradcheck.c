@@ -41,13 +41,6 @@ static int run(run_ctx *r, double *loss, otl_tensor ***outs, int *n_out, otl_err
     return 1;
 }
 
-static void free_outs(otl_tensor **outs, int n)
-{
-    for (int i = 0; i < n; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -117,7 +110,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < y->numel; i++)
             ((float *)t->data)[i] = (float)(2.0 * rnd() - 1.0);
         r.inputs[0] = t;
-        free_outs(outs, n_out);
+        otl_tensors_free(outs, n_out);
         outs = NULL;
     }
     r.n_inputs = 1 + r.tg->n_params;
@@ -148,13 +141,13 @@ int main(int argc, char **argv)
             h = (double)*x - orig;
             if (!run(&r, &lp, &o2, &n2, &err))
                 goto fail;
-            free_outs(o2, n2);
+            otl_tensors_free(o2, n2);
             float xm = (float)(orig - h);
             *x = xm;
             double hm = orig - (double)xm;
             if (!run(&r, &lm, &o2, &n2, &err))
                 goto fail;
-            free_outs(o2, n2);
+            otl_tensors_free(o2, n2);
             *x = orig;
             double num = (lp - lm) / (h + hm), ana = ((const float *)ga->data)[idx];
             double tol = atol + rtol * fmax(fabs(num), fabs(ana));
@@ -175,7 +168,7 @@ fail:
     fprintf(stderr, "otl_gradcheck: %s\n", err.msg[0] ? err.msg : "out of memory");
     status = 1;
 done:
-    free_outs(outs, n_out);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; r.inputs && i < r.n_inputs; i++)
         otl_tensor_free(r.inputs[i]);
     free(r.inputs);

@@ -57,9 +57,7 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "nn_session: %s\n", err.msg[0] ? err.msg : "out of memory");
 done:
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     for (int i = 0; i < n_in; i++)
         otl_tensor_free(in[i]);
     otl_session_free(s);

@@ -449,9 +449,7 @@ static int run_test(const char *dir, double rtol, double atol, int threads)
                 otl_tensor_free(want);
             }
         }
-        for (int i = 0; i < n_out; i++)
-            otl_tensor_free(outs[i]);
-        free(outs);
+        otl_tensors_free(outs, n_out);
         for (int i = 0; i < n_in; i++)
             otl_tensor_free(in[i]);
         failures += !ok;

@@ -65,18 +65,14 @@ int main(int argc, char **argv)
             otl_session_run(inf, (const otl_tensor *const *)&x, 1, &outs, &n_out, &err) ||
             otl_session_stats_get(inf, &is, &err))
             goto fail;
-        for (int i = 0; i < n_out; i++)
-            otl_tensor_free(outs[i]);
-        free(outs);
+        otl_tensors_free(outs, n_out);
         outs = NULL;
     }
     if (otl_session_new(&fwd, m, &so, &err) ||
         otl_session_run(fwd, (const otl_tensor *const *)&x, 1, &outs, &n_out, &err) ||
         otl_session_stats_get(fwd, &fs, &err))
         goto fail;
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     outs = NULL;
     int64_t n = x->dims[0];
     y = otl_tensor_new(tg->target, OTL_DTYPE_INT64, 1, &n);
@@ -116,9 +112,7 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "test_frozen: %s\n", err.msg);
 done:
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     otl_session_free(inf);
     otl_session_free(fwd);
     otl_session_free(trn);

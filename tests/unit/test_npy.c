@@ -443,9 +443,7 @@ static void test_npz(void)
             snprintf(what, sizeof what, "%s[%s]", cases[c].file, cases[c].names[i]);
             check_tensor(t, what, cases[c].dtypes[i], cases[c].ranks[i], cases[c].dims[i]);
         }
-        for (int i = 0; i < n; i++)
-            otl_tensor_free(arr[i]);
-        free(arr);
+        otl_tensors_free(arr, n);
     }
 }
 

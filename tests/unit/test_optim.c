@@ -73,9 +73,7 @@ int main(int argc, char **argv)
         printf("%-20s max relative error %.3g %s\n", configs[c], worst, ok ? "ok" : "FAILED");
         failures += !ok;
         otl_optim_free(opt);
-        for (int i = 0; i < n; i++)
-            otl_tensor_free(arr[i]);
-        free(arr);
+        otl_tensors_free(arr, n);
     }
     return failures ? 1 : 0;
 }
