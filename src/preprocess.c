@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "onnxtl_data.h"
+#include "graph/graph_edit.h"
 #include "src/util.h"
 
 #define PP_KEY "onnx_tl.preprocess"
@@ -26,11 +27,6 @@ static const otl_value *data_input(const otl_model *m)
     return NULL;
 }
 
-static const char *model_name(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
 /* Image input facts: layout (by the header's rule) and the known dims (-1 when symbolic). */
 static otl_status image_input(const otl_model *m, const otl_value **vout, int *nhwc, int64_t *c, int64_t *h,
                               int64_t *w, otl_error *err)
@@ -38,15 +34,15 @@ static otl_status image_input(const otl_model *m, const otl_value **vout, int *n
     const otl_value *v = data_input(m);
     if (!v)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input (every input has an initializer)",
-                             model_name(m));
+                             otl_model_file(m));
     if (!v->has_type || !v->is_tensor || !v->has_shape || v->rank != 4)
         return otl_error_set(err, OTL_ERR_INPUT,
                              "%s: input '%s' is not an image batch (expected a rank-4 tensor, N,C,H,W or N,H,W,C); "
                              "image preprocessing does not apply to it",
-                             model_name(m), v->name);
+                             otl_model_file(m), v->name);
     if (!otl_dtype_is_float(v->dtype))
         return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' is %s, image preprocessing needs a float input",
-                             model_name(m), v->name, otl_dtype_name(v->dtype));
+                             otl_model_file(m), v->name, otl_dtype_name(v->dtype));
     int64_t d1 = v->dims[1].value, d3 = v->dims[3].value;
     *nhwc = (d3 == 1 || d3 == 3) && !(d1 == 1 || d1 == 3);
     *c = *nhwc ? d3 : d1;
@@ -89,7 +85,7 @@ otl_status otl_preprocess_default(const otl_model *m, otl_preprocess *pp, otl_er
     if (c >= 0 && c != 1 && c != 3)
         return otl_error_set(err, OTL_ERR_INPUT,
                              "%s: input '%s' has %lld channels; image preprocessing supports 1 (gray) or 3 (rgb/bgr)",
-                             model_name(m), v->name, (long long)c);
+                             otl_model_file(m), v->name, (long long)c);
     pp->nhwc = nhwc;
     pp->channels = c == 1 ? OTL_CHANNELS_GRAY : OTL_CHANNELS_RGB;
     pp->height = h > 0 ? h : 224;
@@ -476,12 +472,12 @@ otl_status otl_preprocess_check(const otl_model *m, const otl_preprocess *pp, co
         return otl_error_set(err, OTL_ERR_INPUT,
                              "%s: preprocessing (layout %s, %d channel%s) contradicts input '%s' of %s: its channel "
                              "axis %d has %lld",
-                             what, lay, nchan, nchan == 1 ? "" : "s", v->name, model_name(m), pp->nhwc ? 3 : 1,
+                             what, lay, nchan, nchan == 1 ? "" : "s", v->name, otl_model_file(m), pp->nhwc ? 3 : 1,
                              (long long)cax);
     if ((hax >= 0 && hax != pp->height) || (wax >= 0 && wax != pp->width))
         return otl_error_set(err, OTL_ERR_INPUT,
                              "%s: preprocessing size [%lld, %lld] contradicts input '%s' of %s (%s, H=%lld W=%lld)",
-                             what, (long long)pp->height, (long long)pp->width, v->name, model_name(m), lay,
+                             what, (long long)pp->height, (long long)pp->width, v->name, otl_model_file(m), lay,
                              (long long)hax, (long long)wax);
     return OTL_OK;
 }
@@ -494,7 +490,7 @@ otl_status otl_preprocess_get(const otl_model *m, otl_preprocess *pp, otl_error 
     if (!stored)
         return OTL_OK;
     char what[1024];
-    snprintf(what, sizeof what, "metadata %s of %s", PP_KEY, model_name(m));
+    snprintf(what, sizeof what, "metadata %s of %s", PP_KEY, otl_model_file(m));
     if (otl_preprocess_parse(stored, pp, what, err))
         return err->code;
     return otl_preprocess_check(m, pp, what, err);

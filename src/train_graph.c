@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "graph/autodiff.h"
+#include "graph/graph_edit.h"
 #include "src/util.h"
 
 #define TARGET_NAME "onnx_tl::target"
@@ -78,22 +79,6 @@ static int add_opset(otl_model *m, const char *domain, int64_t version)
     return 1;
 }
 
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int k = 0; k < g->n_inputs; k++)
-        if (strcmp(g->inputs[k]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int k = 0; k < g->n_outputs; k++)
-        if (strcmp(g->outputs[k]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
 /* Give every BatchNormalization whose running mean/var (inputs 3, 4) are float initializers its
  * running-statistics outputs (1, 2), expose them as graph outputs and the initializers as graph
  * inputs (fed with the current values each step, never folded). 0 on allocation failure. */
@@ -147,14 +132,14 @@ static int add_bn_stats(otl_train_graph *t, otl_graph *g)
                 return 0;
             }
             t->n_stats++;
-            if (!is_graph_output(g, *slot)) {
+            if (!otl_graph_is_output(g, *slot)) {
                 otl_value *ov = otl_value_new_tensor(*slot, init->dtype, init->rank, init->dims, NULL);
                 if (!ov || otl_graph_add_output(g, ov)) {
                     otl_value_free(ov);
                     return 0;
                 }
             }
-            if (!is_graph_input(g, init->name)) {
+            if (!otl_graph_is_input(g, init->name)) {
                 otl_value *iv = otl_value_new_tensor(init->name, init->dtype, init->rank, init->dims, NULL);
                 if (!iv || otl_graph_add_input(g, iv)) {
                     otl_value_free(iv);
