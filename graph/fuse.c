@@ -13,7 +13,8 @@
  * count as constants; BatchNormalization is folded only with frozen (running) statistics.
  * Training graphs also get two rewrites of their own around BatchNormalization: BatchNormalization
  * + Relu fused with the backward applying the ReLU mask (fuse_bn_relu), and the normalized and
- * activated output recomputed in the backward instead of kept alive (recompute_acts). */
+ * activated output recomputed in the backward instead of kept alive (recompute_acts).
+ * Inference graphs mark their convolution chains for oneDNN's nChw16c layout (mark_blocked). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,6 +551,120 @@ static void fuse_dw(fctx *c, otl_node **slot, int n)
     }
 }
 
+/* Inference: convolutions whose outputs only pooling and other such convolutions read (or that
+ * are graph outputs) get the FusedConv attribute out_blocked = 1: ops/conv.c then writes oneDNN's
+ * nChw16c layout, on which the next convolution runs oneDNN's jit kernels without a reorder (a
+ * plain Conv becomes a FusedConv without activation to carry it). Only convolutions whose shapes
+ * suit those kernels (blk_conv) take part. A convolution read by anything
+ * else (a broadcasting Mul in a squeeze-excitation block, the Sigmoid of a SiLU, ...: oneDNN 2.6
+ * has only reference kernels for some of them on nChw16c) keeps oneDNN's preferred layout, and
+ * so do, to the fixpoint, the convolutions that feed it (no reorder between the two layouts in
+ * the middle of a chain). OTL_CONV_BLK=0 (read in ops/conv.c) turns the layout off. */
+static const otl_node *live_node(const fctx *c, otl_node **slot, int i)
+{
+    return slot[i] ? slot[i] : c->dead[i] ? NULL : c->g->nodes[i];
+}
+
+/* A 2-D convolution with constant weights whose channel counts suit oneDNN's nChw16c kernels:
+ * group 1 with at least 16 input channels (fewer only from a graph input: the first layer reads
+ * it plain) and at least 16 output channels, a multiple of 8 (24 pads to 32); or depthwise over a
+ * multiple of 16 channels. */
+static int blk_conv(const fctx *c, const otl_node *n)
+{
+    if (!n || n->n_outputs != 1 || n->n_inputs < 2 ||
+        !((strcmp(n->domain, "onnx_tl") == 0 && strcmp(n->op_type, "FusedConv") == 0) ||
+          (is_default(n) && strcmp(n->op_type, "Conv") == 0)))
+        return 0;
+    const otl_tensor *w = init_of(c, n->inputs[1]);
+    const otl_attr *ga = otl_node_attr(n, "group");
+    int64_t g = ga && ga->type == OTL_ATTR_INT ? ga->i : 1;
+    if (!w || w->rank != 4 || g < 1)
+        return 0;
+    int64_t m = w->dims[0], cin = w->dims[1] * g;
+    if (g > 1)
+        return g == m && w->dims[1] == 1 && m % 16 == 0;
+    int from_input = 0;
+    for (int i = 0; i < c->g->n_inputs; i++)
+        from_input |= strcmp(c->g->inputs[i]->name, n->inputs[0]) == 0;
+    return m >= 16 && m % 8 == 0 && (cin >= 16 || from_input);
+}
+
+/* Pooling passes the layout on: 2 when n reads input k as a global pooling (its tiny output may
+ * be reordered), 1 as a windowed pooling (its readers must be candidates too), else 0. */
+static int blk_pool(const otl_node *n, int k)
+{
+    if (k != 0 || !is_default(n) || n->n_outputs < 1)
+        return 0;
+    if (strcmp(n->op_type, "GlobalAveragePool") == 0 || strcmp(n->op_type, "GlobalMaxPool") == 0)
+        return 2;
+    return (strcmp(n->op_type, "MaxPool") == 0 && n->n_outputs == 1) || strcmp(n->op_type, "AveragePool") == 0;
+}
+
+/* Every reader of value y is a candidate convolution (input X or FusedConv's residual Z) or a
+ * pooling whose own readers are. */
+static int blk_readers_ok(const fctx *c, otl_node **slot, const char *cand, int n, const char *y, int depth)
+{
+    for (int j = 0; j < n; j++) {
+        const otl_node *r = live_node(c, slot, j);
+        for (int k = 0; r && k < r->n_inputs; k++) {
+            if (strcmp(r->inputs[k], y) != 0)
+                continue;
+            int pool = blk_pool(r, k);
+            if (pool == 2 || (cand[j] && (k == 0 || (k == 3 && strcmp(r->domain, "onnx_tl") == 0))))
+                continue;
+            if (!pool || depth > 4 || !blk_readers_ok(c, slot, cand, n, r->outputs[0], depth + 1))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static void mark_blocked(fctx *c, otl_node **slot, int n)
+{
+    char *cand = calloc((size_t)n + 1, 1);
+    if (!cand) {
+        c->failed = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        cand[i] = blk_conv(c, live_node(c, slot, i)) && !otl_node_attr(live_node(c, slot, i), "out_blocked");
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < n; i++) {
+            if (!cand[i])
+                continue;
+            if (!blk_readers_ok(c, slot, cand, n, live_node(c, slot, i)->outputs[0], 0))
+                cand[i] = 0, changed = 1;
+        }
+    }
+    for (int i = 0; i < n && !c->failed; i++) {
+        if (!cand[i])
+            continue;
+        const otl_node *cv = live_node(c, slot, i);
+        otl_node *f = slot[i];
+        otl_attr *a;
+        if (!f) { /* a plain Conv: a FusedConv without activation in its place */
+            char name[600];
+            snprintf(name, sizeof name, "%s::fused", cv->name);
+            f = own_node(c, otl_node_new(name, "FusedConv", "onnx_tl"));
+            if (!f || otl_node_set_io(f, cv->n_inputs > 3 ? 3 : cv->n_inputs, (const char *const *)cv->inputs, 1,
+                                      (const char *const *)cv->outputs) ||
+                !copy_attrs(f, cv) || otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) ||
+                !(a->s.data = (uint8_t *)otl_strdup(""))) {
+                c->failed = 1;
+                break;
+            }
+            slot[i] = f;
+        }
+        if (otl_node_add_attr(f, "out_blocked", OTL_ATTR_INT, &a)) {
+            c->failed = 1;
+            break;
+        }
+        a->i = 1;
+    }
+    free(cand);
+}
+
 /* The node (not yet replaced) at index i when it is domain/op_type, else NULL. */
 static const otl_node *live_op(const fctx *c, otl_node **slot, int i, const char *domain, const char *op_type)
 {
@@ -839,6 +954,8 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
             slot[i] = fuse_conv(&c, i);
     if (slot && ok == 1 && !c.failed)
         fuse_dw(&c, slot, g->n_nodes);
+    if (slot && ok == 1 && !c.failed && !training)
+        mark_blocked(&c, slot, g->n_nodes);
     if (slot && ok == 1 && !c.failed && training)
         fuse_bn_relu(&c, slot, g->n_nodes);
     if (slot && pre && ok == 1 && !c.failed && training)
