@@ -96,6 +96,15 @@ static void shape_text(const otl_value *v, char *buf, size_t n)
     snprintf(buf + o, n - o, "]");
 }
 
+/* v, or null when negative (unknown). */
+static void json_int_or_null(otl_json *j, int64_t v)
+{
+    if (v >= 0)
+        otl_json_int(j, v);
+    else
+        otl_json_null(j);
+}
+
 static void json_value(otl_json *j, const otl_value *v)
 {
     otl_json_obj(j);
@@ -112,16 +121,27 @@ static void json_value(otl_json *j, const otl_value *v)
         for (int i = 0; i < v->rank; i++) {
             if (v->dims[i].param)
                 otl_json_str(j, v->dims[i].param);
-            else if (v->dims[i].value >= 0)
-                otl_json_int(j, v->dims[i].value);
             else
-                otl_json_null(j);
+                json_int_or_null(j, v->dims[i].value);
         }
         otl_json_arr_end(j);
     } else {
         otl_json_null(j);
     }
     otl_json_obj_end(j);
+}
+
+/* "<title>:" and one line per value (name, dtype, shape), leaving out the names in skip (may be NULL). */
+static void print_values(const char *title, otl_value *const *v, int n, const otl_strmap *skip)
+{
+    char shape[1024];
+    printf("%s:\n", title);
+    for (int i = 0; i < n; i++) {
+        if (skip && otl_strmap_has(skip, v[i]->name))
+            continue;
+        shape_text(v[i], shape, sizeof shape);
+        printf("  %-24s %-8s %s\n", vis(v[i]->name), v[i]->is_tensor ? otl_dtype_name(v[i]->dtype) : "-", shape);
+    }
 }
 
 static void print_num(FILE *fp, int64_t v)
@@ -272,10 +292,7 @@ int cmd_info(int argc, char **argv)
         otl_json_key(&j, "ir_version");
         otl_json_int(&j, m->ir_version);
         otl_json_key(&j, "opset");
-        if (opset >= 0)
-            otl_json_int(&j, opset);
-        else
-            otl_json_null(&j);
+        json_int_or_null(&j, opset);
         otl_json_key(&j, "opsets");
         otl_json_obj(&j);
         for (int i = 0; i < m->n_opsets; i++) {
@@ -365,20 +382,11 @@ int cmd_info(int argc, char **argv)
             otl_json_key(&j, "weight");
             otl_json_str(&j, head.weight);
             otl_json_key(&j, "bias_node");
-            if (head.bias_node >= 0)
-                otl_json_str(&j, g->nodes[head.bias_node]->name);
-            else
-                otl_json_null(&j);
+            otl_json_str(&j, head.bias_node >= 0 ? g->nodes[head.bias_node]->name : NULL);
             otl_json_key(&j, "features");
-            if (head.features >= 0)
-                otl_json_int(&j, head.features);
-            else
-                otl_json_null(&j);
+            json_int_or_null(&j, head.features);
             otl_json_key(&j, "classes");
-            if (head.classes >= 0)
-                otl_json_int(&j, head.classes);
-            else
-                otl_json_null(&j);
+            json_int_or_null(&j, head.classes);
             otl_json_obj_end(&j);
         } else {
             otl_json_null(&j);
@@ -391,10 +399,7 @@ int cmd_info(int argc, char **argv)
         else
             otl_json_null(&j);
         otl_json_key(&j, "preprocess");
-        if (pre)
-            otl_json_str(&j, pre);
-        else
-            otl_json_null(&j);
+        otl_json_str(&j, pre); /* NULL: null */
         otl_json_key(&j, "metadata");
         otl_json_obj(&j);
         for (int i = 0; i < m->n_meta; i++) {
@@ -404,27 +409,14 @@ int cmd_info(int argc, char **argv)
         otl_json_obj_end(&j);
         otl_json_obj_end(&j);
     } else {
-        char shape[1024];
         printf("model:     %s\n", vis(a.pos[0]));
         printf("format:    ir_version %" PRId64 ", opset", m->ir_version);
         for (int i = 0; i < m->n_opsets; i++)
             printf("%s %s %" PRId64, i ? "," : "", *m->opsets[i].domain ? vis(m->opsets[i].domain) : "ai.onnx",
                    m->opsets[i].version);
         printf("\nproducer:  %s\n", *producer ? vis(producer) : "(unknown)");
-        printf("inputs:\n");
-        for (int i = 0; i < g->n_inputs; i++) {
-            const otl_value *v = g->inputs[i];
-            if (otl_strmap_has(&init_idx, v->name))
-                continue;
-            shape_text(v, shape, sizeof shape);
-            printf("  %-24s %-8s %s\n", vis(v->name), v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
-        }
-        printf("outputs:\n");
-        for (int i = 0; i < g->n_outputs; i++) {
-            const otl_value *v = g->outputs[i];
-            shape_text(v, shape, sizeof shape);
-            printf("  %-24s %-8s %s\n", vis(v->name), v->is_tensor ? otl_dtype_name(v->dtype) : "-", shape);
-        }
+        print_values("inputs", g->inputs, g->n_inputs, &init_idx);
+        print_values("outputs", g->outputs, g->n_outputs, NULL);
         printf("parameters: ");
         print_num(stdout, total);
         printf(" total, ");
