@@ -8,16 +8,7 @@
 #include <string.h>
 
 #include "onnxtl_surgery.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
+#include "../common/otl_check.h"
 
 static void add_init(otl_graph *g, const char *name, int64_t r, int64_t c)
 {

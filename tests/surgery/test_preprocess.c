@@ -7,16 +7,7 @@
 #include <string.h>
 
 #include "onnxtl_data.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
+#include "../common/otl_check.h"
 
 /* A model whose only graph input is `dims` (rank 4, -1 = symbolic) of dtype. */
 static otl_model *image_model(int rank, const int64_t *dims, int dtype)

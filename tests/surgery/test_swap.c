@@ -10,16 +10,7 @@
 #include <string.h>
 
 #include "onnxtl_surgery.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                                    \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                   \
-            failures++;                                                                                                \
-        }                                                                                                              \
-    } while (0)
+#include "../common/otl_check.h"
 
 static otl_model *load(const char *dir, const char *name)
 {
@@ -57,9 +48,7 @@ static int run_shape(const otl_model *m, int64_t *d)
     } else {
         fprintf(stderr, "run: %s\n", err.msg);
     }
-    for (int i = 0; i < n_out; i++)
-        otl_tensor_free(outs[i]);
-    free(outs);
+    otl_tensors_free(outs, n_out);
     otl_tensor_free(in);
     otl_session_free(s);
     return ok;
