@@ -1192,6 +1192,10 @@ void otl_quant_report_free(otl_quant_report *r)
         free(r->t[i].scale);
     }
     free(r->t);
+    for (int i = 0; i < r->n_float; i++)
+        free(r->float_node[i]);
+    free(r->float_node);
+    free(r->float_why);
     free(r->model);
     free(r->calib);
     free(r);
@@ -1317,6 +1321,17 @@ void otl_quant_report_json(const otl_quant_report *r, FILE *fp)
         otl_json_obj_end(&j);
     }
     otl_json_arr_end(&j);
+    otl_json_key(&j, "kept_float");
+    otl_json_arr(&j);
+    for (int i = 0; i < r->n_float; i++) {
+        otl_json_obj(&j);
+        otl_json_key(&j, "node");
+        otl_json_str(&j, r->float_node[i]);
+        otl_json_key(&j, "reason");
+        otl_json_str(&j, r->float_why[i]);
+        otl_json_obj_end(&j);
+    }
+    otl_json_arr_end(&j);
     otl_json_obj_end(&j);
     fputc('\n', fp);
 }
@@ -1340,6 +1355,9 @@ void otl_quant_report_print(const otl_quant_report *r, FILE *fp)
                 (long long)t->zero_point, t->rel_err, t->name, t->shared_with ? " = " : "",
                 t->shared_with ? t->shared_with : "");
     }
+    for (int i = 0; i < r->n_float; i++)
+        fprintf(fp, "kept float: %s (%s)\n", r->float_node[i],
+                strcmp(r->float_why[i], "exclude") == 0 ? "--exclude" : "a small first Conv, --conv-min-k");
 }
 
 /* Per activation SQNR over at most 256 calibration items: the quantized model's dequantized
@@ -1496,6 +1514,24 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         rep->seed = q->seed;
         rep->subset = q->calib_samples > 0 && q->calib_samples < otl_dataset_len(qd.d);
         rep->per_channel = info->per_channel;
+        for (int i = 0; i < g->n_nodes && !st; i++) {
+            const otl_node *n = g->nodes[i];
+            if (!is_qtarget(n) || !excluded(g, q, n))
+                continue;
+            char **fn = realloc(rep->float_node, ((size_t)rep->n_float + 1) * sizeof *fn);
+            const char **fw = fn ? realloc(rep->float_why, ((size_t)rep->n_float + 1) * sizeof *fw) : NULL;
+            if (fn)
+                rep->float_node = fn;
+            if (fw)
+                rep->float_why = fw;
+            if (!fn || !fw || !(fn[rep->n_float] = otl_strdup(n->name))) {
+                st = oom(err);
+                break;
+            }
+            fw[rep->n_float++] = otl_glob_list_match(q->exclude, n) ? "exclude" : "conv_min_k";
+        }
+        if (st)
+            goto done;
     }
 
     /* the rewrite */

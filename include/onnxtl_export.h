@@ -119,6 +119,9 @@ typedef struct otl_quant_report {
     int64_t sqnr_samples;
     int n;
     otl_quant_tensor *t;    /* (n): activations, then weights and biases */
+    int n_float;
+    char **float_node;      /* (n_float) Conv/Gemm/MatMul nodes kept in float, and why: */
+    const char **float_why; /* "exclude" (named by --exclude) or "conv_min_k" (a small first Conv) */
 } otl_quant_report;
 
 void otl_quant_report_free(otl_quant_report *r);

@@ -228,6 +228,11 @@ def case_placement(d):
             first = m.graph.node[0]
             pool = [n for n in m.graph.node if n.op_type == "MaxPool" and n.input[0] == first.output[0]]
             relu = [n for n in m.graph.node if n.op_type == "Relu"]
+            r = tl("export", src, "-o", d + "/qr.onnx", "--quantize", "int8", "--calib", d + "/cal.npz", *extra,
+                   "--report", d + "/r.json")
+            kf = json.load(open(d + "/r.json"))["kept_float"] if r.returncode == 0 else None
+            check(kf == [{"node": first.name, "reason": "conv_min_k"}],
+                  "%s: the report lists the first Conv as kept float (%s)" % (tag, kf))
             check(first.op_type == "Conv" and first.input[0] == "input" and
                   prod.get(first.input[1]) is None and len(pool) == 1 and len(relu) == 1 and
                   relu[0].input[0] == pool[0].output[0] and
@@ -508,7 +513,7 @@ def case_report(d):
     j = json.load(open(rep))
     top = {"model": str, "calib": str, "calib_method": str, "percentile": float, "calib_samples": int,
            "calib_subset": bool, "seed": int, "activation_type": str, "weight_type": str, "per_channel": bool,
-           "sqnr_source": str, "sqnr_samples": int, "tensors": list}
+           "sqnr_source": str, "sqnr_samples": int, "tensors": list, "kept_float": list}
     check(all(isinstance(j.get(k), t) for k, t in top.items()), "report: top-level keys and types %s" % sorted(j))
     check(j["calib_method"] == "percentile" and j["percentile"] == 99.999 and j["calib_samples"] == 24,
           "report: method, percentile, samples")
@@ -546,6 +551,14 @@ def case_report(d):
     check(kinds["activation"] == nq, "report: one activation entry per QuantizeLinear (%d)" % nq)
     check("SQNR" in p.stderr and sum(1 for ln in p.stderr.splitlines() if ln.startswith("activation")) ==
           kinds["activation"], "-v: the per-tensor table on stderr")
+    check(j["kept_float"] == [] and "kept float" not in p.stderr, "report: no Conv kept float (K = 27 >= 16)")
+    conv = [n.name for n in fm.graph.node if n.op_type == "Conv"][-1]
+    p = tl("export", src, "-o", d + "/qx.onnx", "--quantize", "int8", "--calib", d + "/cal.npz", "--exclude", conv,
+           "--report", d + "/rx.json", "-v")
+    if p.returncode == 0:
+        kf = json.load(open(d + "/rx.json"))["kept_float"]
+        check(kf == [{"node": conv, "reason": "exclude"}] and ("kept float: %s (--exclude)" % conv) in p.stderr,
+              "report: the --exclude'd Conv listed as kept float (%s)" % kf)
     # usage errors: exit 2, nothing written
     for bad in (["--calib-method", "kl"], ["--seed", "-1"], ["--seed", "x"], ["--report", d + "/u.onnx"]):
         tl("export", src, "-o", d + "/u.onnx", "--quantize", "int8", "--calib", d + "/cal.npz", *bad, expect=2)
