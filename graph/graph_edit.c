@@ -147,6 +147,12 @@ otl_status otl_graph_resort(otl_model *m, otl_error *err)
     return OTL_OK;
 }
 
+/* A subgraph reads an outer name through its nodes or by naming it as one of its outputs. */
+static int body_reads(const otl_graph *b, const char *name)
+{
+    return b && (otl_graph_is_output(b, name) || otl_graph_reads(b, name));
+}
+
 int otl_graph_reads(const otl_graph *g, const char *name)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -154,15 +160,8 @@ int otl_graph_reads(const otl_graph *g, const char *name)
         for (int k = 0; k < n->n_inputs; k++)
             if (strcmp(n->inputs[k], name) == 0)
                 return 1;
-        for (int a = 0; a < n->n_attrs; a++) {
-            if (n->attrs[a].g && otl_graph_reads(n->attrs[a].g, name))
-                return 1;
-            for (size_t s = 0; s < n->attrs[a].n_graphs; s++)
-                if (otl_graph_reads(n->attrs[a].graphs[s], name))
-                    return 1;
-        }
     }
-    return 0;
+    return otl_graph_reads_in_subgraph(g, name);
 }
 
 int otl_graph_reads_in_subgraph(const otl_graph *g, const char *name)
@@ -170,10 +169,10 @@ int otl_graph_reads_in_subgraph(const otl_graph *g, const char *name)
     for (int i = 0; i < g->n_nodes; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
             const otl_attr *at = &g->nodes[i]->attrs[a];
-            if (at->g && otl_graph_reads(at->g, name))
+            if (body_reads(at->g, name))
                 return 1;
             for (size_t s = 0; s < at->n_graphs; s++)
-                if (otl_graph_reads(at->graphs[s], name))
+                if (body_reads(at->graphs[s], name))
                     return 1;
         }
     return 0;

@@ -20,9 +20,10 @@ char *otl_graph_fresh_name(const otl_graph *g, const char *base);
 /* Replace the malloc'd string *slot by a copy of v; 0 when out of memory. */
 int otl_set_str(char **slot, const char *v);
 
-/* Whether any node of g, or of its subgraphs (If/Loop/Scan bodies), reads `name`. */
+/* Whether any node of g, or a subgraph of them (If/Loop/Scan body: its nodes or its outputs, an
+ * outer-scope reference), reads `name`. Conservative: a body's own tensor of that name counts. */
 int otl_graph_reads(const otl_graph *g, const char *name);
-/* Whether a subgraph (If/Loop/Scan body) of any node of g reads `name`. */
+/* Whether a subgraph (If/Loop/Scan body) of any node of g reads `name` (as otl_graph_reads). */
 int otl_graph_reads_in_subgraph(const otl_graph *g, const char *name);
 /* Number of top-level node inputs of g reading `name`; 1000 when a subgraph reads it. */
 int otl_graph_n_reads(const otl_graph *g, const char *name);

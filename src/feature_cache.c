@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "onnxtl.h"
+#include "graph/graph_edit.h"
 #include "src/feature_cache.h"
 #include "src/util.h"
 
@@ -79,47 +80,7 @@ static otl_status pad_nodes(otl_graph *g, const unsigned char *drop)
 
 int otl_fcache_reads(const otl_graph *g, const char *name)
 {
-    for (int j = 0; j < g->n_outputs; j++)
-        if (strcmp(g->outputs[j]->name, name) == 0)
-            return 1;
-    for (int j = 0; j < g->n_nodes; j++) {
-        const otl_node *n = g->nodes[j];
-        for (int q = 0; q < n->n_inputs; q++)
-            if (strcmp(n->inputs[q], name) == 0)
-                return 1;
-        for (int a = 0; a < n->n_attrs; a++) {
-            if (n->attrs[a].g && otl_fcache_reads(n->attrs[a].g, name))
-                return 1;
-            for (size_t k = 0; k < n->attrs[a].n_graphs; k++)
-                if (n->attrs[a].graphs[k] && otl_fcache_reads(n->attrs[a].graphs[k], name))
-                    return 1;
-        }
-    }
-    return 0;
-}
-
-/* Drop initializers (and their graph inputs) that no node reads any more (also inside If/Loop
- * bodies): an unread float initializer would count as a trainable parameter of the cut model. */
-static void drop_unread_inits(otl_graph *g)
-{
-    int k = 0;
-    for (int i = 0; i < g->n_inits; i++) {
-        const char *name = g->inits[i]->name;
-        if (otl_fcache_reads(g, name)) {
-            g->inits[k++] = g->inits[i];
-            continue;
-        }
-        int m = 0;
-        for (int j = 0; j < g->n_inputs; j++) {
-            if (strcmp(g->inputs[j]->name, name) == 0)
-                otl_value_free(g->inputs[j]);
-            else
-                g->inputs[m++] = g->inputs[j];
-        }
-        g->n_inputs = m;
-        otl_tensor_free(g->inits[i]);
-    }
-    g->n_inits = k;
+    return otl_graph_is_output(g, name) || otl_graph_reads(g, name);
 }
 
 /* Remove the nodes whose outputs nothing reads any more (e.g. the Identity nodes on backbone
@@ -308,8 +269,10 @@ otl_status otl_fcache_plan(const otl_model *m, const char *input, const otl_trai
         st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
         goto done;
     }
-    drop_unread_inits(cg);
-    drop_unread_inits(pg);
+    /* unread initializers go (also inside If/Loop bodies): an unread float initializer would count
+     * as a trainable parameter of the cut model */
+    otl_graph_drop_unused_inits(cg, NULL);
+    otl_graph_drop_unused_inits(pg, NULL);
     if ((st = otl_model_validate(cm, err)) || (st = otl_model_validate(pm, err)))
         goto done;
     if (!(*frontier = otl_strdup(T))) {
