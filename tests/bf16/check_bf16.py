@@ -33,14 +33,9 @@ import shutil
 import subprocess
 import sys
 
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok      " if cond else "FAILED  ") + what)
-    if not cond:
-        FAILED.append(what)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check  # noqa: E402
 
 
 def run(cmd, env=None, **kw):
@@ -241,8 +236,7 @@ def main():
              int(opts.get("--seed", "1")), float(opts.get("--tolerance", "1")))
     else:
         sys.exit(__doc__)
-    print("%d check(s) failed" % len(FAILED) if FAILED else "all checks passed")
-    return 1 if FAILED else 0
+    return otl_test.finish()
 
 
 if __name__ == "__main__":

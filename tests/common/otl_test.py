@@ -103,8 +103,9 @@ def bn_data(path, n, seed=0):
 
 
 def npy_name(name):
-    """The file `onnx-tl run` and tests/ort/ort_run.js write a tensor to: DIR/<this>.npy."""
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    """The file `onnx-tl run`/`grad` and tests/ort/ort_run.js write a tensor to: DIR/<this>.npy
+    (characters outside [A-Za-z0-9._-] replaced by '_')."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
 
 
 def finish():

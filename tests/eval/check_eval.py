@@ -19,14 +19,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from make_metrics_goldens import prfs  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check  # noqa: E402
+
 ONNX_TL, NODE, ORT_DIR, DATA, WORK = sys.argv[1:6]
-FAILS = []
-
-
-def check(cond, msg):
-    if not cond:
-        FAILS.append(msg)
-        print('FAIL', msg)
 
 
 def run(args, expect_rc=0):
@@ -340,11 +337,7 @@ def main():
     case = sys.argv[6]
     os.makedirs(WORK, exist_ok=True)
     globals()['case_' + case]()
-    if FAILS:
-        print(f'{case}: {len(FAILS)} failure(s)')
-        return 1
-    print(f'{case}: ok')
-    return 0
+    return otl_test.finish()
 
 
 if __name__ == '__main__':

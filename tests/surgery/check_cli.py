@@ -30,21 +30,15 @@ except ImportError as e:
     sys.stderr.write(f"check_cli.py: missing python module ({e})\n")
     sys.exit(1)
 
-FAILS = []
-
-
-def check(cond, msg):
-    if not cond:
-        FAILS.append(msg)
-        sys.stderr.write(f"FAIL: {msg}\n")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import otl_test  # noqa: E402
+from otl_test import check, npy_name  # noqa: E402
 
 
 def tl(args, *a, expect=0):
     p = subprocess.run([args.onnx_tl] + list(a), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
     out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-    if p.returncode != expect:
-        FAILS.append(f"{' '.join(a)}: exit {p.returncode}, expected {expect}: {err.strip()[-800:]}")
-        sys.stderr.write(f"FAIL: {FAILS[-1]}\n")
+    check(p.returncode == expect, f"{' '.join(a)}: exit {p.returncode}, expected {expect}: {err.strip()[-800:]}")
     return out, err
 
 
@@ -93,10 +87,6 @@ def frozen_of(path):
     m = onnx.load(path)
     meta = {p.key: p.value for p in m.metadata_props}
     return set(meta["onnx_tl.frozen"].split("\n")) if meta.get("onnx_tl.frozen") else set(), m
-
-
-def sanitize(name):
-    return "".join(c if (c.isascii() and (c.isalnum() or c in "._-")) else "_" for c in name)
 
 
 def part_freeze(args, wd):
@@ -185,7 +175,7 @@ def part_freeze(args, wd):
         tl(args, "grad", model, "--input", "input=" + os.path.join(wd, "x.npy"), "--target",
            os.path.join(wd, "y.npy"), "-o", gd)
         got = set(os.listdir(os.path.join(gd, "grad"))) if os.path.isdir(os.path.join(gd, "grad")) else set()
-        check(got == {sanitize(p) + ".npy" for p in trainable}, f"grad {tag}: wrote {sorted(got)}")
+        check(got == {npy_name(p) + ".npy" for p in trainable}, f"grad {tag}: wrote {sorted(got)}")
 
     # swap-head again: the old head's marks are dropped, the new head is trainable
     frozen_head = os.path.join(wd, "frozen_head.onnx")
@@ -318,11 +308,7 @@ def main():
     shutil.rmtree(wd, ignore_errors=True)
     os.makedirs(wd)
     {"freeze": part_freeze, "meta": part_meta, "errors": part_errors}[args.part](args, wd)
-    if FAILS:
-        sys.stderr.write(f"check_cli.py {args.part}: {len(FAILS)} failure(s)\n")
-        return 1
-    print(f"check_cli.py {args.part}: ok")
-    return 0
+    return otl_test.finish()
 
 
 if __name__ == "__main__":
