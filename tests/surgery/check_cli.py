@@ -62,16 +62,7 @@ def upstream_params(model, tensors, extra_nodes=()):
     """Parameters read by the nodes needed to compute `tensors` (plus extra nodes)."""
     g = model.graph
     prod = {o: n for n in g.node for o in n.output}
-    need, seen, nodes = list(tensors), set(), list(extra_nodes)
-    while need:
-        t = need.pop()
-        if t in seen or t not in prod:
-            continue
-        seen.add(t)
-        nodes.append(prod[t])
-        need.extend(prod[t].input)
-    for n in extra_nodes:
-        need.extend(n.input)
+    need, seen, nodes = list(tensors) + [i for n in extra_nodes for i in n.input], set(), list(extra_nodes)
     while need:
         t = need.pop()
         if t in seen or t not in prod:
