@@ -115,6 +115,13 @@ int cli_flag(const cli_args *a, const char *name)
     return cli_get(a, name) != NULL;
 }
 
+otl_status cli_flush_stdout(otl_error *err)
+{
+    if (fflush(stdout) != 0)
+        return otl_error_set(err, OTL_ERR_IO, "cannot write to standard output");
+    return OTL_OK;
+}
+
 int cli_fail(const otl_error *err)
 {
     fprintf(stderr, "onnx-tl: %s\n", err->msg[0] ? err->msg : "unknown error");

@@ -43,6 +43,8 @@ int cli_threads(const cli_args *a, const char *usage, int *threads);
  * "<cmd>: --<name> must be a positive integer, got '...'" (no "<cmd>: " when cmd is NULL). */
 int cli_count(const cli_args *a, const char *usage, const char *cmd, const char *name, long max, long *v);
 
+/* fflush(stdout); OTL_ERR_IO "cannot write to standard output" when it fails (disk full, closed pipe). */
+otl_status cli_flush_stdout(otl_error *err);
 /* mkdir -p; 0 (error recorded) on failure. */
 int cli_make_dir(const char *dir, otl_error *err);
 /* --input NAME=FILE options into parallel arrays (names[i] points at "NAME=FILE"). */

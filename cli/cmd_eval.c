@@ -409,10 +409,8 @@ int cmd_eval(int argc, char **argv)
         print_json(&r, model, data, r.mt.n_classes > 5);
     else
         print_text(&r, model, data, r.mt.n_classes > 5);
-    if (fflush(stdout) != 0) {
-        otl_error_set(&err, OTL_ERR_IO, "cannot write to standard output");
+    if (cli_flush_stdout(&err))
         goto fail;
-    }
     goto done;
 fail:
     status = cli_fail(&err);

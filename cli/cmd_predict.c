@@ -317,10 +317,8 @@ int cmd_predict(int argc, char **argv)
             putchar('\n');
         }
     }
-    if (fflush(stdout) != 0) {
-        otl_error_set(&err, OTL_ERR_IO, "cannot write to standard output");
+    if (cli_flush_stdout(&err))
         goto fail;
-    }
     goto done;
 fail:
     status = cli_fail(&err);
