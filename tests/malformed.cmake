@@ -8,12 +8,6 @@
 #   fuzz.load         (OTL_FUZZ=ON, clang) libFuzzer over the loader for 15 s from tests/fuzz/seed;
 #                     fails on any crash, sanitizer report, leak, timeout or out-of-memory.
 set(_otl_mf_src ${CMAKE_CURRENT_LIST_DIR})
-if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
-  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
-endif()
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
 
 add_test(NAME malformed.corpus
          COMMAND ${PYTHON} ${_otl_mf_src}/malformed/run_malformed.py ${ONNX_TL}

@@ -21,12 +21,6 @@
 # zoo cases (OTL_TORCHGRAD_ZOO_CASES).
 
 set(_otl_tg_src ${CMAKE_CURRENT_LIST_DIR}/torchgrad)
-if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
-  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
-endif()
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
 
 set(OTL_TORCHGRAD_CASES
   loss_ce loss_ce_smoothing loss_mse loss_softmax_probs
