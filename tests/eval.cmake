@@ -7,9 +7,6 @@
 #                  top-k ranking, stored labels parsing
 
 set(_otl_eval_src ${CMAKE_CURRENT_LIST_DIR}/eval)
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
 
 add_executable(test_metrics ${_otl_eval_src}/test_metrics.c)
 target_link_libraries(test_metrics PRIVATE onnxtl)

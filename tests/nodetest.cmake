@@ -46,9 +46,6 @@ set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${_otl_nt_include})
 
 # The runner itself: wrong values, shapes, dtypes, NaN, tolerances, data-set order, positional
 # inputs, discovery with a skip list (tests/nodetest/selftest.py builds the cases).
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
 add_test(NAME nodetest.selftest
   COMMAND ${PYTHON} ${_otl_nt_dir}/selftest.py $<TARGET_FILE:otl_nodetest>
           ${CMAKE_CURRENT_BINARY_DIR}/nodetest_selftest)

@@ -7,9 +7,6 @@
 # Both carry the label "asan" so that the sanitizer build (make asan-test) runs them.
 
 set(_otl_unit_dir ${CMAKE_CURRENT_LIST_DIR}/unit)
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
 
 add_executable(test_npy ${_otl_unit_dir}/test_npy.c)
 target_link_libraries(test_npy PRIVATE onnxtl)
