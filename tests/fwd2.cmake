@@ -10,12 +10,7 @@
 #                 oneDNN reference kernel in either mode; outputs of both modes agree within 1e-5
 #                 (parity.zoo checks the default mode against ONNX Runtime)
 
-if(NOT DEFINED PYTHON OR PYTHON STREQUAL "")
-  set(PYTHON /usr/bin/python3)
-endif()
-if(NOT DEFINED ONNX_TL OR ONNX_TL STREQUAL "")
-  set(ONNX_TL $<TARGET_FILE:onnx-tl>)
-endif()
+# PYTHON and ONNX_TL come from tests/CMakeLists.txt.
 set(_otl_fwd2_zoo ${CMAKE_BINARY_DIR}/zoo)
 set(_otl_fwd2_td ${CMAKE_CURRENT_LIST_DIR}/../testdata/models)
 
