@@ -17,97 +17,6 @@
 #include "src/strmap.h"
 #include "src/util.h"
 
-static const char *fname(const otl_model *m)
-{
-    return m->path ? m->path : "model";
-}
-
-static otl_status oom(otl_error *err)
-{
-    return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
-}
-
-static int is_default(const otl_node *n)
-{
-    return !n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
-}
-
-static int is_graph_input(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_inputs; i++)
-        if (strcmp(g->inputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-static int is_graph_output(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_outputs; i++)
-        if (strcmp(g->outputs[i]->name, name) == 0)
-            return 1;
-    return 0;
-}
-
-/* Whether a subgraph of any node of g reads `name`. */
-static int read_in_subgraph(const otl_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int a = 0; a < g->nodes[i]->n_attrs; a++) {
-            const otl_attr *at = &g->nodes[i]->attrs[a];
-            if (at->g && otl_graph_reads(at->g, name))
-                return 1;
-            for (size_t s = 0; s < at->n_graphs; s++)
-                if (otl_graph_reads(at->graphs[s], name))
-                    return 1;
-        }
-    return 0;
-}
-
-/* Number of top-level node inputs reading `name` (a subgraph read counts as many). */
-static int n_reads(const otl_graph *g, const char *name)
-{
-    if (read_in_subgraph(g, name))
-        return 1000;
-    int c = 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_inputs; k++)
-            c += strcmp(g->nodes[i]->inputs[k], name) == 0;
-    return c;
-}
-
-/* A float initializer of g named `name` that is not overridable (not a graph input). */
-static otl_tensor *const_float(const otl_graph *g, const char *name)
-{
-    otl_tensor *t = *name ? otl_graph_find_init(g, name) : NULL;
-    if (!t || t->dtype != OTL_DTYPE_FLOAT || !t->data || is_graph_input(g, name) ||
-        t->nbytes != (size_t)t->numel * sizeof(float))
-        return NULL;
-    return t;
-}
-
-/* Remove the initializers nothing reads any more (the float weights replaced by int8 ones), with
- * their IR < 4 graph-input entries. */
-static void drop_unused_inits(otl_graph *g)
-{
-    int w = 0;
-    for (int i = 0; i < g->n_inits; i++) {
-        otl_tensor *t = g->inits[i];
-        if (otl_graph_reads(g, t->name) || is_graph_output(g, t->name)) {
-            g->inits[w++] = t;
-            continue;
-        }
-        for (int k = 0; k < g->n_inputs; k++)
-            if (strcmp(g->inputs[k]->name, t->name) == 0) {
-                otl_value_free(g->inputs[k]);
-                memmove(&g->inputs[k], &g->inputs[k + 1], (size_t)(g->n_inputs - k - 1) * sizeof *g->inputs);
-                g->n_inputs--;
-                break;
-            }
-        otl_tensor_free(t);
-    }
-    g->n_inits = w;
-}
-
 /* ---------------------------------------------------------------- node roles */
 
 enum { ROLE_NONE, ROLE_COMPUTE, ROLE_ACT, ROLE_MOVE, ROLE_OTHER };
@@ -119,18 +28,18 @@ static int op_is(const otl_node *n, const char *op)
 
 static int is_qtarget(const otl_node *n)
 {
-    return is_default(n) && (op_is(n, "Conv") || op_is(n, "Gemm") || op_is(n, "MatMul"));
+    return otl_node_is_onnx(n) && (op_is(n, "Conv") || op_is(n, "Gemm") || op_is(n, "MatMul"));
 }
 
 static int is_other(const otl_node *n)
 {
-    return is_default(n) && (op_is(n, "Add") || op_is(n, "Concat") || op_is(n, "GlobalAveragePool") ||
+    return otl_node_is_onnx(n) && (op_is(n, "Add") || op_is(n, "Concat") || op_is(n, "GlobalAveragePool") ||
                              op_is(n, "AveragePool"));
 }
 
 static int is_move(const otl_node *n)
 {
-    return is_default(n) && n->n_outputs >= 1 &&
+    return otl_node_is_onnx(n) && n->n_outputs >= 1 &&
            ((op_is(n, "MaxPool") && (n->n_outputs == 1 || !*n->outputs[1])) || op_is(n, "Reshape") ||
             op_is(n, "Flatten") || op_is(n, "Transpose") || op_is(n, "Squeeze") || op_is(n, "Unsqueeze"));
 }
@@ -152,11 +61,11 @@ static int excludable(const otl_graph *g, const otl_node *n)
 static int small_conv(const otl_graph *g, const otl_quant_opts *q, const otl_node *n)
 {
     int min_k = q->conv_min_k ? q->conv_min_k : OTL_QUANT_CONV_MIN_K;
-    if (min_k <= 0 || !is_default(n) || !op_is(n, "Conv"))
+    if (min_k <= 0 || !otl_node_is_onnx(n) || !op_is(n, "Conv"))
         return 0;
     const otl_attr *gr = otl_node_attr(n, "group");
-    const otl_tensor *w = n->n_inputs > 1 ? const_float(g, n->inputs[1]) : NULL;
-    if ((gr && gr->i != 1) || !w || w->rank < 3 || n->n_inputs < 1 || !is_graph_input(g, n->inputs[0]))
+    const otl_tensor *w = n->n_inputs > 1 ? otl_graph_const_float(g, n->inputs[1]) : NULL;
+    if ((gr && gr->i != 1) || !w || w->rank < 3 || n->n_inputs < 1 || !otl_graph_is_input(g, n->inputs[0]))
         return 0;
     int64_t k = 1;
     for (int i = 1; i < w->rank; i++)
@@ -180,13 +89,13 @@ static otl_status infer_dtypes(const otl_graph *g, const int *order, otl_strmap 
     for (int i = 0; i < g->n_nodes; i++)
         cap += g->nodes[i]->n_outputs;
     if (!otl_strmap_init(dt, (size_t)cap * 2))
-        return oom(err);
+        return otl_oom(err);
     for (int i = 0; i < g->n_inputs; i++)
         if (g->inputs[i]->has_type && g->inputs[i]->is_tensor && !otl_strmap_put(dt, g->inputs[i]->name, g->inputs[i]->dtype))
-            return oom(err);
+            return otl_oom(err);
     for (int i = 0; i < g->n_inits; i++)
         if (!otl_strmap_put(dt, g->inits[i]->name, g->inits[i]->dtype))
-            return oom(err);
+            return otl_oom(err);
     for (int k = 0; k < g->n_nodes; k++) {
         const otl_node *n = g->nodes[order[k]];
         for (int o = 0; o < n->n_outputs; o++) {
@@ -198,7 +107,7 @@ static otl_status infer_dtypes(const otl_graph *g, const int *order, otl_strmap 
             const char *x0 = n->n_inputs > 0 ? n->inputs[0] : "";
             if (v && v->has_type && v->is_tensor)
                 t = v->dtype;
-            else if (!is_default(n))
+            else if (!otl_node_is_onnx(n))
                 t = -1;
             else if (op_is(n, "Cast")) {
                 const otl_attr *a = otl_node_attr(n, "to");
@@ -225,7 +134,7 @@ static otl_status infer_dtypes(const otl_graph *g, const int *order, otl_strmap 
                     t = otl_strmap_get(dt, x0, -1);
             }
             if (!otl_strmap_put(dt, y, t))
-                return oom(err);
+                return otl_oom(err);
         }
     }
     return OTL_OK;
@@ -427,7 +336,7 @@ static int act_mark(qctx *c, const char *name, int root, const char *producer, o
     qact *a = &c->a[c->na];
     memset(a, 0, sizeof *a);
     if (!(a->name = otl_strdup(name)) || !(a->producer = otl_strdup(producer ? producer : ""))) {
-        oom(err);
+        otl_oom(err);
         return -1;
     }
     a->root = root >= 0 ? c->a[root].root : c->na;
@@ -435,7 +344,7 @@ static int act_mark(qctx *c, const char *name, int root, const char *producer, o
     a->vmax = -INFINITY;
     a->out_idx = -1;
     if (!otl_strmap_put(&c->idx, a->name, c->na)) {
-        oom(err);
+        otl_oom(err);
         return -1;
     }
     c->na++;
@@ -446,7 +355,7 @@ static int act_mark(qctx *c, const char *name, int root, const char *producer, o
  * initializer, not read inside a subgraph. */
 static int quantizable(const qctx *c, const char *name, int untyped_ok)
 {
-    if (!*name || otl_graph_find_init(c->g, name) || read_in_subgraph(c->g, name))
+    if (!*name || otl_graph_find_init(c->g, name) || otl_graph_reads_in_subgraph(c->g, name))
         return 0;
     int t = otl_strmap_get(&c->dt, name, -1);
     return t == OTL_DTYPE_FLOAT || (t < 0 && untyped_ok);
@@ -493,7 +402,7 @@ static int clip_range(const otl_graph *g, const otl_node *n, double *mn, double 
         if (!*n->inputs[s])
             continue;
         const otl_tensor *t = otl_graph_resolve_init(g, n->inputs[s]);
-        if (!t || t->dtype != OTL_DTYPE_FLOAT || t->numel != 1 || !t->data || is_graph_input(g, t->name))
+        if (!t || t->dtype != OTL_DTYPE_FLOAT || t->numel != 1 || !t->data || otl_graph_is_input(g, t->name))
             return 0;
         *(s == 1 ? mn : mx) = ((const float *)t->data)[0];
     }
@@ -504,14 +413,14 @@ static int clip_range(const otl_graph *g, const otl_node *n, double *mn, double 
 static int foldable_act(const qctx *c, const char *y)
 {
     const otl_graph *g = c->g;
-    if (is_graph_output(g, y) || n_reads(g, y) != 1)
+    if (otl_graph_is_output(g, y) || otl_graph_n_reads(g, y) != 1)
         return -1;
     for (int i = 0; i < g->n_nodes; i++) {
         const otl_node *r = g->nodes[i];
         double mn, mx;
-        if (r->n_inputs >= 1 && strcmp(r->inputs[0], y) == 0 && is_default(r) && r->n_outputs == 1 &&
+        if (r->n_inputs >= 1 && strcmp(r->inputs[0], y) == 0 && otl_node_is_onnx(r) && r->n_outputs == 1 &&
             (op_is(r, "Relu") || op_is(r, "Clip")) && *r->outputs[0] && clip_range(g, r, &mn, &mx) && mn <= 0 &&
-            !read_in_subgraph(g, r->outputs[0]))
+            !otl_graph_reads_in_subgraph(g, r->outputs[0]))
             return i;
     }
     return -1;
@@ -564,11 +473,11 @@ static otl_status place(qctx *c, const int *order, int *n_nodes, otl_error *err)
                     changed |= st;
                 }
                 const char *y = n->outputs[0];
-                if ((op_is(n, "Gemm") || op_is(n, "MatMul")) && is_graph_output(g, y))
+                if ((op_is(n, "Gemm") || op_is(n, "MatMul")) && otl_graph_is_output(g, y))
                     continue;
                 if (otl_strmap_get(&c->dt, y, -1) != OTL_DTYPE_FLOAT && !is_qtarget(n))
                     continue;
-                if (read_in_subgraph(g, y))
+                if (otl_graph_reads_in_subgraph(g, y))
                     continue;
                 int f = foldable_act(c, y);
                 if (f >= 0 && !c->fold[f]) {
@@ -580,7 +489,7 @@ static otl_status place(qctx *c, const int *order, int *n_nodes, otl_error *err)
                     return err->code;
                 changed |= st;
             } else if (is_move(n) && n->n_inputs >= 1 && act_find(c, n->inputs[0]) >= 0 && *n->outputs[0] &&
-                       !read_in_subgraph(g, n->outputs[0]) && !otl_graph_find_init(g, n->outputs[0]) &&
+                       !otl_graph_reads_in_subgraph(g, n->outputs[0]) && !otl_graph_find_init(g, n->outputs[0]) &&
                        move_needed(c, n->outputs[0], 0)) {
                 int st = act_mark(c, n->outputs[0], act_find(c, n->inputs[0]), n->name, err);
                 if (st < 0)
@@ -606,13 +515,14 @@ static otl_status commute_pools(qctx *c, otl_error *err)
     otl_graph *g = c->g;
     for (int pi = 0; pi < g->n_nodes; pi++) {
         otl_node *p = g->nodes[pi];
-        if (!is_default(p) || !op_is(p, "MaxPool") || p->n_inputs != 1 || p->n_outputs != 1 || !*p->outputs[0] ||
+        if (!otl_node_is_onnx(p) || !op_is(p, "MaxPool") || p->n_inputs != 1 || p->n_outputs != 1 || !*p->outputs[0] ||
             act_find(c, p->outputs[0]) < 0 || act_find(c, p->inputs[0]) >= 0)
             continue;
         int ri = otl_graph_producer(g, p->inputs[0]);
         otl_node *r = ri >= 0 ? g->nodes[ri] : NULL;
-        if (!r || !is_default(r) || r->n_outputs != 1 || r->n_inputs < 1 || !(op_is(r, "Relu") || op_is(r, "Clip")) ||
-            is_graph_output(g, r->outputs[0]) || n_reads(g, r->outputs[0]) != 1 || read_in_subgraph(g, r->outputs[0]))
+        if (!r || !otl_node_is_onnx(r) || r->n_outputs != 1 || r->n_inputs < 1 ||
+            !(op_is(r, "Relu") || op_is(r, "Clip")) || otl_graph_is_output(g, r->outputs[0]) ||
+            otl_graph_n_reads(g, r->outputs[0]) != 1 || otl_graph_reads_in_subgraph(g, r->outputs[0]))
             continue;
         /* x -> Relu -> t -> MaxPool -> y   becomes   x -> MaxPool -> t -> Relu -> y (t changes shape) */
         char *t = r->outputs[0];
@@ -631,7 +541,7 @@ static otl_status commute_pools(qctx *c, otl_error *err)
         qact *a = &c->a[act_find(c, r->outputs[0])];
         char *prod = otl_strdup(r->name);
         if (!prod)
-            return oom(err);
+            return otl_oom(err);
         free(a->producer);
         a->producer = prod;
     }
@@ -658,7 +568,7 @@ static otl_status pick_items(const otl_quant_opts *q, int64_t len, int64_t **out
 {
     int64_t *all = malloc(((size_t)len + 1) * sizeof *all);
     if (!all)
-        return oom(err);
+        return otl_oom(err);
     for (int64_t i = 0; i < len; i++)
         all[i] = i;
     *n = len;
@@ -691,7 +601,7 @@ static otl_status expose(const otl_model *m, qact *a, int na, const char *const 
             *input = c->graph->inputs[i];
     if (!*input) {
         otl_model_free(c);
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input to calibrate", fname(m));
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no data input to calibrate", otl_model_file(m));
     }
     for (int i = 0; i < na; i++) {
         const char *nm = names ? names[i] : a[i].name;
@@ -709,7 +619,7 @@ static otl_status expose(const otl_model *m, qact *a, int na, const char *const 
         if (!v || otl_graph_add_output(c->graph, v)) {
             otl_value_free(v);
             otl_model_free(c);
-            return oom(err);
+            return otl_oom(err);
         }
         a[i].out_idx = c->graph->n_outputs - 1;
     }
@@ -757,7 +667,7 @@ static otl_status qdata_open(qdata *qd, const otl_model *m, const otl_quant_opts
         qd->b = qd->n > 0 ? qd->n : 1;
     qd->sb = otl_dataset_sample_bytes(qd->d);
     if (!(qd->x = malloc((size_t)qd->b * qd->sb + 1)))
-        return oom(err);
+        return otl_oom(err);
     return OTL_OK;
 }
 
@@ -770,7 +680,7 @@ static otl_status qdata_run(qdata *qd, otl_session *s, const char *input, int64_
     qd->sdims[0] = nb;
     otl_tensor *in = otl_tensor_new(input, qd->sdtype, qd->srank + 1, qd->sdims);
     if (!in)
-        return oom(err);
+        return otl_oom(err);
     in->data = qd->x;
     in->nbytes = (size_t)nb * qd->sb;
     const otl_tensor *ins[1] = {in};
@@ -778,13 +688,6 @@ static otl_status qdata_run(qdata *qd, otl_session *s, const char *input, int64_
     in->data = NULL;
     otl_tensor_free(in);
     return st;
-}
-
-static void free_outs(otl_tensor **outs, int n)
-{
-    for (int k = 0; k < n; k++)
-        otl_tensor_free(outs[k]);
-    free(outs);
 }
 
 /* The float values of tensor a in one batch (NULL when not float). */
@@ -810,7 +713,7 @@ static otl_status calibrate(qctx *c, qdata *qd, otl_session *s, const char *inpu
     int hist = c->q->calib_method != OTL_CALIB_MINMAX;
     for (int i = 0; i < c->na; i++)
         if (hist && c->a[i].root == i && !(c->a[i].h = calloc(1, sizeof *c->a[i].h)))
-            return oom(err);
+            return otl_oom(err);
     for (int64_t start = 0; start < qd->n; start += qd->b) {
         int64_t nb = qd->n - start < qd->b ? qd->n - start : qd->b;
         otl_tensor **outs = NULL;
@@ -824,9 +727,9 @@ static otl_status calibrate(qctx *c, qdata *qd, otl_session *s, const char *inpu
             int64_t n = 0;
             const float *v = values_of(qd, a, outs, n_outs, nb, &n);
             if (!v) {
-                free_outs(outs, n_outs);
+                otl_tensors_free(outs, n_outs);
                 return otl_error_set(err, OTL_ERR_UNSUPPORTED, "%s: tensor '%s' to quantize is not float",
-                                     fname(c->m), a->name);
+                                     otl_model_file(c->m), a->name);
             }
             float mn = INFINITY, mx = -INFINITY;
             for (int64_t k = 0; k < n; k++)
@@ -843,7 +746,7 @@ static otl_status calibrate(qctx *c, qdata *qd, otl_session *s, const char *inpu
             if (a->h && mn <= mx)
                 hist_add(a->h, v, n, fabsf(mn) > fabsf(mx) ? fabsf(mn) : fabsf(mx));
         }
-        free_outs(outs, n_outs);
+        otl_tensors_free(outs, n_outs);
     }
     for (int i = 0; i < c->na; i++) {
         qact *a = &c->a[i];
@@ -865,24 +768,6 @@ static otl_status calibrate(qctx *c, qdata *qd, otl_session *s, const char *inpu
 
 /* ---------------------------------------------------------------- graph rewrite */
 
-/* Add an initializer named after base (fresh); data copied. */
-static otl_tensor *add_init(otl_graph *g, const char *base, int dtype, int rank, const int64_t *dims,
-                            const void *data, size_t nbytes, const char *ext, otl_error *err)
-{
-    char *name = otl_graph_fresh_name(g, base);
-    otl_tensor *t = name ? otl_tensor_new(name, dtype, rank, dims) : NULL;
-    free(name);
-    if (!t || !(t->data = malloc(nbytes ? nbytes : 1)) || (ext && !(t->ext_location = otl_strdup(ext))) ||
-        otl_graph_add_init(g, t)) {
-        otl_tensor_free(t);
-        oom(err);
-        return NULL;
-    }
-    memcpy(t->data, data, nbytes);
-    t->nbytes = nbytes;
-    return t;
-}
-
 /* Append op(in[0..3)) -> output; the output is `outname` when given, else fresh "<base>_(de)quantized";
  * *out receives the output name (owned by the node). */
 static otl_status add_q_node(otl_graph *g, const char *op, const char *const *in, const char *base, int axis,
@@ -902,7 +787,7 @@ static otl_status add_q_node(otl_graph *g, const char *op, const char *const *in
     free(oname);
     if (bad || otl_graph_add_node(g, n)) {
         otl_node_free(n);
-        return oom(err);
+        return otl_oom(err);
     }
     *out = n->outputs[0];
     return OTL_OK;
@@ -929,7 +814,7 @@ static otl_status fold_acts(qctx *c, otl_quant_info *info, otl_error *err)
     int n0 = g->n_nodes;
     char *drop = calloc((size_t)n0 + 1, 1);
     if (!drop)
-        return oom(err);
+        return otl_oom(err);
     for (int i = 0; i < n0; i++) {
         if (!c->fold[i])
             continue;
@@ -946,7 +831,7 @@ static otl_status fold_acts(qctx *c, otl_quant_info *info, otl_error *err)
         for (int k = 0; k < pn->n_outputs; k++)
             if (strcmp(pn->outputs[k], r->inputs[0]) == 0 && !otl_set_str(&pn->outputs[k], r->outputs[0])) {
                 free(drop);
-                return oom(err);
+                return otl_oom(err);
             }
         drop[i] = 1;
         info->n_folded++;
@@ -974,11 +859,12 @@ static otl_status insert_pairs(qctx *c, otl_error *err)
         act_params(a);
         char base[600];
         snprintf(base, sizeof base, "%s_scale", a->name);
-        otl_tensor *ts = add_init(g, base, OTL_DTYPE_FLOAT, 0, NULL, &a->scale, sizeof a->scale, NULL, err);
+        otl_tensor *ts =
+            otl_graph_add_init_copy(g, base, OTL_DTYPE_FLOAT, 0, NULL, &a->scale, sizeof a->scale, NULL, err);
         snprintf(base, sizeof base, "%s_zero_point", a->name);
-        otl_tensor *tz = ts ? add_init(g, base, OTL_DTYPE_UINT8, 0, NULL, &a->zp, 1, NULL, err) : NULL;
+        otl_tensor *tz = ts ? otl_graph_add_init_copy(g, base, OTL_DTYPE_UINT8, 0, NULL, &a->zp, 1, NULL, err) : NULL;
         if (!tz || !(a->scale_name = otl_strdup(ts->name)) || !(a->zp_name = otl_strdup(tz->name)))
-            return tz ? oom(err) : err->code;
+            return tz ? otl_oom(err) : err->code;
     }
     int n0 = g->n_nodes;
     for (int i = 0; i < c->na; i++) {
@@ -990,7 +876,7 @@ static otl_status insert_pairs(qctx *c, otl_error *err)
         }
         const char *src = a->name, *q, *dq;
         char *renamed = NULL;
-        int out = is_graph_output(g, a->name);
+        int out = otl_graph_is_output(g, a->name);
         if (out) {
             /* the producer writes "<name>_float"; the DequantizeLinear writes the graph output */
             int p = otl_graph_producer(g, a->name);
@@ -999,12 +885,12 @@ static otl_status insert_pairs(qctx *c, otl_error *err)
             if (p < 0)
                 continue;   /* a graph input passed through as output: left alone */
             if (!(renamed = otl_graph_fresh_name(g, base)))
-                return oom(err);
+                return otl_oom(err);
             otl_node *pn = g->nodes[p];
             for (int k = 0; k < pn->n_outputs; k++)
                 if (strcmp(pn->outputs[k], a->name) == 0 && !otl_set_str(&pn->outputs[k], renamed)) {
                     free(renamed);
-                    return oom(err);
+                    return otl_oom(err);
                 }
             /* readers of the output keep reading it: it is now the dequantized value */
             src = renamed;
@@ -1018,14 +904,14 @@ static otl_status insert_pairs(qctx *c, otl_error *err)
         if (st)
             return st;
         if (!(a->dq = otl_strdup(dq)))
-            return oom(err);
+            return otl_oom(err);
         if (out)
             continue;
         for (int j = 0; j < n0; j++) {
             otl_node *n = g->nodes[j];
             for (int k = 0; k < n->n_inputs; k++)
                 if (strcmp(n->inputs[k], a->name) == 0 && !otl_set_str(&n->inputs[k], a->dq))
-                    return oom(err);
+                    return otl_oom(err);
         }
     }
     return OTL_OK;
@@ -1043,7 +929,7 @@ static otl_status quantize_weight(otl_graph *g, const otl_tensor *w, int axis, c
     int8_t *zp = calloc((size_t)nc + 1, 1), *qv = malloc((size_t)w->numel + 1);
     otl_status st = OTL_OK;
     if (!scale || !zp || !qv) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     const float *W = w->data;
@@ -1069,12 +955,14 @@ static otl_status quantize_weight(otl_graph *g, const otl_tensor *w, int axis, c
     *sqnr = e2 > 0 ? 10 * log10(s2 / e2) : INFINITY;
     char base[600];
     snprintf(base, sizeof base, "%s_quantized", w->name);
-    otl_tensor *tq = add_init(g, base, OTL_DTYPE_INT8, w->rank, w->dims, qv, (size_t)w->numel, w->ext_location, err);
+    otl_tensor *tq = otl_graph_add_init_copy(g, base, OTL_DTYPE_INT8, w->rank, w->dims, qv, (size_t)w->numel,
+                                             w->ext_location, err);
     int r1 = axis >= 0 ? 1 : 0;
     snprintf(base, sizeof base, "%s_scale", w->name);
-    otl_tensor *ts = tq ? add_init(g, base, OTL_DTYPE_FLOAT, r1, &nc, scale, (size_t)nc * 4, NULL, err) : NULL;
+    otl_tensor *ts =
+        tq ? otl_graph_add_init_copy(g, base, OTL_DTYPE_FLOAT, r1, &nc, scale, (size_t)nc * 4, NULL, err) : NULL;
     snprintf(base, sizeof base, "%s_zero_point", w->name);
-    otl_tensor *tz = ts ? add_init(g, base, OTL_DTYPE_INT8, r1, &nc, zp, (size_t)nc, NULL, err) : NULL;
+    otl_tensor *tz = ts ? otl_graph_add_init_copy(g, base, OTL_DTYPE_INT8, r1, &nc, zp, (size_t)nc, NULL, err) : NULL;
     if (!tz) {
         st = err->code;
         goto done;
@@ -1102,7 +990,7 @@ static otl_status quantize_bias(otl_graph *g, const otl_tensor *b, float xs, con
     int32_t *qv = malloc(((size_t)n + 1) * sizeof *qv), *zp = calloc((size_t)ns + 1, sizeof *zp);
     otl_status st = OTL_OK;
     if (!scale || !qv || !zp) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int64_t c = 0; c < ns; c++) {
@@ -1124,12 +1012,14 @@ static otl_status quantize_bias(otl_graph *g, const otl_tensor *b, float xs, con
     *sqnr = e2 > 0 ? 10 * log10(s2 / e2) : INFINITY;
     char base[600];
     snprintf(base, sizeof base, "%s_quantized", b->name);
-    otl_tensor *tq = add_init(g, base, OTL_DTYPE_INT32, 1, &n, qv, (size_t)n * 4, NULL, err);
+    otl_tensor *tq = otl_graph_add_init_copy(g, base, OTL_DTYPE_INT32, 1, &n, qv, (size_t)n * 4, NULL, err);
     int r1 = per_axis ? 1 : 0;
     snprintf(base, sizeof base, "%s_scale", b->name);
-    otl_tensor *ts = tq ? add_init(g, base, OTL_DTYPE_FLOAT, r1, &ns, scale, (size_t)ns * 4, NULL, err) : NULL;
+    otl_tensor *ts =
+        tq ? otl_graph_add_init_copy(g, base, OTL_DTYPE_FLOAT, r1, &ns, scale, (size_t)ns * 4, NULL, err) : NULL;
     snprintf(base, sizeof base, "%s_zero_point", b->name);
-    otl_tensor *tz = ts ? add_init(g, base, OTL_DTYPE_INT32, r1, &ns, zp, (size_t)ns * 4, NULL, err) : NULL;
+    otl_tensor *tz =
+        ts ? otl_graph_add_init_copy(g, base, OTL_DTYPE_INT32, r1, &ns, zp, (size_t)ns * 4, NULL, err) : NULL;
     if (!tz) {
         st = err->code;
         goto done;
@@ -1150,7 +1040,7 @@ done:
 /* The weight initializer of n (slot 1) and its output-channel axis, or NULL. */
 static otl_tensor *weight_of(const otl_graph *g, const otl_node *n, int *axis)
 {
-    otl_tensor *w = n->n_inputs > 1 ? const_float(g, n->inputs[1]) : NULL;
+    otl_tensor *w = n->n_inputs > 1 ? otl_graph_const_float(g, n->inputs[1]) : NULL;
     if (!w)
         return NULL;
     if (op_is(n, "Conv") && w->rank >= 3)
@@ -1163,20 +1053,6 @@ static otl_tensor *weight_of(const otl_graph *g, const otl_node *n, int *axis)
     else
         return NULL;
     return w;
-}
-
-/* value_info of names that no longer exist. */
-static void drop_stale_value_info(otl_graph *g)
-{
-    int w = 0;
-    for (int i = 0; i < g->n_value_info; i++) {
-        otl_value *v = g->value_info[i];
-        if (otl_graph_producer(g, v->name) >= 0 || otl_graph_find_init(g, v->name) || is_graph_input(g, v->name))
-            g->value_info[w++] = v;
-        else
-            otl_value_free(v);
-    }
-    g->n_value_info = w;
 }
 
 /* ---------------------------------------------------------------- report */
@@ -1205,7 +1081,7 @@ static otl_quant_tensor *report_add(otl_quant_report *r, const char *name, int k
 {
     otl_quant_tensor *t = realloc(r->t, ((size_t)r->n + 1) * sizeof *t);
     if (!t) {
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     r->t = t;
@@ -1216,7 +1092,7 @@ static otl_quant_tensor *report_add(otl_quant_report *r, const char *name, int k
     t->lo = t->hi = NAN;
     if (!(t->name = otl_strdup(name)) || !(t->node = otl_strdup(node ? node : ""))) {
         free(t->name);
-        oom(err);
+        otl_oom(err);
         return NULL;
     }
     r->n++;
@@ -1373,7 +1249,7 @@ static otl_status measure(qctx *c, qdata *qd, otl_session *fs, const char *input
     const char **names = calloc((size_t)c->na + 1, sizeof *names);
     otl_status st = OTL_OK;
     if (!qa || !names) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
     for (int i = 0; i < c->na; i++)
@@ -1398,7 +1274,7 @@ static otl_status measure(qctx *c, qdata *qd, otl_session *fs, const char *input
             for (int i = 0; i < c->na; i++)
                 c->a[i].s2 = c->a[i].e2 = 0;
             start = -qd->b;
-            free_outs(fo, nfo);
+            otl_tensors_free(fo, nfo);
             continue;
         }
         for (int i = 0; i < c->na; i++) {
@@ -1423,8 +1299,8 @@ static otl_status measure(qctx *c, qdata *qd, otl_session *fs, const char *input
                 a->e2 += (v[k] - x) * (v[k] - x);
             }
         }
-        free_outs(fo, nfo);
-        free_outs(qo, nqo);
+        otl_tensors_free(fo, nfo);
+        otl_tensors_free(qo, nqo);
     }
     rep->sqnr_samples = n;
 done:
@@ -1454,8 +1330,8 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         opset = otl_model_opset(m, "ai.onnx");
     if (opset < 10)
         return otl_error_set(err, OTL_ERR_UNSUPPORTED,
-                             "%s: opset %lld has no QuantizeLinear/DequantizeLinear (needs 10 or later)", fname(m),
-                             (long long)opset);
+                             "%s: opset %lld has no QuantizeLinear/DequantizeLinear (needs 10 or later)",
+                             otl_model_file(m), (long long)opset);
     info->per_channel = opset >= 13;
     if (otl_glob_list_check(m, q->exclude, excludable, "Conv, Gemm, MatMul, Add, Concat, GlobalAveragePool or AveragePool node", err))
         return err->code;
@@ -1478,16 +1354,16 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         c.cap += g->nodes[i]->n_inputs + g->nodes[i]->n_outputs;
     if (!(c.a = calloc((size_t)c.cap, sizeof *c.a)) || !(c.role = calloc((size_t)n0 + 1, 1)) ||
         !(c.fold = calloc((size_t)n0 + 1, 1)) || !otl_strmap_init(&c.idx, (size_t)c.cap * 2)) {
-        st = oom(err);
+        st = otl_oom(err);
         goto done;
     }
-    if ((st = otl_graph_toposort(g, &order, fname(m), err)) || (st = infer_dtypes(g, order, &c.dt, err)) ||
+    if ((st = otl_graph_toposort(g, &order, otl_model_file(m), err)) || (st = infer_dtypes(g, order, &c.dt, err)) ||
         (st = place(&c, order, &info->n_nodes, err)) || (st = commute_pools(&c, err)))
         goto done;
     otl_strmap_free(&c.dt);
     memset(&c.dt, 0, sizeof c.dt);
     if (c.na == 0) {
-        st = otl_error_set(err, OTL_ERR_INPUT, "%s: no Conv, Gemm or MatMul to quantize", fname(m));
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: no Conv, Gemm or MatMul to quantize", otl_model_file(m));
         goto done;
     }
 
@@ -1503,9 +1379,9 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
             act_params(&c.a[i]);
 
     if (q->report) {
-        if (!(rep = calloc(1, sizeof *rep)) || !(rep->model = otl_strdup(fname(m))) ||
+        if (!(rep = calloc(1, sizeof *rep)) || !(rep->model = otl_strdup(otl_model_file(m))) ||
             !(rep->calib = otl_strdup(q->calib))) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         rep->calib_method = q->calib_method;
@@ -1525,7 +1401,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
             if (fw)
                 rep->float_why = fw;
             if (!fn || !fw || !(fn[rep->n_float] = otl_strdup(n->name))) {
-                st = oom(err);
+                st = otl_oom(err);
                 break;
             }
             fw[rep->n_float++] = otl_glob_list_match(q->exclude, n) ? "exclude" : "conv_min_k";
@@ -1544,7 +1420,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
     int64_t *wns = calloc((size_t)nq + 1, sizeof *wns);
     int nw = 0;
     if (!wname || !wdq || !wsc || !wns)
-        st = oom(err);
+        st = otl_oom(err);
     for (int i = 0; i < nq && !st; i++) {
         otl_node *n = g->nodes[i];
         int axis = 0;
@@ -1572,7 +1448,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
                 }
                 t->n_scales = wns[nw];
                 if (!(t->scale = otl_memdup(wsc[nw], (size_t)wns[nw] * sizeof(float)))) {
-                    st = oom(err);
+                    st = otl_oom(err);
                     break;
                 }
                 t->sqnr_db = sq;
@@ -1584,13 +1460,13 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
             info->n_weights++;
         }
         if (!otl_set_str(&n->inputs[1], wdq[found])) {
-            st = oom(err);
+            st = otl_oom(err);
             break;
         }
         /* bias: int32 with scale x_scale * w_scale when the input is quantized */
         int is_gemm = op_is(n, "Gemm");
         const otl_attr *beta = is_gemm ? otl_node_attr(n, "beta") : NULL;
-        otl_tensor *b = n->n_inputs > 2 ? const_float(g, n->inputs[2]) : NULL;
+        otl_tensor *b = n->n_inputs > 2 ? otl_graph_const_float(g, n->inputs[2]) : NULL;
         int xi = -1;
         for (int k = 0; k < c.na && xi < 0; k++)
             if (c.a[k].dq && strcmp(c.a[k].dq, n->inputs[0]) == 0)
@@ -1603,7 +1479,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         double sq = NAN;
         char *bname = otl_strdup(b->name);
         if (!bname) {
-            st = oom(err);
+            st = otl_oom(err);
             break;
         }
         st = quantize_bias(g, b, c.a[xi].scale, wsc[found], wns[found], info->per_channel, &bdq, &bsc, &sq, err);
@@ -1625,13 +1501,13 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         if (st)
             break;
         if (!otl_set_str(&n->inputs[2], bdq)) {
-            st = oom(err);
+            st = otl_oom(err);
             break;
         }
         if (is_gemm && !beta) {
             otl_attr *a;
             if (otl_node_add_attr(n, "beta", OTL_ATTR_FLOAT, &a)) {
-                st = oom(err);
+                st = otl_oom(err);
                 break;
             }
             a->f = 1.0f;
@@ -1646,8 +1522,8 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
     free(wns);
     if (st)
         goto done;
-    drop_unused_inits(g);
-    drop_stale_value_info(g);
+    otl_graph_drop_unused_inits(g, NULL);
+    otl_graph_drop_stale_value_info(g);
     if ((st = otl_graph_resort(m, err)) || (st = otl_model_validate(m, err)))
         goto done;
 
@@ -1661,7 +1537,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
             otl_quant_tensor *t = report_add(rep, a->name, OTL_QT_ACTIVATION, a->producer, err);
             if (!t || !(t->scale = malloc(sizeof(float))) ||
                 (a->root != i && !(t->shared_with = otl_strdup(r->name)))) {
-                st = t ? oom(err) : err->code;
+                st = t ? otl_oom(err) : err->code;
                 goto done;
             }
             t->n_scales = 1;
@@ -1673,7 +1549,7 @@ otl_status otl_export_quantize(otl_model *m, const otl_quant_opts *q, otl_quant_
         }
         otl_quant_tensor *tmp = malloc(((size_t)rep->n + 1) * sizeof *tmp);
         if (!tmp) {
-            st = oom(err);
+            st = otl_oom(err);
             goto done;
         }
         memcpy(tmp, rep->t + nwb, (size_t)(rep->n - nwb) * sizeof *tmp);
