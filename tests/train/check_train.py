@@ -325,7 +325,7 @@ def case_resume_out(d):
 def case_out_once(d):
     """Without validation data OUT (the last model) is written after the last epoch, not after every epoch."""
     mlp_data(d + "/d.npz")
-    out, log, epochs = d + "/out.onnx", d + "/log.jsonl", 400
+    out, log, epochs = d + "/out.onnx", d + "/log.jsonl", 1000
     proc = subprocess.Popen([ONNX_TL, "train", MLP, "--data", d + "/d.npz", "-o", out, "--epochs", str(epochs),
                              "--val-split", "0", "--threads", "1", "--quiet", "--log", log])
     seen = 0
