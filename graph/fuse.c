@@ -643,14 +643,18 @@ static void mark_blocked(fctx *c, otl_node **slot, int n)
         const otl_node *cv = live_node(c, slot, i);
         otl_node *f = slot[i];
         otl_attr *a;
-        if (!f) { /* a plain Conv: a FusedConv without activation in its place */
+        if (!f) { /* a plain Conv: a FusedConv without activation in its place; a FusedConv of the graph
+                     itself: a copy (all its inputs, residual Z included, and attributes) */
+            int is_fc = strcmp(cv->op_type, "FusedConv") == 0;
             char name[600];
             snprintf(name, sizeof name, "%s::fused", cv->name);
             f = own_node(c, otl_node_new(name, "FusedConv", "onnx_tl"));
-            if (!f || otl_node_set_io(f, cv->n_inputs > 3 ? 3 : cv->n_inputs, (const char *const *)cv->inputs, 1,
-                                      (const char *const *)cv->outputs) ||
-                !copy_attrs(f, cv) || otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) ||
-                !(a->s.data = (uint8_t *)otl_strdup(""))) {
+            if (!f ||
+                otl_node_set_io(f, is_fc || cv->n_inputs <= 3 ? cv->n_inputs : 3, (const char *const *)cv->inputs, 1,
+                                (const char *const *)cv->outputs) ||
+                !copy_attrs(f, cv) ||
+                (!is_fc && (otl_node_add_attr(f, "activation", OTL_ATTR_STRING, &a) ||
+                            !(a->s.data = (uint8_t *)otl_strdup(""))))) {
                 c->failed = 1;
                 break;
             }
