@@ -94,12 +94,26 @@ static const otl_tensor *init_of(const fctx *c, const char *name)
     for (int i = 0; i < c->f->n_inits; i++)
         if (strcmp(c->f->inits[i]->name, name) == 0)
             return c->f->inits[i];
-    /* a Constant node's tensor counts too (PyTorch exports Clip bounds that way) */
-    int p = otl_strmap_get(&c->producer, name, -1);
-    if (p >= 0 && is_default(c->g->nodes[p]) && strcmp(c->g->nodes[p]->op_type, "Constant") == 0) {
-        const otl_attr *a = otl_node_attr(c->g->nodes[p], "value");
-        if (a && a->type == OTL_ATTR_TENSOR)
-            return a->t;
+    /* a Constant node's tensor counts too (PyTorch exports Clip bounds that way), and so does an
+       Identity of a constant (PyTorch's exports without constant folding, e.g. in training mode,
+       read every weight through one) */
+    for (int depth = 0; depth < 16; depth++) {
+        int p = otl_strmap_get(&c->producer, name, -1);
+        const otl_node *n = p >= 0 ? c->g->nodes[p] : NULL;
+        if (!n || !is_default(n))
+            return NULL;
+        if (strcmp(n->op_type, "Constant") == 0) {
+            const otl_attr *a = otl_node_attr(n, "value");
+            return a && a->type == OTL_ATTR_TENSOR ? a->t : NULL;
+        }
+        if (strcmp(n->op_type, "Identity") != 0 || n->n_inputs != 1 || !*n->inputs[0])
+            return NULL;
+        name = n->inputs[0];
+        for (int i = 0; c->training && i < c->g->n_inputs; i++)
+            if (strcmp(c->g->inputs[i]->name, name) == 0)
+                return NULL;
+        if ((t = otl_graph_find_init(c->g, name)))
+            return t;
     }
     return NULL;
 }
