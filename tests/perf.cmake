@@ -13,6 +13,8 @@
 #   perf.bn_relu_fused          tests/perf/check_bn_relu.py: BatchNormalization+Relu fused and
 #                               BatchNormalization+Relu/Clip outputs recomputed in the backward give
 #                               the plain graph's gradients, where expected, with a smaller arena
+#   perf.identity_fused         tests/perf/check_identity_fuse.py: Conv+BN+Relu reading its weights through
+#                               Identity nodes runs as one FusedConv, like plain initializers
 #   perf.frozen_resnet18.cost   tests/perf/frozen_cost.py: `onnx-tl grad` of the head-only model
 #                               against `onnx-tl run` at batch 48, 3 alternating rounds: peak RSS
 #                               <= 1.15x, median CPU time <= 1.3x (wall-time ratio printed)
@@ -60,3 +62,8 @@ set_tests_properties(perf.reduce_sum_to PROPERTIES LABELS "perf" TIMEOUT 120)
 add_test(NAME perf.bn_relu_fused
   COMMAND ${PYTHON} ${_otl_perf_src}/check_bn_relu.py ${ONNX_TL} ${CMAKE_BINARY_DIR}/perf/bn_relu)
 set_tests_properties(perf.bn_relu_fused PROPERTIES LABELS "perf" TIMEOUT 120)
+
+# Conv+BN+Relu with weights read through Identity nodes (exports without constant folding) fused like
+# plain initializers (graph/fuse.c init_of)
+add_test(NAME perf.identity_fused COMMAND ${PYTHON} ${_otl_perf_src}/check_identity_fuse.py ${ONNX_TL})
+set_tests_properties(perf.identity_fused PROPERTIES LABELS "perf" TIMEOUT 60)
