@@ -83,21 +83,19 @@ static const otl_node *sole_consumer(const fctx *c, const char *name, int *idx)
 
 static const otl_tensor *init_of(const fctx *c, const char *name)
 {
-    if (!name || !*name)
-        return NULL;
-    for (int i = 0; c->training && i < c->g->n_inputs; i++)
-        if (strcmp(c->g->inputs[i]->name, name) == 0)
-            return NULL; /* fed at run time (a trainable parameter) */
-    const otl_tensor *t = otl_graph_find_init(c->g, name);
-    if (t)
-        return t;
-    for (int i = 0; i < c->f->n_inits; i++)
-        if (strcmp(c->f->inits[i]->name, name) == 0)
-            return c->f->inits[i];
-    /* a Constant node's tensor counts too (PyTorch exports Clip bounds that way), and so does an
-       Identity of a constant (PyTorch's exports without constant folding, e.g. in training mode,
-       read every weight through one) */
-    for (int depth = 0; depth < 16; depth++) {
+    /* an initializer, a tensor this pass made, a Constant node's tensor (PyTorch exports Clip bounds
+       that way), or any of these behind Identity nodes (PyTorch's exports without constant folding,
+       e.g. in training mode, read every weight through one) */
+    for (int depth = 0; name && *name && depth < 16; depth++) {
+        for (int i = 0; c->training && i < c->g->n_inputs; i++)
+            if (strcmp(c->g->inputs[i]->name, name) == 0)
+                return NULL; /* fed at run time (a trainable parameter) */
+        const otl_tensor *t = otl_graph_find_init(c->g, name);
+        if (t)
+            return t;
+        for (int i = 0; i < c->f->n_inits; i++)
+            if (strcmp(c->f->inits[i]->name, name) == 0)
+                return c->f->inits[i];
         int p = otl_strmap_get(&c->producer, name, -1);
         const otl_node *n = p >= 0 ? c->g->nodes[p] : NULL;
         if (!n || !is_default(n))
@@ -106,14 +104,9 @@ static const otl_tensor *init_of(const fctx *c, const char *name)
             const otl_attr *a = otl_node_attr(n, "value");
             return a && a->type == OTL_ATTR_TENSOR ? a->t : NULL;
         }
-        if (strcmp(n->op_type, "Identity") != 0 || n->n_inputs != 1 || !*n->inputs[0])
+        if (strcmp(n->op_type, "Identity") != 0 || n->n_inputs != 1)
             return NULL;
         name = n->inputs[0];
-        for (int i = 0; c->training && i < c->g->n_inputs; i++)
-            if (strcmp(c->g->inputs[i]->name, name) == 0)
-                return NULL;
-        if ((t = otl_graph_find_init(c->g, name)))
-            return t;
     }
     return NULL;
 }
