@@ -333,6 +333,12 @@ typedef struct otl_session_opts {
                            (also when the environment sets OTL_NO_FUSE=1) */
     int precision;      /* OTL_PRECISION_*: bf16 runs Conv/ConvTranspose/Gemm/MatMul (and their
                            backward kernels) on bfloat16 inputs with float32 results */
+    /* Inputs whose values change from run to run although their shapes do not (a training
+       graph's parameters and running statistics): never planned as constants, which small
+       float vectors otherwise are (they may be Resize scales), so that a new value does not
+       re-plan. The names must outlive the session. */
+    int n_varying;
+    const char *const *varying;
 } otl_session_opts;
 
 /* Compute precision of a session or trainer (mixed precision as torch.autocast(cpu, bfloat16):
@@ -358,6 +364,18 @@ void otl_session_free(otl_session *s);
  * otl_tensors_free. */
 otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
                            otl_tensor ***outputs, int *n_outputs, otl_error *err);
+/* The same pass without copies: (*outputs)[i] are the session's own views of the graph outputs
+ * (in graph order, named after them), valid until the next run or free of s; the caller frees
+ * nothing. Once the plan exists (same input shapes as the last run) a run allocates nothing. */
+otl_status otl_session_run_views(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
+                                 const otl_tensor *const **outputs, int *n_outputs, otl_error *err);
+/* Every later run writes graph output `name` into data (nbytes, which must equal the output's size
+ * when it is planned; an error then names the sizes): the kernel that makes the output writes there
+ * directly when the output is a tensor of its own, else the run copies it there at its end. The
+ * output's view (otl_session_run_views) then points at data. data must stay valid while s runs;
+ * binding again replaces the buffer. E.g. a training loop binds each gradient to its slot in the
+ * optimizer's flat gradient block. */
+otl_status otl_session_bind_output(otl_session *s, const char *name, void *data, size_t nbytes, otl_error *err);
 
 /* Set the number of runs done so far (random ops such as Dropout draw from (seed, run index)):
  * a resumed training run continues the same random streams. */
@@ -476,13 +494,15 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
 void otl_trainer_free(otl_trainer *t);
 /* One step: forward, backward, (clip), update with learning rate lr. inputs are the model's
  * data inputs by name; target is matched by position (any name). *loss receives the loss
- * before the update. With BatchNormalization in training mode, the running statistics are
+ * before the update. The kernels write the gradients straight into the optimizer's gradient
+ * block; once the input shapes repeat, a step allocates nothing. With BatchNormalization in training mode, the running statistics are
  * updated too (PyTorch's momentum and unbiased variance) and fed to the next step. A non-finite
  * loss updates nothing (the caller decides to stop). */
 otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int n_inputs,
                             const otl_tensor *target, float lr, float *loss, otl_error *err);
-/* The model's first output (prediction) at the last successful step; owned by the trainer,
- * valid until the next step. NULL before the first step. */
+/* The model's first output (prediction) at the last successful step: a view owned by the
+ * trainer's session, valid until the next step or the trainer's free. NULL before the first step
+ * and after a failed one. */
 const otl_tensor *otl_trainer_prediction(const otl_trainer *t);
 /* Steps done so far (a resumed run continues Dropout's random stream where it stopped). */
 void otl_trainer_set_runs(otl_trainer *t, uint64_t runs);

@@ -40,7 +40,18 @@ typedef struct plan {
     int n_sig;
     otl_rt *sig;           /* input dtypes/shapes this plan was built for */
     int *out_val;          /* graph output -> value index */
+    uint8_t *external;     /* per value: its data is a caller's buffer bound to an output (not in the arena) */
+    int *out_bind;         /* graph output -> index of the binding that receives it, or -1 */
+    uint8_t *out_direct;   /* graph output: its kernel writes straight into the bound buffer */
+    otl_tensor *views;     /* graph outputs as tensors over the plan's buffers (otl_session_run_views) */
+    const otl_tensor **view_ptrs;
 } plan;
+
+typedef struct out_binding {
+    char *name;
+    void *data;
+    size_t nbytes;
+} out_binding;
 
 struct otl_session {
     const otl_model *m;
@@ -50,7 +61,11 @@ struct otl_session {
     otl_engine eng;
     int *order;
     plan *plan;
+    plan *spare;           /* the plan of the input shapes before the last change (a training loop's
+                              full and tail batches), kept so that alternating shapes do not re-plan */
     uint64_t runs;
+    int n_bind;
+    out_binding *bind;     /* outputs written into caller memory (otl_session_bind_output) */
     /* OTL_PROFILE=1: wall time per op type, printed to stderr when the session is freed */
     int profile;
     int n_prof;
@@ -153,6 +168,11 @@ static void plan_free(plan *p)
     free(p->arena);
     free(p->sig);
     free(p->out_val);
+    free(p->external);
+    free(p->out_bind);
+    free(p->out_direct);
+    free(p->views);
+    free(p->view_ptrs);
     free(p);
 }
 
@@ -163,9 +183,13 @@ void otl_session_free(otl_session *s)
     if (s->profile)
         prof_print(s);
     plan_free(s->plan);
+    plan_free(s->spare);
     otl_fused_free(s->fused);
     engine_free(&s->eng);
     free(s->order);
+    for (int i = 0; i < s->n_bind; i++)
+        free(s->bind[i].name);
+    free(s->bind);
     free(s);
 }
 
@@ -381,7 +405,7 @@ static otl_status assign_arena(plan *p, const char *file, otl_error *err)
         otl_kctx *k = &p->kc[p->sched[s]];
         for (int i = 0; i < k->n_out; i++) {
             otl_rt *v = k->out[i];
-            if (!v || v->alias_of >= 0)
+            if (!v || v->alias_of >= 0 || p->external[val_index(p, v)])
                 continue;
             if (!arena_take(&a, v->nbytes, &v->arena_off)) {
                 st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory planning buffers", file);
@@ -597,6 +621,32 @@ static int is_shape_like(const otl_tensor *t)
     return (t->dtype == OTL_DTYPE_FLOAT || t->dtype == OTL_DTYPE_DOUBLE) && t->numel <= 8;
 }
 
+/* Graph output i and a buffer bound to it: the kernel that makes the output writes into the buffer
+ * when the output is a plain value of its own (not a constant, an input or an alias of another
+ * value, and not bound twice); otherwise the run copies it there at the end. */
+static otl_status bind_output(const otl_session *s, plan *p, int i, otl_error *err)
+{
+    const char *name = s->g->outputs[i]->name;
+    p->out_bind[i] = -1;
+    for (int b = 0; b < s->n_bind; b++)
+        if (strcmp(s->bind[b].name, name) == 0)
+            p->out_bind[i] = b;
+    if (p->out_bind[i] < 0)
+        return OTL_OK;
+    const out_binding *b = &s->bind[p->out_bind[i]];
+    int vi = p->out_val[i];
+    otl_rt *v = &p->vals[vi];
+    if (v->nbytes != b->nbytes)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: output '%s' holds %zu bytes (%s, %d dims); the buffer bound to it has %zu",
+                             sfile(s), name, v->nbytes, otl_dtype_name(v->dtype), v->rank, b->nbytes);
+    if (!v->is_const && !v->is_input && v->alias_of < 0 && !v->blocked && !p->external[vi]) {
+        p->external[vi] = 1;
+        v->data = b->data;
+        p->out_direct[i] = 1;
+    }
+    return OTL_OK;
+}
+
 static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const *inputs, int n_inputs,
                              otl_error *err)
 {
@@ -621,8 +671,14 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
     p->sched = calloc((size_t)p->cap_kc, sizeof *p->sched);
     p->sig = calloc((size_t)n_inputs + 1, sizeof *p->sig);
     p->out_val = calloc((size_t)g->n_outputs + 1, sizeof *p->out_val);
+    p->external = calloc((size_t)p->cap_vals, 1);
+    p->out_bind = calloc((size_t)g->n_outputs + 1, sizeof *p->out_bind);
+    p->out_direct = calloc((size_t)g->n_outputs + 1, 1);
+    p->views = calloc((size_t)g->n_outputs + 1, sizeof *p->views);
+    p->view_ptrs = calloc((size_t)g->n_outputs + 1, sizeof *p->view_ptrs);
     if (!p->vals || !p->plain_of || !p->kc || !p->synth || !p->folded || !p->sched || !p->sig ||
-        !p->out_val || !otl_strmap_init(&p->idx, max_vals)) {
+        !p->out_val || !p->external || !p->out_bind || !p->out_direct || !p->views || !p->view_ptrs ||
+        !otl_strmap_init(&p->idx, max_vals)) {
         plan_free(p);
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     }
@@ -677,7 +733,10 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         otl_rt *v = find_val(p, t->name);
         rt_from_tensor(v, t);
         v->is_input = 1;
-        if (is_shape_like(t)) {
+        int varying = 0;
+        for (int k = 0; k < s->opts.n_varying && !varying; k++)
+            varying = strcmp(s->opts.varying[k], t->name) == 0;
+        if (is_shape_like(t) && !varying) {
             /* small integer vectors (shapes, axes, pads fed as inputs) are planned as
                constants; the plan is rebuilt when their values change */
             v->data = t->nbytes ? otl_memdup(t->data, t->nbytes) : calloc(1, 1);
@@ -766,8 +825,21 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         p->vals[v].is_output = 1;
         p->out_val[i] = v;
     }
+    for (int i = 0; !st && i < g->n_outputs; i++)
+        st = bind_output(s, p, i, err);
     if (!st)
         st = assign_arena(p, file, err);
+    for (int i = 0; !st && i < g->n_outputs; i++) {
+        otl_rt *v = &p->vals[p->out_val[i]];
+        otl_tensor *t = &p->views[i];
+        t->name = g->outputs[i]->name;
+        t->dtype = v->dtype;
+        t->rank = v->rank;
+        t->dims = v->dims;
+        t->numel = v->numel;
+        t->nbytes = v->nbytes;
+        p->view_ptrs[i] = t;
+    }
     for (int si = 0; !st && si < p->n_sched; si++) {
         otl_kctx *k = &p->kc[p->sched[si]];
         if (!k->alias && k->op->prepare)
@@ -799,21 +871,26 @@ static int plan_matches(const plan *p, const otl_tensor *const *inputs, int n_in
     return 1;
 }
 
-otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
-                           otl_tensor ***outputs, int *n_outputs, otl_error *err)
+/* Plan if needed, run the schedule, and deliver bound outputs. Allocates only when it (re)plans. */
+static otl_status session_exec(otl_session *s, const otl_tensor *const *inputs, int n_inputs, otl_error *err)
 {
-    *outputs = NULL;
-    *n_outputs = 0;
-    const otl_graph *g = s->g;
     for (int i = 0; i < n_inputs; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(inputs[i]->name, inputs[j]->name) == 0)
                 return otl_error_set(err, OTL_ERR_INPUT, "%s: input '%s' given twice", sfile(s), inputs[i]->name);
+    if (!plan_matches(s->plan, inputs, n_inputs) && plan_matches(s->spare, inputs, n_inputs)) {
+        plan *t = s->plan;
+        s->plan = s->spare;
+        s->spare = t;
+    }
     if (!plan_matches(s->plan, inputs, n_inputs)) {
-        plan_free(s->plan);
+        plan_free(s->spare);
+        s->spare = s->plan;
         s->plan = NULL;
         otl_status st = build_plan(s, &s->plan, inputs, n_inputs, err);
         if (st && s->fused && st != OTL_ERR_NOMEM) {
+            plan_free(s->spare); /* planned for the fused graph */
+            s->spare = NULL;
             /* a fusion that the concrete shapes do not allow (e.g. a residual Add that
                broadcasts the conv output): plan the model as it is written instead */
             otl_fused_free(s->fused);
@@ -851,12 +928,34 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
             prof_add(s, k->node->op_type, now_ms() - t0);
     }
     s->runs++;
+    for (int i = 0; i < s->g->n_outputs; i++) {
+        const otl_rt *v = &p->vals[p->out_val[i]];
+        p->views[i].data = v->data;
+        if (p->out_bind[i] >= 0 && !p->out_direct[i]) {
+            const out_binding *b = &s->bind[p->out_bind[i]];
+            if (v->nbytes && b->data != v->data)
+                memcpy(b->data, v->data, v->nbytes);
+            p->views[i].data = b->data;
+        }
+    }
+    return OTL_OK;
+}
+
+otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
+                           otl_tensor ***outputs, int *n_outputs, otl_error *err)
+{
+    *outputs = NULL;
+    *n_outputs = 0;
+    otl_status st = session_exec(s, inputs, n_inputs, err);
+    if (st)
+        return st;
+    const otl_graph *g = s->g;
     otl_tensor **outs = calloc((size_t)g->n_outputs + 1, sizeof *outs);
     if (!outs)
         return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     for (int i = 0; i < g->n_outputs; i++) {
-        const otl_rt *v = &p->vals[p->out_val[i]];
-        otl_tensor *t = otl_tensor_new(g->outputs[i]->name, v->dtype, v->rank, v->dims);
+        const otl_tensor *v = &s->plan->views[i];
+        otl_tensor *t = otl_tensor_new(v->name, v->dtype, v->rank, v->dims);
         if (t) {
             t->nbytes = v->nbytes;
             t->data = malloc(v->nbytes ? v->nbytes : 1);
@@ -874,6 +973,48 @@ otl_status otl_session_run(otl_session *s, const otl_tensor *const *inputs, int 
     }
     *outputs = outs;
     *n_outputs = g->n_outputs;
+    return OTL_OK;
+}
+
+otl_status otl_session_run_views(otl_session *s, const otl_tensor *const *inputs, int n_inputs,
+                                 const otl_tensor *const **outputs, int *n_outputs, otl_error *err)
+{
+    *outputs = NULL;
+    *n_outputs = 0;
+    otl_status st = session_exec(s, inputs, n_inputs, err);
+    if (st)
+        return st;
+    *outputs = s->plan->view_ptrs;
+    *n_outputs = s->g->n_outputs;
+    return OTL_OK;
+}
+
+otl_status otl_session_bind_output(otl_session *s, const char *name, void *data, size_t nbytes, otl_error *err)
+{
+    int found = 0;
+    for (int i = 0; i < s->m->graph->n_outputs && !found; i++)
+        found = strcmp(s->m->graph->outputs[i]->name, name) == 0;
+    if (!found)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: the model has no output named '%s'", sfile(s), name);
+    if (!data)
+        return otl_error_set(err, OTL_ERR_USAGE, "%s: output '%s': no buffer to bind", sfile(s), name);
+    int b = 0;
+    while (b < s->n_bind && strcmp(s->bind[b].name, name) != 0)
+        b++;
+    if (b == s->n_bind) {
+        out_binding *nb = realloc(s->bind, ((size_t)s->n_bind + 1) * sizeof *nb);
+        if (!nb)
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        s->bind = nb;
+        if (!(nb[b].name = otl_strdup(name)))
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        s->n_bind++;
+    }
+    s->bind[b].data = data;
+    s->bind[b].nbytes = nbytes;
+    plan_free(s->plan); /* planned again at the next run, with the kernel writing into the buffer */
+    plan_free(s->spare);
+    s->plan = s->spare = NULL;
     return OTL_OK;
 }
 

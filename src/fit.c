@@ -153,6 +153,9 @@ typedef struct fit {
     /* output */
     FILE *log;
     otl_prune_masks *masks;     /* zeros of the base model's pruned weights (onnx_tl.pruned), or NULL */
+    /* the current batch, reused from step to step (grown only when a batch needs more) */
+    otl_tensor *bx, *cx, *by;   /* data batch, cache-row batch, their labels */
+    size_t bx_cap, cx_cap, by_cap;
 } fit;
 
 static double now_s(void)
@@ -320,34 +323,55 @@ static int unfreeze_next(fit *f, otl_error *err, otl_status *st)
 
 /* ------------------------------------------------------------ data */
 
+/* The reused batch tensor *slot shaped (n, row dims...): its buffer grows only when n rows of
+ * row_bytes need more than it holds, so that steps of the same or a smaller batch allocate nothing. */
+static otl_status batch_buf(otl_tensor **slot, size_t *cap, const char *name, int dtype, int row_rank,
+                            const int64_t *row_dims, int64_t n, size_t row_bytes, otl_error *err)
+{
+    otl_tensor *t = *slot;
+    if (t && (t->rank != row_rank + 1 || t->dtype != dtype || strcmp(t->name, name) != 0)) {
+        otl_tensor_free(t); /* another frontier (the cache was rebuilt) */
+        t = *slot = NULL;
+    }
+    if (!t) {
+        int64_t dims[OTL_DATASET_MAX_RANK + 1] = {0};
+        if (!(t = *slot = otl_tensor_new(name, dtype, row_rank + 1, dims)))
+            return nomem(err);
+        *cap = 0;
+    }
+    size_t nbytes = (size_t)n * row_bytes;
+    if (nbytes + 1 > *cap) {
+        void *d = realloc(t->data, nbytes + 1);
+        if (!d)
+            return nomem(err);
+        t->data = d;
+        *cap = nbytes + 1;
+    }
+    t->dims[0] = n;
+    t->numel = n;
+    for (int i = 0; i < row_rank; i++) {
+        t->dims[i + 1] = row_dims[i];
+        t->numel *= row_dims[i];
+    }
+    t->nbytes = nbytes;
+    return OTL_OK;
+}
+
+/* Samples idx of d (augmented when aug) into the reused batch tensors: *xt, *yt belong to f and
+ * stay valid until the next batch. */
 static otl_status batch_tensors(fit *f, otl_dataset *d, const int64_t *idx, int64_t n, const otl_augment *aug,
                                 uint64_t seed, otl_tensor **xt, otl_tensor **yt, otl_error *err)
 {
-    int64_t dims[OTL_DATASET_MAX_RANK + 1];
-    dims[0] = n;
-    for (int i = 0; i < f->s_rank; i++)
-        dims[i + 1] = f->s_dims[i];
-    otl_tensor *x = otl_tensor_new(f->input, f->s_dtype, f->s_rank + 1, dims);
-    otl_tensor *y = otl_tensor_new("y", OTL_DTYPE_INT64, 1, &n);
-    if (!x || !y)
-        goto oom;
-    x->nbytes = (size_t)n * f->s_bytes;
-    y->nbytes = (size_t)n * sizeof(int64_t);
-    if (!(x->data = malloc(x->nbytes ? x->nbytes : 1)) || !(y->data = malloc(y->nbytes ? y->nbytes : 1)))
-        goto oom;
-    otl_status st = otl_dataset_batch(d, idx, n, aug, seed, x->data, y->data, err);
-    if (st) {
-        otl_tensor_free(x);
-        otl_tensor_free(y);
+    otl_status st = batch_buf(&f->bx, &f->bx_cap, f->input, f->s_dtype, f->s_rank, f->s_dims, n, f->s_bytes, err);
+    if (!st)
+        st = batch_buf(&f->by, &f->by_cap, "y", OTL_DTYPE_INT64, 0, NULL, n, sizeof(int64_t), err);
+    if (!st)
+        st = otl_dataset_batch(d, idx, n, aug, seed, f->bx->data, f->by->data, err);
+    if (st)
         return st;
-    }
-    *xt = x;
-    *yt = y;
+    *xt = f->bx;
+    *yt = f->by;
     return OTL_OK;
-oom:
-    otl_tensor_free(x);
-    otl_tensor_free(y);
-    return nomem(err);
 }
 
 static int64_t argmax_row(const float *v, int64_t n)
@@ -542,8 +566,6 @@ static otl_status cache_fill(fit *f, otl_session *s, otl_dataset *d, const int64
         for (int i = 0; i < n_out; i++)
             otl_tensor_free(outs[i]);
         free(outs);
-        otl_tensor_free(x);
-        otl_tensor_free(y);
     }
     return st;
 }
@@ -877,31 +899,19 @@ static otl_status cache_setup(fit *f, otl_error *err)
 /* A training batch from the cache: rows of the samples idx (training data indices). */
 static otl_status cache_batch(fit *f, const int64_t *idx, int64_t n, otl_tensor **xt, otl_tensor **yt, otl_error *err)
 {
-    int64_t dims[OTL_DATASET_MAX_RANK + 1];
-    dims[0] = n;
-    memcpy(dims + 1, f->f_dims, (size_t)f->f_rank * sizeof *dims);
-    otl_tensor *x = otl_tensor_new(f->frontier, OTL_DTYPE_FLOAT, f->f_rank + 1, dims);
-    otl_tensor *y = otl_tensor_new("y", OTL_DTYPE_INT64, 1, &n);
-    if (!x || !y || !(x->data = malloc((size_t)n * f->f_bytes + 1)) ||
-        !(y->data = malloc((size_t)n * sizeof(int64_t) + 1))) {
-        otl_tensor_free(x);
-        otl_tensor_free(y);
-        return nomem(err);
-    }
-    x->nbytes = (size_t)n * f->f_bytes;
-    y->nbytes = (size_t)n * sizeof(int64_t);
-    for (int64_t i = 0; i < n; i++) {
+    otl_status st = batch_buf(&f->cx, &f->cx_cap, f->frontier, OTL_DTYPE_FLOAT, f->f_rank, f->f_dims, n, f->f_bytes,
+                              err);
+    if (!st)
+        st = batch_buf(&f->by, &f->by_cap, "y", OTL_DTYPE_INT64, 0, NULL, n, sizeof(int64_t), err);
+    for (int64_t i = 0; !st && i < n; i++) {
         int64_t r = f->row_tr[idx[i]];
-        otl_status st = cache_get(f, 0, r, 1, (float *)((char *)x->data + (size_t)i * f->f_bytes), err);
-        if (st) {
-            otl_tensor_free(x);
-            otl_tensor_free(y);
-            return st;
-        }
-        ((int64_t *)y->data)[i] = f->l_tr[r];
+        st = cache_get(f, 0, r, 1, (float *)((char *)f->cx->data + (size_t)i * f->f_bytes), err);
+        ((int64_t *)f->by->data)[i] = f->l_tr[r];
     }
-    *xt = x;
-    *yt = y;
+    if (st)
+        return st;
+    *xt = f->cx;
+    *yt = f->by;
     return OTL_OK;
 }
 
@@ -947,8 +957,6 @@ static otl_status evaluate(fit *f, double *loss, double *acc, otl_error *err)
         }
         free(scores);
         free(logits);
-        otl_tensor_free(x);
-        otl_tensor_free(y);
     }
     otl_classifier_free(c);
     free(rows);
@@ -1816,11 +1824,8 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
             if (!f->cut && f->batch_pos + 1 < f->steps_per_epoch) { /* the next batch is assembled during this step */
                 int64_t nb0 = b0 + f->h.batch;
                 int64_t nn = f->n_tr - nb0 < f->h.batch ? f->n_tr - nb0 : f->h.batch;
-                if ((st = otl_dataset_prefetch(f->dtrain, perm + nb0, nn, aug, aug_seed, err))) {
-                    otl_tensor_free(x);
-                    otl_tensor_free(y);
+                if ((st = otl_dataset_prefetch(f->dtrain, perm + nb0, nn, aug, aug_seed, err)))
                     break;
-                }
             }
             lr = otl_schedule_lr(&f->sched, f->step);
             double mom = otl_schedule_momentum(&f->sched, f->step);
@@ -1860,8 +1865,6 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
                 f->sum_seen += n;
                 f->step++;
             }
-            otl_tensor_free(x);
-            otl_tensor_free(y);
             if (st)
                 break;
             progress_bar(f, f->batch_pos + 1, f->steps_per_epoch, f->sum_loss / (double)f->sum_seen);
@@ -2147,6 +2150,9 @@ done:
     otl_param_blocks_free(f.blocks);
     otl_trainer_free(f.tr);
     cache_free(&f);
+    otl_tensor_free(f.bx);
+    otl_tensor_free(f.cx);
+    otl_tensor_free(f.by);
     if (f.dval != f.dtrain)
         otl_dataset_free(f.dval);
     otl_dataset_free(f.dtrain);

@@ -1,6 +1,7 @@
 /* trainer.c - one training step at a time: the training graph (src/train_graph.c) run by a
- * training session, its gradients copied into the optimizer's flat block, an update, and the
- * parameters fed back as inputs of the next step. */
+ * training session whose gradient outputs are bound to the optimizer's flat gradient block (the
+ * kernels write them there), an update, and the parameters fed back as inputs of the next step.
+ * After the first step nothing is allocated per step: the outputs are the session's views. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,10 @@ struct otl_trainer {
     int loss_out;
     otl_tensor *stats;     /* (n_stats) BatchNormalization running statistics (own data) */
     int *stat_out;         /* (n_stats) output index of each updated statistic */
-    otl_tensor *pred;      /* the model's first output at the last step */
+    const otl_tensor *pred; /* the model's first output at the last step (a session view) */
+    const otl_tensor **in; /* (cap_in) the run's inputs: data, target, parameters, statistics */
+    int cap_in;
+    const char **varying;  /* (n_params + n_stats + 1) names the session must not plan as constants */
     uint8_t *zero;         /* (opt->total) pruning mask: 1 where a parameter stays 0, or NULL */
 };
 
@@ -36,7 +40,8 @@ void otl_trainer_free(otl_trainer *t)
     }
     free(t->stats);
     free(t->stat_out);
-    otl_tensor_free(t->pred);
+    free(t->in);
+    free(t->varying);
     free(t->zero);
     otl_session_free(t->s);
     otl_optim_free(t->opt);
@@ -156,12 +161,29 @@ otl_status otl_trainer_new(otl_trainer **out, const otl_model *m, const otl_trai
             return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
         }
     }
+    /* the target, parameters and statistics change every step: runtime inputs of the plan, never
+       constants (a batch of up to 64 int64 labels would otherwise be planned as one) */
+    if (!(t->varying = malloc(((size_t)n + (size_t)ns + 2) * sizeof *t->varying))) {
+        otl_trainer_free(t);
+        return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
+    }
+    for (int i = 0; i < n; i++)
+        t->varying[i] = t->tg->params[i];
+    for (int i = 0; i < ns; i++)
+        t->varying[n + i] = t->tg->stats[i];
+    t->varying[n + ns] = t->tg->target;
     otl_session_opts so = {.threads = o->threads, .training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed,
-                           .precision = o->precision};
+                           .precision = o->precision, .n_varying = n + ns + 1, .varying = t->varying};
     if ((st = otl_session_new(&t->s, t->tg->m, &so, err))) {
         otl_trainer_free(t);
         return st;
     }
+    for (int i = 0; i < n; i++)
+        if ((st = otl_session_bind_output(t->s, t->tg->grads[i], t->opt->grad + t->opt->offset[i],
+                                          t->views[i].nbytes, err))) {
+            otl_trainer_free(t);
+            return st;
+        }
     t->loss_out = -1;
     *out = t;
     return OTL_OK;
@@ -171,23 +193,27 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
                             const otl_tensor *target, float lr, float *loss, otl_error *err)
 {
     int n = t->tg->n_params, ns = t->tg->n_stats;
-    const otl_tensor **in = calloc((size_t)(n_inputs + 1 + n + ns), sizeof *in);
-    if (!in)
-        return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+    t->pred = NULL;
+    if (n_inputs + 1 + n + ns > t->cap_in) {
+        const otl_tensor **in = realloc(t->in, (size_t)(n_inputs + 1 + n + ns) * sizeof *in);
+        if (!in)
+            return otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+        t->in = in;
+        t->cap_in = n_inputs + 1 + n + ns;
+    }
     otl_tensor tgt = *target; /* shallow copy renamed to the graph's target input */
     tgt.name = t->tg->target;
     int k = 0;
     for (int i = 0; i < n_inputs; i++)
-        in[k++] = inputs[i];
-    in[k++] = &tgt;
+        t->in[k++] = inputs[i];
+    t->in[k++] = &tgt;
     for (int i = 0; i < n; i++)
-        in[k++] = &t->views[i];
+        t->in[k++] = &t->views[i];
     for (int i = 0; i < ns; i++)
-        in[k++] = &t->stats[i];
-    otl_tensor **outs = NULL;
+        t->in[k++] = &t->stats[i];
+    const otl_tensor *const *outs = NULL;
     int n_out = 0;
-    otl_status st = otl_session_run(t->s, in, k, &outs, &n_out, err);
-    free(in);
+    otl_status st = otl_session_run_views(t->s, t->in, k, &outs, &n_out, err);
     if (st)
         return st;
     if (t->loss_out < 0) {
@@ -208,40 +234,31 @@ otl_status otl_trainer_step(otl_trainer *t, const otl_tensor *const *inputs, int
             st = otl_error_set(err, OTL_ERR_INTERNAL, "running statistic '%s' missing or of the wrong size",
                                t->tg->stats[p]);
     }
+    /* the gradients are already in the optimizer's block: the session writes bound outputs there */
     for (int p = 0; !st && p < n; p++) {
         const otl_tensor *gt = t->grad_out[p] >= 0 ? outs[t->grad_out[p]] : NULL;
-        if (!gt || gt->nbytes != t->views[p].nbytes)
+        if (!gt || gt->nbytes != t->views[p].nbytes || gt->data != (void *)(t->opt->grad + t->opt->offset[p]))
             st = otl_error_set(err, OTL_ERR_INTERNAL, "gradient of '%s' missing or of the wrong size", t->tg->params[p]);
-        else
-            memcpy(t->opt->grad + t->opt->offset[p], gt->data, gt->nbytes);
     }
-    if (!st) {
-        *loss = t->loss_out >= 0 ? *(const float *)outs[t->loss_out]->data : 0.0f;
-        /* a non-finite loss leaves the parameters and statistics as they were (the caller stops) */
-        if (isfinite(*loss)) {
-            if (t->zero) /* pruned weights get no gradient (PyTorch's prune: grad * mask) */
-                for (int64_t j = 0; j < t->opt->total; j++)
-                    if (t->zero[j])
-                        t->opt->grad[j] = 0.0f;
-            if (t->o.clip_norm > 0)
-                otl_optim_clip(t->opt, t->o.clip_norm);
-            otl_optim_step(t->opt, lr);
-            if (t->zero)
-                mask_apply(t);
-            for (int p = 0; p < ns; p++)
-                memcpy(t->stats[p].data, outs[t->stat_out[p]]->data, t->stats[p].nbytes);
-        }
+    if (st)
+        return st;
+    *loss = t->loss_out >= 0 ? *(const float *)outs[t->loss_out]->data : 0.0f;
+    /* a non-finite loss leaves the parameters and statistics as they were (the caller stops) */
+    if (isfinite(*loss)) {
+        if (t->zero) /* pruned weights get no gradient (PyTorch's prune: grad * mask) */
+            for (int64_t j = 0; j < t->opt->total; j++)
+                if (t->zero[j])
+                    t->opt->grad[j] = 0.0f;
+        if (t->o.clip_norm > 0)
+            otl_optim_clip(t->opt, t->o.clip_norm);
+        otl_optim_step(t->opt, lr);
+        if (t->zero)
+            mask_apply(t);
+        for (int p = 0; p < ns; p++)
+            memcpy(t->stats[p].data, outs[t->stat_out[p]]->data, t->stats[p].nbytes);
     }
-    otl_tensor_free(t->pred);
-    t->pred = NULL;
-    for (int i = 0; i < n_out; i++) {
-        if (!st && i == 0)
-            t->pred = outs[i];
-        else
-            otl_tensor_free(outs[i]);
-    }
-    free(outs);
-    return st;
+    t->pred = n_out > 0 ? outs[0] : NULL;
+    return OTL_OK;
 }
 
 const otl_tensor *otl_trainer_prediction(const otl_trainer *t) { return t->pred; }
