@@ -149,6 +149,10 @@ void otl_augment_sample(const otl_augment *a, uint64_t seed, int64_t item, otl_a
  * [lo, hi] after jitter when lo < hi. Fails only when out of memory. */
 otl_status otl_augment_apply(const otl_augment_draw *p, float *img, int c, int h, int w, int nhwc, float lo, float hi,
                              otl_error *err);
+/* The same with the caller's scratch memory (c * h * w floats, or NULL to allocate): nothing is
+ * allocated then. */
+otl_status otl_augment_apply_buf(const otl_augment_draw *p, float *img, int c, int h, int w, int nhwc, float lo,
+                                 float hi, float *scratch, otl_error *err);
 
 /* ------------------------------------------------------------ data sets (src/dataset.c)
  * A data set is opened once; reading items afterwards never fails except on I/O or memory

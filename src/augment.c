@@ -209,12 +209,18 @@ static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? 
 otl_status otl_augment_apply(const otl_augment_draw *p, float *img, int c, int h, int w, int nhwc, float lo, float hi,
                              otl_error *err)
 {
+    return otl_augment_apply_buf(p, img, c, h, w, nhwc, lo, hi, NULL, err);
+}
+
+otl_status otl_augment_apply_buf(const otl_augment_draw *p, float *img, int c, int h, int w, int nhwc, float lo,
+                                 float hi, float *scratch, otl_error *err)
+{
     size_t np = (size_t)h * w;
     /* strides: element (y, x, ch) at y * sy + x * sx + ch * sc */
     size_t sx = nhwc ? (size_t)c : 1, sy = nhwc ? (size_t)w * c : (size_t)w, sc = nhwc ? 1 : np;
     int geometric = p->crop || p->angle != 0 || (p->scale != 1 && p->scale > 0);
     if (geometric) {
-        float *src = malloc(np * c * sizeof *src);
+        float *src = scratch ? scratch : malloc(np * c * sizeof *src);
         if (!src)
             return otl_error_set(err, OTL_ERR_NOMEM, "out of memory for augmentation");
         memcpy(src, img, np * c * sizeof *src);
@@ -245,7 +251,8 @@ otl_status otl_augment_apply(const otl_augment_draw *p, float *img, int c, int h
                     img[y * sy + x * sx + ch * sc] = top + (bot - top) * ay;
                 }
             }
-        free(src);
+        if (src != scratch)
+            free(src);
     } else if (p->flip) {
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w / 2; x++)

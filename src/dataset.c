@@ -70,6 +70,11 @@ struct otl_dataset {
     atomic_uchar *cstate; /* per slot: 0 empty, 1 being filled, 2 filled */
     int lazy;
     ds_prefetch pf;
+    /* per-thread scratch of batch_impl (an undecoded image, its float copy, augmentation's source),
+       grown before a parallel region, so that batches allocate nothing once it is big enough */
+    float *scr;
+    size_t scr_floats;  /* per thread */
+    int scr_threads;
 };
 
 /* ------------------------------------------------------------ small helpers */
@@ -719,6 +724,7 @@ void otl_dataset_free(otl_dataset *d)
     free(d->pf.idx);
     free(d->pf.x);
     free(d->pf.y);
+    free(d->scr);
     for (int c = 0; c < d->n_classes && d->class_names; c++)
         free(d->class_names[c]);
     free(d->class_names);
@@ -977,10 +983,26 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
             memcpy(xo + (size_t)k * d->sample_bytes, xd + (size_t)idx[k] * d->sample_bytes, d->sample_bytes);
         return OTL_OK;
     }
+    /* per thread: [image bytes as floats' room][float image][augmentation source] */
+    size_t img_f = d->kind == DS_NPZ ? d->sample_bytes / sizeof(float) + 1 : d->img_bytes;
+    size_t per = img_f / sizeof(float) + 1 + 2 * img_f;
+    if (per > d->scr_floats || nthreads > d->scr_threads) {
+        size_t nt = (size_t)(nthreads > d->scr_threads ? nthreads : d->scr_threads);
+        size_t pf = per > d->scr_floats ? per : d->scr_floats;
+        float *ns = malloc(nt * pf * sizeof *ns);
+        if (!ns)
+            return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory for a batch", d->path);
+        free(d->scr);
+        d->scr = ns;
+        d->scr_floats = pf;
+        d->scr_threads = (int)nt;
+    }
 #pragma omp parallel num_threads(nthreads)
     {
-        uint8_t *tmp = NULL;
-        float *ftmp = NULL;
+        float *mine = d->scr + (size_t)omp_get_thread_num() * d->scr_floats;
+        uint8_t *tmp = (uint8_t *)mine;
+        float *ftmp = mine + img_f / sizeof(float) + 1;
+        float *aug_src = ftmp + img_f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < n; k++) {
             otl_error e = {0};
@@ -992,7 +1014,7 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
                 otl_augment_sample(aug, seed, i, &p);
             if (d->kind == DS_NPZ) {
                 memcpy(dst, (const uint8_t *)d->x->data + (size_t)i * d->sample_bytes, d->sample_bytes);
-                s = otl_augment_apply(&p, dst, gc, gh, gw, gnhwc, 0, 0, &e);
+                s = otl_augment_apply_buf(&p, dst, gc, gh, gw, gnhwc, 0, 0, aug_src, &e);
             } else {
                 const uint8_t *img = NULL;
                 if (i < d->n_cached) {
@@ -1009,23 +1031,16 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
                     }
                 }
                 if (!img && !s) {
-                    if (!tmp && !(tmp = malloc(d->img_bytes)))
-                        s = otl_error_set(&e, OTL_ERR_NOMEM, "%s: out of memory", d->files[i]);
-                    if (!s)
-                        s = otl_image_load_u8(d->files[i], &d->pp, tmp, &e);
+                    s = otl_image_load_u8(d->files[i], &d->pp, tmp, &e);
                     img = tmp;
                 }
                 if (!s && !use_aug)
                     otl_image_normalize_u8(img, &d->pp, dst);
                 else if (!s) {
-                    if (!ftmp && !(ftmp = malloc(d->img_bytes * sizeof(float))))
-                        s = otl_error_set(&e, OTL_ERR_NOMEM, "%s: out of memory", d->files[i]);
-                    if (!s) {
-                        for (size_t q = 0; q < d->img_bytes; q++)
-                            ftmp[q] = img[q];
-                        s = otl_augment_apply(&p, ftmp, d->nchan, (int)d->pp.height, (int)d->pp.width, 1, 0.0f,
-                                              255.0f, &e);
-                    }
+                    for (size_t q = 0; q < d->img_bytes; q++)
+                        ftmp[q] = img[q];
+                    s = otl_augment_apply_buf(&p, ftmp, d->nchan, (int)d->pp.height, (int)d->pp.width, 1, 0.0f,
+                                              255.0f, aug_src, &e);
                     if (!s)
                         otl_image_normalize_f32(ftmp, &d->pp, dst);
                 }
@@ -1038,8 +1053,6 @@ static otl_status batch_impl(otl_dataset *d, const int64_t *idx, int64_t n, cons
                 }
             }
         }
-        free(tmp);
-        free(ftmp);
     }
     return st;
 }

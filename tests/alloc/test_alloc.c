@@ -11,11 +11,13 @@
  *       head's with `frozen`): 2 warm-up steps, then 5 counted steps must allocate nothing, and a
  *       batch of another size after them must not make the first size allocate again (the
  *       session keeps the plan of each of the last two input shapes).
- *   test_alloc fit MODEL SMALL.npz LARGE.npz BATCH OUT.onnx
- *       otl_fit without validation, 2 epochs over each data set (as many classes and the same
- *       tail batch, more full batches in LARGE): the two runs must allocate exactly as often, so
- *       the extra steps allocate nothing (per-epoch work such as the end-of-epoch model snapshot
- *       may allocate; it is the same in both runs).
+ *   test_alloc fit MODEL DATA_A BATCH_A DATA_B BATCH_B OUT.onnx [AUGMENT]
+ *       otl_fit without validation or feature cache, 2 epochs over DATA_A in batches of BATCH_A
+ *       and over DATA_B in batches of BATCH_B (chosen so that the two runs take different numbers
+ *       of steps but plan the same shapes: one full and one tail batch size each, and open data
+ *       sets that allocate alike: the same image folder, or .npz files): the two runs must
+ *       allocate exactly as often, so the extra steps allocate nothing (per-epoch work such as the
+ *       end-of-epoch model snapshot may allocate; it is the same in both runs).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -225,19 +227,20 @@ static int test_step(int argc, char **argv)
     return bad;
 }
 
-static int fit_count(const char *model, const char *data, const char *out, int64_t batch, int epochs, long *count)
+static int fit_count(const char *model, const char *data, const char *out, int64_t batch, const char *augment,
+                     long *count)
 {
     otl_fit_opts o;
     otl_fit_opts_init(&o);
     o.data = data;
     o.out = out;
     o.val_frac = 0;
-    o.epochs = epochs;
+    o.epochs = 2;
     o.batch = batch;
     o.lr = 1e-3;
     o.threads = 2;
-    o.no_shuffle = 1;
     o.no_cache = 1;
+    o.augment = augment;
     o.msg = NULL;
     otl_fit_result r;
     otl_error err = {0};
@@ -249,24 +252,26 @@ static int fit_count(const char *model, const char *data, const char *out, int64
     *count = n_alloc - before;
     tracing = 0;
     if (getenv("OTL_ALLOC_TRACE")) {
-        fprintf(stderr, "test_alloc: %d epoch(s):\n", epochs);
+        fprintf(stderr, "test_alloc: %s, batch %lld:\n", data, (long long)batch);
         trace_print();
     }
-    printf("%s, %d epochs: %ld allocations, train loss %.4f\n", data, epochs, *count, r.train_loss);
+    printf("%s, batch %lld, 2 epochs: %ld allocations, train loss %.4f\n", data, (long long)batch, *count,
+           r.train_loss);
     return 0;
 }
 
 static int test_fit(int argc, char **argv)
 {
-    if (argc != 7)
-        return fail("usage: test_alloc fit MODEL SMALL.npz LARGE.npz BATCH OUT.onnx", NULL);
-    long small = 0, large = 0;
-    int64_t b = atoll(argv[5]);
-    if (fit_count(argv[2], argv[3], argv[6], b, 2, &small) || fit_count(argv[2], argv[4], argv[6], b, 2, &large))
+    if (argc != 8 && argc != 9)
+        return fail("usage: test_alloc fit MODEL DATA_A BATCH_A DATA_B BATCH_B OUT.onnx [AUGMENT]", NULL);
+    long a = 0, b = 0;
+    const char *aug = argc == 9 ? argv[8] : NULL;
+    if (fit_count(argv[2], argv[3], argv[7], atoll(argv[4]), aug, &a) ||
+        fit_count(argv[2], argv[5], argv[7], atoll(argv[6]), aug, &b))
         return 1;
-    if (small != large) {
-        fprintf(stderr, "test_alloc: 2 epochs over %s made %ld allocations, over %s %ld: training steps allocate\n",
-                argv[3], small, argv[4], large);
+    if (a != b) {
+        fprintf(stderr, "test_alloc: 2 epochs over %s (batch %s) made %ld allocations, over %s (batch %s) %ld: "
+                "training steps allocate\n", argv[3], argv[4], a, argv[5], argv[6], b);
         return 1;
     }
     return 0;
