@@ -44,14 +44,14 @@ demo: build
 # Main suite (release build), then the sanitizer build with the fuzz run and the
 # malformed-input corpus under ASan+UBSan.
 test: test-deps ort build asan-test
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) || { sh $(CURDIR)/tools/ctest-failures.sh .; exit 1; }
 
 $(FUZZ_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOTL_SANITIZE=ON -DOTL_FUZZ=ON
 
 asan-test: test-deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
-	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) -L asan
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) -L asan || { sh $(CURDIR)/tools/ctest-failures.sh .; exit 1; }
 
 # Longer fuzzing (opt-in): every libFuzzer target for FUZZ_SECONDS each (make test runs 15 s each);
 # findings are written to $(FUZZ_BUILD)/fuzz_long_<target>/artifacts.

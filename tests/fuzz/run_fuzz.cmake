@@ -27,7 +27,9 @@ foreach(_d ${_seed_dirs})
   file(COPY ${_seeds} DESTINATION ${WORK}/corpus)
 endforeach()
 
-set(_args -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=10 -max_len=65536
+# -timeout: one input may take 60 s (every input takes well under 1 s here; a loaded CI machine must
+# not turn a stall into a finding, a hang is still found)
+set(_args -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=60 -max_len=65536
           -print_final_stats=1 -artifact_prefix=${WORK}/artifacts/)
 if(DEFINED DICT AND EXISTS "${DICT}")
   list(APPEND _args -dict=${DICT})
@@ -38,14 +40,32 @@ set(ENV{UBSAN_OPTIONS} "halt_on_error=1:abort_on_error=1:print_stacktrace=1:$ENV
 
 math(EXPR _limit "${SECONDS} + 120")
 execute_process(COMMAND ${FUZZER} ${_args} ${WORK}/corpus
-                RESULT_VARIABLE _rc TIMEOUT ${_limit})
+                RESULT_VARIABLE _rc TIMEOUT ${_limit} OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
 file(GLOB _found ${WORK}/artifacts/crash-* ${WORK}/artifacts/leak-* ${WORK}/artifacts/timeout-*
      ${WORK}/artifacts/oom-*)
 if(_old AND _found)
   list(REMOVE_ITEM _found ${_old})
 endif()
 if(NOT _rc EQUAL 0 OR _found)
+  # The whole fuzzer log first, then what a truncated CI log must still show: the report (the
+  # lines from the first sanitizer/libFuzzer ERROR on) and each reproducer as hex (up to 8 KiB).
+  message("${_out}")
+  string(FIND "${_out}" "ERROR" _at)
+  if(_at GREATER_EQUAL 0)
+    string(SUBSTRING "${_out}" ${_at} 6000 _report)
+  else()
+    set(_report "(no ERROR line; exit status ${_rc})")
+  endif()
+  set(_hex "")
+  foreach(_f ${_found})
+    file(SIZE ${_f} _size)
+    if(_size LESS_EQUAL 8192)
+      file(READ ${_f} _h HEX)
+      string(APPEND _hex "\n${_f} (${_size} bytes, hex): ${_h}")
+    endif()
+  endforeach()
   message(FATAL_ERROR "fuzzer failed (result: ${_rc}); reproducers: ${_found}\n"
-          "reproduce with: ${FUZZER} <file>")
+          "reproduce with: ${FUZZER} <file>\nreport:\n${_report}${_hex}")
 endif()
+message("${_out}")
 message(STATUS "fuzzer ran ${SECONDS}s without findings")
