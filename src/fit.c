@@ -10,6 +10,7 @@
  * position, accumulators, best/early-stop/schedule/unfreeze state, split, hyper-parameters;
  * doubles as C hex floats so that they round-trip exactly), written last and atomically: a kill
  * at any moment leaves the previous checkpoint or the new one, never a mix. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -1168,6 +1169,37 @@ static otl_status make_out(fit *f, int epoch, const double *mtr, otl_error *err)
 
 static void put_dbl(FILE *fp, const char *k, double v) { fprintf(fp, "%s %a\n", k, v); }
 
+/* Whether name is a checkpoint file of serial other than keep: model.N.onnx[.data], optim.N.bin, or a
+ * temporary file of the atomic writes (.model.*, .optim.*, .state.txt.*). */
+static int ckpt_stale(const char *name, int keep)
+{
+    if (!strncmp(name, ".model.", 7) || !strncmp(name, ".optim.", 7) || !strncmp(name, ".state.txt.", 11))
+        return strstr(name, ".tmp") != NULL;
+    const char *rest = !strncmp(name, "model.", 6) ? name + 6 : !strncmp(name, "optim.", 6) ? name + 6 : NULL;
+    if (!rest || *rest < '0' || *rest > '9')
+        return 0;
+    char *end;
+    long n = strtol(rest, &end, 10);
+    int known = name[0] == 'm' ? !strcmp(end, ".onnx") || !strcmp(end, ".onnx.data") : !strcmp(end, ".bin");
+    return known && n != keep;
+}
+
+static void ckpt_sweep(const char *dir, int keep)
+{
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        if (ckpt_stale(e->d_name, keep)) {
+            char *p = path_join(dir, e->d_name);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+    closedir(dp);
+}
+
 static otl_status ckpt_write(fit *f, otl_error *err)
 {
     const char *dir = f->h.checkpoint;
@@ -1265,25 +1297,9 @@ static otl_status ckpt_write(fit *f, otl_error *err)
     fp = NULL;
     if ((st = otl_write_file_atomic(spath, buf, len, err)))
         goto done;
-    /* the previous checkpoint's files */
-    if (f->serial > 0) {
-        char old[64];
-        snprintf(old, sizeof old, "model.%d.onnx", f->serial);
-        char *p = path_join(dir, old);
-        if (p)
-            unlink(p);
-        free(p);
-        snprintf(old, sizeof old, "model.%d.onnx.data", f->serial); /* external data, when saved with it */
-        p = path_join(dir, old);
-        if (p)
-            unlink(p);
-        free(p);
-        snprintf(old, sizeof old, "optim.%d.bin", f->serial);
-        p = path_join(dir, old);
-        if (p)
-            unlink(p);
-        free(p);
-    }
+    /* every other checkpoint file: the previous checkpoint's, and those a killed run left (a
+       checkpoint it wrote no state for, half-written temporary files) */
+    ckpt_sweep(dir, serial);
     f->serial = serial;
 done:
     if (fp)
@@ -1929,10 +1945,12 @@ static otl_status run_epochs(fit *f, otl_fit_result *r, otl_error *err)
         r->epochs_done = f->epoch + 1;
         int stop = f->n_va && f->h.early_stop > 0 && f->bad_epochs >= f->h.early_stop;
         f->batch_pos = 0;
+        /* the log line before the checkpoint: a run killed between the two resumes with the log cut
+           back to the checkpoint's epochs, never with a line missing */
+        log_epoch(f, f->epoch + 1, lr, mtr, secs, ips);
         f->epoch++;
         st = ckpt_write(f, err);
         f->epoch--;
-        log_epoch(f, f->epoch + 1, lr, mtr, secs, ips);
         if (!st && stop) {
             r->stopped_early = 1;
             if (f->h.msg && f->h.progress != OTL_FIT_QUIET)
