@@ -25,8 +25,12 @@
 enum { DS_NPZ = 0, DS_FOLDER = 1 };
 
 typedef struct ds_prefetch {
-    pthread_t th;
-    int active;          /* a thread was started and not joined */
+    pthread_t th;        /* one worker for the data set's life, started by the first prefetch */
+    int started, quit;
+    int job;             /* a batch is being made (under mu; cv signals changes) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int active;          /* a batch was requested and not yet waited for */
     int ready;           /* x, y, st hold a prepared batch */
     int64_t *idx, n;
     otl_augment aug;
@@ -709,11 +713,30 @@ otl_status otl_dataset_open(otl_dataset **out, const char *path, const otl_datas
 
 static void prefetch_join(otl_dataset *d)
 {
-    if (d->pf.active) {
-        pthread_join(d->pf.th, NULL);
-        d->pf.active = 0;
-        d->pf.ready = 1;
+    ds_prefetch *p = &d->pf;
+    if (p->active) {
+        pthread_mutex_lock(&p->mu);
+        while (p->job)
+            pthread_cond_wait(&p->cv, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+        p->active = 0;
+        p->ready = 1;
     }
+}
+
+static void prefetch_stop(otl_dataset *d)
+{
+    ds_prefetch *p = &d->pf;
+    if (!p->started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    p->started = 0;
 }
 
 void otl_dataset_free(otl_dataset *d)
@@ -721,6 +744,7 @@ void otl_dataset_free(otl_dataset *d)
     if (!d)
         return;
     prefetch_join(d);
+    prefetch_stop(d);
     free(d->pf.idx);
     free(d->pf.x);
     free(d->pf.y);
@@ -1089,11 +1113,27 @@ otl_status otl_dataset_batch(otl_dataset *d, const int64_t *idx, int64_t n, cons
     return batch_impl(d, idx, n, aug, seed, x, y, ds_threads(d), err);
 }
 
+/* The prefetch worker: makes each requested batch, one at a time, until the data set is freed (one
+ * thread and one OpenMP team for the whole run instead of new ones per batch). */
 static void *prefetch_main(void *arg)
 {
     otl_dataset *d = arg;
     ds_prefetch *p = &d->pf;
-    p->st = batch_impl(d, p->idx, p->n, p->has_aug ? &p->aug : NULL, p->seed, p->x, p->y, d->prefetch_threads, &p->err);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->job && !p->quit)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->quit)
+            break;
+        pthread_mutex_unlock(&p->mu);
+        otl_status st = batch_impl(d, p->idx, p->n, p->has_aug ? &p->aug : NULL, p->seed, p->x, p->y,
+                                   d->prefetch_threads, &p->err);
+        pthread_mutex_lock(&p->mu);
+        p->st = st;
+        p->job = 0;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -1130,8 +1170,25 @@ otl_status otl_dataset_prefetch(otl_dataset *d, const int64_t *idx, int64_t n, c
     memset(&p->err, 0, sizeof p->err);
     p->st = OTL_OK;
     p->ready = 0;
-    if (pthread_create(&p->th, NULL, prefetch_main, d) != 0)
-        return OTL_OK; /* no thread: the batch is simply made when asked for */
+    if (!p->started) {
+        if (pthread_mutex_init(&p->mu, NULL) != 0)
+            return OTL_OK; /* no worker: the batch is simply made when asked for */
+        if (pthread_cond_init(&p->cv, NULL) != 0) {
+            pthread_mutex_destroy(&p->mu);
+            return OTL_OK;
+        }
+        p->quit = p->job = 0;
+        if (pthread_create(&p->th, NULL, prefetch_main, d) != 0) {
+            pthread_cond_destroy(&p->cv);
+            pthread_mutex_destroy(&p->mu);
+            return OTL_OK;
+        }
+        p->started = 1;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->job = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
     p->active = 1;
     return OTL_OK;
 }
