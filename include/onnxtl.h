@@ -390,6 +390,9 @@ typedef struct otl_session_stats {
     size_t const_bytes;     /* values computed once at plan time (folded) */
     int n_steps;            /* kernels run per pass */
     int n_folded;           /* nodes evaluated at plan time */
+    size_t scratch_bytes;   /* the one oneDNN scratchpad all the session's primitives share */
+    long n_scratch_runs;    /* primitive runs that used it */
+    long n_library_runs;    /* primitive runs in oneDNN's library scratchpad mode (0: every one shares it) */
 } otl_session_stats;
 otl_status otl_session_stats_get(const otl_session *s, otl_session_stats *st, otl_error *err);
 

@@ -323,11 +323,11 @@ static otl_status ugrad_prepare(otl_kctx *k)
     dnnl_primitive_desc_t fpd = NULL, bpd = NULL;
     if ((st = otl_dnnl_check(k, dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, alg, &md, alpha, beta),
                              "eltwise forward")) ||
-        (st = otl_dnnl_check(k, dnnl_primitive_desc_create(&fpd, &fd, NULL, k->eng->eng, NULL), "eltwise forward")))
+        (st = otl_dnnl_check(k, otl_pd_create(&fpd, &fd, NULL, k->eng->eng, NULL), "eltwise forward")))
         return st;
     st = otl_dnnl_check(k, dnnl_eltwise_backward_desc_init(&bd, alg, &md, &md, alpha, beta), "eltwise backward");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&bpd, &bd, NULL, k->eng->eng, fpd), "eltwise backward");
+        st = otl_dnnl_check(k, otl_pd_create(&bpd, &bd, NULL, k->eng->eng, fpd), "eltwise backward");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, bpd), "eltwise backward");
     if (bpd)

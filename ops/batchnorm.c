@@ -480,7 +480,7 @@ static otl_status bn_grad_infer(otl_kctx *k)
                                                                         &x_md, g->b.epsilon, flags),
                         "batch normalization backward");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&g->pd, &bd, NULL, k->eng->eng, hint), "batch normalization backward");
+        st = otl_dnnl_check(k, otl_pd_create(&g->pd, &bd, NULL, k->eng->eng, hint), "batch normalization backward");
     dnnl_primitive_desc_destroy(hint);
     if (st)
         return st;

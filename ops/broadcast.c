@@ -237,7 +237,7 @@ otl_status otl_plain_prepare(otl_kctx *k, const otl_rt *v, otl_plain *p)
     otl_status st = otl_md_plain(k, v, &plain);
     if (st)
         return st;
-    if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&pd, &v->md, k->eng->eng, &plain, k->eng->eng, NULL),
+    if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&pd, &v->md, k->eng->eng, &plain, k->eng->eng, NULL),
                              "reorder to plain")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&p->reorder, pd), "reorder to plain");

@@ -267,13 +267,13 @@ static dnnl_status_t conv_fwd_pd(otl_kctx *k, const conv_state *s, dnnl_prop_kin
         r = dnnl_dilated_deconvolution_forward_desc_init(&d, prop, dnnl_deconvolution_direct, x_md, w_md, b_md, y_md,
                                                          strides, dil, pl, pr);
         if (r == dnnl_success)
-            r = dnnl_primitive_desc_create(pd, &d, attr, k->eng->eng, NULL);
+            r = otl_pd_create(pd, &d, attr, k->eng->eng, NULL);
     } else {
         dnnl_convolution_desc_t d;
         r = dnnl_dilated_convolution_forward_desc_init(&d, prop, s->wino ? dnnl_convolution_winograd : dnnl_convolution_direct,
                                                        x_md, w_md, b_md, y_md, strides, dil, pl, pr);
         if (r == dnnl_success)
-            r = dnnl_primitive_desc_create(pd, &d, attr, k->eng->eng, NULL);
+            r = otl_pd_create(pd, &d, attr, k->eng->eng, NULL);
     }
     if (r != dnnl_success)
         *pd = NULL;
@@ -683,7 +683,7 @@ static otl_status conv_prepare(otl_kctx *k)
         if (!s->w_buf)
             return otl_kfail(k, OTL_ERR_NOMEM, "out of memory for weights");
         dnnl_primitive_desc_t rpd;
-        if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, &w_plain, k->eng->eng, wq_md, k->eng->eng, NULL),
+        if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, &w_plain, k->eng->eng, wq_md, k->eng->eng, NULL),
                                  "weights reorder")))
             return st;
         st = otl_dnnl_check(k, dnnl_primitive_create(&s->w_reorder, rpd), "weights reorder");
@@ -707,7 +707,7 @@ static otl_status conv_prepare(otl_kctx *k)
                 return st;
             if (!dnnl_memory_desc_equal(&z_user, dst_md)) {
                 dnnl_primitive_desc_t rpd;
-                if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, &z_user, k->eng->eng, dst_md, k->eng->eng, NULL),
+                if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, &z_user, k->eng->eng, dst_md, k->eng->eng, NULL),
                                          "residual reorder")))
                     return st;
                 st = otl_dnnl_check(k, dnnl_primitive_create(&s->z_reorder, rpd), "residual reorder");
@@ -1035,13 +1035,13 @@ static otl_status bwd_data_infer(otl_kctx *k)
                 r = dnnl_dilated_deconvolution_backward_data_desc_init(&d, dnnl_deconvolution_direct, &dx_md, &w_md, &dy_md,
                                                                        strides, dil, pl, pr);
                 if (r == dnnl_success)
-                    r = dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, hint);
+                    r = otl_pd_create(&s->pd, &d, NULL, k->eng->eng, hint);
             } else {
                 dnnl_convolution_desc_t d;
                 r = dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &dx_md, &w_md, &dy_md,
                                                                      strides, dil, pl, pr);
                 if (r == dnnl_success)
-                    r = dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, hint);
+                    r = otl_pd_create(&s->pd, &d, NULL, k->eng->eng, hint);
             }
             dnnl_primitive_desc_destroy(hint);
         }
@@ -1149,13 +1149,13 @@ static otl_status bwd_weights_infer(otl_kctx *k)
                 r = dnnl_dilated_deconvolution_backward_weights_desc_init(&d, dnnl_deconvolution_direct, &x_md, &dw_md, b,
                                                                           &dy_md, strides, dil, pl, pr);
                 if (r == dnnl_success)
-                    r = dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, hint);
+                    r = otl_pd_create(&s->pd, &d, NULL, k->eng->eng, hint);
             } else {
                 dnnl_convolution_desc_t d;
                 r = dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &x_md, &dw_md, b,
                                                                         &dy_md, strides, dil, pl, pr);
                 if (r == dnnl_success)
-                    r = dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, hint);
+                    r = otl_pd_create(&s->pd, &d, NULL, k->eng->eng, hint);
             }
             dnnl_primitive_desc_destroy(hint);
         }

@@ -121,7 +121,7 @@ static dnnl_status_t conv_pd(otl_kctx *k, const dnnl_memory_desc_t *x, const dnn
     *pd = NULL;
     dnnl_status_t r = dnnl_convolution_forward_desc_init(&d, dnnl_forward_inference, dnnl_convolution_direct, x, w, b, y, s, p, p);
     if (r == dnnl_success)
-        r = dnnl_primitive_desc_create(pd, &d, attr, k->eng->eng, NULL);
+        r = otl_pd_create(pd, &d, attr, k->eng->eng, NULL);
     if (r != dnnl_success)
         *pd = NULL;
     return r;
@@ -224,7 +224,7 @@ static otl_status dw_infer(otl_kctx *k)
         r = dnnl_convolution_forward_desc_init(&d, dnnl_forward_inference, dnnl_convolution_direct, mq, &w2_md,
                                                otl_has_in(k, 4) ? &b_md : NULL, &y_md, st2, p1, p1);
         if (r == dnnl_success)
-            r = dnnl_primitive_desc_create(&s->pd2, &d, attr, k->eng->eng, NULL);
+            r = otl_pd_create(&s->pd2, &d, attr, k->eng->eng, NULL);
         if (attr)
             dnnl_primitive_attr_destroy(attr);
         if (r != dnnl_success)

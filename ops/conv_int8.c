@@ -303,7 +303,7 @@ static otl_status qc_prepare(otl_kctx *k)
                                                                           &y_any, strides, dil, pl, pr),
                             "int8 convolution");
         if (!st) {
-            dnnl_status_t ds = dnnl_primitive_desc_create(&s->pd, &d, attr, k->eng->eng, NULL);
+            dnnl_status_t ds = otl_pd_create(&s->pd, &d, attr, k->eng->eng, NULL);
             if (ds == dnnl_unimplemented) {
                 s->pd = NULL;
                 s->ref = 1;

@@ -337,7 +337,7 @@ static otl_status arith_prepare(otl_kctx *k)
     dnnl_primitive_desc_t pd;
     if ((st = otl_dnnl_check(k, dnnl_binary_desc_init(&d, algs[s->stages[0].op], md0, &s->bin_md1, md0), "binary")))
         return st;
-    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "binary")))
+    if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "binary")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&s->bin, pd), "binary");
     dnnl_primitive_desc_destroy(pd);

@@ -149,7 +149,7 @@ static otl_status reduce_to_prepare(otl_kctx *k)
     if ((st = otl_dnnl_check(k, dnnl_reduction_desc_init(&d, dnnl_reduction_sum, &src_md, &dst_md, 0.f, 0.f),
                              "reduction")))
         return st;
-    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "reduction")))
+    if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "reduction")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "reduction");
     dnnl_primitive_desc_destroy(pd);

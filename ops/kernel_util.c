@@ -2,6 +2,7 @@
  * type checks, shape setting, const inputs, oneDNN glue, generic element access. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/op.h"
@@ -244,9 +245,119 @@ otl_status otl_dnnl_memory(otl_kctx *k, const dnnl_memory_desc_t *md, void *data
                           "memory object");
 }
 
+/* attr (or a default one) cloned into the user scratchpad mode; *own is set to destroy it. */
+static dnnl_status_t user_scratch_attr(const_dnnl_primitive_attr_t attr, dnnl_primitive_attr_t *own)
+{
+    dnnl_status_t r = attr ? dnnl_primitive_attr_clone(own, attr) : dnnl_primitive_attr_create(own);
+    if (r != dnnl_success)
+        return r;
+    r = dnnl_primitive_attr_set_scratchpad_mode(*own, dnnl_scratchpad_mode_user);
+    if (r != dnnl_success) {
+        dnnl_primitive_attr_destroy(*own);
+        *own = NULL;
+    }
+    return r;
+}
+
+dnnl_status_t otl_pd_create(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t attr,
+                            dnnl_engine_t eng, const_dnnl_primitive_desc_t hint)
+{
+    dnnl_primitive_attr_t a = NULL;
+    dnnl_status_t r = user_scratch_attr(attr, &a);
+    if (r != dnnl_success)
+        return r;
+    r = dnnl_primitive_desc_create(pd, d, a, eng, hint);
+    dnnl_primitive_attr_destroy(a);
+    return r;
+}
+
+dnnl_status_t otl_reorder_pd_create(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *src, dnnl_engine_t src_eng,
+                                    const dnnl_memory_desc_t *dst, dnnl_engine_t dst_eng,
+                                    const_dnnl_primitive_attr_t attr)
+{
+    dnnl_primitive_attr_t a = NULL;
+    dnnl_status_t r = user_scratch_attr(attr, &a);
+    if (r != dnnl_success)
+        return r;
+    r = dnnl_reorder_primitive_desc_create(pd, src, src_eng, dst, dst_eng, a);
+    dnnl_primitive_attr_destroy(a);
+    return r;
+}
+
+void otl_engine_scratch_free(otl_engine *e)
+{
+    if (e->scratch_mem)
+        dnnl_memory_destroy(e->scratch_mem);
+    free(e->scratch);
+    e->scratch = NULL;
+    e->scratch_mem = NULL;
+    e->scratch_size = 0;
+}
+
+/* The engine's scratchpad memory, at least `need` bytes (grown here, which only a primitive's
+ * first run can ask for). */
+static otl_status scratch_reserve(otl_kctx *k, size_t need)
+{
+    otl_engine *e = k->eng;
+    if (e->scratch_mem && need <= e->scratch_size)
+        return OTL_OK;
+    size_t size = need > e->scratch_size ? need : e->scratch_size;
+    size = (size + 4095) & ~(size_t)4095;
+    void *buf = aligned_alloc(4096, size);
+    if (!buf)
+        return otl_kfail(k, OTL_ERR_NOMEM, "cannot allocate a %zu-byte oneDNN scratchpad", size);
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {(dnnl_dim_t)size};
+    dnnl_memory_t mem = NULL;
+    otl_status st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_u8, dnnl_a), "scratchpad");
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_memory_create(&mem, &md, e->eng, buf), "scratchpad");
+    if (st) {
+        free(buf);
+        return st;
+    }
+    otl_engine_scratch_free(e);
+    e->scratch = buf;
+    e->scratch_size = size;
+    e->scratch_mem = mem;
+    return OTL_OK;
+}
+
 otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args)
 {
-    otl_status st = otl_dnnl_check(k, dnnl_primitive_execute(p, k->eng->stream, nargs, args), "execution");
+    const_dnnl_primitive_desc_t pd = NULL;
+    const_dnnl_primitive_attr_t attr = NULL;
+    dnnl_scratchpad_mode_t mode = dnnl_scratchpad_mode_library;
+    otl_status st = otl_dnnl_check(k, dnnl_primitive_get_primitive_desc(p, &pd), "primitive descriptor");
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_primitive_desc_get_attr(pd, &attr), "primitive attributes");
+    if (!st)
+        st = otl_dnnl_check(k, dnnl_primitive_attr_get_scratchpad_mode(attr, &mode), "scratchpad mode");
+    if (st)
+        return st;
+    dnnl_exec_arg_t all[32];
+    if (mode == dnnl_scratchpad_mode_user) {
+        const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+        if (need > 0) {
+            if (nargs >= 32)
+                return otl_kfail(k, OTL_ERR_INTERNAL, "a primitive with %d arguments", nargs);
+            if ((st = scratch_reserve(k, need)))
+                return st;
+            k->eng->n_scratch_runs++;
+            memcpy(all, args, (size_t)nargs * sizeof *args);
+            all[nargs].arg = DNNL_ARG_SCRATCHPAD;
+            all[nargs].memory = k->eng->scratch_mem;
+            args = all;
+            nargs++;
+        }
+    } else {
+        k->eng->n_library_runs++;
+        const char *chk = getenv("OTL_SCRATCH_CHECK");
+        if (chk && strcmp(chk, "1") == 0)
+            return otl_kfail(k, OTL_ERR_INTERNAL, "a oneDNN primitive in library scratchpad mode (OTL_SCRATCH_CHECK=1)");
+    }
+    st = otl_dnnl_check(k, dnnl_primitive_execute(p, k->eng->stream, nargs, args), "execution");
     if (st)
         return st;
     return otl_dnnl_check(k, dnnl_stream_wait(k->eng->stream), "stream wait");

@@ -148,7 +148,7 @@ static otl_status lnorm_prepare(otl_kctx *k)
     if ((st = otl_dnnl_check(k, dnnl_layer_normalization_forward_desc_init(&d, s->training ? dnnl_forward_training : dnnl_forward_inference,
                                                                            &mdd, &mds, s->eps, flags), "layer norm")))
         return st;
-    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "layer norm")))
+    if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "layer norm")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "layer norm");
     dnnl_primitive_desc_destroy(pd);
@@ -385,13 +385,13 @@ static otl_status lng_prepare(otl_kctx *k)
     st = otl_dnnl_check(k, dnnl_layer_normalization_forward_desc_init(&fd, dnnl_forward_training, &mdd, &mds, s->eps, flags),
                         "layer norm");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&hint, &fd, NULL, k->eng->eng, NULL), "layer norm");
+        st = otl_dnnl_check(k, otl_pd_create(&hint, &fd, NULL, k->eng->eng, NULL), "layer norm");
     if (!st)
         st = otl_dnnl_check(k, dnnl_layer_normalization_backward_desc_init(&bd, g->full ? dnnl_backward : dnnl_backward_data,
                                                                            &mdd, &mdd, &mds, s->eps, flags),
                             "layer norm backward");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &bd, NULL, k->eng->eng, hint), "layer norm backward");
+        st = otl_dnnl_check(k, otl_pd_create(&pd, &bd, NULL, k->eng->eng, hint), "layer norm backward");
     const char *impl = NULL;
     int ref = !st && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
               strncmp(impl, "ref", 3) == 0;

@@ -159,7 +159,7 @@ static otl_status pack_weights(otl_kctx *k, mm_state *s, const dnnl_memory_desc_
     if (!st)
         st = otl_dnnl_memory(k, to, s->packed, &s->mb);
     if (!st)
-        st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL), "weights reorder");
+        st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL), "weights reorder");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_create(&r, rpd), "weights reorder");
     if (!st) {
@@ -249,7 +249,7 @@ static otl_status mm_prepare(otl_kctx *k)
         pack = dnnl_memory_desc_init_by_tag(&any, nd, dd, s->bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any) ==
                    dnnl_success &&
                dnnl_matmul_desc_init(&d, &pa, &any, cmdc, &mdy) == dnnl_success &&
-               dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
+               otl_pd_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
         if (pack) {
             const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
             pack = w && !dnnl_memory_desc_equal(w, &pb);
@@ -264,7 +264,7 @@ static otl_status mm_prepare(otl_kctx *k)
     if (!st && !pack)
         st = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &pa, &pb, cmdc, &mdy), "matmul");
     if (!st && !pack)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL), "matmul");
+        st = otl_dnnl_check(k, otl_pd_create(&pd, &d, attr, k->eng->eng, NULL), "matmul");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "matmul");
     if (pd)
@@ -752,7 +752,7 @@ static otl_status mmg_prepare(otl_kctx *k)
     if (!s)
         s = otl_dnnl_check(k, dnnl_matmul_desc_init(&d, &q1, &q2, NULL, &md), "matmul (gradient)");
     if (!s)
-        s = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL), "matmul (gradient)");
+        s = otl_dnnl_check(k, otl_pd_create(&pd, &d, attr, k->eng->eng, NULL), "matmul (gradient)");
     if (!s)
         s = otl_dnnl_check(k, dnnl_primitive_create(&g->prim, pd), "matmul (gradient)");
     if (pd)

@@ -240,7 +240,7 @@ otl_status nn_port_init(otl_kctx *k, nn_port *p, const dnnl_memory_desc_t *user_
     *scratch_bytes += (p->prim_bytes + 63) & ~(size_t)63;
     dnnl_primitive_desc_t rpd;
     const dnnl_memory_desc_t *from = is_output ? prim_md : user_md, *to = is_output ? user_md : prim_md;
-    if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL),
+    if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL),
                              "layout reorder")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&p->reorder, rpd), "layout reorder");
@@ -285,7 +285,7 @@ otl_status nn_make_pd(otl_kctx *k, const void *op_desc, const dnnl_primitive_att
                       dnnl_primitive_desc_t *pd, const char *what)
 {
     *pd = NULL;
-    return otl_dnnl_check(k, dnnl_primitive_desc_create(pd, op_desc, attr, k->eng->eng, NULL), what);
+    return otl_dnnl_check(k, otl_pd_create(pd, op_desc, attr, k->eng->eng, NULL), what);
 }
 
 otl_status nn_make_prim(otl_kctx *k, dnnl_primitive_desc_t pd, dnnl_primitive_t *prim, const char *what)
@@ -307,7 +307,7 @@ otl_status nn_reorder_once(otl_kctx *k, const dnnl_memory_desc_t *src_md, void *
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
     dnnl_memory_t ms = NULL, md = NULL;
-    otl_status st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&rpd, src_md, k->eng->eng, dst_md, k->eng->eng, NULL),
+    otl_status st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, src_md, k->eng->eng, dst_md, k->eng->eng, NULL),
                                    "weights reorder");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_create(&r, rpd), "weights reorder");

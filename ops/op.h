@@ -55,6 +55,14 @@ typedef struct otl_engine {
     dnnl_engine_t eng;
     dnnl_stream_t stream;
     int threads;
+    /* The one scratchpad every primitive of the session shares (they are created in oneDNN's
+       user scratchpad mode: otl_pd_create): grown to the largest need at a primitive's first run,
+       passed as DNNL_ARG_SCRATCHPAD by otl_dnnl_run. */
+    void *scratch;
+    size_t scratch_size;
+    dnnl_memory_t scratch_mem;
+    long n_scratch_runs;      /* primitive runs that used the shared scratchpad */
+    long n_library_runs;      /* runs of primitives still in library mode (OTL_SCRATCH_CHECK=1: an error) */
 } otl_engine;
 
 struct otl_op;
@@ -173,8 +181,18 @@ otl_status otl_md_plain(otl_kctx *k, const otl_rt *v, dnnl_memory_desc_t *md);
 otl_status otl_dnnl_check(otl_kctx *k, dnnl_status_t s, const char *what);
 /* Create a dnnl memory object over `data` (NULL allowed: set later). */
 otl_status otl_dnnl_memory(otl_kctx *k, const dnnl_memory_desc_t *md, void *data, dnnl_memory_t *out);
-/* Execute a primitive on the engine's stream and wait. */
+/* Execute a primitive on the engine's stream and wait; a primitive that needs a scratchpad gets
+ * the engine's shared one (grown when this primitive needs more: the first run only). */
 otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args);
+/* dnnl_primitive_desc_create / dnnl_reorder_primitive_desc_create with attr (NULL: default) in
+ * the user scratchpad mode, so that the primitive uses the engine's shared scratchpad. */
+dnnl_status_t otl_pd_create(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t attr,
+                            dnnl_engine_t eng, const_dnnl_primitive_desc_t hint);
+dnnl_status_t otl_reorder_pd_create(dnnl_primitive_desc_t *pd, const dnnl_memory_desc_t *src, dnnl_engine_t src_eng,
+                                    const dnnl_memory_desc_t *dst, dnnl_engine_t dst_eng,
+                                    const_dnnl_primitive_attr_t attr);
+/* Release the engine's scratchpad (session end). */
+void otl_engine_scratch_free(otl_engine *e);
 
 /* Elements as float/int for generic kernels. */
 double otl_get_f(const void *data, int dtype, int64_t i);

@@ -152,7 +152,7 @@ static otl_status pool_make_pd(otl_kctx *k, pool_state *s, const int64_t *dims)
         dnnl_prop_kind_t prop = dnnl_forward_inference;
         dnnl_pooling_v2_desc_t d;
         if (dnnl_pooling_v2_forward_desc_init(&d, prop, alg, &x_md, &y_md, strides, kernel, dil, pl, pr) == dnnl_success &&
-            dnnl_primitive_desc_create(&s->pd, &d, NULL, k->eng->eng, NULL) == dnnl_success)
+            otl_pd_create(&s->pd, &d, NULL, k->eng->eng, NULL) == dnnl_success)
             return otl_rt_set_md(k, k->out[0], x->dtype, x->rank, dims,
                                  dnnl_primitive_desc_query_md(s->pd, dnnl_query_dst_md, 0));
         s->pd = NULL;
@@ -538,7 +538,7 @@ static dnnl_status_t pool_bwd_pd(otl_kctx *k, pool_state *s, const otl_rt *x, co
     dnnl_status_t r = dnnl_pooling_v2_forward_desc_init(&fd, dnnl_forward_training, alg, &src_md, &dy_md, strides, kernel,
                                                         dil, pl, pr);
     if (r == dnnl_success)
-        r = dnnl_primitive_desc_create(&s->fwd_pd, &fd, NULL, k->eng->eng, NULL);
+        r = otl_pd_create(&s->fwd_pd, &fd, NULL, k->eng->eng, NULL);
     if (r != dnnl_success) {
         s->fwd_pd = NULL;
         return r;
@@ -546,7 +546,7 @@ static dnnl_status_t pool_bwd_pd(otl_kctx *k, pool_state *s, const otl_rt *x, co
     dy_md = *dnnl_primitive_desc_query_md(s->fwd_pd, dnnl_query_dst_md, 0);
     r = dnnl_pooling_v2_backward_desc_init(&bd, alg, &src_md, &dy_md, strides, kernel, dil, pl, pr);
     if (r == dnnl_success)
-        r = dnnl_primitive_desc_create(&s->pd, &bd, NULL, k->eng->eng, s->fwd_pd);
+        r = otl_pd_create(&s->pd, &bd, NULL, k->eng->eng, s->fwd_pd);
     if (r != dnnl_success)
         s->pd = NULL;
     if (r != dnnl_success || s->kind != POOL_MAX) {

@@ -341,7 +341,7 @@ static otl_status qmm_prepare(otl_kctx *k)
     int ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
              (!az || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt) == dnnl_success) &&
              dnnl_matmul_desc_init(&d, &mda, &mdb, NULL, &mdy) == dnnl_success &&
-             dnnl_primitive_desc_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
+             otl_pd_create(&pd, &d, attr, k->eng->eng, NULL) == dnnl_success;
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (!ok) { /* no int8 matmul here: the C kernel */

@@ -25,7 +25,7 @@ static otl_status reorder_prepare(otl_kctx *k)
     if ((st = otl_rt_md(k, k->in[0], &src_md)) || (st = otl_md_plain(k, k->out[0], &dst_md)))
         return st;
     dnnl_primitive_desc_t pd;
-    if ((st = otl_dnnl_check(k, dnnl_reorder_primitive_desc_create(&pd, &src_md, k->eng->eng, &dst_md,
+    if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&pd, &src_md, k->eng->eng, &dst_md,
                                                                    k->eng->eng, NULL), "reorder")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "reorder");

@@ -103,11 +103,11 @@ static otl_status softmax_dnnl(otl_kctx *k, int backward)
         st = otl_dnnl_check(k, dnnl_softmax_v2_forward_desc_init(&fd, backward ? dnnl_forward_training : dnnl_forward_inference,
                                                                  alg, &md, &md, 1), "softmax");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_create(&fpd, &fd, NULL, k->eng->eng, NULL), "softmax");
+        st = otl_dnnl_check(k, otl_pd_create(&fpd, &fd, NULL, k->eng->eng, NULL), "softmax");
     if (!st && backward) {
         st = otl_dnnl_check(k, dnnl_softmax_v2_backward_desc_init(&bd, alg, &md, &md, &md, 1), "softmax backward");
         if (!st)
-            st = otl_dnnl_check(k, dnnl_primitive_desc_create(&bpd, &bd, NULL, k->eng->eng, fpd), "softmax backward");
+            st = otl_dnnl_check(k, otl_pd_create(&bpd, &bd, NULL, k->eng->eng, fpd), "softmax backward");
     }
     dnnl_primitive_desc_t pd = backward ? bpd : fpd;
     if (!st && !pd_is_ref(pd))

@@ -439,7 +439,7 @@ otl_status otl_eltwise_create(otl_kctx *k, dnnl_alg_kind_t alg, float alpha, flo
     otl_status st;
     if ((st = otl_dnnl_check(k, dnnl_eltwise_forward_desc_init(&d, dnnl_forward_inference, alg, md, alpha, beta), "eltwise")))
         return st;
-    if ((st = otl_dnnl_check(k, dnnl_primitive_desc_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
+    if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
         return st;
     st = otl_dnnl_check(k, dnnl_primitive_create(&e->prim, pd), "eltwise");
     dnnl_primitive_desc_destroy(pd);

@@ -99,6 +99,8 @@ static void prof_print(const otl_session *s)
     for (int i = 0; i < s->n_prof; i++)
         total += s->prof[i].ms;
     fprintf(stderr, "profile: %llu runs, %.1f ms in kernels\n", (unsigned long long)s->runs, total);
+    fprintf(stderr, "profile: oneDNN scratchpad %zu bytes, one for the session: used by %ld primitive runs (%ld runs "
+            "in library mode)\n", s->eng.scratch_size, s->eng.n_scratch_runs, s->eng.n_library_runs);
     if (s->plan)
         fprintf(stderr, "profile: activation arena %zu bytes (%.1f MB; at most %.1f MB live at once)\n",
                 s->plan->arena_size, s->plan->arena_size / 1048576.0, s->plan->peak_live / 1048576.0);
@@ -132,6 +134,7 @@ static otl_status engine_init(otl_engine *e, int threads, const char *file, otl_
 
 static void engine_free(otl_engine *e)
 {
+    otl_engine_scratch_free(e);
     if (e->stream)
         dnnl_stream_destroy(e->stream);
     if (e->eng)
@@ -1030,6 +1033,9 @@ otl_status otl_session_stats_get(const otl_session *s, otl_session_stats *st, ot
     if (!p)
         return otl_error_set(err, OTL_ERR_USAGE, "%s: the session has not run yet", sfile(s));
     st->arena_bytes = p->arena_size;
+    st->scratch_bytes = s->eng.scratch_size;
+    st->n_library_runs = s->eng.n_library_runs;
+    st->n_scratch_runs = s->eng.n_scratch_runs;
     for (int i = 0; i < p->n_kc; i++)
         st->n_folded += p->folded[i];
     for (int i = 0; i < p->n_vals; i++)
