@@ -329,7 +329,7 @@ static otl_status ugrad_prepare(otl_kctx *k)
     if (!st)
         st = otl_dnnl_check(k, otl_pd_create(&bpd, &bd, NULL, k->eng->eng, fpd), "eltwise backward");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, bpd), "eltwise backward");
+        st = otl_dnnl_primitive(k, bpd, &s->prim, "eltwise backward");
     if (bpd)
         dnnl_primitive_desc_destroy(bpd);
     dnnl_primitive_desc_destroy(fpd);

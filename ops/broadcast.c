@@ -240,7 +240,7 @@ otl_status otl_plain_prepare(otl_kctx *k, const otl_rt *v, otl_plain *p)
     if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&pd, &v->md, k->eng->eng, &plain, k->eng->eng, NULL),
                              "reorder to plain")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&p->reorder, pd), "reorder to plain");
+    st = otl_dnnl_primitive(k, pd, &p->reorder, "reorder to plain");
     dnnl_primitive_desc_destroy(pd);
     if (st)
         return st;

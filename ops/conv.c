@@ -686,7 +686,7 @@ static otl_status conv_prepare(otl_kctx *k)
         if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, &w_plain, k->eng->eng, wq_md, k->eng->eng, NULL),
                                  "weights reorder")))
             return st;
-        st = otl_dnnl_check(k, dnnl_primitive_create(&s->w_reorder, rpd), "weights reorder");
+        st = otl_dnnl_primitive(k, rpd, &s->w_reorder, "weights reorder");
         dnnl_primitive_desc_destroy(rpd);
         if (st || (st = otl_dnnl_memory(k, wq_md, s->w_buf, &s->w_prim)))
             return st;
@@ -710,7 +710,7 @@ static otl_status conv_prepare(otl_kctx *k)
                 if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, &z_user, k->eng->eng, dst_md, k->eng->eng, NULL),
                                          "residual reorder")))
                     return st;
-                st = otl_dnnl_check(k, dnnl_primitive_create(&s->z_reorder, rpd), "residual reorder");
+                st = otl_dnnl_primitive(k, rpd, &s->z_reorder, "residual reorder");
                 dnnl_primitive_desc_destroy(rpd);
                 if (st || (st = otl_dnnl_memory(k, dst_md, NULL, &s->z_dst)))
                     return st;

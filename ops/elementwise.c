@@ -339,7 +339,7 @@ static otl_status arith_prepare(otl_kctx *k)
         return st;
     if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "binary")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->bin, pd), "binary");
+    st = otl_dnnl_primitive(k, pd, &s->bin, "binary");
     dnnl_primitive_desc_destroy(pd);
     if (st)
         return st;

@@ -151,7 +151,7 @@ static otl_status reduce_to_prepare(otl_kctx *k)
         return st;
     if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "reduction")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "reduction");
+    st = otl_dnnl_primitive(k, pd, &s->prim, "reduction");
     dnnl_primitive_desc_destroy(pd);
     if (!st)
         st = otl_dnnl_memory(k, &src_md, NULL, &s->src);

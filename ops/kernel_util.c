@@ -294,11 +294,13 @@ void otl_engine_scratch_free(otl_engine *e)
     e->scratch_size = 0;
 }
 
-/* The engine's scratchpad memory, at least `need` bytes (grown here, which only a primitive's
- * first run can ask for). */
+/* The engine's scratchpad memory, at least `need` bytes: grown here when a primitive is created
+ * (otl_dnnl_primitive), or at the first run of one created otherwise; never by later runs. */
 static otl_status scratch_reserve(otl_kctx *k, size_t need)
 {
     otl_engine *e = k->eng;
+    if (need > e->scratch_need)
+        e->scratch_need = need;
     if (e->scratch_mem && need <= e->scratch_size)
         return OTL_OK;
     size_t size = need > e->scratch_size ? need : e->scratch_size;
@@ -323,22 +325,63 @@ static otl_status scratch_reserve(otl_kctx *k, size_t need)
     return OTL_OK;
 }
 
-otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args)
+static int scratch_check_env(void)
 {
-    const_dnnl_primitive_desc_t pd = NULL;
+    const char *chk = getenv("OTL_SCRATCH_CHECK");
+    return chk && strcmp(chk, "1") == 0;
+}
+
+/* pd's scratchpad mode (*user: the user mode) and the bytes of scratchpad it needs in that mode. */
+static otl_status pd_scratch(otl_kctx *k, const_dnnl_primitive_desc_t pd, int *user, size_t *need)
+{
     const_dnnl_primitive_attr_t attr = NULL;
     dnnl_scratchpad_mode_t mode = dnnl_scratchpad_mode_library;
-    otl_status st = otl_dnnl_check(k, dnnl_primitive_get_primitive_desc(p, &pd), "primitive descriptor");
-    if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_desc_get_attr(pd, &attr), "primitive attributes");
+    otl_status st = otl_dnnl_check(k, dnnl_primitive_desc_get_attr(pd, &attr), "primitive attributes");
     if (!st)
         st = otl_dnnl_check(k, dnnl_primitive_attr_get_scratchpad_mode(attr, &mode), "scratchpad mode");
     if (st)
         return st;
+    *user = mode == dnnl_scratchpad_mode_user;
+    const dnnl_memory_desc_t *smd = *user ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    *need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    return OTL_OK;
+}
+
+otl_status otl_dnnl_primitive(otl_kctx *k, const_dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char *what)
+{
+    int user = 0;
+    size_t need = 0;
+    otl_status st = pd_scratch(k, pd, &user, &need);
+    if (st)
+        return st;
+    otl_engine *e = k->eng;
+    if (!user) {
+        e->n_library_prims++;
+        if (scratch_check_env())
+            return otl_kfail(k, OTL_ERR_INTERNAL, "%s: a oneDNN primitive in library scratchpad mode "
+                             "(OTL_SCRATCH_CHECK=1)", what);
+    } else if (need > 0 && (st = scratch_reserve(k, need))) {
+        return st;
+    }
+    if ((st = otl_dnnl_check(k, dnnl_primitive_create(p, pd), what)))
+        return st;
+    if (user && need > 0)
+        e->n_scratch_prims++;
+    return OTL_OK;
+}
+
+otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args)
+{
+    const_dnnl_primitive_desc_t pd = NULL;
+    int user = 0;
+    size_t need = 0;
+    otl_status st = otl_dnnl_check(k, dnnl_primitive_get_primitive_desc(p, &pd), "primitive descriptor");
+    if (!st)
+        st = pd_scratch(k, pd, &user, &need);
+    if (st)
+        return st;
     dnnl_exec_arg_t all[32];
-    if (mode == dnnl_scratchpad_mode_user) {
-        const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-        size_t need = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (user) {
         if (need > 0) {
             if (nargs >= 32)
                 return otl_kfail(k, OTL_ERR_INTERNAL, "a primitive with %d arguments", nargs);
@@ -353,8 +396,7 @@ otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_e
         }
     } else {
         k->eng->n_library_runs++;
-        const char *chk = getenv("OTL_SCRATCH_CHECK");
-        if (chk && strcmp(chk, "1") == 0)
+        if (scratch_check_env())
             return otl_kfail(k, OTL_ERR_INTERNAL, "a oneDNN primitive in library scratchpad mode (OTL_SCRATCH_CHECK=1)");
     }
     st = otl_dnnl_check(k, dnnl_primitive_execute(p, k->eng->stream, nargs, args), "execution");

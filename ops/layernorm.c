@@ -150,7 +150,7 @@ static otl_status lnorm_prepare(otl_kctx *k)
         return st;
     if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "layer norm")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "layer norm");
+    st = otl_dnnl_primitive(k, pd, &s->prim, "layer norm");
     dnnl_primitive_desc_destroy(pd);
     if (st)
         return st;
@@ -396,7 +396,7 @@ static otl_status lng_prepare(otl_kctx *k)
     int ref = !st && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
               strncmp(impl, "ref", 3) == 0;
     if (!st && !ref)
-        st = otl_dnnl_check(k, dnnl_primitive_create(&g->prim, pd), "layer norm backward");
+        st = otl_dnnl_primitive(k, pd, &g->prim, "layer norm backward");
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (hint)

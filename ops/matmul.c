@@ -161,7 +161,7 @@ static otl_status pack_weights(otl_kctx *k, mm_state *s, const dnnl_memory_desc_
     if (!st)
         st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL), "weights reorder");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_create(&r, rpd), "weights reorder");
+        st = otl_dnnl_primitive(k, rpd, &r, "weights reorder");
     if (!st) {
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, s->mb}};
         st = otl_dnnl_run(k, r, 2, args);
@@ -266,7 +266,7 @@ static otl_status mm_prepare(otl_kctx *k)
     if (!st && !pack)
         st = otl_dnnl_check(k, otl_pd_create(&pd, &d, attr, k->eng->eng, NULL), "matmul");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "matmul");
+        st = otl_dnnl_primitive(k, pd, &s->prim, "matmul");
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (po)
@@ -754,7 +754,7 @@ static otl_status mmg_prepare(otl_kctx *k)
     if (!s)
         s = otl_dnnl_check(k, otl_pd_create(&pd, &d, attr, k->eng->eng, NULL), "matmul (gradient)");
     if (!s)
-        s = otl_dnnl_check(k, dnnl_primitive_create(&g->prim, pd), "matmul (gradient)");
+        s = otl_dnnl_primitive(k, pd, &g->prim, "matmul (gradient)");
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (attr)

@@ -243,7 +243,7 @@ otl_status nn_port_init(otl_kctx *k, nn_port *p, const dnnl_memory_desc_t *user_
     if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, from, k->eng->eng, to, k->eng->eng, NULL),
                              "layout reorder")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&p->reorder, rpd), "layout reorder");
+    st = otl_dnnl_primitive(k, rpd, &p->reorder, "layout reorder");
     dnnl_primitive_desc_destroy(rpd);
     return st;
 }
@@ -290,7 +290,7 @@ otl_status nn_make_pd(otl_kctx *k, const void *op_desc, const dnnl_primitive_att
 
 otl_status nn_make_prim(otl_kctx *k, dnnl_primitive_desc_t pd, dnnl_primitive_t *prim, const char *what)
 {
-    return otl_dnnl_check(k, dnnl_primitive_create(prim, pd), what);
+    return otl_dnnl_primitive(k, pd, prim, what);
 }
 
 int nn_pd_is_ref(const_dnnl_primitive_desc_t pd)
@@ -310,7 +310,7 @@ otl_status nn_reorder_once(otl_kctx *k, const dnnl_memory_desc_t *src_md, void *
     otl_status st = otl_dnnl_check(k, otl_reorder_pd_create(&rpd, src_md, k->eng->eng, dst_md, k->eng->eng, NULL),
                                    "weights reorder");
     if (!st)
-        st = otl_dnnl_check(k, dnnl_primitive_create(&r, rpd), "weights reorder");
+        st = otl_dnnl_primitive(k, rpd, &r, "weights reorder");
     if (!st)
         st = otl_dnnl_memory(k, src_md, src, &ms);
     if (!st)

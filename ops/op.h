@@ -59,8 +59,11 @@ typedef struct otl_engine {
        user scratchpad mode: otl_pd_create): grown to the largest need at a primitive's first run,
        passed as DNNL_ARG_SCRATCHPAD by otl_dnnl_run. */
     void *scratch;
-    size_t scratch_size;
+    size_t scratch_size;      /* scratch_need rounded up to 4 KiB */
     dnnl_memory_t scratch_mem;
+    size_t scratch_need;      /* the largest scratchpad any primitive of the session asked for */
+    int n_scratch_prims;      /* primitives created (otl_dnnl_primitive) that use the shared scratchpad */
+    int n_library_prims;      /* primitives created in library mode (OTL_SCRATCH_CHECK=1: an error) */
     long n_scratch_runs;      /* primitive runs that used the shared scratchpad */
     long n_library_runs;      /* runs of primitives still in library mode (OTL_SCRATCH_CHECK=1: an error) */
 } otl_engine;
@@ -184,6 +187,10 @@ otl_status otl_dnnl_memory(otl_kctx *k, const dnnl_memory_desc_t *md, void *data
 /* Execute a primitive on the engine's stream and wait; a primitive that needs a scratchpad gets
  * the engine's shared one (grown when this primitive needs more: the first run only). */
 otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args);
+/* dnnl_primitive_create for a pd made by otl_pd_create / otl_reorder_pd_create: grows the engine's
+ * shared scratchpad now (plan / prepare time) to what the primitive needs, and counts it. A pd in
+ * library scratchpad mode is counted apart (n_library_prims), and refused when OTL_SCRATCH_CHECK=1. */
+otl_status otl_dnnl_primitive(otl_kctx *k, const_dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char *what);
 /* dnnl_primitive_desc_create / dnnl_reorder_primitive_desc_create with attr (NULL: default) in
  * the user scratchpad mode, so that the primitive uses the engine's shared scratchpad. */
 dnnl_status_t otl_pd_create(dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d, const_dnnl_primitive_attr_t attr,

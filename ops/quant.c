@@ -351,7 +351,7 @@ static otl_status qmm_prepare(otl_kctx *k)
     }
     dnnl_memory_desc_t zmd;
     dnnl_dims_t one = {1};
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "int8 matmul");
+    st = otl_dnnl_primitive(k, pd, &s->prim, "int8 matmul");
     dnnl_primitive_desc_destroy(pd);
     free(s->bt); /* the C kernel's copy is not needed */
     s->bt = NULL;

@@ -28,7 +28,7 @@ static otl_status reorder_prepare(otl_kctx *k)
     if ((st = otl_dnnl_check(k, otl_reorder_pd_create(&pd, &src_md, k->eng->eng, &dst_md,
                                                                    k->eng->eng, NULL), "reorder")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "reorder");
+    st = otl_dnnl_primitive(k, pd, &s->prim, "reorder");
     dnnl_primitive_desc_destroy(pd);
     if (!st)
         st = otl_dnnl_memory(k, &src_md, NULL, &s->src);

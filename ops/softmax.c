@@ -111,7 +111,7 @@ static otl_status softmax_dnnl(otl_kctx *k, int backward)
     }
     dnnl_primitive_desc_t pd = backward ? bpd : fpd;
     if (!st && !pd_is_ref(pd))
-        st = otl_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "softmax");
+        st = otl_dnnl_primitive(k, pd, &s->prim, "softmax");
     if (bpd)
         dnnl_primitive_desc_destroy(bpd);
     if (fpd)

@@ -441,7 +441,7 @@ otl_status otl_eltwise_create(otl_kctx *k, dnnl_alg_kind_t alg, float alpha, flo
         return st;
     if ((st = otl_dnnl_check(k, otl_pd_create(&pd, &d, NULL, k->eng->eng, NULL), "eltwise")))
         return st;
-    st = otl_dnnl_check(k, dnnl_primitive_create(&e->prim, pd), "eltwise");
+    st = otl_dnnl_primitive(k, pd, &e->prim, "eltwise");
     dnnl_primitive_desc_destroy(pd);
     if (st)
         return st;
