@@ -245,12 +245,17 @@ otl_status otl_dnnl_memory(otl_kctx *k, const dnnl_memory_desc_t *md, void *data
                           "memory object");
 }
 
-/* attr (or a default one) cloned into the user scratchpad mode; *own is set to destroy it. */
+/* attr (or a default one) cloned into the user scratchpad mode; *own is set to destroy it.
+ * OTL_SCRATCH_LIBRARY=1 (tests only) keeps oneDNN's library mode, as before the shared scratchpad:
+ * tests/scratch compares the two, and checks that OTL_SCRATCH_CHECK=1 catches it. */
 static dnnl_status_t user_scratch_attr(const_dnnl_primitive_attr_t attr, dnnl_primitive_attr_t *own)
 {
     dnnl_status_t r = attr ? dnnl_primitive_attr_clone(own, attr) : dnnl_primitive_attr_create(own);
     if (r != dnnl_success)
         return r;
+    const char *lib = getenv("OTL_SCRATCH_LIBRARY");
+    if (lib && strcmp(lib, "1") == 0)
+        return dnnl_success;
     r = dnnl_primitive_attr_set_scratchpad_mode(*own, dnnl_scratchpad_mode_user);
     if (r != dnnl_success) {
         dnnl_primitive_attr_destroy(*own);
@@ -397,7 +402,8 @@ otl_status otl_dnnl_run(otl_kctx *k, dnnl_primitive_t p, int nargs, const dnnl_e
     } else {
         k->eng->n_library_runs++;
         if (scratch_check_env())
-            return otl_kfail(k, OTL_ERR_INTERNAL, "a oneDNN primitive in library scratchpad mode (OTL_SCRATCH_CHECK=1)");
+            return otl_kfail(k, OTL_ERR_INTERNAL,
+                             "a oneDNN primitive in library scratchpad mode (OTL_SCRATCH_CHECK=1)");
     }
     st = otl_dnnl_check(k, dnnl_primitive_execute(p, k->eng->stream, nargs, args), "execution");
     if (st)
