@@ -62,7 +62,8 @@ typedef struct otl_engine {
     size_t scratch_size;      /* scratch_need rounded up to 4 KiB */
     dnnl_memory_t scratch_mem;
     size_t scratch_need;      /* the largest scratchpad any primitive of the session asked for */
-    int n_scratch_prims;      /* primitives created (otl_dnnl_primitive) that use the shared scratchpad */
+    int n_scratch_prims;      /* primitives created (otl_dnnl_primitive) that use the shared scratchpad,
+                                 counted over the session's life (a re-plan creates its primitives again) */
     int n_library_prims;      /* primitives created in library mode (OTL_SCRATCH_CHECK=1: an error) */
     long n_scratch_runs;      /* primitive runs that used the shared scratchpad */
     long n_library_runs;      /* runs of primitives still in library mode (OTL_SCRATCH_CHECK=1: an error) */
