@@ -14,7 +14,9 @@
  * Training graphs also get two rewrites of their own around BatchNormalization: BatchNormalization
  * + Relu fused with the backward applying the ReLU mask (fuse_bn_relu), and the normalized and
  * activated output recomputed in the backward instead of kept alive (recompute_acts).
- * Inference graphs mark their convolution chains for oneDNN's nChw16c layout (mark_blocked). */
+ * Inference graphs mark their convolution chains for oneDNN's nChw16c layout (mark_blocked), and
+ * so do training graphs in their frozen part, where no value depends on a trainable parameter
+ * (grad_values; src/exec.c runs those nodes as in inference: otl_no_grad_nodes). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +59,7 @@ typedef struct fctx {
     int failed;
     int training;         /* a training graph: graph inputs (parameters) are not constants */
     int bn_training;      /* BatchNormalization uses batch statistics: never folded */
+    otl_strmap grad;      /* training: values that depend on a trainable parameter (grad_values) */
 } fctx;
 
 static int uses(const fctx *c, const char *name)
@@ -79,6 +82,77 @@ static const otl_node *sole_consumer(const fctx *c, const char *name, int *idx)
             }
     }
     return NULL;
+}
+
+/* Values of g that depend on a trainable parameter (see otl_no_grad_nodes) into r (value -> 1),
+ * and per node (when `node` is not NULL) whether one of its inputs does. 0 when out of memory. */
+static int grad_values(const otl_graph *g, otl_strmap *r, char *node)
+{
+    size_t pl = strlen(OTL_GRAD_PREFIX);
+    if (!otl_strmap_init(r, (size_t)g->n_nodes * 2 + 16))
+        return 0;
+    for (int i = 0; i < g->n_outputs; i++) {
+        const char *o = g->outputs[i]->name;
+        if (strncmp(o, OTL_GRAD_PREFIX, pl) != 0)
+            continue;
+        for (int k = 0; k < g->n_inputs; k++)
+            if (strcmp(g->inputs[k]->name, o + pl) == 0 && !otl_strmap_put(r, g->inputs[k]->name, 1))
+                return 0;
+    }
+    if (r->n == 0) /* no trainable parameter */
+        return 1;
+    /* nodes mostly come in topological order: a second sweep usually finds nothing new */
+    char *done = calloc((size_t)g->n_nodes + 1, 1);
+    if (!done)
+        return 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const otl_node *n = g->nodes[i];
+            int dep = 0;
+            for (int k = 0; !done[i] && k < n->n_inputs && !dep; k++)
+                dep = *n->inputs[k] && otl_strmap_has(r, n->inputs[k]);
+            if (!dep)
+                continue;
+            done[i] = 1;
+            changed = 1;
+            for (int k = 0; k < n->n_outputs; k++)
+                if (*n->outputs[k] && !otl_strmap_put(r, n->outputs[k], 1)) {
+                    free(done);
+                    return 0;
+                }
+        }
+    }
+    if (node)
+        memcpy(node, done, (size_t)g->n_nodes);
+    free(done);
+    return 1;
+}
+
+/* OTL_FROZEN_INFER=0: every node of a training graph runs as a training node (the behaviour
+ * before per-node frozen parts; tests compare both). */
+static int frozen_infer(void)
+{
+    const char *e = getenv("OTL_FROZEN_INFER");
+    return !(e && strcmp(e, "0") == 0);
+}
+
+char *otl_no_grad_nodes(const otl_graph *g)
+{
+    if (!frozen_infer())
+        return calloc((size_t)g->n_nodes + 1, 1);
+    char *ng = malloc((size_t)g->n_nodes + 1);
+    otl_strmap r = {0};
+    if (!ng || !grad_values(g, &r, ng)) {
+        free(ng);
+        if (r.cap)
+            otl_strmap_free(&r);
+        return NULL;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        ng[i] = r.n == 0 || !ng[i];
+    otl_strmap_free(&r);
+    return ng;
 }
 
 static const otl_tensor *init_of(const fctx *c, const char *name)
@@ -633,8 +707,12 @@ static void mark_blocked(fctx *c, otl_node **slot, int n)
         c->failed = 1;
         return;
     }
-    for (int i = 0; i < n; i++)
-        cand[i] = blk_conv(c, live_node(c, slot, i)) && !otl_node_attr(live_node(c, slot, i), "out_blocked");
+    for (int i = 0; i < n; i++) {
+        const otl_node *cv = live_node(c, slot, i);
+        cand[i] = blk_conv(c, cv) && !otl_node_attr(cv, "out_blocked");
+        for (int k = 0; cand[i] && c->training && k < cv->n_inputs; k++) /* training: the frozen part only */
+            cand[i] = !(*cv->inputs[k] && otl_strmap_has(&c->grad, cv->inputs[k]));
+    }
     for (int changed = 1; changed;) {
         changed = 0;
         for (int i = 0; i < n; i++) {
@@ -917,7 +995,7 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
     fctx c = {.m = m, .g = g, .f = f, .training = training, .bn_training = bn_training};
     c.dead = calloc((size_t)g->n_nodes + 1, 1);
     int ok = f && c.dead && otl_strmap_init(&c.uses, (size_t)g->n_nodes * 2) &&
-             otl_strmap_init(&c.producer, (size_t)g->n_nodes * 2);
+             otl_strmap_init(&c.producer, (size_t)g->n_nodes * 2) && (!training || grad_values(g, &c.grad, NULL));
     /* graphs with subgraphs are left alone (outer-scope uses are not counted here) */
     for (int i = 0; ok && i < g->n_nodes; i++)
         for (int a = 0; a < g->nodes[i]->n_attrs; a++)
@@ -951,6 +1029,8 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
             otl_strmap_free(&c.uses);
         if (c.producer.cap)
             otl_strmap_free(&c.producer);
+        if (c.grad.cap)
+            otl_strmap_free(&c.grad);
         otl_fused_free(f);
         return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", file);
     }
@@ -965,7 +1045,7 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
             slot[i] = fuse_conv(&c, i);
     if (slot && ok == 1 && !c.failed)
         fuse_dw(&c, slot, g->n_nodes);
-    if (slot && ok == 1 && !c.failed && !training)
+    if (slot && ok == 1 && !c.failed && (!training || frozen_infer()))
         mark_blocked(&c, slot, g->n_nodes);
     if (slot && ok == 1 && !c.failed && training)
         fuse_bn_relu(&c, slot, g->n_nodes);
@@ -1000,6 +1080,8 @@ static otl_status fuse(const otl_model *m, int training, int bn_training, otl_fu
     free(c.dead);
     otl_strmap_free(&c.uses);
     otl_strmap_free(&c.producer);
+    if (c.grad.cap)
+        otl_strmap_free(&c.grad);
     if (c.failed || !fg->inits) {
         otl_fused_free(f);
         return otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory while fusing", file);

@@ -37,6 +37,19 @@ static otl_status bf16_md(otl_kctx *k, int rank, const int64_t *dims, int any, d
     return otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(md, rank, d, dnnl_bf16, dnnl_format_tag_any), "memory descriptor");
 }
 
+/* A forward convolution with a gradient: a training session's node that some gradient flows
+ * through (k->no_grad unset). Such a node runs oneDNN's forward_training direct convolution in
+ * oneDNN's default layouts, like the backward primitives made for it (their own forward_training
+ * hint, direct algorithm); Winograd, the stem and the nChw16c chains were introduced for
+ * inference only (Winograd's transforms round differently from PyTorch's direct convolution,
+ * which the gradient tests compare against). Nothing of a forward convolution is kept for the
+ * backward (no workspace), so a node no gradient flows through (the frozen part of a training
+ * graph: no backward node exists for it) runs like in inference (but see frozen_training_kernels). */
+static int conv_training(const otl_kctx *k)
+{
+    return k->training && !k->no_grad;
+}
+
 enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS };
 enum { ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_HARDSWISH, ACT_SIGMOID, ACT_TANH };
 enum { Z_NONE, Z_SUM, Z_BINARY, Z_EPILOGUE };
@@ -427,6 +440,22 @@ static otl_status z_md_for(otl_kctx *k, const otl_rt *z, int rank, dnnl_memory_d
  * layout. Empty tensors get no primitive. FusedConv puts Z and the activation into post-ops;
  * when oneDNN refuses them (a Z it cannot broadcast) the output is plain and a C epilogue
  * finishes it. */
+/* A frozen convolution (k->no_grad) of a training session whose BatchNormalizations use batch
+ * statistics, and that gets none of the inference-only layouts (Winograd, stem, nChw16c chain):
+ * forward_training all the same, for oneDNN's kernel choice only (a convolution keeps nothing for
+ * a backward). oneDNN 2.6 picks nChw16c jit kernels for forward_training and channels-last brgemm
+ * ones for forward_inference, and the training-mode BatchNormalization between the convolutions
+ * (not folded) was slower on channels-last: mobilenet_v2 head-only steps with batch statistics
+ * took 5-9% longer with forward_inference here (resnet18's few such convolutions, strided, gained
+ * about 5% from it). OTL_FROZEN_PROP=inference / training forces one (A/B measurements). */
+static int frozen_training_kernels(const otl_kctx *k, const conv_state *s)
+{
+    const char *e = getenv("OTL_FROZEN_PROP");
+    if (!k->training || s->wino || s->stem || s->blk || (e && strcmp(e, "inference") == 0))
+        return 0;
+    return k->bn_training || (e && strcmp(e, "training") == 0);
+}
+
 static otl_status conv_make_pd_alg(otl_kctx *k, conv_state *s, const int64_t *dims, int *wino_ok)
 {
     const otl_rt *x = k->in[0];
@@ -465,7 +494,8 @@ static otl_status conv_make_pd_alg(otl_kctx *k, conv_state *s, const int64_t *di
             (st = otl_dnnl_check(k, dnnl_memory_desc_init_by_tag(&y_md, 4, yd, dnnl_f32, dnnl_nChw16c), "memory descriptor")))
             return st;
     }
-    dnnl_prop_kind_t prop = k->training ? dnnl_forward_training : dnnl_forward_inference;
+    dnnl_prop_kind_t prop = conv_training(k) || frozen_training_kernels(k, s) ? dnnl_forward_training
+                                                                            : dnnl_forward_inference;
     dnnl_status_t r;
     if (z || s->act != ACT_NONE) {
         /* 1. the activation alone: the primitive picks the output layout */
@@ -545,7 +575,7 @@ static int conv_wino_eligible(otl_kctx *k, const conv_state *s, const int64_t *d
 {
     const char *e = getenv("OTL_CONV_WINO");
     const otl_rt *x = k->in[0], *w = k->in[1];
-    if ((e && strcmp(e, "0") == 0) || !conv_any_layout() || k->training || s->kind != CONV_FWD || s->transposed ||
+    if ((e && strcmp(e, "0") == 0) || !conv_any_layout() || conv_training(k) || s->kind != CONV_FWD || s->transposed ||
         s->g.nsp != 2 || s->group != 1 || x->dtype != OTL_DTYPE_FLOAT || x->numel == 0 || w->numel == 0)
         return 0;
     for (int i = 0; i < 2; i++)
@@ -567,7 +597,7 @@ static int conv_stem_eligible(otl_kctx *k, const conv_state *s, const int64_t *d
 {
     const char *e = getenv("OTL_CONV_STEM");
     const otl_rt *x = k->in[0];
-    return !(e && strcmp(e, "0") == 0) && conv_any_layout() && !k->training && s->kind == CONV_FWD && !s->transposed &&
+    return !(e && strcmp(e, "0") == 0) && conv_any_layout() && !conv_training(k) && s->kind == CONV_FWD && !s->transposed &&
            s->g.nsp == 2 && s->group == 1 && x->dtype == OTL_DTYPE_FLOAT && !x->blocked && x->numel > 0 &&
            k->in[1]->numel > 0 && x->dims[1] < 16 && dims[1] % 16 == 0 && s->g.k[0] >= 5 && s->g.k[1] >= 5;
 }
@@ -589,7 +619,7 @@ static int conv_blk_eligible(otl_kctx *k, const conv_state *s, const int64_t *di
     int64_t mark = 0;
     if ((e && strcmp(e, "0") == 0) || otl_attr_int(k, "out_blocked", 0, &mark) != OTL_OK || !mark)
         return 0;
-    if (!conv_any_layout() || k->training || k->bf16 || s->kind != CONV_FWD || s->transposed || s->g.nsp != 2 ||
+    if (!conv_any_layout() || conv_training(k) || k->bf16 || s->kind != CONV_FWD || s->transposed || s->g.nsp != 2 ||
         x->dtype != OTL_DTYPE_FLOAT || x->numel == 0 || k->in[1]->numel == 0)
         return 0;
     if (!x->blocked) /* a plain input only for a first layer (oneDNN reads it as it is) */

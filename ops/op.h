@@ -81,6 +81,9 @@ typedef struct otl_kctx {
     otl_engine *eng;
     int training;               /* training semantics (Dropout active, BatchNormalization per bn_training) */
     int bn_training;            /* BatchNormalization uses batch statistics (training && !bn_frozen) */
+    int no_grad;                /* training: no gradient flows through this node (none of its inputs
+                                   depends on a trainable parameter: a frozen part), so ops without
+                                   training semantics may run it as in inference */
     int bf16;                   /* session precision bf16: Conv/Gemm/MatMul primitives (and their
                                    backward) read bfloat16 copies of their float32 inputs */
     uint64_t seed;              /* per-node seed for random ops */

@@ -763,6 +763,10 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
                                g->inputs[i]->name);
     }
 
+    /* training: the nodes no gradient flows through (a frozen part) run like inference */
+    char *no_grad = !st && s->opts.training ? otl_no_grad_nodes(g) : NULL;
+    if (!st && s->opts.training && !no_grad)
+        st = otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
     /* nodes in topological order: infer, fold or schedule */
     for (int oi = 0; !st && oi < g->n_nodes; oi++) {
         const otl_node *n = g->nodes[s->order[oi]];
@@ -775,6 +779,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         k->eng = &s->eng;
         k->training = s->opts.training;
         k->bn_training = s->opts.training && !s->opts.bn_frozen;
+        k->no_grad = no_grad && no_grad[s->order[oi]];
         k->bf16 = s->opts.precision == OTL_PRECISION_BF16;
         /* random ops (Dropout) draw from a stream named by the session seed and the node's first
            output (unique in the graph): the same in the whole training graph, in a fused one and in
@@ -820,6 +825,7 @@ static otl_status build_plan(otl_session *s, plan **out, const otl_tensor *const
         if ((st = plan_node(p, oi, all_const)))
             break;
     }
+    free(no_grad);
     /* graph outputs leave in plain layout */
     for (int i = 0; !st && i < g->n_outputs; i++) {
         int v = val_index(p, find_val(p, g->outputs[i]->name));
