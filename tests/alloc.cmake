@@ -39,6 +39,7 @@ add_test(NAME alloc.fit_images
          COMMAND test_alloc fit ${_otl_alloc_models}/tiny_resnet.onnx ${CMAKE_CURRENT_BINARY_DIR}/alloc_images 4
                  ${CMAKE_CURRENT_BINARY_DIR}/alloc_images 8 ${CMAKE_CURRENT_BINARY_DIR}/alloc_fit_images_out.onnx
                  hflip,rotate=15,zoom=0.1,crop,jitter=0.2)
+set_tests_properties(alloc.fit PROPERTIES FIXTURES_REQUIRED alloc_fit)
 set_tests_properties(alloc.fit_images PROPERTIES FIXTURES_REQUIRED alloc_images)
 set_tests_properties(alloc.step.tiny_resnet alloc.step.tiny_mobilenet alloc.step.fashion_cnn
                      alloc.step.resnet_frozen alloc.fit alloc.fit_images PROPERTIES LABELS "alloc;asan" TIMEOUT 300)
