@@ -99,8 +99,9 @@ static void prof_print(const otl_session *s)
     for (int i = 0; i < s->n_prof; i++)
         total += s->prof[i].ms;
     fprintf(stderr, "profile: %llu runs, %.1f ms in kernels\n", (unsigned long long)s->runs, total);
-    fprintf(stderr, "profile: oneDNN scratchpad %zu bytes, one for the session: used by %ld primitive runs (%ld runs "
-            "in library mode)\n", s->eng.scratch_size, s->eng.n_scratch_runs, s->eng.n_library_runs);
+    fprintf(stderr, "profile: oneDNN scratchpad %zu bytes, one for the session: shared by %d primitives (%ld runs; "
+            "%d primitives and %ld runs in library mode)\n", s->eng.scratch_size, s->eng.n_scratch_prims,
+            s->eng.n_scratch_runs, s->eng.n_library_prims, s->eng.n_library_runs);
     if (s->plan)
         fprintf(stderr, "profile: activation arena %zu bytes (%.1f MB; at most %.1f MB live at once)\n",
                 s->plan->arena_size, s->plan->arena_size / 1048576.0, s->plan->peak_live / 1048576.0);
