@@ -131,7 +131,7 @@ static otl_status mm_generic(otl_kctx *k)
 static otl_status md_strided(otl_kctx *k, int nd, const int64_t *dims, const int64_t *strides,
                              dnnl_memory_desc_t *md)
 {
-    dnnl_dims_t d, st;
+    dnnl_dims_t d = {0}, st = {0}; /* nd <= DNNL_MAX_NDIMS (gcc cannot tell) */
     for (int i = 0; i < nd; i++) {
         d[i] = dims[i];
         st[i] = strides[i];
@@ -238,8 +238,10 @@ static otl_status mm_prepare(otl_kctx *k)
         if (!st)
             st = otl_dnnl_check(k, dnnl_primitive_attr_set_post_ops(attr, po), "matmul post-ops");
     }
-    /* constant B of an inference plan: let oneDNN choose its layout and pack B once */
-    int pack = !st && k->in[1]->is_const && !k->training;
+    /* constant B of an inference plan or of a node no gradient flows through (the frozen part
+       of a training graph: no backward node reads this node's B): let
+       oneDNN choose its layout and pack B once */
+    int pack = !st && k->in[1]->is_const && (!k->training || k->no_grad);
     const dnnl_memory_desc_t *cmdc = s->use_bias ? &mdc : NULL;
     if (pack) {
         dnnl_memory_desc_t any;

@@ -6,7 +6,9 @@
 #                  `onnx-tl grad` with ONEDNN_VERBOSE=1, four freezings x --bn train|frozen: the
 #                  convolutions no gradient flows through run forward_inference (Winograd too),
 #                  the others forward_training; OTL_FROZEN_INFER=0 (the old per-session rule) runs
-#                  every one forward_training; loss and gradients of both agree within 1e-5
+#                  every one forward_training; loss and gradients of both agree within 1e-5;
+#                  a small MLP with all but the head frozen: its frozen MatMuls run on weights
+#                  packed once into oneDNN's layout, as in inference
 
 # PYTHON and ONNX_TL come from tests/CMakeLists.txt.
 add_test(NAME frozen.convs

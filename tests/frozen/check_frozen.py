@@ -22,6 +22,10 @@ and runs `onnx-tl grad` with ONEDNN_VERBOSE=1 on three freezings, each with --bn
   - nothing frozen: every forward convolution is forward_training;
   - loss and every gradient equal the OTL_FROZEN_INFER=0 run's within 1e-5 (relative to the
     largest magnitude), and the set of gradient files is the same.
+And a small MLP (x (16,64) -> MatMul 64x128 -> Relu -> MatMul 128x64 -> Relu -> Gemm head), all but
+the head frozen: the two frozen MatMuls run on weights packed once into oneDNN's own layout (as in
+inference; ops/matmul.c), the plain layout with OTL_FROZEN_INFER=0 or when they are trainable;
+loss and gradients as above.
 Exit status 0 when all checks pass, 1 otherwise (each failure printed), 2 on bad usage.
 """
 import os
@@ -130,6 +134,67 @@ def grads(outdir):
     return out
 
 
+def make_mlp(path):
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+             for name, shape in (("l1.w", (64, 128)), ("l2.w", (128, 64)), ("fc.w", (64, 5)), ("fc.b", (5,)))]
+    nodes = [helper.make_node("MatMul", ["x", "l1.w"], ["h1"], name="l1"),
+             helper.make_node("Relu", ["h1"], ["r1"], name="r1"),
+             helper.make_node("MatMul", ["r1", "l2.w"], ["h2"], name="l2"),
+             helper.make_node("Relu", ["h2"], ["r2"], name="r2"),
+             helper.make_node("Gemm", ["r2", "fc.w", "fc.b"], ["logits"], name="fc")]
+    g = helper.make_graph(nodes, "frozen_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="check_frozen")
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def matmul_weights(log):
+    """{(K, N): weight layout} of the first matmul run of each 16xK by KxN problem with
+    (K, N) one of the MLP's hidden layers: its forward (the backward ones come later)."""
+    seen = {}
+    for line in log.splitlines():
+        f = line.split(",")
+        if not line.startswith("onednn_verbose,exec,") or "matmul" not in f:
+            continue
+        m = re.search(r",16x(\d+):(\d+)x(\d+):16x\d+,", line)
+        w = re.search(r"wei_f32::blocked:(\w+)", line)
+        key = (int(m.group(2)), int(m.group(3))) if m and m.group(1) == m.group(2) else None
+        if w and key in ((64, 128), (128, 64)) and key not in seen:
+            seen[key] = w.group(1)
+    return seen
+
+
+def check_mlp(exe, work):
+    model, frozen = os.path.join(work, "mlp.onnx"), os.path.join(work, "mlp_head.onnx")
+    make_mlp(model)
+    run([exe, "freeze", model, "-o", frozen, "--all-but-head"])
+    rng = np.random.default_rng(6)
+    xf, yf = os.path.join(work, "mlp_x.npy"), os.path.join(work, "mlp_y.npy")
+    np.save(xf, rng.standard_normal((16, 64)).astype(np.float32))
+    np.save(yf, (np.arange(16) % 5).astype(np.int64))
+    res = {}
+    for tag, m, infer in (("head", frozen, "1"), ("head old", frozen, "0"), ("none", model, "1")):
+        outdir = os.path.join(work, "mlp_" + tag.replace(" ", "_"))
+        env = dict(os.environ, ONEDNN_VERBOSE="1", OTL_FROZEN_INFER=infer)
+        log = run([exe, "grad", m, "--input", f"x={xf}", "--target", yf, "-o", outdir, "--threads", "2"], env)
+        res[tag] = (matmul_weights(log), grads(outdir))
+        print(f"mlp {tag}: forward matmul weight layouts {sorted(res[tag][0].items())}")
+    for tag, packed in (("head", True), ("head old", False), ("none", False)):
+        w = res[tag][0]
+        check(set(w) == {(64, 128), (128, 64)}, f"mlp {tag}: forward matmuls seen {sorted(w)}")
+        for k, v in w.items():
+            check((v != "ab") == packed, f"mlp {tag}: matmul {k} weights {v}, want packed {packed}")
+    g_new, g_old = res["head"][1], res["head old"][1]
+    check(sorted(g_new) == sorted(g_old) == ["fc.b.npy", "fc.w.npy", "loss"], f"mlp: gradient files {sorted(g_new)}")
+    for k in g_old:
+        if k in g_new:
+            a, b = g_new[k].astype(np.float64), g_old[k].astype(np.float64)
+            err = float(np.abs(a - b).max()) / max(float(np.abs(b).max()), 1e-30)
+            check(a.shape == b.shape and err <= 1e-5, f"mlp: {k} differs from the old path (rel {err:.3g})")
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -186,6 +251,7 @@ def main():
             n_tr = len(g_new) - 1
             print(f"{tag}: loss {float(g_new['loss']):.6f} (old {float(g_old['loss']):.6f}), {n_tr} gradients")
             check(n_tr == {"prefix": 4, "head": 2, "middle": 12, "none": 14}[fname], f"{tag}: {n_tr} gradients")
+    check_mlp(exe, work)
     print("OK" if not FAIL else f"{len(FAIL)} failures")
     return 1 if FAIL else 0
 
