@@ -8,7 +8,7 @@ set -eu
 tl=$1
 bin=$(dirname "$tl")
 ff=$bin/fashion_folder
-out=$bin/demo
+out=${OTL_DEMO_OUT:-$bin/demo}
 pretrained=testdata/models/fashion_cnn.onnx
 data_dir=${OTL_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
 seed=${DEMO_SEED:-1}
@@ -18,8 +18,9 @@ echo "== onnx-tl info $pretrained"
 "$tl" info "$pretrained"
 echo
 model=$pretrained
-echo "== onnx-tl export $model -o $out/exported.onnx"
-"$tl" export "$model" -o "$out/exported.onnx"
+# --keep: re-serialized unchanged in meaning (the default export folds BatchNormalization: other summary)
+echo "== onnx-tl export $model -o $out/exported.onnx --keep"
+"$tl" export "$model" -o "$out/exported.onnx" --keep
 "$tl" info "$out/exported.onnx" --json > "$out/exported.json"
 "$tl" info "$model" --json > "$out/original.json"
 # the summaries differ only in the file name
