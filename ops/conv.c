@@ -960,27 +960,6 @@ static void conv_release(otl_kctx *k)
 
 /* ---------------------------------------------------------------- backward kernels */
 
-/* A float32 shape-only stand-in for a forward tensor, rebuilt from a Shape(...) input. */
-static otl_status shape_rt(otl_kctx *k, int i, otl_rt *v)
-{
-    memset(v, 0, sizeof *v);
-    int n;
-    otl_status st = otl_const_ints(k, i, v->dims, OTL_MAX_RANK, &n);
-    if (st)
-        return st;
-    v->name = k->in[i]->name;
-    v->dtype = OTL_DTYPE_FLOAT;
-    v->rank = n;
-    v->numel = 1;
-    for (int d = 0; d < n; d++) {
-        if (v->dims[d] < 0)
-            return otl_kfail(k, OTL_ERR_INPUT, "shape input '%s' has a negative dimension", v->name);
-        v->numel *= v->dims[d];
-    }
-    v->shape_known = 1;
-    return OTL_OK;
-}
-
 static otl_status check_dy(otl_kctx *k, const conv_state *s, int rank)
 {
     const otl_rt *dy = k->in[0];
@@ -1033,7 +1012,7 @@ static otl_status bwd_data_infer(otl_kctx *k)
     otl_status st;
     otl_rt x;
     int64_t ydims[OTL_MAX_RANK];
-    if ((st = otl_check_in(k, 0, floats)) || (st = otl_check_in(k, 1, floats)) || (st = shape_rt(k, 2, &x)) ||
+    if ((st = otl_check_in(k, 0, floats)) || (st = otl_check_in(k, 1, floats)) || (st = otl_shape_rt(k, 2, OTL_DTYPE_FLOAT, &x)) ||
         (st = conv_geom(k, s, &x, k->in[1], NULL, ydims)) || (st = check_dy(k, s, x.rank)))
         return st;
     const otl_rt *dy = k->in[0];
@@ -1139,7 +1118,7 @@ static otl_status bwd_weights_infer(otl_kctx *k)
     otl_status st;
     otl_rt w;
     int64_t ydims[OTL_MAX_RANK];
-    if ((st = otl_check_in(k, 0, floats)) || (st = otl_check_in(k, 1, floats)) || (st = shape_rt(k, 2, &w)) ||
+    if ((st = otl_check_in(k, 0, floats)) || (st = otl_check_in(k, 1, floats)) || (st = otl_shape_rt(k, 2, OTL_DTYPE_FLOAT, &w)) ||
         (st = conv_geom(k, s, k->in[1], &w, NULL, ydims)) || (st = check_dy(k, s, w.rank)))
         return st;
     if (!otl_has_out(k, 0))
@@ -1205,7 +1184,7 @@ static otl_status bwd_weights_prepare(otl_kctx *k)
     otl_rt w;
     dnnl_memory_desc_t x_user, dy_user, w_plain, b_plain;
     otl_status st;
-    if ((st = shape_rt(k, 2, &w)) || (st = otl_rt_md(k, k->in[1], &x_user)) || (st = otl_rt_md(k, k->in[0], &dy_user)) ||
+    if ((st = otl_shape_rt(k, 2, OTL_DTYPE_FLOAT, &w)) || (st = otl_rt_md(k, k->in[1], &x_user)) || (st = otl_rt_md(k, k->in[0], &dy_user)) ||
         (st = weights_plain_md(k, s, &w, &w_plain, 0)) || (st = nn_make_prim(k, s->pd, &s->prim, "convolution backward weights")) ||
         (st = nn_port_init(k, &s->x, &x_user, dnnl_primitive_desc_query_md(s->pd, dnnl_query_src_md, 0), 0, &s->scratch_bytes)) ||
         (st = nn_port_init(k, &s->dy, &dy_user, dnnl_primitive_desc_query_md(s->pd, dnnl_query_diff_dst_md, 0), 0, &s->scratch_bytes)) ||

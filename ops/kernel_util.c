@@ -191,6 +191,26 @@ otl_status otl_const_ints(otl_kctx *k, int i, int64_t *out, int max, int *n)
     return OTL_OK;
 }
 
+otl_status otl_shape_rt(otl_kctx *k, int i, int dtype, otl_rt *v)
+{
+    memset(v, 0, sizeof *v);
+    int n;
+    otl_status st = otl_const_ints(k, i, v->dims, OTL_MAX_RANK, &n);
+    if (st)
+        return st;
+    v->name = k->in[i]->name;
+    v->dtype = dtype;
+    v->rank = n;
+    v->numel = 1;
+    for (int d = 0; d < n; d++) {
+        if (v->dims[d] < 0)
+            return otl_kfail(k, OTL_ERR_INPUT, "shape input '%s' has a negative dimension", v->name);
+        v->numel *= v->dims[d];
+    }
+    v->shape_known = 1;
+    return OTL_OK;
+}
+
 otl_status otl_axis(otl_kctx *k, int64_t axis, int rank, int *out)
 {
     int64_t a = axis < 0 ? axis + rank : axis;

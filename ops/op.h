@@ -177,6 +177,9 @@ static inline int otl_has_out(const otl_kctx *k, int i)
 otl_status otl_check_in(otl_kctx *k, int i, const int *dtypes);
 /* Read an integer tensor input (int32/int64) that must be const at plan time into out. */
 otl_status otl_const_ints(otl_kctx *k, int i, int64_t *out, int max, int *n);
+/* A shape-only stand-in of dtype for a forward tensor, rebuilt from a Shape(...) input i (the
+   backward kernels' view of X or W, whose values they do not need). */
+otl_status otl_shape_rt(otl_kctx *k, int i, int dtype, otl_rt *v);
 /* Normalize an axis into [0, rank) (negative counts from the end); error when out of range. */
 otl_status otl_axis(otl_kctx *k, int64_t axis, int rank, int *out);
 

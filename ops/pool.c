@@ -479,27 +479,6 @@ static void pool_backward_ref(void *dx, const void *dy, const void *x, int dtype
     }
 }
 
-/* A float shape-only stand-in for X, rebuilt from a Shape(X) input. */
-static otl_status shape_rt(otl_kctx *k, int i, int dtype, otl_rt *v)
-{
-    memset(v, 0, sizeof *v);
-    int n;
-    otl_status st = otl_const_ints(k, i, v->dims, OTL_MAX_RANK, &n);
-    if (st)
-        return st;
-    v->name = k->in[i]->name;
-    v->dtype = dtype;
-    v->rank = n;
-    v->numel = 1;
-    for (int d = 0; d < n; d++) {
-        if (v->dims[d] < 0)
-            return otl_kfail(k, OTL_ERR_INPUT, "shape input '%s' has a negative dimension", v->name);
-        v->numel *= v->dims[d];
-    }
-    v->shape_known = 1;
-    return OTL_OK;
-}
-
 /* The backward pooling primitive (float32): diff_src in X's layout (max) or in dY's layout
  * family (average); max also keeps a forward_training pd to recompute the workspace. */
 static dnnl_status_t pool_bwd_pd(otl_kctx *k, pool_state *s, const otl_rt *x, const otl_rt *dy)
@@ -580,7 +559,7 @@ static otl_status pool_bwd_infer(otl_kctx *k)
         if (x->dtype != dy->dtype)
             return otl_kfail(k, OTL_ERR_INPUT, "X and the output gradient differ in dtype");
     } else {
-        if ((st = shape_rt(k, 1, dy->dtype, &xs)))
+        if ((st = otl_shape_rt(k, 1, dy->dtype, &xs)))
             return st;
         x = &xs;
     }
