@@ -273,7 +273,7 @@ int cmd_info(int argc, char **argv)
         ops[k].count++;
     }
     otl_head head;
-    otl_find_head(g, &head);
+    otl_find_classifier(g, &head);
     const char *pre = otl_model_meta_get(m, "onnx_tl.preprocess");
     const char *labels = otl_model_meta_get(m, "onnx_tl.labels");
     const char *frozen_list = otl_model_meta_get(m, "onnx_tl.frozen");
@@ -447,7 +447,7 @@ int cmd_info(int argc, char **argv)
                 printf(", %" PRId64 " features -> %" PRId64 " classes", head.features, head.classes);
             printf("\n");
         } else {
-            printf("head:      none detected (no Gemm/MatMul feeding an output)\n");
+            printf("head:      none detected (no Gemm/MatMul or 1x1-Conv classifier feeding an output)\n");
         }
         if (labels) {
             int n = 1;

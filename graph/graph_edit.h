@@ -58,4 +58,8 @@ int otl_glob_list_match(const char *list, const otl_node *n);
 otl_status otl_glob_list_check(const otl_model *m, const char *list,
                                int (*want)(const otl_graph *g, const otl_node *n), const char *what, otl_error *err);
 
+/* The 1x1 Conv classifier (SqueezeNet) that produces output o through Relu, pooling and
+ * shape-preserving ops: its node index, or -1 (graph/head.c). */
+int otl_graph_conv_head(const otl_graph *g, int o);
+
 #endif

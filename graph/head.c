@@ -1,4 +1,5 @@
-/* head.c - find the classifier head (the last Gemm/MatMul(+Add) before the outputs) and the
+/* head.c - find the classifier head (the last Gemm/MatMul(+Add) before the outputs, else a 1x1-Conv
+ * classifier as in SqueezeNet) and the
  * parameter facts `info`, `swap-head` and `freeze` share. */
 #include <string.h>
 
@@ -94,6 +95,52 @@ void otl_find_head(const otl_graph *g, otl_head *h)
                 break;
             name = n->inputs[0];
         }
+    }
+}
+
+int otl_graph_conv_head(const otl_graph *g, int o)
+{
+    static const char *const ops[] = {"Softmax", "LogSoftmax", "Identity", "Flatten", "Reshape", "Squeeze",
+                                      "Dropout", "Sigmoid", "Relu", "GlobalAveragePool", "ReduceMean",
+                                      "AveragePool", NULL};
+    const char *name = g->outputs[o]->name;
+    for (int hops = 0; hops < 64; hops++) {
+        int p = otl_graph_producer(g, name);
+        if (p < 0 || !otl_node_is_onnx(g->nodes[p]) || g->nodes[p]->n_inputs < 1)
+            return -1;
+        const otl_node *n = g->nodes[p];
+        if (strcmp(n->op_type, "Conv") == 0) {
+            const otl_tensor *w = n->n_inputs >= 2 ? otl_graph_resolve_init(g, n->inputs[1]) : NULL;
+            if (w && w->rank == 4 && w->dims[2] == 1 && w->dims[3] == 1)
+                return p;
+            return -1;
+        }
+        int known = 0;
+        for (int i = 0; ops[i] && !known; i++)
+            known = strcmp(n->op_type, ops[i]) == 0;
+        if (!known)
+            return -1;
+        name = n->inputs[0];
+    }
+    return -1;
+}
+
+void otl_find_classifier(const otl_graph *g, otl_head *h)
+{
+    otl_find_head(g, h);
+    for (int o = 0; !h->found && o < g->n_outputs; o++) {
+        int c = otl_graph_conv_head(g, o);
+        if (c < 0)
+            continue;
+        const otl_node *n = g->nodes[c];
+        const otl_tensor *w = otl_graph_resolve_init(g, n->inputs[1]);
+        h->found = 1;
+        h->conv = 1;
+        h->node = c;
+        h->input_tensor = n->inputs[0];
+        h->weight = w->name;
+        h->classes = w->dims[0];
+        h->features = w->dims[1];
     }
 }
 

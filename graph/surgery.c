@@ -122,32 +122,6 @@ static int output_reached(const otl_graph *g, const char *t)
     return -1;
 }
 
-/* A 1x1-Conv classifier (SqueezeNet): from output o back through pooling/activation/shape ops to
- * a Conv with a [K, C, 1, 1] initializer weight. Returns the node index or -1. */
-static int find_conv_head(const otl_graph *g, int o)
-{
-    static const char *const ops[] = {"Softmax", "LogSoftmax", "Identity", "Flatten", "Reshape", "Squeeze",
-                                      "Dropout", "Sigmoid", "Relu", "GlobalAveragePool", "ReduceMean",
-                                      "AveragePool", NULL};
-    const char *name = g->outputs[o]->name;
-    for (int hops = 0; hops < 64; hops++) {
-        int p = otl_graph_producer(g, name);
-        if (p < 0 || !otl_node_is_onnx(g->nodes[p]) || g->nodes[p]->n_inputs < 1)
-            return -1;
-        const otl_node *n = g->nodes[p];
-        if (strcmp(n->op_type, "Conv") == 0) {
-            const otl_tensor *w = n->n_inputs >= 2 ? otl_graph_resolve_init(g, n->inputs[1]) : NULL;
-            if (w && w->rank == 4 && w->dims[2] == 1 && w->dims[3] == 1)
-                return p;
-            return -1;
-        }
-        if (!op_in(n->op_type, ops))
-            return -1;
-        name = n->inputs[0];
-    }
-    return -1;
-}
-
 /* Whether tensor `a` is computed from tensor `b` (b upstream of a), or equal. */
 static otl_status depends_on(const otl_graph *g, const char *a, const char *b, int *result, otl_error *err)
 {
@@ -303,7 +277,7 @@ static otl_status locate(const otl_model *m, const otl_swap_head_opts *o, locate
         return OTL_OK;
     }
     for (int oi = 0; oi < g->n_outputs; oi++) {
-        int c = find_conv_head(g, oi);
+        int c = otl_graph_conv_head(g, oi);
         if (c < 0)
             continue;
         const otl_node *cn = g->nodes[c];
@@ -1031,7 +1005,7 @@ otl_status otl_head_params(const otl_model *m, const char ***names, int *n, otl_
     if (*n)
         return OTL_OK;
     otl_head h;
-    otl_find_head(g, &h);
+    otl_find_classifier(g, &h);
     if (!h.found)
         return OTL_OK;
     const otl_node *hn = g->nodes[h.node];

@@ -586,12 +586,17 @@ typedef struct otl_head {
     const char *weight;       /* weight initializer name */
     int64_t classes;          /* number of outputs, -1 if unknown */
     int64_t features;         /* number of inputs, -1 if unknown */
+    int conv;                 /* otl_find_classifier: node is a 1x1 Conv classifier */
 } otl_head;
 
 /* Detect the classifier head: the last Gemm/MatMul (+Add) whose output reaches a graph output
  * through shape-preserving ops only (Softmax, LogSoftmax, Identity, Flatten, Reshape, Squeeze,
  * Dropout, Sigmoid). */
 void otl_find_head(const otl_graph *g, otl_head *head);
+/* otl_find_head, else a 1x1 Conv classifier (SqueezeNet: Conv -> Relu -> global pooling ->
+ * Flatten before an output; head->conv set, no bias node): the head `info` reports and `freeze
+ * --all-but-head` keeps trainable, the one `swap-head` replaces. */
+void otl_find_classifier(const otl_graph *g, otl_head *head);
 
 /* Frozen marks (stored in metadata_props["onnx_tl.frozen"], one name per line). */
 int otl_model_is_frozen(const otl_model *m, const char *init_name);

@@ -1651,7 +1651,7 @@ static otl_status check_classes(fit *f, otl_error *err)
 {
     const otl_graph *g = f->cur->graph;
     otl_head h;
-    otl_find_head(g, &h);
+    otl_find_classifier(g, &h);
     int64_t C = h.found ? h.classes : -1;
     const otl_value *ov = g->outputs[0];
     if (C <= 0 && ov->has_shape && ov->rank == 2 && ov->dims[1].value > 0)

@@ -79,6 +79,11 @@ foreach(z resnet18 mobilenet_v2 mobilenet_v3_small efficientnet_b0 squeezenet1_1
             --classes 7 --batch 1 ${_otl_surg_nb})
   set_tests_properties(surgery.swap.zoo.${z} PROPERTIES LABELS "surgery;zoo" TIMEOUT 600 FIXTURES_REQUIRED zoo)
 endforeach()
+# squeezenet's 1x1-Conv classifier is the head for info, freeze --all-but-head and swap-head alike
+add_test(NAME surgery.conv_head
+  COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/surgery/check_conv_head.py ${ONNX_TL} ${OTL_ZOO_DIR}/squeezenet1_1.onnx
+          ${_otl_surg_work}/conv_head)
+set_tests_properties(surgery.conv_head PROPERTIES LABELS "surgery;zoo" TIMEOUT 300 FIXTURES_REQUIRED zoo)
 add_test(NAME surgery.swap.zoo.bert
   COMMAND ${_otl_surg_check} --model ${OTL_ZOO_DIR}/bert.onnx --workdir ${_otl_surg_work}/zoo_bert
           --classes 2 --batch 1 -- --at last_hidden_state)
