@@ -131,6 +131,13 @@ static int grad_values(const otl_graph *g, otl_strmap *r, char *node)
 
 /* OTL_FROZEN_INFER=0: every node of a training graph runs as a training node (the behaviour
  * before per-node frozen parts; tests compare both). */
+/* A switch variable is on when set to anything but "" or "0" (OTL_NO_QCONV=0 is off). */
+static int env_on(const char *name)
+{
+    const char *e = getenv(name);
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 static int frozen_infer(void)
 {
     const char *e = getenv("OTL_FROZEN_INFER");
@@ -450,7 +457,7 @@ static otl_node *fuse_qdq_conv(fctx *c, int ci)
 {
     const otl_node *conv = c->g->nodes[ci];
     if (c->training || !is_default(conv) || strcmp(conv->op_type, "Conv") != 0 || conv->n_inputs < 2 ||
-        conv->n_outputs != 1 || getenv("OTL_NO_QCONV"))
+        conv->n_outputs != 1 || env_on("OTL_NO_QCONV"))
         return NULL;
     int xi, wi, idx;
     const otl_node *dx = dq_of(c, conv->inputs[0], &xi), *dw = dq_of(c, conv->inputs[1], &wi);
@@ -488,7 +495,7 @@ static otl_node *fuse_qdq_conv(fctx *c, int ci)
         y = next->outputs[0];
     }
     int q_i = -1;
-    const otl_node *q = getenv("OTL_NO_QCONV_Q") ? NULL : sole_consumer(c, y, &idx);
+    const otl_node *q = env_on("OTL_NO_QCONV_Q") ? NULL : sole_consumer(c, y, &idx);
     if (q && is_default(q) && strcmp(q->op_type, "QuantizeLinear") == 0 && q->n_inputs == 3 && q->n_outputs == 1 &&
         strcmp(q->inputs[0], y) == 0) {
         const otl_tensor *ys = init_of(c, q->inputs[1]), *yz = init_of(c, q->inputs[2]);
