@@ -10,7 +10,7 @@
  * --warmup steps (planning, oneDNN primitive creation) are not timed; then --steps steps are,
  * each on its own. Prints one line per timed step and a summary; --json prints the summary as
  * one JSON object instead: median / min step time (ms), images/s from the median, CPU time per
- * step, peak RSS of the process (getrusage), first and last loss.
+ * step, peak RSS of the process (VmHWM), first and last loss.
  * OTL_PROFILE=1 prints the per-op wall time of the training session when it ends. */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +34,27 @@ static double cpu_ms(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* Peak RSS of this process image in KiB: VmHWM of /proc/self/status. Not getrusage's ru_maxrss:
+ * Linux carries that across fork and exec, so a process started by a Python parent that has
+ * loaded PyTorch reports at least the parent's RSS (bench/train's parent: about 500 MB). */
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    if (kb < 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        kb = ru.ru_maxrss;
+    }
+    return kb;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -172,8 +193,7 @@ int main(int argc, char **argv)
     double cpu = (cpu_ms() - c0) / steps;
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double med = steps % 2 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    long rss_kb = peak_rss_kb();
     if (!isfinite(loss)) {
         otl_error_set(&err, OTL_ERR_INTERNAL, "%s: the loss is not finite (%g)", path, loss);
         goto fail;
@@ -184,12 +204,12 @@ int main(int argc, char **argv)
                "\"img_s\": %.3f, \"cpu_ms_per_step\": %.3f, \"peak_rss_kb\": %ld, \"loss_first\": %.6f, "
                "\"loss_last\": %.6f}\n",
                path, batch, threads, head_only ? "true" : "false", bn, prec, n_params, steps, med, times[0],
-               batch * 1000.0 / med, cpu, ru.ru_maxrss, loss0, loss);
+               batch * 1000.0 / med, cpu, rss_kb, loss0, loss);
     else
         printf("%s: batch %d, %d threads, %s, %s, %d trainable tensors: median %.1f ms/step (min %.1f), %.2f img/s, "
                "CPU %.1f ms/step, peak RSS %ld MB, loss %.4f -> %.4f\n",
                path, batch, threads, head_only ? "head only" : "full", prec, n_params, med, times[0],
-               batch * 1000.0 / med, cpu, ru.ru_maxrss / 1024, loss0, loss);
+               batch * 1000.0 / med, cpu, rss_kb / 1024, loss0, loss);
     status = 0;
     goto done;
 fail:

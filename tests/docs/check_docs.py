@@ -149,12 +149,15 @@ def part_env(src):
             code += read(p)
     cmake = read(os.path.join(src, "CMakeLists.txt"))
     shell = "".join(read(p) for p in glob.glob(os.path.join(src, "tools", "*.sh")))
+    scripts = "".join(read(p) for p in glob.glob(os.path.join(src, "bench", "*"))
+                      if os.path.isfile(p) and not p.endswith((".c", ".h", ".md", ".js")))
     for v in names:
-        if (f'getenv("{v}")' in code or re.search(r"option\(\s*" + v + r"\b", cmake)
-                or re.search(r"\$\{?" + v + r"\b", shell)):
+        # C: getenv("V") or a switch helper such as graph/fuse.c's env_on("V"); bench/ scripts: os.environ
+        if (re.search(r'\b(getenv|env_on)\("' + v + '"\)', code) or re.search(r"option\(\s*" + v + r"\b", cmake)
+                or re.search(r"\$\{?" + v + r"\b", shell) or re.search(r"os\.environ(\.get\(|\[)\"" + v + '"', scripts)):
             continue
-        fail(f"README.md / bench/README.md document {v}, but no getenv(\"{v}\"), CMake option() or "
-             f"tools/*.sh variable reads it")
+        fail(f"README.md / bench/README.md document {v}, but no getenv(\"{v}\") / env_on(\"{v}\"), CMake option(), "
+             f"tools/*.sh variable or bench/ script's os.environ reads it")
     print(f"env: {len(names)} documented OTL_* variables checked")
 
 
