@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "src/util.h"
 
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
@@ -34,6 +35,8 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli
     int only_pos = 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
+        if (!*arg) /* an empty MODEL or FILE: not a file name to report */
+            return cli_usage_error(usage, "empty argument (a file name was expected)");
         if (only_pos || arg[0] != '-' || arg[1] == 0) {
             a->pos[a->n_pos++] = arg;
             continue;
@@ -63,6 +66,8 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli
                 val = argv[++i];
             else
                 return cli_usage_error(usage, "option '--%s' needs a value", o->name);
+            if (!*val)
+                return cli_usage_error(usage, "option '--%s' needs a value, got an empty one", o->name);
         } else if (eq) {
             return cli_usage_error(usage, "option '--%s' takes no value", o->name);
         }
@@ -76,6 +81,8 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli
         a->set[a->n_set].value = val ? val : "";
         a->n_set++;
     }
+    if (cli_get(a, "o") && cli_get(a, "output")) /* one output: -o and --output are the same option */
+        return cli_usage_error(usage, "give -o or --output, not both");
     return 0;
 }
 
@@ -113,6 +120,11 @@ const char *cli_get(const cli_args *a, const char *name)
 int cli_flag(const cli_args *a, const char *name)
 {
     return cli_get(a, name) != NULL;
+}
+
+int cli_same_path(const char *a, const char *b)
+{
+    return a && b && (strcmp(a, b) == 0 || otl_same_file(a, b));
 }
 
 otl_status cli_flush_stdout(otl_error *err)

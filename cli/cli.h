@@ -29,6 +29,8 @@ int cli_parse(int argc, char **argv, const cli_opt *opts, const char *usage, cli
 int cli_parse_model(int argc, char **argv, const cli_opt *opts, const char *usage, const char *cmd, cli_args *a);
 const char *cli_get(const cli_args *a, const char *name); /* last value, or NULL */
 int cli_flag(const cli_args *a, const char *name);
+/* 1 when a and b name the same file (equal strings, or one inode); 0 when either is NULL. */
+int cli_same_path(const char *a, const char *b);
 /* Print "onnx-tl: <message>" for an error and return the matching exit status. */
 int cli_fail(const otl_error *err);
 int cli_usage_error(const char *usage, const char *fmt, ...)
@@ -55,6 +57,9 @@ otl_status cli_load_inputs(otl_tensor **in, const char **names, const char **fil
 otl_status cli_save_named(const char *dir, const char *name, const otl_tensor *t, otl_error *err);
 /* 0 (error recorded, naming `file`) when two names map to the same sanitized file name. */
 int cli_check_file_names(const char *file, const char *what, const char *const *names, int n, otl_error *err);
+/* 0 (OTL_ERR_USAGE recorded) when DIR/<sanitized name>.npy of one of the names is one of the input files. */
+int cli_check_overwrite(const char *dir, const char *const *names, int n, const char *const *inputs, int n_in,
+                        otl_error *err);
 
 int cmd_info(int argc, char **argv);
 int cmd_grad(int argc, char **argv);

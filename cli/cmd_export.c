@@ -173,8 +173,11 @@ int cmd_export(int argc, char **argv)
         if (!*seed_s || *end || *seed_s == '-' || errno)
             return cli_usage_error(usage, "export: --seed must be a non-negative integer, got '%s'", seed_s);
     }
-    if (report && (!*report || strcmp(report, out) == 0 || strcmp(report, a.pos[0]) == 0))
-        return cli_usage_error(usage, "export: --report needs a file other than MODEL and OUT");
+    if (report && (!*report || cli_same_path(report, out) || cli_same_path(report, a.pos[0]) ||
+                   cli_same_path(report, calib)))
+        return cli_usage_error(usage, "export: --report needs a file other than MODEL, OUT and --calib DATA");
+    if (cli_same_path(out, calib))
+        return cli_usage_error(usage, "export: -o %s would overwrite the --calib DATA", out);
     int threads = 0;
     rc = cli_threads(&a, usage, &threads);
     if (rc)

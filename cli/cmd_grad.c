@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "usage: onnx-tl grad MODEL --input NAME=X.npy [--input ...] --target Y.npy -o DIR\n"
-    "                    [--loss ce|mse|bce] [--label-smoothing E] [--bn train|frozen] [--threads N]\n"
+    "                    [--loss ce|mse|bce] [--label-smoothing E] [--bn train|frozen] [--seed S] [--threads N]\n"
     "\n"
     "One forward+backward pass, no update. Writes DIR/loss.npy (scalar float32) and\n"
     "DIR/grad/<initializer>.npy for every trainable floating-point initializer (names with\n"
@@ -24,7 +24,8 @@ static const char usage[] =
     "  --loss mse   mean squared error against float targets\n"
     "  --loss bce   binary cross-entropy on logits against float 0/1 targets (multi-label)\n"
     "  --bn train   BatchNormalization uses batch statistics (default)\n"
-    "  --bn frozen  BatchNormalization uses its running statistics\n";
+    "  --bn frozen  BatchNormalization uses its running statistics\n"
+    "  --seed S     Dropout and other random ops (0)\n";
 
 static const cli_opt opts[] = {
     {"input", 1, 1}, {"target", 1, 0}, {"o", 1, 0}, {"output", 1, 0}, {"loss", 1, 0},
@@ -60,6 +61,15 @@ int cmd_grad(int argc, char **argv)
         if (!*v || *e || !(spec.label_smoothing >= 0 && spec.label_smoothing <= 1))
             return cli_usage_error(usage, "grad: --label-smoothing must be in [0, 1], got '%s'", v);
     }
+    uint64_t seed = 0;
+    if (cli_get(&a, "seed")) {
+        char *e;
+        const char *v = cli_get(&a, "seed");
+        errno = 0;
+        seed = strtoull(v, &e, 10);
+        if (!*v || *e || errno || *v < '0' || *v > '9')
+            return cli_usage_error(usage, "grad: --seed must be a non-negative integer, got '%s'", v);
+    }
     const char *bn = cli_get(&a, "bn");
     if (bn && strcmp(bn, "train") != 0 && strcmp(bn, "frozen") != 0)
         return cli_usage_error(usage, "grad: --bn must be train or frozen, got '%s'", bn);
@@ -78,10 +88,22 @@ int cmd_grad(int argc, char **argv)
     otl_tensor *in[128] = {0};
     otl_tensor **outs = NULL;
     int n_out = 0, status = EXIT_OK;
+    size_t dl = strlen(outdir) + 8;
+    char *graddir = malloc(dl);
+    if (!graddir) {
+        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(graddir, dl, "%s/grad", outdir);
     if (otl_model_load(&m, a.pos[0], NULL, &err) || otl_train_graph_build(&tg, m, &spec, &err))
         goto fail;
     if (!cli_check_file_names(a.pos[0], "parameters", (const char *const *)tg->params, tg->n_params, &err))
         goto fail; /* two gradients would go to one DIR/grad/<name>.npy */
+    files[n_in] = target;
+    const char *loss_name = "loss";
+    if (!cli_check_overwrite(outdir, &loss_name, 1, files, n_in + 1, &err) ||
+        !cli_check_overwrite(graddir, (const char *const *)tg->params, tg->n_params, files, n_in + 1, &err))
+        goto fail; /* never write over --input or --target files */
     otl_model_free(m); /* the training graph holds its own copy: one copy of the weights, not two */
     m = NULL;
     names[n_in] = NULL;
@@ -104,18 +126,12 @@ int cmd_grad(int argc, char **argv)
                       otl_dtype_name(in[n_in]->dtype));
         goto fail;
     }
-    otl_session_opts so = {.threads = threads, .training = 1, .bn_frozen = bn && strcmp(bn, "frozen") == 0};
+    otl_session_opts so = {.threads = threads, .training = 1, .bn_frozen = bn && strcmp(bn, "frozen") == 0,
+                           .seed = seed};
     if (otl_session_new(&s, tg->m, &so, &err) ||
         otl_session_run(s, (const otl_tensor *const *)in, n_in + 1, &outs, &n_out, &err))
         goto fail;
     /* outputs: the model's own, then loss, then gradients (in graph order) */
-    size_t dl = strlen(outdir) + 8;
-    char *graddir = malloc(dl);
-    if (!graddir) {
-        otl_error_set(&err, OTL_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    snprintf(graddir, dl, "%s/grad", outdir);
     int ok = cli_make_dir(outdir, &err) && cli_make_dir(graddir, &err);
     for (int i = 0; ok && i < n_out; i++) {
         if (strcmp(outs[i]->name, tg->loss) == 0) {
@@ -126,12 +142,12 @@ int cmd_grad(int argc, char **argv)
             if (strcmp(outs[i]->name, tg->grads[p]) == 0)
                 ok = ok && !cli_save_named(graddir, tg->params[p], outs[i], &err);
     }
-    free(graddir);
     if (ok)
         goto done;
 fail:
     status = cli_fail(&err);
 done:
+    free(graddir);
     otl_tensors_free(outs, n_out);
     for (int i = 0; i < 128; i++)
         otl_tensor_free(in[i]);

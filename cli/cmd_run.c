@@ -144,6 +144,33 @@ int cli_check_file_names(const char *file, const char *what, const char *const *
     return ok;
 }
 
+int cli_check_overwrite(const char *dir, const char *const *names, int n, const char *const *inputs, int n_in,
+                        otl_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        char *base = otl_sanitize_filename(names[i]);
+        size_t len = strlen(dir) + (base ? strlen(base) : 0) + 8;
+        char *path = base ? malloc(len) : NULL;
+        if (!path) {
+            free(base);
+            otl_error_set(err, OTL_ERR_NOMEM, "out of memory");
+            return 0;
+        }
+        snprintf(path, len, "%s/%s.npy", dir, base);
+        int k = 0;
+        while (k < n_in && !cli_same_path(path, inputs[k]))
+            k++;
+        if (k < n_in)
+            otl_error_set(err, OTL_ERR_USAGE, "%s: writing '%s' there would overwrite the input %s", path, names[i],
+                          inputs[k]);
+        free(path);
+        free(base);
+        if (k < n_in)
+            return 0;
+    }
+    return 1;
+}
+
 int cmd_run(int argc, char **argv)
 {
     cli_args a;
@@ -179,7 +206,8 @@ int cmd_run(int argc, char **argv)
     }
     for (int i = 0; i < m->graph->n_outputs; i++)
         out_names[i] = m->graph->outputs[i]->name;
-    int names_ok = cli_check_file_names(a.pos[0], "graph outputs", out_names, m->graph->n_outputs, &err);
+    int names_ok = cli_check_file_names(a.pos[0], "graph outputs", out_names, m->graph->n_outputs, &err) &&
+                   cli_check_overwrite(outdir, out_names, m->graph->n_outputs, files, n_in, &err);
     free(out_names);
     if (!names_ok)
         goto fail;

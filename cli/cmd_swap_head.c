@@ -112,6 +112,9 @@ int cmd_swap_head(int argc, char **argv)
         return cli_usage_error(usage, "swap-head: -o OUT is required");
     if (strcmp(out, model) == 0 || otl_same_file(out, model))
         return cli_usage_error(usage, "swap-head: -o must differ from the input model '%s'", model);
+    if (cli_same_path(out, cli_get(&a, "labels")) || cli_same_path(out, cli_get(&a, "preprocess")))
+        return cli_usage_error(usage, "swap-head: -o %s would overwrite the --%s file", out,
+                               cli_same_path(out, cli_get(&a, "labels")) ? "labels" : "preprocess");
     otl_swap_head_opts so = {0};
     const char *v;
     if ((v = cli_get(&a, "classes")) && (!parse_i64(v, &so.classes) || so.classes < 1 || so.classes > 100000000))

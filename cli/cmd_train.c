@@ -1,6 +1,7 @@
 /* cmd_train.c - `onnx-tl train MODEL --data DATA -o OUT ...` (../shared/CLI.md): parses the
  * options into otl_fit_opts and runs the training loop of src/fit.c. SIGINT stops after the
  * current step (a second one exits at once). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,8 +118,13 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error(usage, "train: --data DATA is required");
     if (!o.out || !*o.out)
         return cli_usage_error(usage, "train: -o OUT is required");
+    if (o.val && cli_get(&a, "val-split"))
+        return cli_usage_error(usage, "train: --val-split goes without --val (the validation data are given)");
     if (otl_same_file(a.pos[0], o.out) || strcmp(a.pos[0], o.out) == 0)
         return cli_usage_error(usage, "train: -o must differ from the input model");
+    if (cli_same_path(o.out, o.data) || cli_same_path(o.out, o.val))
+        return cli_usage_error(usage, "train: -o %s would overwrite the %s", o.out,
+                               cli_same_path(o.out, o.data) ? "--data DATA" : "--val DATA");
     const char *logf = cli_get(&a, "log");
     if (logf) { /* the log is opened for writing: never over an input or OUT */
         const char *others[] = {a.pos[0], o.out, o.data, o.val};
@@ -199,8 +205,9 @@ int cmd_train(int argc, char **argv)
     o.label_smoothing = (float)v;
     if ((s = cli_get(&a, "seed"))) {
         char *e;
+        errno = 0;
         o.seed = strtoull(s, &e, 10);
-        if (!*s || *e || *s == '-')
+        if (!*s || *e || errno || *s < '0' || *s > '9')
             return cli_usage_error(usage, "train: --seed must be a non-negative integer, got '%s'", s);
     }
     if ((rc = cli_threads(&a, usage, &o.threads)))
