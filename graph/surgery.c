@@ -1137,10 +1137,18 @@ otl_status otl_freeze(otl_model *m, const otl_freeze_opts *o, otl_error *err)
             goto done;
         }
         mark_params_of(g, live, sel, &init_idx);
+        int hits = 0;
         for (int i = 0; i < g->n_inits; i++)
-            if (sel[i] && otl_graph_init_is_param(g, g->inits[i]))
+            if (sel[i] && otl_graph_init_is_param(g, g->inits[i])) {
                 frozen[i] = 1;
+                hits++;
+            }
         free(sel);
+        if (!hits) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: --until '%s': no parameter is used to compute it",
+                               otl_model_file(m), u);
+            goto done;
+        }
     }
     if (o->params && (st = apply_globs(m, o->params, "--params", frozen, 1, err)))
         goto done;
