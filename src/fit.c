@@ -2119,12 +2119,15 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
                            "writable)", f.h.out);
         goto done;
     }
-    if ((st = open_log(&f, o->resume != NULL, err)))
-        goto done;
     if (f.h.checkpoint && !o->resume) {
         if (mkdir(f.h.checkpoint, 0777) != 0 && errno != EEXIST) {
             st = otl_error_set(err, OTL_ERR_IO, "%s: cannot create the checkpoint directory: %s", f.h.checkpoint,
                                strerror(errno));
+            goto done;
+        }
+        if (stat(f.h.checkpoint, &ost) != 0 || !S_ISDIR(ost.st_mode) || access(f.h.checkpoint, W_OK) != 0) {
+            st = otl_error_set(err, OTL_ERR_IO, "%s: --checkpoint needs a writable directory",
+                               f.h.checkpoint);
             goto done;
         }
         /* an older checkpoint there: continue its numbering so that its files are replaced */
@@ -2138,6 +2141,8 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         kv_free(&old);
         free(sp);
     }
+    if ((st = open_log(&f, o->resume != NULL, err)))
+        goto done;
     if (f.h.msg && f.h.progress != OTL_FIT_QUIET) {
         if (o->resume)
             fprintf(f.h.msg, "resuming from %s at epoch %d, step %lld (hyper-parameters from the checkpoint)\n",
