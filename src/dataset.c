@@ -349,6 +349,18 @@ static otl_status open_npz(otl_dataset *d, const char *path, const otl_dataset_o
         }
     }
     d->sample_bytes = x->nbytes / (size_t)n;
+    if (d->dtype == OTL_DTYPE_FLOAT || d->dtype == OTL_DTYPE_DOUBLE) { /* NaN/Inf would train or score as garbage */
+        int64_t per = x->numel / n, bad = -1;
+        for (int64_t i = 0; i < x->numel && bad < 0; i++)
+            if (!isfinite(d->dtype == OTL_DTYPE_FLOAT ? (double)((const float *)x->data)[i]
+                                                      : ((const double *)x->data)[i]))
+                bad = i;
+        if (bad >= 0) {
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: array 'x': sample %lld holds a NaN or infinite value (element "
+                               "%lld)", path, (long long)(bad / per), (long long)(bad % per));
+            goto done;
+        }
+    }
     d->n = n;
     d->labels = malloc((size_t)n * sizeof *d->labels);
     d->hashes = malloc((size_t)n * sizeof *d->hashes);
