@@ -123,6 +123,22 @@ static otl_status probe_jpeg(const uint8_t *buf, size_t len, const char *name, i
     return OTL_OK;
 }
 
+/* stb_image refused the header: a file with the PNG signature gets a PNG message (its size when that is
+ * what is wrong), anything else "not a PNG or JPEG image". */
+static otl_status not_an_image(const uint8_t *b, size_t len, const char *name, otl_error *err)
+{
+    if (len < 8 || memcmp(b, "\x89PNG\r\n\x1a\n", 8) != 0)
+        return otl_error_set(err, OTL_ERR_INPUT, "%s: not a PNG or JPEG image (%s)", name, stbi_failure_reason());
+    if (len >= 24 && memcmp(b + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+        uint32_t h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+        if (w == 0 || h == 0 || (int64_t)w * h > IMG_MAX_PIXELS)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: PNG image size %ux%u not supported", name, (unsigned)w,
+                                 (unsigned)h);
+    }
+    return otl_error_set(err, OTL_ERR_INPUT, "%s: corrupt or unsupported PNG image (bad header)", name);
+}
+
 otl_status otl_image_probe(const void *buf, size_t len, const char *name, int *w, int *h, int *c, otl_error *err)
 {
     const uint8_t *b = buf;
@@ -134,7 +150,7 @@ otl_status otl_image_probe(const void *buf, size_t len, const char *name, int *w
     if (len > (size_t)0x7fffffff)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: image file too large", name);
     if (!stbi_info_from_memory(b, (int)len, w, h, c))
-        return otl_error_set(err, OTL_ERR_INPUT, "%s: not a PNG or JPEG image (%s)", name, stbi_failure_reason());
+        return not_an_image(b, len, name, err);
     if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > IMG_MAX_PIXELS)
         return otl_error_set(err, OTL_ERR_INPUT, "%s: image size %dx%d not supported", name, *w, *h);
     return OTL_OK;
@@ -167,7 +183,7 @@ otl_status otl_image_decode(const void *buf, size_t len, const char *name, int w
             return otl_error_set(err, OTL_ERR_INPUT, "%s: image file too large", name);
         int iw, ih, ic;
         if (!stbi_info_from_memory(b, (int)len, &iw, &ih, &ic))
-            return otl_error_set(err, OTL_ERR_INPUT, "%s: not a PNG or JPEG image (%s)", name, stbi_failure_reason());
+            return not_an_image(b, len, name, err);
         if (iw <= 0 || ih <= 0 || (int64_t)iw * ih > IMG_MAX_PIXELS)
             return otl_error_set(err, OTL_ERR_INPUT, "%s: image size %dx%d not supported", name, iw, ih);
         stbi_uc *p = stbi_load_from_memory(b, (int)len, &rw, &rh, &rc, 0);
