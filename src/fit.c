@@ -1490,8 +1490,14 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
                 v[5] < 0 || v[6] < 0 || v[7] < 0 || v[8] < 0 || v[8] > 1000000000 ||
                 f->h.cache_dtype < OTL_CACHE_FP32 || f->h.cache_dtype > OTL_CACHE_BF16 ||
                 f->h.optim.kind < OTL_OPT_SGD || f->h.optim.kind > OTL_OPT_ADAMW || f->h.schedule < OTL_SCHED_CONSTANT ||
-                f->h.schedule > OTL_SCHED_PLATEAU))
+                f->h.schedule > OTL_SCHED_PLATEAU || f->h.epochs < 1 || f->h.batch < 1 || !(f->h.lr > 0) ||
+                !isfinite(f->h.lr) || !(f->h.val_frac >= 0 && f->h.val_frac < 1) ||
+                strchr(kv_get(l, "model"), '/') || strchr(kv_get(l, "optim"), '/')))
         st = otl_error_set(err, OTL_ERR_INPUT, "%s: checkpoint state out of range (corrupt?)", spath);
+    otl_augment aug;
+    otl_error e2 = {0};
+    if (!st && f->h.augment && otl_augment_parse(f->h.augment, &aug, &e2))
+        st = otl_error_set(err, OTL_ERR_INPUT, "%s: bad value of 'hp.augment': %s", spath, e2.msg);
     if (!st) {
         f->serial = (int)v[0];
         f->epoch = (int)v[1];
