@@ -71,6 +71,15 @@ CASES = [
     ("train --checkpoint FILE", ["train", "m.onnx", "--data", "good.npz", "-o", "t.onnx", "--epochs", 1,
                                  "--checkpoint", "x.npy", "--log", "t.jsonl"], 1,
      r"x\.npy: --checkpoint needs a writable directory"),
+    # -- hand-damaged checkpoint state (fixed: exit 2 naming no file, or resumed from a model outside the checkpoint)
+    ("resume: hp.batch 0", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_batch"], 1,
+     r"ck_batch/state\.txt: checkpoint state out of range"),
+    ("resume: hp.augment bogus", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_aug"], 1,
+     r"ck_aug/state\.txt: bad value of 'hp\.augment'"),
+    ("resume: model outside", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_model"], 1,
+     r"ck_model/state\.txt: checkpoint state out of range"),
+    ("resume: truncated optim", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_optim"], 1,
+     r"ck_optim/optim\.2\.bin: not an onnx-tl optimizer state"),
     # -- NaN/Inf in data (fixed: trained, evaluated and calibrated on them, exit 0)
     ("train on NaN data", ["train", "m.onnx", "--data", "nan.npz", "-o", "t.onnx", "--epochs", 1], 1,
      r"nan\.npz: array 'x': sample 3 holds a NaN or infinite value"),
@@ -178,10 +187,23 @@ def fixtures():
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(buf, "JPEG")
     open("trunc.jpg", "wb").write(buf.getvalue()[:len(buf.getvalue()) // 2])
-    p = subprocess.run([TL, "swap-head", "m.onnx", "-o", "lab.onnx", "--labels", "labels2.txt", "--seed", "1"],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit("setup: swap-head failed: " + p.stderr)
+    shutil.copy(os.path.join(MODELS, "tiny_mlp.onnx"), "mlp.onnx")
+    np.savez("mlp.npz", x=rng.standard_normal((40, 20)).astype(np.float32), y=(np.arange(40) % 5).astype(np.int64))
+    for argv in (["swap-head", "m.onnx", "-o", "lab.onnx", "--labels", "labels2.txt", "--seed", "1"],
+                 ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "mlp_t.onnx", "--epochs", "2", "--checkpoint", "ck",
+                  "--threads", "1", "--quiet"]):
+        p = subprocess.run([TL] + argv, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"setup: {argv[0]} failed: {p.stderr}")
+    for name, key, value in (("ck_batch", "hp.batch", "0"), ("ck_aug", "hp.augment", "bogus=1"),
+                             ("ck_model", "model", "../mlp.onnx"), ("ck_optim", None, None)):
+        shutil.copytree("ck", name)
+        if key:
+            lines = open(name + "/state.txt").read().split("\n")
+            lines = [f"{key} {value}" if ln.split(" ")[0] == key else ln for ln in lines]
+            open(name + "/state.txt", "w").write("\n".join(lines))
+        else:
+            open(name + "/optim.2.bin", "r+b").truncate(10)
 
 
 def snapshot():
