@@ -534,6 +534,19 @@ static otl_status open_folder(otl_dataset *d, const char *path, const otl_datase
     }
     size_t cap_items = 0;
     for (size_t c = 0; c < classes.n; c++) {
+        if (strpbrk(classes.v[c], "\n\r")) { /* class names are stored one per line (onnx_tl.labels) */
+            char shown[256];
+            size_t k = 0;
+            for (const char *q = classes.v[c]; *q && k + 3 < sizeof shown; q++) {
+                if (*q == '\n' || *q == '\r')
+                    shown[k++] = '\\', shown[k++] = *q == '\n' ? 'n' : 'r';
+                else
+                    shown[k++] = *q;
+            }
+            shown[k] = 0;
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: class directory name '%s' contains a line break", path, shown);
+            goto done;
+        }
         char *cdir = join_path(path, classes.v[c]);
         if (!cdir) {
             st = otl_error_set(err, OTL_ERR_NOMEM, "%s: out of memory", path);
