@@ -88,12 +88,15 @@ CASES = [
     ("eval on Inf data", ["eval", "m.onnx", "--data", "inf.npz"], 1, r"inf\.npz: array 'x': sample 5 .*infinite"),
     ("calibrate on NaN data", ["export", "m.onnx", "-o", "q.onnx", "--quantize", "int8", "--calib", "nan.npz"], 1,
      r"nan\.npz: .*NaN"),
-    # -- PNG headers stb_image refuses (fixed: "not a PNG or JPEG image (unknown image type)")
+    # -- images (fixed: PNG headers stb_image refuses were "not a PNG or JPEG image (unknown image type)"; a class
+    #    directory name with a line break became two labels, then an error blaming the input model's metadata)
     ("PNG 60000x60000", ["predict", "lab.onnx", "huge.png"], 1, r"huge\.png: PNG image size 60000x60000 not supported"),
     ("PNG 0x0", ["predict", "lab.onnx", "zero.png"], 1, r"zero\.png: PNG image size 0x0"),
     ("PNG bad colour type", ["predict", "lab.onnx", "badct.png"], 1, r"badct\.png: corrupt or unsupported PNG"),
     ("huge PNG in a folder", ["train", "lab.onnx", "--data", "imgs_huge", "-o", "t.onnx"], 1,
      r"imgs_huge/a/huge\.png: PNG image size"),
+    ("class name with a newline", ["train", "two.onnx", "--data", "imgs_nl", "-o", "t.onnx"], 1,
+     r"imgs_nl: class directory name 'x\\ny' contains a line break"),
     # -- already right: guards
     ("truncated .npy", ["run", "m.onnx", "--input", "input=trunc.npy", "--outdir", "o"], 1, r"trunc\.npy: .*truncated"),
     ("npy bad magic", ["run", "m.onnx", "--input", "input=magic.npy", "--outdir", "o"], 1, r"magic\.npy: not a \.npy"),
@@ -173,7 +176,7 @@ def fixtures():
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
 
     for name, classes in (("imgs_fake", "ab"), ("imgs_emptycls", "ab"), ("imgs_3cls", ["a", "b", "zz"]),
-                          ("imgs_huge", "ab")):
+                          ("imgs_huge", "ab"), ("imgs_nl", ["b", "x\ny"])):
         for c in classes:
             os.makedirs(f"{name}/{c}")
             for k in range(3):
@@ -190,6 +193,7 @@ def fixtures():
     shutil.copy(os.path.join(MODELS, "tiny_mlp.onnx"), "mlp.onnx")
     np.savez("mlp.npz", x=rng.standard_normal((40, 20)).astype(np.float32), y=(np.arange(40) % 5).astype(np.int64))
     for argv in (["swap-head", "m.onnx", "-o", "lab.onnx", "--labels", "labels2.txt", "--seed", "1"],
+                 ["swap-head", "m.onnx", "-o", "two.onnx", "--classes", "2", "--seed", "1"],
                  ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "mlp_t.onnx", "--epochs", "2", "--checkpoint", "ck",
                   "--threads", "1", "--quiet"]):
         p = subprocess.run([TL] + argv, capture_output=True, text=True)
