@@ -3,6 +3,7 @@
  * holding one preprocessed sample or a batch (../shared/CLI.md). Results are printed only once
  * every file has been read and run, so a bad file leaves stdout empty. */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,10 @@ static otl_status load_npy(const otl_classifier *c, const char *path, int64_t *s
     for (int k = 0; k < srank; k++)
         sdims[k] = dims[k];
     *have_sdims = 1;
+    for (int64_t i = 0; t->dtype == OTL_DTYPE_FLOAT && i < t->numel; i++) /* as for data sets: no NaN/Inf */
+        if (!isfinite(((const float *)t->data)[i]))
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: sample %lld holds a NaN or infinite value (element %lld)",
+                                 path, (long long)(i / (t->numel / pf->n)), (long long)(i % (t->numel / pf->n)));
     return OTL_OK;
 }
 
