@@ -80,12 +80,14 @@ CASES = [
      r"ck_model/state\.txt: checkpoint state out of range"),
     ("resume: truncated optim", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_optim"], 1,
      r"ck_optim/optim\.2\.bin: not an onnx-tl optimizer state"),
-    # -- NaN/Inf in data (fixed: trained, evaluated and calibrated on them, exit 0)
+    # -- NaN/Inf in data (fixed: trained, evaluated, calibrated and predicted on them, exit 0)
     ("train on NaN data", ["train", "m.onnx", "--data", "nan.npz", "-o", "t.onnx", "--epochs", 1], 1,
      r"nan\.npz: array 'x': sample 3 holds a NaN or infinite value"),
     ("train NaN keeps old OUT", ["train", "m.onnx", "--data", "nan.npz", "-o", "lab.onnx", "--epochs", 1], 1,
      r"nan\.npz: .*NaN or infinite"),
     ("eval on Inf data", ["eval", "m.onnx", "--data", "inf.npz"], 1, r"inf\.npz: array 'x': sample 5 .*infinite"),
+    ("predict on a NaN .npy", ["predict", "lab.onnx", "xnan.npy"], 1,
+     r"xnan\.npy: sample 3 holds a NaN or infinite value"),
     ("calibrate on NaN data", ["export", "m.onnx", "-o", "q.onnx", "--quantize", "int8", "--calib", "nan.npz"], 1,
      r"nan\.npz: .*NaN"),
     # -- images (fixed: PNG headers stb_image refuses were "not a PNG or JPEG image (unknown image type)"; a class
@@ -155,6 +157,7 @@ def fixtures():
     xn = x.copy()
     xn[3, 1, 2, 3] = np.nan
     np.savez("nan.npz", x=xn, y=y)
+    np.save("xnan.npy", xn[:4])
     xi = x.copy()
     xi[5, 0, 0, 0] = -np.inf
     np.savez("inf.npz", x=xi, y=y)
