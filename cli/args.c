@@ -129,7 +129,7 @@ int cli_same_path(const char *a, const char *b)
 
 otl_status cli_flush_stdout(otl_error *err)
 {
-    if (fflush(stdout) != 0)
+    if (fflush(stdout) != 0 || ferror(stdout)) /* ferror: an earlier flush of a long output failed */
         return otl_error_set(err, OTL_ERR_IO, "cannot write to standard output");
     return OTL_OK;
 }

@@ -157,7 +157,7 @@ int cmd_freeze(int argc, char **argv)
         goto fail;
     if (out && otl_model_save(m, out, NULL, &err))
         goto fail;
-    if (list && list_params(m, as_json, &err))
+    if (list && (list_params(m, as_json, &err) || cli_flush_stdout(&err)))
         goto fail;
     goto done;
 fail:

@@ -470,6 +470,5 @@ int cmd_info(int argc, char **argv)
     free(ops);
     free(is_param);
     otl_model_free(m);
-    fflush(stdout);
-    return EXIT_OK;
+    return cli_flush_stdout(&err) ? cli_fail(&err) : EXIT_OK; /* a full disk or closed stdout: not a success */
 }
