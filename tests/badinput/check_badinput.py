@@ -8,7 +8,7 @@ no output or temporary file left behind, no file modified.
 
 WORKDIR gets small fixtures (copies of testdata's tiny_resnet.onnx, a 2-class labelled variant made by
 swap-head, .npz/.npy data, PNG/JPEG files and image folders). Each CASES row is
-    (name, argv after the executable, expected exit status, regex the one stderr line must match)
+    (name, argv after the executable, expected exit status, regex the one stderr line must match[, stdout file])
 and runs with WORKDIR as the current directory; after it, every file and directory under WORKDIR must be
 byte for byte what it was before (no new file, hidden temporaries included, none changed or removed).
 The rows marked "fixed" failed before the fix that came with them (session 5 audit); the others guard
@@ -99,6 +99,10 @@ CASES = [
      r"imgs_huge/a/huge\.png: PNG image size"),
     ("class name with a newline", ["train", "two.onnx", "--data", "imgs_nl", "-o", "t.onnx"], 1,
      r"imgs_nl: class directory name 'x\\ny' contains a line break"),
+    # -- stdout on a full disk (fixed: info and freeze --list exited 0 with the output lost; eval/predict did not)
+    ("info > /dev/full", ["info", "m.onnx", "--json"], 1, r"cannot write to standard output", "/dev/full"),
+    ("freeze --list > /dev/full", ["freeze", "m.onnx", "--list"], 1, r"cannot write to standard output", "/dev/full"),
+    ("predict > /dev/full", ["predict", "lab.onnx", "x.npy"], 1, r"cannot write to standard output", "/dev/full"),
     # -- already right: guards
     ("truncated .npy", ["run", "m.onnx", "--input", "input=trunc.npy", "--outdir", "o"], 1, r"trunc\.npy: .*truncated"),
     ("npy bad magic", ["run", "m.onnx", "--input", "input=magic.npy", "--outdir", "o"], 1, r"magic\.npy: not a \.npy"),
@@ -236,10 +240,12 @@ def restore(before, after):
 def main():
     fixtures()
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    for name, argv, want_rc, pattern in CASES:
+    for name, argv, want_rc, pattern, *out in CASES:
         before = snapshot()
         try:
-            p = subprocess.run([TL] + [str(a) for a in argv], capture_output=True, text=True, timeout=120, env=env)
+            with open(out[0] if out else os.devnull, "w") as stdout:
+                p = subprocess.run([TL] + [str(a) for a in argv], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                   timeout=120, env=env)
             rc, err = p.returncode, p.stderr
         except subprocess.TimeoutExpired:
             rc, err = "timeout", ""
