@@ -1184,6 +1184,17 @@ static int ckpt_stale(const char *name, int keep)
     return known && n != keep;
 }
 
+/* Whether path names a file the checkpoints in dir replace or remove (state.txt, model.N.onnx, ...). */
+static int ckpt_owns(const char *dir, const char *path)
+{
+    char *d = otl_dirname(path);
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int owned = d && (strcmp(d, dir) == 0 || otl_same_file(d, dir)) &&
+                (strcmp(base, "state.txt") == 0 || ckpt_stale(base, -1));
+    free(d);
+    return owned;
+}
+
 static void ckpt_sweep(const char *dir, int keep)
 {
     DIR *dp = opendir(dir);
@@ -2125,8 +2136,11 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
                            "writable)", f.h.out);
         goto done;
     }
+    int made_ckpt = 0; /* created here: removed again when the run fails before training */
     if (f.h.checkpoint && !o->resume) {
-        if (mkdir(f.h.checkpoint, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(f.h.checkpoint, 0777) == 0)
+            made_ckpt = 1;
+        else if (errno != EEXIST) {
             st = otl_error_set(err, OTL_ERR_IO, "%s: cannot create the checkpoint directory: %s", f.h.checkpoint,
                                strerror(errno));
             goto done;
@@ -2147,8 +2161,16 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         kv_free(&old);
         free(sp);
     }
-    if ((st = open_log(&f, o->resume != NULL, err)))
+    if (f.h.checkpoint && (ckpt_owns(f.h.checkpoint, f.h.out) || (f.h.log && ckpt_owns(f.h.checkpoint, f.h.log)))) {
+        st = otl_error_set(err, OTL_ERR_USAGE, "%s: a checkpoint file name in %s (checkpoints replace or remove it); "
+                           "choose another %s", ckpt_owns(f.h.checkpoint, f.h.out) ? f.h.out : f.h.log,
+                           f.h.checkpoint, ckpt_owns(f.h.checkpoint, f.h.out) ? "-o" : "--log");
+    }
+    if (st || (st = open_log(&f, o->resume != NULL, err))) {
+        if (made_ckpt)
+            rmdir(f.h.checkpoint);
         goto done;
+    }
     if (f.h.msg && f.h.progress != OTL_FIT_QUIET) {
         if (o->resume)
             fprintf(f.h.msg, "resuming from %s at epoch %d, step %lld (hyper-parameters from the checkpoint)\n",
