@@ -71,6 +71,14 @@ CASES = [
     ("train --checkpoint FILE", ["train", "m.onnx", "--data", "good.npz", "-o", "t.onnx", "--epochs", 1,
                                  "--checkpoint", "x.npy", "--log", "t.jsonl"], 1,
      r"x\.npy: --checkpoint needs a writable directory"),
+    # -- outputs on checkpoint files (fixed: OUT was deleted by the checkpoint sweep after "wrote ...", exit 0; the
+    #    log was overwritten by state.txt; a failed start left an empty --checkpoint directory behind)
+    ("-o a checkpoint file", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "ck_empty/model.1.onnx", "--epochs", 3,
+                              "--checkpoint", "ck_empty"], 2, r"ck_empty/model\.1\.onnx: a checkpoint file name in"),
+    ("--log = state.txt", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--epochs", 2, "--checkpoint",
+                           "ck_new", "--log", "ck_new/state.txt"], 2, r"ck_new/state\.txt: a checkpoint file name"),
+    ("no --checkpoint dir left", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--checkpoint", "ck_new",
+                                  "--log", "nodir/l.jsonl"], 1, r"nodir/l\.jsonl: cannot open the log"),
     # -- hand-damaged checkpoint state (fixed: exit 2 naming no file, or resumed from a model outside the checkpoint)
     ("resume: hp.batch 0", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_batch"], 1,
      r"ck_batch/state\.txt: checkpoint state out of range"),
@@ -177,6 +185,7 @@ def fixtures():
     open("trunc.npy", "wb").write(b[:len(b) // 2])
     open("magic.npy", "wb").write(b"\x93NUMPX" + b[6:])
     open("labels2.txt", "w").write("a\nb\n")
+    os.makedirs("ck_empty")
     open("pre.json", "w").write('{"size": [32, 32]}')
 
     def img(path, size=(40, 30)):
