@@ -48,8 +48,9 @@ static const char usage[] =
     "                        val_acc, seconds, images_per_s\n"
     "  --checkpoint DIR      checkpoint after every epoch (and on Ctrl-C)\n"
     "  --resume DIR          continue a checkpointed run exactly where it stopped (hyper-parameters\n"
-    "                        from the checkpoint; the same MODEL and DATA are required); with --epochs E\n"
-    "                        it trains up to E epochs instead (schedules then span the new total)\n"
+    "                        from the checkpoint: one given again must be equal; the same MODEL and\n"
+    "                        DATA are required); with --epochs E it trains up to E epochs instead\n"
+    "                        (schedules then span the new total)\n"
     "  --no-cache            always run the whole model; by default, when the trainable part reads one\n"
     "                        frozen tensor and nothing before it changes between epochs (no --augment,\n"
     "                        no Dropout, BatchNormalization frozen there), that tensor is computed once\n"
@@ -242,6 +243,25 @@ int cmd_train(int argc, char **argv)
     o.resume = cli_get(&a, "resume");
     if (o.resume && cli_get(&a, "epochs"))
         o.resume_epochs = o.epochs;
+    /* hyper-parameters given again with --resume must be the checkpoint's (otl_fit checks) */
+    static const char *const hp_flags[][2] = {
+        {"batch", "batch"}, {"lr", "lr"}, {"optimizer", "optimizer"}, {"momentum", "momentum"},
+        {"nesterov", "nesterov"}, {"weight-decay", "weight_decay"}, {"label-smoothing", "label_smoothing"},
+        {"clip-norm", "clip_norm"}, {"schedule", "schedule"}, {"warmup", "warmup"}, {"step-size", "step_size"},
+        {"gamma", "gamma"}, {"min-lr", "min_lr"}, {"plateau-patience", "plateau_patience"},
+        {"plateau-factor", "plateau_factor"}, {"early-stop", "early_stop"}, {"layer-lr-decay", "layer_lr_decay"},
+        {"unfreeze-every", "unfreeze_every"}, {"augment", "augment"}, {"bn", "bn_frozen"}, {"seed", "seed"},
+        {"no-shuffle", "no_shuffle"}, {"val-split", "val_frac"}, {"precision", "precision"},
+        {"cache-dtype", "cache_dtype"},
+    };
+    char given[512] = "";
+    for (size_t i = 0; o.resume && i < sizeof hp_flags / sizeof hp_flags[0]; i++)
+        if (cli_get(&a, hp_flags[i][0])) {
+            strcat(given, *given ? "," : "");
+            strcat(given, hp_flags[i][1]);
+        }
+    if (*given)
+        o.resume_given = given;
     o.msg = stderr;
     o.progress = cli_flag(&a, "quiet") ? OTL_FIT_QUIET : isatty(fileno(stderr)) ? OTL_FIT_BAR : OTL_FIT_LINES;
     o.interrupt = &interrupted;

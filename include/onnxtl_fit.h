@@ -91,6 +91,10 @@ typedef struct otl_fit_opts {
     const char *resume;         /* directory to continue from (hyper-parameters from its state) */
     int resume_epochs;          /* > 0: with resume, train up to this many epochs instead of the stored
                                    number (schedules then span the new total: not bit-identical) */
+    const char *resume_given;   /* with resume: the hyper-parameters the caller set explicitly, as
+                                   comma-separated keys of the checkpoint's state (lr, batch, weight_decay,
+                                   bn_frozen, val_frac, ...): each must equal the checkpoint's value, else
+                                   an error (NULL: none checked) */
     int no_cache;               /* no frozen-prefix feature cache (src/feature_cache.c) */
     int precision;              /* OTL_PRECISION_* of the training steps (and of the feature cache's
                                    training rows); validation always runs in float32 */

@@ -1422,6 +1422,62 @@ static otl_status parse_split(const kv_list *l, const char *key, int64_t **idx, 
 }
 
 /* Hyper-parameters and state from DIR/state.txt; the model file name in *model (malloc'd). */
+/* Whether comma-separated list has key. */
+static int list_has(const char *list, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && memcmp(p, key, n) == 0)
+            return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}
+
+/* A hyper-parameter the caller gave explicitly on resume (o->resume_given) must be the checkpoint's:
+ * the run continues with the checkpoint's values, so a different one would be silently dropped. */
+static otl_status check_given_hp(const otl_fit_opts *user, const otl_fit_opts *ck, const char *spath, otl_error *err)
+{
+    for (int i = 0; i < N_HP; i++) {
+        const char *key = hp_table[i].key;
+        /* the option of `onnx-tl train` that sets it */
+        char flag[40];
+        snprintf(flag, sizeof flag, "%s", strcmp(key, "bn_frozen") == 0 ? "bn" : strcmp(key, "val_frac") == 0 ? "val-split" : key);
+        for (char *c = flag; *c; c++)
+            *c = *c == '_' ? '-' : *c;
+        if (strcmp(key, "epochs") == 0 || !list_has(user->resume_given, key))
+            continue;
+        const char *a = (const char *)user + hp_table[i].off, *b = (const char *)ck + hp_table[i].off;
+        double va = 0, vb = 0;
+        int same;
+        switch (hp_table[i].type) {
+        case HP_INT: va = *(const int *)a, vb = *(const int *)b; same = va == vb; break;
+        case HP_I64: va = (double)*(const int64_t *)a, vb = (double)*(const int64_t *)b;
+            same = *(const int64_t *)a == *(const int64_t *)b; break;
+        case HP_U64: va = (double)*(const uint64_t *)a, vb = (double)*(const uint64_t *)b;
+            same = *(const uint64_t *)a == *(const uint64_t *)b; break;
+        case HP_DBL: va = *(const double *)a, vb = *(const double *)b; same = va == vb; break;
+        case HP_FLT: va = *(const float *)a, vb = *(const float *)b; same = va == vb; break;
+        default: {
+            const char *sa = *(const char *const *)a, *sb = *(const char *const *)b;
+            same = strcmp(sa ? sa : "", sb ? sb : "") == 0;
+            if (!same)
+                return otl_error_set(err, OTL_ERR_INPUT, "%s: --%s '%s' differs from the checkpoint's '%s' (%s): "
+                                     "--resume continues with the checkpoint's hyper-parameters; only --epochs may "
+                                     "change", spath, flag, sa ? sa : "", sb ? sb : "", key);
+            continue;
+        }
+        }
+        if (!same)
+            return otl_error_set(err, OTL_ERR_INPUT, "%s: --%s differs from the checkpoint (%s %.9g, given %.9g): "
+                                 "--resume continues with the checkpoint's hyper-parameters; only --epochs may change",
+                                 spath, flag, key, vb, va);
+    }
+    return OTL_OK;
+}
+
 static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **model, otl_error *err)
 {
     char *spath = path_join(dir, "state.txt");
@@ -1432,6 +1488,7 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
         free(spath);
         return st;
     }
+    otl_fit_opts user = f->h; /* the caller's values, before the checkpoint's replace them */
     for (int i = 0; i < N_HP && !st; i++) {
         char key[64];
         snprintf(key, sizeof key, "hp.%s", hp_table[i].key);
@@ -1488,6 +1545,8 @@ static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **mo
         if (st)
             st = otl_error_set(err, OTL_ERR_INPUT, "%s: bad value of '%s'", spath, key);
     }
+    if (!st && user.resume_given)
+        st = check_given_hp(&user, &f->h, spath, err);
     long long v[10];
     double d[7];
     if (!st && !(kv_ll(l, "serial", &v[0]) && kv_ll(l, "epoch", &v[1]) && kv_ll(l, "batch_pos", &v[2]) &&

@@ -88,6 +88,11 @@ CASES = [
      r"ck_model/state\.txt: checkpoint state out of range"),
     ("resume: truncated optim", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck_optim"], 1,
      r"ck_optim/optim\.2\.bin: not an onnx-tl optimizer state"),
+    # -- hyper-parameters given again with --resume (fixed: accepted and silently replaced by the checkpoint's)
+    ("resume: another --lr", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck", "--lr", "0.5"],
+     1, r"ck/state\.txt: --lr differs from the checkpoint \(lr 0\.001, given 0\.5\)"),
+    ("resume: another --bn", ["train", "mlp.onnx", "--data", "mlp.npz", "-o", "t.onnx", "--resume", "ck",
+                                   "--epochs", 3, "--bn", "frozen"], 1, r"ck/state\.txt: --bn differs from the checkpoint"),
     # -- NaN/Inf in data (fixed: trained, evaluated, calibrated and predicted on them, exit 0)
     ("train on NaN data", ["train", "m.onnx", "--data", "nan.npz", "-o", "t.onnx", "--epochs", 1], 1,
      r"nan\.npz: array 'x': sample 3 holds a NaN or infinite value"),
