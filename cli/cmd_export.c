@@ -16,7 +16,8 @@ static const char usage[] =
     "                                       [--calib-method minmax|percentile|entropy] [--conv-min-k K]\n"
     "                                       [--report FILE.json] [-v]]\n"
     "                      [--quantize int8-dynamic [--exclude GLOBS]]\n"
-    "                      [--prune SPARSITY] [--prune-channels FRACTION] [--exclude GLOBS]\n"
+    "                      [--prune SPARSITY] [--prune-channels FRACTION [--channel-multiple M]] [--exclude GLOBS]\n"
+    "                      [--threads N]\n"
     "\n"
     "Write a clean inference model that ONNX Runtime and other ONNX consumers load:\n"
     "training-only metadata (onnx_tl.frozen, onnx_tl.head) and Dropout removed,\n"
@@ -60,6 +61,7 @@ static const char usage[] =
     "                      (default 8, which vectorized kernels need to profit; 1: exact fraction)\n"
     "  --external-data     store tensors of 1 KiB or more in OUT.data next to OUT\n"
     "  --embed-data        store every tensor inside OUT (fails beyond 2 GiB)\n"
+    "  --threads N         compute threads of the calibration runs (default: all cores)\n"
     "By default external data is kept when MODEL had it, and used when OUT would exceed\n"
     "protobuf's 2 GiB limit.\n";
 

@@ -10,13 +10,14 @@
 #include "src/strmap.h"
 
 static const char usage[] =
-    "usage: onnx-tl info MODEL [--json]\n"
+    "usage: onnx-tl info MODEL [--json] [--threads N]\n"
     "\n"
     "Summarize an ONNX model: inputs and outputs (name, dtype, shape), opset, producer,\n"
     "parameter counts (elements of floating-point initializers), op histogram, the layers that\n"
     "own parameters, the detected classifier head, frozen/trainable state and the stored\n"
     "preprocessing and labels.\n"
-    "  --json    print one JSON object on stdout\n";
+    "  --json    print one JSON object on stdout\n"
+    "  --threads N  accepted for symmetry with the other commands (info computes nothing)\n";
 
 static const cli_opt opts[] = {{"json", 0, 0}, {"threads", 1, 0}, {NULL, 0, 0}};
 

@@ -11,7 +11,7 @@
 #include "src/util.h"
 
 static const char usage[] =
-    "usage: onnx-tl run MODEL --input NAME=FILE.npy [--input ...] --outdir DIR [--threads N]\n"
+    "usage: onnx-tl run MODEL --input NAME=FILE.npy [--input ...] --outdir DIR [--threads N] [--repeat N]\n"
     "\n"
     "Forward pass with inference semantics (BatchNormalization uses running statistics,\n"
     "Dropout is off). Writes DIR/<output name>.npy for every graph output; characters outside\n"
@@ -20,8 +20,8 @@ static const char usage[] =
     "  --outdir DIR            output directory (created if missing)\n"
     "  --threads N             compute threads (default: all cores)\n"
     "  --repeat N              run the forward pass N times (outputs of the last run are written)\n"
-    "                          and print per-run wall times, their median and images/s to stderr;\n"
-    "                          the first run includes planning and is reported separately\n";
+    "                          and print per-run wall times, their median and items/s (batch / median)\n"
+    "                          to stderr; the first run includes planning and is reported apart\n";
 
 static const cli_opt opts[] = {
     {"input", 1, 1}, {"outdir", 1, 0}, {"threads", 1, 0}, {"repeat", 1, 0}, {NULL, 0, 0},
