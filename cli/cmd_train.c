@@ -22,7 +22,7 @@ static const char usage[] =
     "                     [--label-smoothing E] [--clip-norm N] [--val-split F] [--skip-bad]\n"
     "                     [--log FILE.jsonl] [--checkpoint DIR] [--resume DIR] [--no-shuffle]\n"
     "                     [--no-cache] [--cache-mem BYTES|auto] [--cache-dtype fp32|bf16] [--cache-dir DIR]\n"
-    "                     [--precision fp32|bf16] [--threads N] [--quiet]\n"
+    "                     [--precision fp32|bf16] [--preprocess FILE.json] [--threads N] [--quiet]\n"
     "\n"
     "Fine-tune MODEL on DATA (an ImageFolder directory or a .npz with x and y) with cross-entropy.\n"
     "OUT is the model with the best validation accuracy (the last one without validation data).\n"
@@ -62,6 +62,9 @@ static const char usage[] =
     "                        the frozen part (graph and weights), the data, preprocessing, split, seed,\n"
     "                        threads and dtype: a later run with the same inputs reads it instead of\n"
     "                        computing it; a damaged file is rebuilt\n"
+    "  --preprocess F.json   image preprocessing ({\"size\": [H, W], \"resize\", \"crop\", \"channels\",\n"
+    "                        \"scale\", \"mean\", \"std\", \"layout\"}) over the model's stored or default\n"
+    "                        one, used for the images and stored in OUT (not with --resume)\n"
     "  --precision fp32|bf16 fp32 (default), or bf16 mixed precision (CPUs with AVX512_BF16): Conv, Gemm\n"
     "                        and MatMul, forward and backward, compute on bfloat16 copies of their\n"
     "                        inputs with float32 results; weights, optimizer state and every other op\n"
@@ -74,7 +77,7 @@ static const cli_opt opts[] = {
     {"plateau-patience", 1, 0}, {"plateau-factor", 1, 0}, {"early-stop", 1, 0}, {"layer-lr-decay", 1, 0},
     {"unfreeze-every", 1, 0}, {"augment", 1, 0}, {"bn", 1, 0}, {"seed", 1, 0}, {"label-smoothing", 1, 0},
     {"clip-norm", 1, 0}, {"val-split", 1, 0}, {"skip-bad", 0, 0}, {"log", 1, 0}, {"checkpoint", 1, 0},
-    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"cache-dir", 1, 0}, {"precision", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {NULL, 0, 0},
+    {"resume", 1, 0}, {"no-shuffle", 0, 0}, {"no-cache", 0, 0}, {"cache-mem", 1, 0}, {"cache-dtype", 1, 0}, {"cache-dir", 1, 0}, {"precision", 1, 0}, {"threads", 1, 0}, {"quiet", 0, 0}, {"preprocess", 1, 0}, {NULL, 0, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -126,6 +129,8 @@ int cmd_train(int argc, char **argv)
     if (cli_same_path(o.out, o.data) || cli_same_path(o.out, o.val))
         return cli_usage_error(usage, "train: -o %s would overwrite the %s", o.out,
                                cli_same_path(o.out, o.data) ? "--data DATA" : "--val DATA");
+    if (cli_same_path(o.out, cli_get(&a, "preprocess")) || cli_same_path(cli_get(&a, "log"), cli_get(&a, "preprocess")))
+        return cli_usage_error(usage, "train: an output would overwrite --preprocess %s", cli_get(&a, "preprocess"));
     const char *logf = cli_get(&a, "log");
     if (logf) { /* the log is opened for writing: never over an input or OUT */
         const char *others[] = {a.pos[0], o.out, o.data, o.val};
@@ -262,6 +267,19 @@ int cmd_train(int argc, char **argv)
         }
     if (*given)
         o.resume_given = given;
+    uint8_t *ppbuf = NULL;
+    const char *ppf = cli_get(&a, "preprocess");
+    if (ppf) {
+        if (o.resume)
+            return cli_usage_error(usage, "train: --preprocess cannot be given with --resume (the checkpoint's model "
+                                   "keeps the preprocessing it was trained with)");
+        size_t pplen;
+        otl_error perr = {0};
+        if (otl_read_file(ppf, 1 << 20, &ppbuf, &pplen, &perr))
+            return cli_fail(&perr);
+        o.preprocess = (const char *)ppbuf;
+        o.preprocess_what = ppf;
+    }
     o.msg = stderr;
     o.progress = cli_flag(&a, "quiet") ? OTL_FIT_QUIET : isatty(fileno(stderr)) ? OTL_FIT_BAR : OTL_FIT_LINES;
     o.interrupt = &interrupted;
@@ -275,6 +293,7 @@ int cmd_train(int argc, char **argv)
     otl_fit_result r;
     otl_status st = otl_fit(a.pos[0], &o, &r, &err);
     sigaction(SIGINT, &old, NULL);
+    free(ppbuf);
     if (st)
         return cli_fail(&err);
     return EXIT_OK;

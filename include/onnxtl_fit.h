@@ -103,6 +103,9 @@ typedef struct otl_fit_opts {
                                    the memory; features rounded to 8 significant bits) */
     const char *cache_dir;      /* also keep the feature cache in a file there, reused by later runs with the same
                                    frozen prefix, data, preprocessing, split, seed and threads */
+    const char *preprocess;     /* preprocessing JSON applied over the model's (as swap-head --preprocess)
+                                   and stored in OUT; not with resume (the checkpoint's model has it) */
+    const char *preprocess_what; /* its source in messages (a file name) */
     int progress;               /* OTL_FIT_* on msg */
     FILE *msg;                  /* progress and notes (stderr); NULL: none */
     volatile sig_atomic_t *interrupt; /* set asynchronously (SIGINT): stop after the current step */

@@ -2089,6 +2089,20 @@ otl_status otl_fit(const char *model_path, const otl_fit_opts *o, otl_fit_result
         if (!(st = file_sha256(model_path, f.base_sha, err)))
             st = otl_model_load(&f.cur, model_path, NULL, err);
     }
+    if (!st && o->preprocess) {
+        /* over the model's preprocessing (stored or defaulted from its input), kept in the working
+           model's metadata: the data pipeline, the feature cache's key, checkpoints and OUT use it */
+        otl_preprocess pp;
+        const char *what = o->preprocess_what ? o->preprocess_what : "preprocessing";
+        if (o->resume)
+            st = otl_error_set(err, OTL_ERR_INPUT, "%s: preprocessing cannot change on resume (the checkpoint's "
+                               "model has its own)", what);
+        else if (!(st = otl_preprocess_get(f.cur, &pp, err)) && !(st = otl_preprocess_parse(o->preprocess, &pp, what, err))) {
+            char *pj = otl_preprocess_to_json(&pp);
+            st = pj ? otl_model_meta_set(f.cur, "onnx_tl.preprocess", pj, err) : nomem(err);
+            free(pj);
+        }
+    }
     if (!st && otl_model_meta_get(f.cur, "onnx_tl.pruned")) {
         /* the masks are the zeros of the base model (on resume too: a weight that training brought to
            exactly 0 is no pruned weight) */

@@ -19,3 +19,11 @@ foreach(_otl_case basic determinism sigkill sigint sigint_epoch_end sigint_dropo
             ${CMAKE_CURRENT_LIST_DIR}/train ${_otl_case})
   set_tests_properties(train.cli.${_otl_case} PROPERTIES LABELS "train" TIMEOUT 300)
 endforeach()
+
+# train --preprocess FILE.json: stored in OUT and used for the images (weights differ from a run
+# without it; bit-identical with the model's own preprocessing), bad JSON / --resume / -o on it refused
+add_test(NAME train.preprocess
+  COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/train/check_preprocess.py ${ONNX_TL} $<TARGET_FILE:fashion_folder>
+          ${CMAKE_SOURCE_DIR}/testdata/models/fashion_cnn.onnx ${CMAKE_CURRENT_BINARY_DIR}/train_preprocess
+          --data-dir /usr/share/datasets/fashion-mnist)
+set_tests_properties(train.preprocess PROPERTIES LABELS "train" TIMEOUT 300)
