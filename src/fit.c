@@ -1421,7 +1421,6 @@ static otl_status parse_split(const kv_list *l, const char *key, int64_t **idx, 
     return OTL_OK;
 }
 
-/* Hyper-parameters and state from DIR/state.txt; the model file name in *model (malloc'd). */
 /* Whether comma-separated list has key. */
 static int list_has(const char *list, const char *key)
 {
@@ -1442,13 +1441,14 @@ static otl_status check_given_hp(const otl_fit_opts *user, const otl_fit_opts *c
 {
     for (int i = 0; i < N_HP; i++) {
         const char *key = hp_table[i].key;
-        /* the option of `onnx-tl train` that sets it */
-        char flag[40];
-        snprintf(flag, sizeof flag, "%s", strcmp(key, "bn_frozen") == 0 ? "bn" : strcmp(key, "val_frac") == 0 ? "val-split" : key);
-        for (char *c = flag; *c; c++)
-            *c = *c == '_' ? '-' : *c;
         if (strcmp(key, "epochs") == 0 || !list_has(user->resume_given, key))
             continue;
+        /* the option of `onnx-tl train` that sets it */
+        char flag[40];
+        snprintf(flag, sizeof flag, "%s",
+                 strcmp(key, "bn_frozen") == 0 ? "bn" : strcmp(key, "val_frac") == 0 ? "val-split" : key);
+        for (char *c = flag; *c; c++)
+            *c = *c == '_' ? '-' : *c;
         const char *a = (const char *)user + hp_table[i].off, *b = (const char *)ck + hp_table[i].off;
         double va = 0, vb = 0;
         int same;
@@ -1478,6 +1478,7 @@ static otl_status check_given_hp(const otl_fit_opts *user, const otl_fit_opts *c
     return OTL_OK;
 }
 
+/* Hyper-parameters and state from DIR/state.txt; the model file name in *model (malloc'd). */
 static otl_status ckpt_read_state(fit *f, const char *dir, kv_list *l, char **model, otl_error *err)
 {
     char *spath = path_join(dir, "state.txt");
