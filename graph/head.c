@@ -5,6 +5,7 @@
 
 #include "onnxtl.h"
 #include "graph/graph_edit.h"
+#include "src/util.h"
 
 /* Ops that pass the head's logits through to an output without mixing features. */
 static int passes_through(const char *op)
@@ -146,20 +147,7 @@ void otl_find_classifier(const otl_graph *g, otl_head *h)
 
 int otl_model_is_frozen(const otl_model *m, const char *init_name)
 {
-    const char *list = otl_model_meta_get(m, "onnx_tl.frozen");
-    if (!list)
-        return 0;
-    size_t n = strlen(init_name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, '\n');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && memcmp(p, init_name, n) == 0)
-            return 1;
-        p += len;
-        if (*p == '\n')
-            p++;
-    }
-    return 0;
+    return otl_list_has(otl_model_meta_get(m, "onnx_tl.frozen"), '\n', init_name);
 }
 
 int otl_graph_init_is_param(const otl_graph *g, const otl_tensor *t)

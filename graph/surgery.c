@@ -145,22 +145,6 @@ static otl_status depends_on(const otl_graph *g, const char *a, const char *b, i
     return OTL_OK;
 }
 
-/* Whether `line` is one of the lines of `list`. */
-static int in_lines(const char *list, const char *line)
-{
-    size_t l = strlen(line);
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, '\n');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == l && memcmp(p, line, l) == 0)
-            return 1;
-        p += len;
-        if (*p)
-            p++;
-    }
-    return 0;
-}
-
 /* A head made by an earlier swap-head (onnx_tl.head lists the detected weight): the cut moves to
  * the input of that whole head (its first Gemm and the pooling/flatten/dropout nodes before it,
  * all named "/<prefix>/..."), so that a hidden layer does not stay behind. *cut replaced. */
@@ -168,7 +152,7 @@ static int own_head_input(const otl_model *m, const char *weight, char **cut)
 {
     const otl_graph *g = m->graph;
     const char *list = otl_model_meta_get(m, "onnx_tl.head");
-    if (!list || !weight || !in_lines(list, weight))
+    if (!list || !weight || !otl_list_has(list, '\n', weight))
         return 0;
     const char *e = strchr(list, '.');
     if (!e || e == list || (size_t)(e - list) > 60)

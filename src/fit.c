@@ -1421,27 +1421,13 @@ static otl_status parse_split(const kv_list *l, const char *key, int64_t **idx, 
     return OTL_OK;
 }
 
-/* Whether comma-separated list has key. */
-static int list_has(const char *list, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && memcmp(p, key, n) == 0)
-            return 1;
-        p += len + (e != NULL);
-    }
-    return 0;
-}
-
 /* A hyper-parameter the caller gave explicitly on resume (o->resume_given) must be the checkpoint's:
  * the run continues with the checkpoint's values, so a different one would be silently dropped. */
 static otl_status check_given_hp(const otl_fit_opts *user, const otl_fit_opts *ck, const char *spath, otl_error *err)
 {
     for (int i = 0; i < N_HP; i++) {
         const char *key = hp_table[i].key;
-        if (strcmp(key, "epochs") == 0 || !list_has(user->resume_given, key))
+        if (strcmp(key, "epochs") == 0 || !otl_list_has(user->resume_given, ',', key))
             continue;
         /* the option of `onnx-tl train` that sets it */
         char flag[40];

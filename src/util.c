@@ -217,3 +217,16 @@ otl_status otl_write_file_atomic(const char *path, const void *buf, size_t len, 
     }
     return otl_atomic_commit(&af, err);
 }
+
+int otl_list_has(const char *list, char sep, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, sep);
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && memcmp(p, item, n) == 0)
+            return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
+}

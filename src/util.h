@@ -40,5 +40,8 @@ otl_status otl_write_file_atomic(const char *path, const void *buf, size_t len, 
 char *otl_dirname(const char *path);
 /* Whether two paths name the same existing file (same device and inode). */
 int otl_same_file(const char *a, const char *b);
+/* Whether item is one of the sep-separated entries of list (NULL: none), e.g. a metadata value
+   holding one name per line. */
+int otl_list_has(const char *list, char sep, const char *item);
 
 #endif
